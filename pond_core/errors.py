@@ -1,0 +1,45 @@
+"""The exceptions pond raises, split by what a caller should do about them.
+
+Orchestrators decide retries from the class alone: a `PondTransientError` is worth retrying
+(a worker died, memory ran out, a network call timed out); every other `PondError` is a fact
+about the input, the SQL or the configuration and fails at once.
+"""
+
+from __future__ import annotations
+
+
+class PondError(Exception):
+    """Base class of every error pond raises on purpose."""
+
+
+class PondConfigError(PondError, ValueError):
+    """A setting, argument or connection is wrong: fix the call, do not retry."""
+
+
+class PondInputError(PondError):
+    """An input cannot be read: a missing path, an empty glob, a corrupt or mistyped file."""
+
+
+class PondSqlError(PondError):
+    """A SQL statement failed to bind or run; the message carries the SQL text."""
+
+
+class PondDataError(PondError):
+    """The data broke a rule at run time: a partition key out of range, a UDF that raised."""
+
+
+class PondSerializationError(PondError):
+    """A plan or a Python function cannot be serialised for another process."""
+
+
+class PondTransientError(PondError):
+    """A failure that a retry may cure: a lost worker, memory exhaustion, a flaky network."""
+
+
+class PondStorageError(PondError):
+    """Storage refused an operation: no credentials, a wrong endpoint, a missing bucket, access denied."""
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True when `error` is worth another attempt."""
+    return isinstance(error, PondTransientError)
