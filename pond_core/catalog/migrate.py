@@ -1,0 +1,72 @@
+"""Alembic, run from inside the package: no alembic.ini needed in the working directory.
+
+`upgrade(engine)` is safe when many processes open a fresh catalog at once: the whole upgrade
+runs in one transaction that first takes a lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
+PostgreSQL), so exactly one process creates the tables and the others find them at head.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, text
+
+from pond_core.catalog.engine import WRITE_OPTION, mask
+from pond_core.errors import PondConfigError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+VERSION_TABLE = "pond_alembic_version"
+_PG_LOCK_KEY = 0x706F6E64  # "pond"
+
+
+def alembic_config(connection: Optional[Connection] = None) -> Config:
+    """An Alembic config pointing at the shipped migrations (and at `connection`, if given)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the catalog ships at least one migration"
+    return head
+
+
+def current_revision(connection: Connection) -> Optional[str]:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the catalog schema to head; a no-op (one SELECT) when it is already there."""
+    with engine.connect() as conn:
+        if current_revision(conn) == head_revision():
+            return
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            try:
+                command.upgrade(alembic_config(conn), "head")
+            except CommandError as exc:
+                raise PondConfigError(
+                    f"catalog at {mask(engine.url)} has a schema this pond does not know "
+                    f"(its migrations end at {head_revision()}): {exc}; upgrade pond"
+                ) from None
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Step the schema back (for tests and operators; pond never downgrades on its own)."""
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with conn.begin():
+            command.downgrade(alembic_config(conn), revision)
