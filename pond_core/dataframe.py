@@ -1,0 +1,233 @@
+"""DataFrame: the lazy, smallpond-compatible user API.
+
+Transformations return new DataFrames and touch no data; actions compile the logical plan,
+run its stages and read back only what they return.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import pyarrow as pa
+
+from pond_core.errors import PondConfigError
+from pond_core.plan.logical import Limit, Node, PyMap, Repartition, Sql, render
+from pond_core.plan.physical import StageOutput
+from pond_core.plan.pyfunc import PyFunc
+from pond_core.plan.sql import quote_ident
+
+if TYPE_CHECKING:
+    from pond_core.session import Session
+
+SqlOrFunc = str | Callable[..., Any]
+
+
+class DataFrame:
+    def __init__(self, session: "Session", node: Node) -> None:
+        self.session = session
+        self._node = node
+
+    def __repr__(self) -> str:
+        return f"DataFrame({self._node.label()}, partitions={self.num_partitions})"
+
+    @property
+    def num_partitions(self) -> int:
+        return self._node.npartitions
+
+    def _derive(self, node: Node) -> "DataFrame":
+        return DataFrame(self.session, node)
+
+    # -- transformations -----------------------------------------------------------------------
+
+    def repartition(
+        self,
+        npartitions: int,
+        hash_by: str | Sequence[str] | None = None,
+        by: str | None = None,
+        by_rows: bool = False,
+    ) -> "DataFrame":
+        if hash_by is not None and by is not None:
+            raise PondConfigError("repartition takes hash_by= or by=, not both")
+        if hash_by is not None:
+            keys = (hash_by,) if isinstance(hash_by, str) else tuple(hash_by)
+            if not keys:
+                raise PondConfigError("hash_by= needs at least one column")
+            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method="hash", keys=keys))
+        if by is not None:
+            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method="value", expr=by))
+        method = "rows" if by_rows else "files"
+        return self._derive(Repartition(inputs=(self._node,), n=npartitions, method=method))
+
+    def map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> "DataFrame":
+        """SQL: a select list run per partition. Callable: row dict -> row dict."""
+        if isinstance(sql_or_func, str):
+            return self._sql(f"SELECT {sql_or_func} FROM {{0}}", udfs)
+        return self._python("map", sql_or_func, schema=schema)
+
+    def flat_map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> "DataFrame":
+        """SQL: a select list that may unnest. Callable: row dict -> list of row dicts."""
+        if isinstance(sql_or_func, str):
+            return self._sql(f"SELECT {sql_or_func} FROM {{0}}", udfs)
+        return self._python("flat_map", sql_or_func, schema=schema)
+
+    def filter(self, sql_or_func: SqlOrFunc, *, udfs: Sequence[Any] | None = None) -> "DataFrame":
+        """SQL: a predicate. Callable: row dict -> bool."""
+        if isinstance(sql_or_func, str):
+            return self._sql(f"SELECT * FROM {{0}} WHERE {sql_or_func}", udfs)
+        return self._python("filter", sql_or_func)
+
+    def map_batches(
+        self,
+        func: Callable[..., Any],
+        *,
+        batch_size: int = 122880,
+        streaming: bool = False,
+        schema: Any = None,
+    ) -> "DataFrame":
+        """`func` gets Arrow tables of exactly batch_size rows (the last smaller)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise PondConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        return self._python("map_batches", func, schema=schema, batch_size=batch_size, streaming=streaming)
+
+    def random_shuffle(self) -> "DataFrame":
+        """A random permutation of all rows; the partition count is kept."""
+        spread = Repartition(inputs=(self._node,), n=self.num_partitions, method="random")
+        return self._derive(Sql(inputs=(spread,), query="SELECT * FROM {0} ORDER BY random()"))
+
+    def partial_sort(self, by: str | Sequence[str]) -> "DataFrame":
+        """Sort within each partition; entries may read 'col desc'."""
+        keys = [by] if isinstance(by, str) else list(by)
+        if not keys:
+            raise PondConfigError("partial_sort needs at least one key")
+        return self._sql(f"SELECT * FROM {{0}} ORDER BY {', '.join(_sort_key(k) for k in keys)}", None)
+
+    def limit(self, n: int) -> "DataFrame":
+        """At most n rows in total; the result has one partition."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise PondConfigError(f"limit takes an integer >= 0, got {n!r}")
+        return self._derive(Limit(inputs=(self._node,), n=n))
+
+    def recompute(self) -> "DataFrame":
+        """Ignore cached results of this DataFrame's plan the next time it runs."""
+        self.session.mark_recompute(self._node)
+        return self
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def compute(self) -> None:
+        self.session.execute(self._node, StageOutput(kind="files"))
+
+    def count(self) -> int:
+        counted = Sql(inputs=(self._node,), query="SELECT count(*) AS n FROM {0}")
+        return int(sum(r["n"] for r in self._read(counted).to_pylist()))
+
+    def take(self, n: int) -> list[dict[str, Any]]:
+        return self.limit(n).take_all()
+
+    def take_all(self) -> list[dict[str, Any]]:
+        return self._read(self._node).to_pylist()
+
+    def to_arrow(self) -> pa.Table:
+        """The whole result in partition order; strings as large_string, as smallpond does."""
+        return _large_strings(self._read(self._node))
+
+    def to_pandas(self) -> Any:
+        return self._read(self._node).to_pandas().reset_index(drop=True)
+
+    def write_parquet(
+        self,
+        path: str,
+        partition_by: str | Sequence[str] | None = None,
+        mode: str = "error",
+        compression: str = "snappy",
+        target_file_size: int | str | None = None,
+        row_group_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Write the result as a Parquet dataset at `path`; returns what was committed."""
+        from pond_core.config import parse_bytes
+
+        sink = {
+            "path": path,
+            "mode": mode,
+            "partition_by": [partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            "compression": compression,
+            "target_file_size": parse_bytes(target_file_size),
+            "row_group_size": row_group_size,
+        }
+        _, manifest = self.session.execute(self._node, StageOutput(kind="sink", sink=sink))
+        return manifest["result"]
+
+    def explain(self) -> str:
+        """The logical plan and the physical stages it compiles to; printed and returned."""
+        from pond_core.plan.compile import compile_plan
+
+        text = "== logical plan ==\n" + render(self._node) + "\n\n== physical plan ==\n" + compile_plan(self._node).render()
+        print(text)
+        return text
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _sql(self, query: str, udfs: Sequence[Any] | None) -> "DataFrame":
+        from pond_core.session import udf_specs
+
+        return self._derive(Sql(inputs=(self._node,), query=query, udfs=udf_specs(udfs)))
+
+    def _python(self, method: str, func: Callable[..., Any], **options: Any) -> "DataFrame":
+        schema = _schema_pairs(options.pop("schema", None))
+        node = PyMap(inputs=(self._node,), method=method, func=PyFunc.wrap(func, method), schema=schema, **options)
+        return self._derive(node)
+
+    def _read(self, node: Node) -> pa.Table:
+        _, manifest = self.session.execute(node, StageOutput(kind="files"))
+        return read_manifest(self.session, manifest)
+
+
+def read_manifest(session: "Session", manifest: dict[str, Any]) -> pa.Table:
+    """Read a stage's committed files back in partition order."""
+    import duckdb
+
+    from pond_core.execute.inputs import empty_sql
+    from pond_core.io import configure_duckdb
+    from pond_core.plan.sql import sql_list
+
+    files = [f["path"] for p in manifest["partitions"] for f in p["files"]]
+    con = duckdb.connect(config={"preserve_insertion_order": True})
+    try:
+        configure_duckdb(con, session.storage, files)
+        if not files:
+            return con.execute(empty_sql(manifest.get("schema") or [])).to_arrow_table()
+        return con.execute(f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)").to_arrow_table()
+    finally:
+        con.close()
+
+
+def _large_strings(table: pa.Table) -> pa.Table:
+    fields = [pa.field(f.name, pa.large_string(), f.nullable) if pa.types.is_string(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def _sort_key(key: str) -> str:
+    parts = key.split()
+    if len(parts) == 2 and parts[1].lower() in ("asc", "desc"):
+        return f"{quote_ident(parts[0])} {parts[1].upper()}"
+    if len(parts) == 1:
+        return quote_ident(parts[0])
+    return key  # an expression: pass through
+
+
+def _schema_pairs(schema: Any) -> tuple[tuple[str, str], ...] | None:
+    """schema= as a dict of DuckDB types or a pyarrow schema, stored as (name, DuckDB type)."""
+    if schema is None:
+        return None
+    if isinstance(schema, dict):
+        return tuple((str(k), str(v)) for k, v in schema.items())
+    if isinstance(schema, pa.Schema):
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("t", schema.empty_table())
+            return tuple((r[0], r[1]) for r in con.execute("DESCRIBE t").fetchall())
+        finally:
+            con.close()
+    raise PondConfigError(f"schema= takes a dict of column name to DuckDB type or a pyarrow.Schema, got {type(schema).__name__}")

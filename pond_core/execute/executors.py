@@ -1,0 +1,149 @@
+"""Executors: where partition tasks run. Both hand back `concurrent.futures.Future`s.
+
+- `LocalExecutor` runs tasks on threads of this process. DuckDB releases the GIL, so tasks run
+  truly in parallel, and a task costs a thread hand-off rather than a process start: the default
+  on one machine (see bench/README.md for the measurement behind that choice).
+- `RayExecutor` runs each task as a Ray task on a local Ray (started on demand) or the cluster
+  at an address. A worker that dies is reported as a transient error, so the stage runner
+  retries the task elsewhere.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+from typing import Any, Protocol
+
+import psutil
+
+from pond_core.errors import PondConfigError, PondTransientError
+from pond_core.execute.task import TaskSpec, run_task
+
+
+class Executor(Protocol):
+    name: str
+
+    def cores(self) -> int:
+        """CPU cores available to tasks in total."""
+
+    def memory_bytes(self) -> int:
+        """Memory available to tasks in total."""
+
+    def submit(self, spec: TaskSpec) -> cf.Future:
+        """Start one task; the future's result is the task's result dict."""
+
+    def cancel(self, futures: list[cf.Future]) -> None:
+        """Stop tasks that have not finished (best effort)."""
+
+    def shutdown(self) -> None:
+        """Release workers; idempotent."""
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, num_workers: int | None = None) -> None:
+        self._cores = num_workers or os.cpu_count() or 1
+        self._pool = cf.ThreadPoolExecutor(max_workers=self._cores, thread_name_prefix="pond-task")
+
+    def cores(self) -> int:
+        return self._cores
+
+    def memory_bytes(self) -> int:
+        return psutil.virtual_memory().available
+
+    def submit(self, spec: TaskSpec) -> cf.Future:
+        return self._pool.submit(run_task, spec)
+
+    def cancel(self, futures: list[cf.Future]) -> None:
+        for f in futures:
+            f.cancel()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_ray_lock = threading.Lock()
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, runtime_env: dict | None = None) -> None:
+        import ray
+
+        with _ray_lock:
+            if not ray.is_initialized():
+                try:
+                    if address:
+                        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+                    else:
+                        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
+                except ConnectionError as exc:
+                    raise PondConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
+                self._owns_ray = True
+            else:
+                self._owns_ray = False
+        self._ray = ray
+        self._remote = ray.remote(_ray_run_task)
+        self._refs: dict[int, Any] = {}
+
+    def cores(self) -> int:
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def memory_bytes(self) -> int:
+        total = self._ray.cluster_resources().get("memory")
+        return int(total) if total else psutil.virtual_memory().available
+
+    def submit(self, spec: TaskSpec) -> cf.Future:
+        ref = self._remote.options(num_cpus=spec.threads, max_retries=0, name=f"{spec.stage_name}[{spec.partition}]").remote(spec)
+        future = _RayFuture(ref, self._ray)
+        self._refs[id(future)] = ref
+        return future
+
+    def cancel(self, futures: list[cf.Future]) -> None:
+        for f in futures:
+            ref = self._refs.pop(id(f), None)
+            if ref is not None:
+                self._ray.cancel(ref, force=True)
+
+    def shutdown(self) -> None:
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._owns_ray = False
+
+
+def _ray_run_task(spec: TaskSpec) -> dict[str, Any]:
+    return run_task(spec)
+
+
+class _RayFuture(cf.Future):
+    """A Future fed by a Ray object ref; a lost worker becomes a transient error."""
+
+    def __init__(self, ref: Any, ray: Any) -> None:
+        super().__init__()
+        self.set_running_or_notify_cancel()
+        inner = ref.future()
+        inner.add_done_callback(lambda f: self._settle(f, ray))
+
+    def _settle(self, inner: cf.Future, ray: Any) -> None:
+        try:
+            self.set_result(inner.result())
+        except Exception as exc:  # unwrap Ray's wrappers to the task's own error
+            self.set_exception(_unwrap_ray_error(exc, ray))
+
+
+def _unwrap_ray_error(exc: BaseException, ray: Any) -> BaseException:
+    exceptions = ray.exceptions
+    if isinstance(exc, exceptions.RayTaskError):
+        cause = exc.as_instanceof_cause()
+        inner = getattr(exc, "cause", None)
+        return inner if isinstance(inner, Exception) else cause
+    if isinstance(exc, (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError)):
+        return PondTransientError(f"Ray worker lost: {type(exc).__name__}: {exc}")
+    if isinstance(exc, exceptions.TaskCancelledError):
+        return cf.CancelledError(str(exc))
+    if isinstance(exc, exceptions.RayError):
+        return PondTransientError(f"Ray error: {type(exc).__name__}: {exc}")
+    return exc

@@ -1,0 +1,258 @@
+"""Run one stage of a physical plan: resolve inputs, run every partition task, commit.
+
+`run_stage` is idempotent. A committed stage returns its recorded result at once; otherwise
+partitions already committed by an earlier attempt are kept, the rest run (transient failures
+retried, data and SQL errors failing at once), and the stage is published with one manifest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from pond_core.errors import PondConfigError, PondError, is_retryable
+from pond_core.execute import inputs as inputs_mod
+from pond_core.execute.executors import Executor
+from pond_core.execute.store import StageStore
+from pond_core.execute.task import TaskSpec
+from pond_core.io import StorageOptions, get_filesystem, join_path, resolve_paths
+from pond_core.plan.logical import SourceSpec
+from pond_core.plan.physical import PhysicalPlan, Stage
+
+log = logging.getLogger("pond.stage")
+
+Progress = Callable[[Stage, int, int], None]
+
+
+@dataclasses.dataclass
+class StageContext:
+    """Everything a stage run needs besides the plan: where, on what, with which limits."""
+
+    run_id: str
+    run_root: str  # <data_root>/jobs/<run_id>
+    executor: Executor
+    storage: StorageOptions
+    spill_root: str  # local disk, always
+    max_retries: int = 2
+    memory_limit: int | None = None  # bytes per task; default: a share of the executor's memory
+    task_threads: int | None = None
+    parallelism: int | None = None  # producers for source splits; default: executor cores
+    progress: Progress | None = None
+    recorder: Any = None  # catalog hooks: stage_started(...), stage_finished(...), stage_failed(...)
+
+    @property
+    def staging_root(self) -> str:
+        return join_path(self.run_root, "staging")
+
+
+def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool = False) -> dict[str, Any]:
+    stage = plan.stage(stage_ref)
+    store = StageStore(get_filesystem(ctx.staging_root, ctx.storage), ctx.staging_root)
+    if force:
+        store.forget(stage.id)
+    else:
+        committed = store.manifest(stage.id)
+        if committed is not None:
+            return committed["result"]
+    started = time.time()
+    upstream = {sid: _upstream_manifest(store, stage, sid, ctx.run_id) for sid in stage.depends_on}
+    n, resolved = inputs_mod.resolve(
+        stage, upstream, lambda src: _list_source(src, ctx), lambda files: _row_counts(files, ctx), ctx.parallelism or ctx.executor.cores()
+    )
+    if ctx.recorder:
+        ctx.recorder.stage_started(stage, n)
+    try:
+        result = _run_partitions(plan, stage, ctx, store, n, resolved, started)
+    except PondError as exc:
+        if ctx.recorder:
+            ctx.recorder.stage_failed(stage, exc, time.time() - started)
+        raise
+    if ctx.recorder:
+        ctx.recorder.stage_finished(stage, result, store.manifest(stage.id))
+    return result
+
+
+def _upstream_manifest(store: StageStore, stage: Stage, upstream_id: str, run_id: str) -> dict[str, Any]:
+    manifest = store.manifest(upstream_id)
+    if manifest is None:
+        raise PondConfigError(
+            f"stage {stage.name} reads the output of stage {upstream_id}, which is not committed for run {run_id}; run that stage first"
+        )
+    return manifest
+
+
+def _run_partitions(plan, stage, ctx, store, n, resolved, started) -> dict[str, Any]:
+    sink = _sink_writer(stage, ctx)
+    store.prepare(stage.id)
+    done: dict[int, dict[str, Any]] = {}
+    for k in range(n):
+        record = store.task_record(stage.id, k)
+        if record is not None:
+            done[k] = record
+    todo = [k for k in range(n) if k not in done]
+    threads, memory = _task_resources(ctx, len(todo) or 1)
+    make = lambda k, attempt: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
+    _run_with_retries(stage, ctx, store, make, todo, done, n)
+    if sink is not None:
+        sink_result = sink.commit([{"partition": k, "files": done[k]["files"]} for k in range(n)])
+    else:
+        sink_result = None
+    manifest = _manifest(stage, ctx, n, done, resolved, sink_result, started)
+    store.write_manifest(stage.id, manifest)
+    store.sweep(stage.id, {f["path"] for k in range(n) for f in done[k]["files"]})
+    return manifest["result"]
+
+
+def _run_with_retries(stage, ctx, store, make, todo, done, n) -> None:
+    executor = ctx.executor
+    running: dict[cf.Future, tuple[int, int]] = {executor.submit(make(k, 1)): (k, 1) for k in todo}
+    while running:
+        finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+        for future in finished:
+            k, attempt = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:
+                if is_retryable(exc) and attempt <= ctx.max_retries:
+                    log.warning("stage %s partition %d attempt %d failed, retrying: %s", stage.name, k, attempt, exc)
+                    running[executor.submit(make(k, attempt + 1))] = (k, attempt + 1)
+                    continue
+                executor.cancel(list(running))
+                _wait_quietly(list(running))
+                raise _named(exc, stage, k) from exc
+            result["retries"] = attempt - 1
+            store.commit_task(stage.id, k, result)
+            done[k] = result
+            if ctx.progress:
+                ctx.progress(stage, len(done), n)
+
+
+def _wait_quietly(futures: list[cf.Future]) -> None:
+    cf.wait(futures, timeout=30)
+
+
+def _named(exc: BaseException, stage: Stage, partition: int) -> BaseException:
+    if isinstance(exc, PondError):
+        return exc
+    return type("PondTaskError", (PondError,), {})(f"stage {stage.name} partition {partition}: {type(exc).__name__}: {exc}")
+
+
+def _task_resources(ctx: StageContext, ntasks: int) -> tuple[int, str]:
+    cores = ctx.executor.cores()
+    concurrent = max(1, min(ntasks, cores))
+    threads = ctx.task_threads or max(1, cores // concurrent)
+    memory = ctx.memory_limit or int(ctx.executor.memory_bytes() * 0.8 / concurrent)
+    return threads, f"{max(memory // (1 << 20), 64)}MiB"
+
+
+def _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory) -> TaskSpec:
+    relations = []
+    paths = []
+    for r in resolved:
+        part = r.parts[k]
+        relations.append((r.spec.name, r.read(part)))
+        paths.extend(part.files[:1])
+    output = _task_output(stage, store, sink, k, attempt)
+    paths.append(output.get("path") or output.get("dir") or (stage.output.sink or {}).get("path", ""))
+    return TaskSpec(
+        run_id=ctx.run_id,
+        stage_id=stage.id,
+        stage_name=stage.name,
+        partition=k,
+        attempt=attempt,
+        relations=relations,
+        steps=[s.to_dict() for s in stage.steps],
+        result=stage.result,
+        output=output,
+        threads=threads,
+        memory_limit=memory,
+        spill_dir=os.path.join(ctx.spill_root, ctx.run_id, f"{stage.id}-p{k}-a{attempt}"),
+        storage=ctx.storage.to_dict(),
+        paths=[p for p in paths if p],
+    )
+
+
+def _task_output(stage: Stage, store: StageStore, sink, k: int, attempt: int) -> dict[str, Any]:
+    out = stage.output
+    if out.kind == "files":
+        return {"kind": "files", "path": store.attempt_path(stage.id, k, attempt, ".parquet")}
+    if out.kind == "exchange":
+        return {
+            "kind": "exchange",
+            "dir": store.attempt_path(stage.id, k, attempt),
+            "method": out.method,
+            "keys": list(out.keys),
+            "expr": out.expr,
+            "npartitions": out.npartitions,
+            "columns": list(out.columns) if out.columns is not None else None,
+        }
+    from pond_core.execute.task import SELECT_TOKEN
+
+    return {"kind": "sink", "copy": sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", k, f"a{attempt}")}
+
+
+def _sink_writer(stage: Stage, ctx: StageContext) -> Any:
+    if stage.output.kind != "sink":
+        return None
+    from pond_core.io import SinkSpec, SinkWriter
+
+    writer = SinkWriter(SinkSpec(**stage.output.sink), ctx.run_id, ctx.storage)
+    writer.prepare()
+    return writer
+
+
+def _manifest(stage, ctx, n, done, resolved, sink_result, started) -> dict[str, Any]:
+    partitions = [{"partition": k, "files": done[k]["files"], "rows": done[k]["rows"], "bytes": done[k]["bytes"]} for k in range(n)]
+    schema = next((done[k]["schema"] for k in range(n) if done[k].get("schema")), [])
+    finished = time.time()
+    location = sink_result["path"] if sink_result else join_path(ctx.staging_root, stage.id)
+    result = {
+        "run_id": ctx.run_id,
+        "stage_id": stage.id,
+        "stage": stage.name,
+        "output_kind": stage.output.kind,
+        "location": location,
+        "npartitions": n,
+        "files": sum(len(p["files"]) for p in partitions) if not sink_result else len(sink_result.get("files", [])),
+        "rows": sum(p["rows"] for p in partitions),
+        "bytes": sum(p["bytes"] for p in partitions),
+        "schema": schema,
+        "started_at": started,
+        "finished_at": finished,
+        "seconds": round(finished - started, 3),
+        "task_retries": sum(done[k].get("retries", 0) for k in range(n)),
+        "inputs": [_describe_input(r.spec) for r in resolved],
+        "executor": ctx.executor.name,
+    }
+    if sink_result:
+        result["sink"] = {k: v for k, v in sink_result.items() if k != "files"}
+    return {"version": 1, "stage_id": stage.id, "run_id": ctx.run_id, "partitions": partitions, "schema": schema, "result": result}
+
+
+def _describe_input(spec) -> dict[str, Any]:
+    if spec.source is not None:
+        return {"name": spec.name, "format": spec.source.format, "paths": list(spec.source.paths), "split": spec.split}
+    return {"name": spec.name, "stage": spec.stage, "split": spec.split}
+
+
+def _list_source(src: SourceSpec, ctx: StageContext) -> list[str]:
+    return resolve_paths(list(src.paths), src.recursive, ctx.storage)
+
+
+def _row_counts(files: list[str], ctx: StageContext) -> dict[str, int]:
+    import duckdb
+
+    from pond_core.io import configure_duckdb
+    from pond_core.plan.sql import sql_list
+
+    con = duckdb.connect()
+    try:
+        configure_duckdb(con, ctx.storage, files)
+        rows = con.execute(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({sql_list(files)}) GROUP BY file_name").fetchall()
+    finally:
+        con.close()
+    return {name: int(count) for name, count in rows}

@@ -1,0 +1,80 @@
+"""Where a run keeps its stage outputs, and the records that say what is committed.
+
+Layout under a run's root (`<data_root>/jobs/<run_id>/staging/`):
+
+    <stage_id>/p00003-a1-<token>.parquet      a task attempt's output (files kind)
+    <stage_id>/p00003-a1-<token>/__pond_bucket=K/data_0.parquet   (exchange kind)
+    <stage_id>/_tasks/p00003.json             the attempt that won partition 3
+    <stage_id>/_manifest.json                 the stage is committed
+
+Readers trust only `_manifest.json` and `_tasks/*.json`, which are written atomically after the
+files they list, so an attempt that died half-way is never read; its files are swept on commit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pond_core.io import FileSystem, join_path
+
+MANIFEST = "_manifest.json"
+TASKS = "_tasks"
+
+
+class StageStore:
+    def __init__(self, fs: FileSystem, staging_root: str) -> None:
+        self.fs = fs
+        self.root = staging_root
+
+    def stage_dir(self, stage_id: str) -> str:
+        return join_path(self.root, stage_id)
+
+    def attempt_path(self, stage_id: str, partition: int, attempt: int, suffix: str = "") -> str:
+        token = uuid.uuid4().hex[:8]
+        return join_path(self.stage_dir(stage_id), f"p{partition:05d}-a{attempt}-{token}{suffix}")
+
+    def manifest(self, stage_id: str) -> dict[str, Any] | None:
+        return self._read_json(join_path(self.stage_dir(stage_id), MANIFEST))
+
+    def write_manifest(self, stage_id: str, manifest: dict[str, Any]) -> None:
+        self._write_json(join_path(self.stage_dir(stage_id), MANIFEST), manifest)
+
+    def task_record(self, stage_id: str, partition: int) -> dict[str, Any] | None:
+        record = self._read_json(self._task_path(stage_id, partition))
+        if record is None:
+            return None
+        # A record whose files were cleaned away is not a commit any more.
+        if all(self.fs.exists(f["path"]) for f in record["files"][:1]):
+            return record
+        return None
+
+    def commit_task(self, stage_id: str, partition: int, result: dict[str, Any]) -> None:
+        self._write_json(self._task_path(stage_id, partition), result)
+
+    def prepare(self, stage_id: str) -> None:
+        self.fs.makedirs(self.stage_dir(stage_id))
+
+    def sweep(self, stage_id: str, keep: set[str]) -> None:
+        """Delete attempt outputs that lost (failed, duplicated or superseded)."""
+        stage_dir = self.stage_dir(stage_id)
+        for info in self.fs.list_files(stage_dir, recursive=True):
+            name = info.path[len(stage_dir) + 1 :]
+            if name.startswith((MANIFEST, TASKS)) or info.path in keep:
+                continue
+            self.fs.delete(info.path)
+
+    def forget(self, stage_id: str) -> None:
+        self.fs.delete(self.stage_dir(stage_id), recursive=True)
+
+    def _task_path(self, stage_id: str, partition: int) -> str:
+        return join_path(self.stage_dir(stage_id), TASKS, f"p{partition:05d}.json")
+
+    def _read_json(self, path: str) -> dict[str, Any] | None:
+        if not self.fs.exists(path):
+            return None
+        return json.loads(self.fs.read_bytes(path))
+
+    def _write_json(self, path: str, data: dict[str, Any]) -> None:
+        self.fs.write_bytes(path, json.dumps(data, sort_keys=True, default=str).encode())

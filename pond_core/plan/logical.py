@@ -1,0 +1,239 @@
+"""Logical plan: immutable nodes a DataFrame builds, one per user operation.
+
+Nodes say *what* to compute, never how or where. Each node has a content id (a hash of its kind,
+its parameters and its inputs' ids), so the same pipeline gives the same ids in any process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, ClassVar
+
+from pond_core.errors import PondConfigError
+from pond_core.plan.pyfunc import PyFunc
+from pond_core.plan.sql import check_placeholders
+
+
+def content_id(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class UdfSpec:
+    """A UDF as plan data: its SQL signature and its pickled function."""
+
+    name: str
+    params: tuple[str, ...]
+    return_type: str
+    func: PyFunc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": list(self.params), "return_type": self.return_type, "func": self.func.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "UdfSpec":
+        return cls(d["name"], tuple(d["params"]), d["return_type"], PyFunc.from_dict(d["func"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """Files to read and how: parquet, csv or ndjson; paths may hold globs or s3:// URLs."""
+
+    format: str
+    paths: tuple[str, ...]
+    recursive: bool = False
+    columns: tuple[str, ...] | None = None
+    union_by_name: bool = False
+    hive_partitioning: bool | None = None
+    schema: tuple[tuple[str, str], ...] | None = None
+    delim: str = ","
+    header: bool = False
+    limit: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SourceSpec":
+        d = dict(d)
+        d["paths"] = tuple(d["paths"])
+        if d.get("columns") is not None:
+            d["columns"] = tuple(d["columns"])
+        if d.get("schema") is not None:
+            d["schema"] = tuple(tuple(x) for x in d["schema"])
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Node:
+    kind: ClassVar[str] = "node"
+    inputs: tuple["Node", ...]
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def id(self) -> str:
+        cached = self.__dict__.get("_id")
+        if cached is None:
+            cached = content_id(self.kind, self.params(), [i.id for i in self.inputs])
+            object.__setattr__(self, "_id", cached)
+        return cached
+
+    @property
+    def npartitions(self) -> int:
+        raise NotImplementedError
+
+    def label(self) -> str:
+        return self.kind
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Read(Node):
+    kind: ClassVar[str] = "read"
+    source: SourceSpec = None  # type: ignore[assignment]
+
+    def params(self) -> dict[str, Any]:
+        return self.source.to_dict()
+
+    @property
+    def npartitions(self) -> int:
+        return 1
+
+    def label(self) -> str:
+        paths = ", ".join(self.source.paths[:3]) + (" …" if len(self.source.paths) > 3 else "")
+        extra = f" limit {self.source.limit}" if self.source.limit is not None else ""
+        return f"read_{self.source.format}({paths}){extra}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sql(Node):
+    """SQL run on each partition; `{i}` names input i. Inputs are aligned or broadcast."""
+
+    kind: ClassVar[str] = "sql"
+    query: str = ""
+    udfs: tuple[UdfSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_placeholders(self.query, len(self.inputs))
+        counts = sorted({i.npartitions for i in self.inputs if i.npartitions > 1})
+        if len(counts) > 1:
+            raise PondConfigError(
+                "partial_sql inputs must have the same number of partitions (or one partition, "
+                f"which is broadcast); got {', '.join(str(i.npartitions) for i in self.inputs)}: {self.query}"
+            )
+
+    def params(self) -> dict[str, Any]:
+        return {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+
+    @property
+    def npartitions(self) -> int:
+        return max((i.npartitions for i in self.inputs), default=1)
+
+    def label(self) -> str:
+        return "sql: " + " ".join(self.query.split())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PyMap(Node):
+    """A Python function over one input: map, filter, flat_map or map_batches."""
+
+    kind: ClassVar[str] = "python"
+    method: str = "map"
+    func: PyFunc = None  # type: ignore[assignment]
+    schema: tuple[tuple[str, str], ...] | None = None
+    batch_size: int = 122880
+    streaming: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "func": self.func.digest,
+            "schema": self.schema,
+            "batch_size": self.batch_size,
+            "streaming": self.streaming,
+        }
+
+    @property
+    def npartitions(self) -> int:
+        return self.inputs[0].npartitions
+
+    def label(self) -> str:
+        return f"{self.method}({self.func.label})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Repartition(Node):
+    """An exchange: 'hash' (keys), 'value' (expr), 'random', or an even split by 'files'/'rows'."""
+
+    kind: ClassVar[str] = "repartition"
+    n: int = 1
+    method: str = "files"
+    keys: tuple[str, ...] = ()
+    expr: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
+            raise PondConfigError(f"npartitions must be an integer >= 1, got {self.n!r}")
+
+    def params(self) -> dict[str, Any]:
+        return {"n": self.n, "method": self.method, "keys": list(self.keys), "expr": self.expr}
+
+    @property
+    def npartitions(self) -> int:
+        return self.n
+
+    def label(self) -> str:
+        how = {"hash": f"hash_by={list(self.keys)}", "value": f"by={self.expr}"}.get(self.method, self.method)
+        return f"repartition({self.n}, {how})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Limit(Node):
+    """A global limit: at most n rows over all partitions; the result has one partition."""
+
+    kind: ClassVar[str] = "limit"
+    n: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {"n": self.n}
+
+    @property
+    def npartitions(self) -> int:
+        return 1
+
+    def label(self) -> str:
+        return f"limit({self.n})"
+
+
+def walk(root: Node) -> list[Node]:
+    """Nodes reachable from root, inputs before the nodes that use them, each once."""
+    seen: dict[str, Node] = {}
+    order: list[Node] = []
+
+    def visit(node: Node) -> None:
+        if node.id in seen:
+            return
+        seen[node.id] = node
+        for child in node.inputs:
+            visit(child)
+        order.append(node)
+
+    visit(root)
+    return order
+
+
+def render(root: Node) -> str:
+    """An indented tree of the logical plan, for explain()."""
+    lines: list[str] = []
+
+    def visit(node: Node, depth: int) -> None:
+        lines.append(f"{'  ' * depth}{node.label()}  [{node.npartitions} partition{'s' if node.npartitions != 1 else ''}]")
+        for child in node.inputs:
+            visit(child, depth + 1)
+
+    visit(root, 0)
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Small SQL helpers: quoting, placeholder checks and column references."""
+
+from __future__ import annotations
+
+import string
+from typing import Iterable
+
+from pond_core.errors import PondConfigError
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(quote_str(v) for v in values) + "]"
+
+
+def placeholders(query: str) -> list[int]:
+    """The input indexes `{0}`, `{1}` … a query uses; `{{` escapes a brace as in str.format."""
+    found = []
+    try:
+        parsed = list(string.Formatter().parse(query))
+    except ValueError as exc:
+        raise PondConfigError(f"cannot parse placeholders in SQL ({exc}); write literal braces as '{{{{' and '}}}}': {query}") from exc
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        if not field.isdigit():
+            raise PondConfigError(
+                f"placeholder {{{field}}} is not an input index like {{0}}; write literal braces "
+                f"as '{{{{' and '}}}}' in SQL: {query}"
+            )
+        found.append(int(field))
+    return found
+
+
+def check_placeholders(query: str, ninputs: int) -> None:
+    for index in placeholders(query):
+        if index >= ninputs:
+            raise PondConfigError(
+                f"placeholder {{{index}}} refers to input {index}, but the query has {ninputs} "
+                f"input{'s' if ninputs != 1 else ''} ({{0}}..{{{max(ninputs - 1, 0)}}}): {query}"
+            )
+
+
+def bind(query: str, names: list[str]) -> str:
+    """Replace `{i}` with relation names (already quoted)."""
+    return query.format(*names)
+
+
+def referenced_columns(query: str) -> set[str] | None:
+    """Column names a query may read, or None when it may read every column.
+
+    Used to prune columns written through an exchange. Conservative: `*` anywhere but
+    `count(*)`, NATURAL joins, COLUMNS(...) and anything that fails to parse give None.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(query, read="duckdb")
+    except Exception:
+        return None
+    for node in tree.walk():
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            return None
+        if isinstance(node, exp.Join) and node.args.get("method") and "NATURAL" in str(node.args.get("method")).upper():
+            return None
+        if isinstance(node, exp.Anonymous) and str(node.name).upper() == "COLUMNS":
+            return None
+        if isinstance(node, exp.Columns if hasattr(exp, "Columns") else ()):
+            return None
+    names = {c.name for c in tree.find_all(exp.Column)}
+    names |= {i.name for j in tree.find_all(exp.Join) for i in (j.args.get("using") or [])}
+    return names
