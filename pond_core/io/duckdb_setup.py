@@ -1,0 +1,93 @@
+"""Point a DuckDB connection at S3: load httpfs offline and register one scoped secret.
+
+The duckdb wheel does not contain httpfs and `INSTALL httpfs` needs the internet, so the
+extension comes from the `duckdb-extension-httpfs` package, which ships the binary built for
+one DuckDB version at `duckdb_extension_httpfs/extensions/v<version>/httpfs.duckdb_extension`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Iterable
+
+import duckdb
+
+from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.io.fs import is_s3
+from pond_core.io.options import StorageOptions
+from pond_core.io.s3 import bucket_of, scrub
+
+SECRET_NAME = "pond_s3"
+
+
+def httpfs_extension_path() -> str | None:
+    """The httpfs binary matching the running DuckDB, from the duckdb-extension-httpfs package."""
+    spec = importlib.util.find_spec("duckdb_extension_httpfs")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    path = os.path.join(root, "extensions", f"v{duckdb.__version__}", "httpfs.duckdb_extension")
+    return path if os.path.isfile(path) else None
+
+
+def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
+    path = httpfs_extension_path()
+    try:
+        if path is not None:
+            con.load_extension(path)
+        else:
+            con.load_extension("httpfs")  # already installed in ~/.duckdb, or built in
+    except duckdb.Error as exc:
+        raise PondConfigError(
+            f"DuckDB {duckdb.__version__} cannot load httpfs ({exc}); install the matching "
+            f"package: pip install duckdb-extension-httpfs=={duckdb.__version__}"
+        ) from None
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def secret_sql(options: StorageOptions) -> str:
+    """CREATE SECRET text. It holds the credentials: run it, never log or raise it."""
+    items = [
+        "TYPE s3",
+        f"REGION {_sql_str(options.effective_region)}",
+        f"URL_STYLE {_sql_str(options.effective_url_style)}",
+        f"USE_SSL {'true' if options.effective_use_ssl else 'false'}",
+        "SCOPE 's3://'",
+    ]
+    if options.endpoint_host:
+        items.append(f"ENDPOINT {_sql_str(options.endpoint_host)}")
+    if not options.anonymous:
+        items.append(f"KEY_ID {_sql_str(options.access_key_id or '')}")
+        items.append(f"SECRET {_sql_str(options.secret_access_key or '')}")
+        if options.session_token:
+            items.append(f"SESSION_TOKEN {_sql_str(options.session_token)}")
+    return f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(items)})"
+
+
+def configure_duckdb(
+    con: duckdb.DuckDBPyConnection, options: StorageOptions | None, paths: Iterable[str]
+) -> bool:
+    """Make `con` able to read and write the s3:// paths among `paths`; False when none are.
+
+    Local-only work pays nothing: httpfs is loaded and the secret created only when needed.
+    """
+    s3_paths = [p for p in paths if is_s3(p)]
+    if not s3_paths:
+        return False
+    options = options or StorageOptions.from_env()
+    if not options.has_credentials and not options.anonymous:
+        raise PondStorageError(
+            f"no S3 credentials for s3://{bucket_of(s3_paths[0])}: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass StorageOptions(anonymous=True)"
+        )
+    load_httpfs(con)
+    try:
+        con.execute(secret_sql(options))
+    except duckdb.Error as exc:
+        # DuckDB may quote the statement back; the statement holds the secret.
+        raise PondConfigError(f"cannot configure DuckDB for S3: {scrub(str(exc), options)}") from None
+    return True

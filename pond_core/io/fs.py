@@ -1,0 +1,262 @@
+"""One filesystem interface over local POSIX paths and s3:// URLs.
+
+Paths are strings: absolute local paths, or full `s3://bucket/key` URLs. Every method takes
+and returns that form, so callers never branch on the backend.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob as globlib
+import os
+import posixpath
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.io import threefs
+from pond_core.io.options import StorageOptions
+
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+
+
+class FileSystem(ABC):
+    """The storage operations pond needs; see docs/storage.md for each backend's guarantees."""
+
+    scheme: str
+
+    @abstractmethod
+    def glob(self, pattern: str) -> list[str]:
+        """Sorted paths of the files matching `pattern` (`*`, `?`, `[..]`, `**` across dirs)."""
+
+    @abstractmethod
+    def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
+        """Files under the directory `prefix` (or the file itself), sorted by path."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def isdir(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def makedirs(self, path: str) -> None: ...
+
+    @abstractmethod
+    def read_bytes(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a whole file; a reader sees the old content or the new, never a part."""
+
+    @abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Move a file or directory. Atomic on POSIX; copy-then-delete on S3."""
+
+    @abstractmethod
+    def link_or_copy(self, src: str, dst: str) -> None:
+        """Make `dst` a copy of the file or tree `src` as cheaply as the backend allows."""
+
+    @abstractmethod
+    def delete(self, path: str, recursive: bool = False) -> None:
+        """Remove a file or (with recursive) a tree; a missing path is not an error."""
+
+
+def is_s3(path: str) -> bool:
+    return path.startswith(("s3://", "s3a://"))
+
+
+def has_glob(path: str) -> bool:
+    return any(c in GLOB_CHARS for c in path)
+
+
+def normalize_path(path: str) -> str:
+    """Absolute local path or canonical s3:// URL."""
+    if is_s3(path):
+        return "s3://" + path.split("://", 1)[1]
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def join_path(base: str, *parts: str) -> str:
+    """Join URL or path parts with '/'; a part may not climb out of `base` with '..'."""
+    out = base.rstrip("/") or "/"
+    for part in parts:
+        for piece in str(part).split("/"):
+            if piece in ("", "."):
+                continue
+            if piece == "..":
+                raise PondConfigError(f"path part {part!r} would escape {base!r}")
+            out = out + piece if out.endswith("/") else f"{out}/{piece}"
+    return out
+
+
+def get_filesystem(url_or_path: str, options: StorageOptions | None = None) -> FileSystem:
+    """The filesystem that serves `url_or_path`."""
+    if is_s3(url_or_path):
+        from pond_core.io.s3 import s3_filesystem
+
+        return s3_filesystem(options or StorageOptions.from_env(), url_or_path)
+    if "://" in url_or_path and not url_or_path.startswith("file://"):
+        raise PondConfigError(f"unsupported storage scheme in {url_or_path!r} (use a local path or s3://)")
+    return LocalFileSystem()
+
+
+class LocalFileSystem(FileSystem):
+    """POSIX paths, including shared mounts (NFS, Lustre, 3FS FUSE).
+
+    Only what POSIX promises within one mount is assumed: rename(2) is atomic within a
+    filesystem and fails with EXDEV across them; hard links work only within one device.
+    """
+
+    scheme = "file"
+
+    def __init__(self, mounts_path: str = threefs.PROC_MOUNTS) -> None:
+        self.mounts_path = mounts_path
+
+    def glob(self, pattern: str) -> list[str]:
+        found = globlib.glob(normalize_path(pattern), recursive=True)
+        return sorted(p for p in found if os.path.isfile(p))
+
+    def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
+        root = normalize_path(prefix)
+        if os.path.isfile(root):
+            return [FileInfo(root, os.path.getsize(root))]
+        if not os.path.isdir(root):
+            return []
+        if not recursive:
+            entries = (os.path.join(root, n) for n in os.listdir(root))
+            return sorted((FileInfo(p, os.path.getsize(p)) for p in entries if os.path.isfile(p)), key=lambda f: f.path)
+        out = []
+        for dirpath, _dirs, files in os.walk(root):
+            out.extend(FileInfo(p, os.path.getsize(p)) for p in (os.path.join(dirpath, f) for f in files))
+        return sorted(out, key=lambda f: f.path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(normalize_path(path))
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(normalize_path(path))
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(normalize_path(path), exist_ok=True)
+
+    def read_bytes(self, path: str) -> bytes:
+        with open(normalize_path(path), "rb") as fh:
+            return fh.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        path = normalize_path(path)
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        fsync_dir(parent)
+
+    def rename(self, src: str, dst: str) -> None:
+        src, dst = normalize_path(src), normalize_path(dst)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise PondStorageError(
+                    f"cannot rename {src} to {dst} atomically: they are on different mounts"
+                ) from None
+            raise
+        fsync_dir(os.path.dirname(dst))
+
+    def link_or_copy(self, src: str, dst: str) -> None:
+        src, dst = normalize_path(src), normalize_path(dst)
+        if os.path.isdir(src):
+            for info in self.list_files(src):
+                self.link_or_copy(info.path, os.path.join(dst, os.path.relpath(info.path, src)))
+            return
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if same_device(src, os.path.dirname(dst)):
+            try:
+                os.link(src, dst)
+                return
+            except OSError as exc:
+                # Some FUSE and network filesystems refuse hard links; copying still works.
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+        tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        path = normalize_path(path)
+        if os.path.islink(path) or os.path.isfile(path):
+            _unlink_quietly(path)
+        elif os.path.isdir(path):
+            if recursive:
+                try:
+                    threefs.remove_tree(path, self.mounts_path)
+                except FileNotFoundError:
+                    pass  # someone else removed it first: the result is the same
+            else:
+                try:
+                    os.rmdir(path)
+                except OSError as exc:
+                    if exc.errno == errno.ENOTEMPTY:
+                        raise PondStorageError(f"cannot delete {path}: directory not empty") from None
+                    if exc.errno != errno.ENOENT:
+                        raise
+
+
+def same_device(a: str, b: str) -> bool:
+    """True when `a` and `b` (existing paths) live on one device, so rename/link can work."""
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def fsync_dir(path: str) -> None:
+    """Persist a directory's entries (a rename is durable only after this)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some network filesystems refuse fsync on directories; rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def parent_of(path: str) -> str:
+    if is_s3(path):
+        return posixpath.dirname(path.rstrip("/"))
+    return os.path.dirname(normalize_path(path).rstrip("/")) or "/"
+
+
+def basename_of(path: str) -> str:
+    return posixpath.basename(path.rstrip("/"))

@@ -1,0 +1,169 @@
+"""What a dataset contains, as pond readers see it: commit records merged into a manifest.
+
+Every commit writes one immutable record, `_pond_log/<key>.json` (a unique name, so two
+writers never overwrite each other), and then refreshes `_pond_manifest.json`, a snapshot of
+the merged records. Records merge order-independently (last writer wins per partition, by
+key): a file from record R is live unless a record with a larger key replaced R's partition
+or the whole dataset. So a reader that takes the manifest plus any records it does not yet
+cover sees every commit, whatever order concurrent writers landed in, and no lock is needed
+on any backend (S3 has no atomic create-if-absent that pyarrow or DuckDB can issue).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pond_core.errors import PondInputError
+from pond_core.io.fs import FileSystem, basename_of, join_path
+
+MANIFEST_NAME = "_pond_manifest.json"
+LOG_DIR = "_pond_log"
+PENDING_SUFFIX = ".pending"
+PRUNE_AFTER_SECONDS = 3600.0
+
+
+def new_record_key(job_tag: str) -> str:
+    return f"{time.time_ns():020d}-{job_tag}"
+
+
+@dataclass
+class DatasetState:
+    """The live files of a dataset (paths relative to its root) and who replaced what."""
+
+    partition_by: list[str] | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reset_key: str = ""
+    replaced: dict[str, str] = field(default_factory=dict)
+    covered: list[str] = field(default_factory=list)
+
+    def apply(self, record: dict[str, Any]) -> None:
+        key = record["key"]
+        if key in self.covered:
+            return
+        self.covered.append(key)
+        if record.get("partition_by") is not None:
+            self.partition_by = record["partition_by"]
+        replaces = record.get("replaces", [])
+        if replaces == "all" and key > self.reset_key:
+            self.reset_key = key
+        elif isinstance(replaces, list):
+            for part in replaces:
+                if key > self.replaced.get(part, ""):
+                    self.replaced[part] = key
+        for f in record.get("files", []):
+            # The same relative path can be rewritten by a later commit: the larger key wins.
+            if key >= self.files.get(f["path"], {}).get("key", ""):
+                self.files[f["path"]] = {**f, "key": key}
+        self.files = {p: f for p, f in self.files.items() if self._live(f)}
+
+    def _live(self, f: dict[str, Any]) -> bool:
+        return f["key"] >= self.reset_key and f["key"] >= self.replaced.get(f.get("partition", ""), "")
+
+    def sorted_files(self) -> list[dict[str, Any]]:
+        return [self.files[p] for p in sorted(self.files)]
+
+    def to_manifest(self) -> dict[str, Any]:
+        files = self.sorted_files()
+        return {
+            "pond_manifest": 1,
+            "partition_by": self.partition_by,
+            "files": files,
+            "rows": sum(int(f.get("rows", 0)) for f in files),
+            "bytes": sum(int(f.get("bytes", 0)) for f in files),
+            "partitions": sorted({f.get("partition", "") for f in files} - {""}),
+            "reset_key": self.reset_key,
+            "replaced": dict(sorted(self.replaced.items())),
+            "covered": sorted(k for k in self.covered if _key_time(k) >= _horizon(2)),
+        }
+
+    @classmethod
+    def from_manifest(cls, data: dict[str, Any]) -> DatasetState:
+        return cls(
+            partition_by=data.get("partition_by"),
+            files={f["path"]: f for f in data.get("files", [])},
+            reset_key=data.get("reset_key", ""),
+            replaced=dict(data.get("replaced", {})),
+            covered=list(data.get("covered", [])),
+        )
+
+
+@dataclass
+class LoadedState:
+    state: DatasetState
+    has_commits: bool
+    pending: list[str]
+    record_names: list[str]
+
+
+def load_state(fs: FileSystem, root: str) -> LoadedState:
+    """Merge the manifest with every record it does not cover yet."""
+    manifest_path = join_path(root, MANIFEST_NAME)
+    state, has_manifest = DatasetState(), False
+    if fs.exists(manifest_path):
+        state, has_manifest = DatasetState.from_manifest(json.loads(fs.read_bytes(manifest_path))), True
+    names = [basename_of(f.path) for f in fs.list_files(join_path(root, LOG_DIR), recursive=False)]
+    records = sorted(n for n in names if n.endswith(".json"))
+    pending = sorted(n for n in names if n.endswith(PENDING_SUFFIX))
+    covered = set(state.covered)
+    for name in records:
+        if name[: -len(".json")] not in covered:
+            state.apply(json.loads(fs.read_bytes(join_path(root, LOG_DIR, name))))
+    return LoadedState(state, has_manifest or bool(records), pending, records)
+
+
+def write_record(fs: FileSystem, root: str, record: dict[str, Any]) -> None:
+    fs.write_bytes(join_path(root, LOG_DIR, record["key"] + ".json"), _dumps(record))
+
+
+def write_manifest(fs: FileSystem, root: str, state: DatasetState) -> dict[str, Any]:
+    manifest = state.to_manifest()
+    fs.write_bytes(join_path(root, MANIFEST_NAME), _dumps(manifest))
+    return manifest
+
+
+def prune_records(fs: FileSystem, root: str, state: DatasetState, record_names: list[str]) -> None:
+    """Drop records the manifest covers once they are old enough that no writer still merges
+    from a snapshot without them."""
+    horizon = _horizon(1)
+    covered = set(state.covered)
+    for name in record_names:
+        key = name[: -len(".json")]
+        if key in covered and _key_time(key) < horizon:
+            fs.delete(join_path(root, LOG_DIR, name))
+
+
+def _horizon(multiple: int) -> int:
+    # Re-applying a record is harmless (merging is idempotent), so forgetting old keys is safe.
+    return time.time_ns() - int(multiple * PRUNE_AFTER_SECONDS * 1e9)
+
+
+def _key_time(key: str) -> int:
+    try:
+        return int(key.split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, indent=1, sort_keys=True).encode()
+
+
+def read_dataset_files(path: str, options: Any = None) -> list[str] | None:
+    """The committed files of the pond dataset at `path`, or None if pond never committed there."""
+    from pond_core.io.fs import get_filesystem, normalize_path
+
+    root = normalize_path(path)
+    fs = get_filesystem(root, options)
+    if not fs.isdir(root):
+        return None
+    loaded = load_state(fs, root)
+    if not loaded.has_commits:
+        if loaded.pending:
+            raise PondInputError(
+                f"no committed data at {root}: a pond write to it is in progress or was interrupted"
+            )
+        return None
+    return [join_path(root, f["path"]) for f in loaded.state.sorted_files()]

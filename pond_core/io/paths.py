@@ -1,0 +1,90 @@
+"""Turn what a user wrote (paths, directories, globs; local or s3://) into a list of files."""
+
+from __future__ import annotations
+
+from pond_core.errors import PondInputError
+from pond_core.io.fs import FileSystem, get_filesystem, has_glob, is_s3, normalize_path
+from pond_core.io.manifest import read_dataset_files
+from pond_core.io.options import StorageOptions
+
+
+def is_hidden_part(name: str) -> bool:
+    """Names that Hive, Spark and pond treat as metadata or scratch: `_x` and `.x`."""
+    return name.startswith(("_", "."))
+
+
+def visible(path: str, root: str) -> bool:
+    """True unless a path component below `root` is hidden (staging, logs, manifests, ...)."""
+    rel = path[len(root.rstrip("/")):].strip("/")
+    return not any(is_hidden_part(part) for part in rel.split("/") if part)
+
+
+def glob_root(pattern: str) -> str:
+    """The literal directory part of a glob, before the first component with a wildcard."""
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if has_glob(part):
+            return "/".join(parts[:i])
+    return "/".join(parts[:-1])
+
+
+def resolve_paths(
+    paths: str | list[str], recursive: bool = True, options: StorageOptions | None = None
+) -> list[str]:
+    """The files named by `paths`, in order, each listed once.
+
+    A directory that holds a committed pond dataset yields exactly its manifest's files;
+    any other directory yields its visible files (recursively if asked). Hidden names
+    (`_...`, `.`...) are skipped, so staging areas, logs and markers are never read.
+    """
+    items = [paths] if isinstance(paths, str) else list(paths)
+    if not items:
+        raise PondInputError("no input paths given")
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        for path in _resolve_one(normalize_path(item), recursive, options):
+            if path not in seen:
+                seen.add(path)
+                out.append(path)
+    return out
+
+
+def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> list[str]:
+    fs = get_filesystem(path, options)
+    if has_glob(_key_part(path)):
+        root = glob_root(path)
+        found = [p for p in fs.glob(path) if visible(p, root)]
+        if not found:
+            _check_bucket(fs, path)
+            raise PondInputError(f"no files match {path}")
+        return found
+    if fs.isdir(path):
+        return _resolve_dir(fs, path, recursive, options)
+    if fs.exists(path):
+        return [path]
+    _check_bucket(fs, path)
+    raise PondInputError(f"path not found: {path}")
+
+
+def _resolve_dir(fs: FileSystem, path: str, recursive: bool, options: StorageOptions | None) -> list[str]:
+    committed = read_dataset_files(path, options)
+    if committed is not None:
+        return committed
+    files = [f.path for f in fs.list_files(path, recursive=recursive) if visible(f.path, path)]
+    if not files:
+        how = "" if recursive else " (non-recursive; subdirectories were not searched)"
+        raise PondInputError(f"no files in directory {path}{how}")
+    return files
+
+
+def _key_part(path: str) -> str:
+    # The bucket name cannot be a glob; only look for wildcards after it.
+    return path.split("/", 3)[-1] if is_s3(path) else path
+
+
+def _check_bucket(fs: FileSystem, path: str) -> None:
+    """A missing bucket is a storage problem, not a missing input: say which."""
+    check = getattr(fs, "check_bucket", None)
+    if check is not None:
+        check(path)

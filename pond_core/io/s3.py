@@ -1,0 +1,242 @@
+"""S3 (and S3-compatible stores) through pyarrow's S3 filesystem, with errors pond can explain.
+
+pyarrow is a core dependency and speaks to any S3-compatible endpoint with path-style
+addressing, so listing, small reads/writes, server-side copies and deletes go through it.
+Bulk data never flows here: DuckDB's httpfs reads and writes Parquet (see duckdb_setup.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import re
+from typing import Callable, TypeVar
+
+import pyarrow.fs as pafs
+
+from pond_core.errors import PondStorageError
+from pond_core.io.fs import GLOB_CHARS, FileInfo, FileSystem
+from pond_core.io.options import StorageOptions
+
+T = TypeVar("T")
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """('bucket', 'key/part') of an s3:// URL."""
+    rest = url.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key.strip("/")
+
+
+def bucket_of(url: str) -> str:
+    return split_url(url)[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(options: StorageOptions) -> "S3FileSystem":
+    return S3FileSystem(options)
+
+
+def s3_filesystem(options: StorageOptions, url: str) -> "S3FileSystem":
+    if not options.has_credentials and not options.anonymous:
+        raise PondStorageError(
+            f"no S3 credentials for s3://{bucket_of(url)}: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass StorageOptions(anonymous=True) "
+            "for a public bucket"
+        )
+    return _cached(options)
+
+
+class S3FileSystem(FileSystem):
+    """s3:// URLs. "Directories" are key prefixes; rename is copy-then-delete, not atomic."""
+
+    scheme = "s3"
+
+    def __init__(self, options: StorageOptions) -> None:
+        self.options = options
+        kwargs = dict(
+            region=options.effective_region,
+            connect_timeout=options.connect_timeout,
+            request_timeout=options.request_timeout,
+            scheme="https" if options.effective_use_ssl else "http",
+            endpoint_override=options.endpoint_host,
+            force_virtual_addressing=options.effective_url_style == "vhost" and bool(options.endpoint_url),
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+        )
+        if options.anonymous:
+            kwargs["anonymous"] = True
+        else:
+            kwargs.update(
+                access_key=options.access_key_id,
+                secret_key=options.secret_access_key,
+                session_token=options.session_token,
+            )
+        self._fs = pafs.S3FileSystem(**kwargs)
+
+    @property
+    def endpoint(self) -> str:
+        return self.options.endpoint_url or f"AWS S3 ({self.options.effective_region})"
+
+    def _call(self, action: str, url: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise storage_error(exc, action, url, self.options) from None
+
+    # --- FileSystem ------------------------------------------------------------------------
+    def glob(self, pattern: str) -> list[str]:
+        bucket, key = split_url(pattern)
+        if not any(c in GLOB_CHARS for c in key):
+            return [pattern] if self._info(pattern).type == pafs.FileType.File else []
+        parts = key.split("/")
+        first = next(i for i, p in enumerate(parts) if any(c in GLOB_CHARS for c in p))
+        base = "/".join([bucket, *parts[:first]])
+        regex = glob_regex("/".join([bucket, *parts]))
+        deep = "**" in key or first < len(parts) - 1
+        infos = self._list(base, recursive=deep, url=pattern)
+        return sorted(f"s3://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.fullmatch(i.path))
+
+    def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
+        info = self._info(prefix)
+        if info.type == pafs.FileType.File:
+            return [FileInfo(_url(info.path), info.size)]
+        bucket, key = split_url(prefix)
+        infos = self._list(f"{bucket}/{key}".rstrip("/"), recursive=recursive, url=prefix)
+        files = (FileInfo(_url(i.path), i.size) for i in infos if i.type == pafs.FileType.File)
+        return sorted(files, key=lambda f: f.path)
+
+    def exists(self, path: str) -> bool:
+        return self._info(path).type != pafs.FileType.NotFound
+
+    def isdir(self, path: str) -> bool:
+        return self._info(path).type == pafs.FileType.Directory
+
+    def makedirs(self, path: str) -> None:
+        pass  # S3 has no directories: a prefix exists once an object is under it
+
+    def read_bytes(self, path: str) -> bytes:
+        def read() -> bytes:
+            with self._fs.open_input_stream(_key(path)) as fh:
+                return fh.read()
+
+        return self._call("read", path, read)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        def write() -> None:
+            with self._fs.open_output_stream(_key(path)) as fh:
+                fh.write(data)
+
+        # An S3 object appears whole when the upload completes, so this is atomic for readers.
+        self._call("write", path, write)
+
+    def rename(self, src: str, dst: str) -> None:
+        self.link_or_copy(src, dst)
+        self.delete(src, recursive=True)
+
+    def link_or_copy(self, src: str, dst: str) -> None:
+        info = self._info(src)
+        if info.type == pafs.FileType.File:
+            self._call("copy", src, lambda: self._fs.copy_file(_key(src), _key(dst)))
+            return
+        for f in self.list_files(src):
+            rel = f.path[len(src.rstrip("/")) + 1:]
+            target = f"{dst.rstrip('/')}/{rel}"
+            self._call("copy", f.path, lambda s=f.path, d=target: self._fs.copy_file(_key(s), _key(d)))
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        info = self._info(path)
+        if info.type == pafs.FileType.File:
+            self._call("delete", path, lambda: self._fs.delete_file(_key(path)))
+        elif info.type == pafs.FileType.Directory and recursive:
+            self._call("delete", path, lambda: self._fs.delete_dir_contents(_key(path), missing_dir_ok=True))
+
+    # --- bucket-level checks ---------------------------------------------------------------
+    def check_bucket(self, url: str) -> None:
+        """Raise PondStorageError unless the bucket of `url` exists and is reachable."""
+        bucket = bucket_of(url)
+        info = self._call("open bucket", f"s3://{bucket}", lambda: self._fs.get_file_info(bucket))
+        if info.type == pafs.FileType.NotFound:
+            raise PondStorageError(f"bucket not found: {bucket!r} at {self.endpoint}")
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _info(self, url: str) -> pafs.FileInfo:
+        return self._call("stat", url, lambda: self._fs.get_file_info(_key(url)))
+
+    def _list(self, base: str, recursive: bool, url: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(base, recursive=recursive, allow_not_found=True)
+        return self._call("list", url, lambda: self._fs.get_file_info(selector))
+
+
+def _key(url: str) -> str:
+    bucket, key = split_url(url)
+    return f"{bucket}/{key}" if key else bucket
+
+
+def _url(key: str) -> str:
+    return f"s3://{key}"
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a glob: `*` and `?` stay within one path segment, `**` spans segments."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+                i += 1
+            else:
+                body = pattern[i + 1:end]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out))
+
+
+_ERROR_KINDS = (
+    ("ACCESS_DENIED", "access denied to {url} at {endpoint}: the credentials lack permission"),
+    ("INVALID_ACCESS_KEY_ID", "credentials rejected by {endpoint} for {url}: unknown access key id"),
+    ("SIGNATURE_DOES_NOT_MATCH", "credentials rejected by {endpoint} for {url}: the secret key does not match"),
+    ("EXPIRED_TOKEN", "credentials rejected by {endpoint} for {url}: the session token has expired"),
+    ("NO_SUCH_BUCKET", "bucket not found: {bucket!r} at {endpoint}"),
+    ("NETWORK_CONNECTION", "cannot connect to the S3 endpoint {endpoint} (while trying to {action} {url})"),
+)
+
+
+def storage_error(exc: BaseException, action: str, url: str, options: StorageOptions) -> PondStorageError:
+    """A PondStorageError that names the bucket and endpoint and never the credentials."""
+    text = str(exc)
+    endpoint = options.endpoint_url or f"AWS S3 ({options.effective_region})"
+    fields = dict(url=url, bucket=bucket_of(url), endpoint=endpoint, action=action)
+    for marker, template in _ERROR_KINDS:
+        if marker in text:
+            return PondStorageError(template.format(**fields))
+    detail = scrub(text, options)
+    return PondStorageError(f"S3 {action} of {url} at {endpoint} failed: {detail}")
+
+
+def scrub(text: str, options: StorageOptions) -> str:
+    for secret in options.secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def relative_key(url: str, root: str) -> str:
+    return posixpath.relpath(split_url(url)[1], split_url(root)[1] or ".")
