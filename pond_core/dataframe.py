@@ -6,6 +6,7 @@ run its stages and read back only what they return.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pyarrow as pa
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
     from pond_core.session import Session
 
 SqlOrFunc = str | Callable[..., Any]
+SINK_MODES = ("error", "overwrite", "overwrite_partitions", "append")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sink:
+    """A lazy dataset write: what a pipeline returns to end in a Parquet dataset."""
+
+    node: Node
+    spec: dict[str, Any]
 
 
 class DataFrame:
@@ -143,10 +153,30 @@ class DataFrame:
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
     ) -> dict[str, Any]:
-        """Write the result as a Parquet dataset at `path`; returns what was committed."""
+        """Write the result as a Parquet dataset at `path`; returns what was committed.
+
+        mode: "error" (the path must not hold data), "overwrite", "overwrite_partitions"
+        (replace exactly the partitions present in this data), or "append".
+        """
+        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size)
+        _, manifest = self.session.execute(self._node, StageOutput(kind="sink", sink=sink.spec))
+        return manifest["result"]
+
+    def sink_parquet(
+        self,
+        path: str,
+        partition_by: str | Sequence[str] | None = None,
+        mode: str = "error",
+        compression: str = "snappy",
+        target_file_size: int | str | None = None,
+        row_group_size: int | None = None,
+    ) -> "Sink":
+        """The lazy form of write_parquet, for pipelines: the write happens when the plan runs."""
         from pond_core.config import parse_bytes
 
-        sink = {
+        if mode not in SINK_MODES:
+            raise PondConfigError(f"mode must be one of {', '.join(SINK_MODES)}, got {mode!r}")
+        spec = {
             "path": path,
             "mode": mode,
             "partition_by": [partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
@@ -154,8 +184,7 @@ class DataFrame:
             "target_file_size": parse_bytes(target_file_size),
             "row_group_size": row_group_size,
         }
-        _, manifest = self.session.execute(self._node, StageOutput(kind="sink", sink=sink))
-        return manifest["result"]
+        return Sink(self._node, spec)
 
     def explain(self) -> str:
         """The logical plan and the physical stages it compiles to; printed and returned."""

@@ -87,11 +87,18 @@ class Session:
         self._closed = False
         self._recompute: set[str] = set()
         self._started = time.time()
+        self._laid_out = False
+        atexit.register(self.shutdown)
+
+    def _ensure_layout(self) -> None:
+        """Create the job's folders on first use, so building a plan touches no storage."""
+        if self._laid_out:
+            return
         for name in JOB_DIRS:
             if name != "temp":
                 self._fs.makedirs(join_path(self.job_root, name))
         os.makedirs(self.temp_dir, exist_ok=True)
-        atexit.register(self.shutdown)
+        self._laid_out = True
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -204,6 +211,7 @@ class Session:
         from pond_core.plan.compile import compile_plan
 
         plan = compile_plan(root, output)
+        self._ensure_layout()
         force_all = any(n.id in self._recompute for n in walk(root))
         ctx = self.stage_context()
         try:
@@ -230,6 +238,8 @@ class Session:
             self._closed = True
         if self._executor is not None:
             self._executor.shutdown()
+        if not self._laid_out:
+            return
         status = {
             "job_id": self.config.job_id,
             "job_name": self.config.job_name,

@@ -79,6 +79,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             if spec.output["kind"] == "exchange":
                 schema = exchange_columns(schema, spec.output.get("columns"))
             files = _write_output(con, spec, schema)
+            schema = [[name, _WIDE_INTEGERS.get(typ.upper(), typ)] for name, typ in schema]
         except duckdb.Error as exc:
             raise classify(exc, spec.where, current, sql_text) from exc
     finally:
