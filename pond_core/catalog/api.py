@@ -6,9 +6,11 @@ one short transaction, and is safe to call from many processes at once.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
 from pond_core.catalog import convert, datasets, engine, lineage, migrate, runs
@@ -73,7 +75,7 @@ class Catalog:
     def close(self) -> None:
         self._tx.engine.dispose()
 
-    def __enter__(self) -> "Catalog":
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -85,8 +87,8 @@ class Catalog:
         self,
         run_id: str,
         pipeline: str,
-        params: Optional[Mapping[str, Any]] = None,
-        plan_fingerprint: Optional[str] = None,
+        params: Mapping[str, Any] | None = None,
+        plan_fingerprint: str | None = None,
         executor: str = "local",
     ) -> None:
         """Mark a run running; starting an existing run_id again bumps its `attempts`."""
@@ -94,10 +96,12 @@ class Catalog:
         _name(pipeline, "pipeline")
         at = now()
         self._tx.write(
-            lambda c: runs.start_run(c, run_id, pipeline, dict(params or {}), plan_fingerprint, executor, at)
+            lambda c: runs.start_run(
+                c, run_id, pipeline, dict(params or {}), plan_fingerprint, executor, at
+            )
         )
 
-    def finish_run(self, run_id: str, status: str, error: Optional[str] = None) -> None:
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         _final(status)
         at = now()
         self._tx.write(lambda c: runs.finish_run(c, run_id, status, error, at))
@@ -107,7 +111,9 @@ class Catalog:
         _name(stage_id, "stage_id")
         count(npartitions, f"npartitions of stage {stage_id!r}")
         at = now()
-        return self._tx.write(lambda c: runs.start_stage(c, run_id, stage_id, stage_name, npartitions, at))
+        return self._tx.write(
+            lambda c: runs.start_stage(c, run_id, stage_id, stage_name, npartitions, at)
+        )
 
     def finish_stage(
         self,
@@ -115,12 +121,12 @@ class Catalog:
         stage_id: str,
         status: str,
         *,
-        rows: Optional[int] = None,
-        bytes: Optional[int] = None,
-        files: Optional[int] = None,
-        duration_s: Optional[float] = None,
-        result: Optional[Mapping[str, Any]] = None,
-        error: Optional[str] = None,
+        rows: int | None = None,
+        bytes: int | None = None,
+        files: int | None = None,
+        duration_s: float | None = None,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
         task_retries: int = 0,
         node_failures: int = 0,
         speculative_attempts: int = 0,
@@ -142,16 +148,16 @@ class Catalog:
         at = now()
         self._tx.write(lambda c: runs.finish_stage(c, run_id, stage_id, dict(values), at))
 
-    def stage_result(self, run_id: str, stage_id: str) -> Optional[dict[str, Any]]:
+    def stage_result(self, run_id: str, stage_id: str) -> dict[str, Any] | None:
         """The result recorded by the stage's last attempt if it succeeded, else None."""
         return self._tx.read(lambda c: runs.stage_result(c, run_id, stage_id))
 
-    def get_run(self, run_id: str) -> Optional[dict[str, Any]]:
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run with its stage runs under "stages", or None."""
         return self._tx.read(lambda c: runs.get_run(c, run_id))
 
     def list_runs(
-        self, limit: int = 20, pipeline: Optional[str] = None, status: Optional[str] = None
+        self, limit: int = 20, pipeline: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recently started runs first."""
         count(limit, "limit")
@@ -177,8 +183,10 @@ class Catalog:
         if mode not in datasets.MODES:
             raise PondConfigError(f"partition mode must be one of {datasets.MODES}, not {mode!r}")
         uri, rows, at = convert.dataset_uri(dataset_uri), datasets.partition_rows(partitions), now()
-        ids = self._tx.write(lambda c: datasets.dataset_ids(c, [uri], at))
-        self._tx.write(lambda c: datasets.record_partitions(c, ids[uri], rows, run_id, stage_id, mode, at))
+        ids = self._dataset_ids([uri], at)
+        self._tx.write(
+            lambda c: datasets.record_partitions(c, ids[uri], rows, run_id, stage_id, mode, at)
+        )
 
     def list_partitions(self, dataset_uri: str) -> list[dict[str, Any]]:
         """Committed partitions sorted by key; appended keys show totals and their writer count."""
@@ -193,6 +201,15 @@ class Catalog:
         """Every dataset the catalog has seen, with its last recorded schema."""
         return self._tx.read(datasets.list_datasets)
 
+    def _dataset_ids(self, uris: list[str], at: dt.datetime) -> dict[str, int]:
+        # Datasets are created in their own short transaction (they are never deleted), so the
+        # recording transaction that follows holds no insert locks on them.
+        ids = self._tx.read(lambda c: datasets.find_datasets(c, uris))
+        missing = [uri for uri in uris if uri not in ids]
+        if missing:
+            ids.update(self._tx.write(lambda c: datasets.create_datasets(c, missing, at)))
+        return ids
+
     # -- lineage --------------------------------------------------------------------------
 
     def record_lineage(
@@ -201,31 +218,33 @@ class Catalog:
         stage_id: str,
         inputs: Sequence[Mapping[str, Any]],
         outputs: Sequence[Mapping[str, Any]],
-        sql: Optional[str] = None,
-        started_at: Optional[Timestamp] = None,
-        finished_at: Optional[Timestamp] = None,
+        sql: str | None = None,
+        started_at: Timestamp | None = None,
+        finished_at: Timestamp | None = None,
     ) -> None:
         """Record what a stage read and wrote: datasets are {"uri", "schema", "rows"} dicts."""
         ins, outs = lineage.dataset_refs(inputs, "input"), lineage.dataset_refs(outputs, "output")
         times = (to_datetime(started_at, "started_at"), to_datetime(finished_at, "finished_at"))
         schemas = {ref["uri"]: ref["schema"] for ref in ins + outs if ref["schema"]}
         at = now()
-        ids = self._tx.write(lambda c: datasets.dataset_ids(c, [r["uri"] for r in ins + outs], at))
+        ids = self._dataset_ids([r["uri"] for r in ins + outs], at)
 
-        def record(conn: Any) -> None:
+        def record(conn: Connection) -> None:
             lineage.record_lineage(conn, run_id, stage_id, ids, ins, outs, sql, times, at)
             datasets.set_schemas(conn, ids, schemas, at)
 
         self._tx.write(record)
 
-    def lineage(self, dataset_uri: str, *, limit: Optional[int] = None) -> dict[str, list[dict[str, Any]]]:
+    def lineage(
+        self, dataset_uri: str, *, limit: int | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """{"upstream": [...], "downstream": [...]}: neighbouring datasets with the run, stage,
         SQL and timings of the stage that linked them, newest first."""
         uri = convert.dataset_uri(dataset_uri)
         return self._tx.read(lambda c: lineage.lineage(c, uri, limit))
 
     def run_lineage(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's lineage records as recorded: {"run_id", "stage_id", "inputs", "outputs", ...}."""
+        """The run's lineage records: {"run_id", "stage_id", "inputs", "outputs", "sql", ...}."""
         return self._tx.read(lambda c: lineage.run_lineage(c, run_id))
 
     # -- retention ------------------------------------------------------------------------
@@ -235,7 +254,7 @@ class Catalog:
         return self._tx.write(lambda c: runs.delete_run(c, run_id))
 
     def runs_older_than(self, timestamp: Timestamp) -> list[str]:
-        """Ids of runs whose last activity (finish, else start) is before `timestamp`, oldest first."""
+        """Ids of runs last active (finished, else started) before `timestamp`, oldest first."""
         cutoff = to_datetime(timestamp, "timestamp")
         return self._tx.read(lambda c: runs.runs_older_than(c, cutoff))
 
@@ -252,4 +271,3 @@ def _name(value: Any, what: str) -> None:
 def _final(status: str) -> None:
     if status not in FINAL_STATES:
         raise PondConfigError(f"status must be one of {FINAL_STATES}, not {status!r}")
-

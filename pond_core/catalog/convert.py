@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
 from pond_core.errors import PondConfigError
 
-Timestamp = Union[dt.datetime, float, int, str]
+Timestamp = dt.datetime | float | int | str
 
 
 def now() -> dt.datetime:
@@ -21,7 +22,7 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def to_datetime(value: Optional[Timestamp], what: str = "timestamp") -> Optional[dt.datetime]:
+def to_datetime(value: Timestamp | None, what: str = "timestamp") -> dt.datetime | None:
     """A UTC datetime from a datetime (naive = UTC), epoch seconds or an ISO 8601 string."""
     if value is None:
         return None
@@ -35,17 +36,19 @@ def to_datetime(value: Optional[Timestamp], what: str = "timestamp") -> Optional
         except ValueError:
             raise PondConfigError(f"{what} {value!r} is not an ISO 8601 timestamp") from None
     else:
-        raise PondConfigError(f"{what} must be a datetime, epoch seconds or ISO text, not {value!r}")
+        raise PondConfigError(
+            f"{what} must be a datetime, epoch seconds or ISO text, not {value!r}"
+        )
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.astimezone(dt.timezone.utc)
 
 
-def iso(value: Optional[dt.datetime]) -> Optional[str]:
+def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def seconds_between(start: Optional[dt.datetime], end: Optional[dt.datetime]) -> Optional[float]:
+def seconds_between(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start).total_seconds(), 6)
@@ -63,7 +66,7 @@ def dataset_uri(uri: str) -> str:
     return stripped if stripped and not stripped.endswith(":") else uri
 
 
-def count(value: Any, what: str) -> Optional[int]:
+def count(value: Any, what: str) -> int | None:
     """A non-negative integer count (None means unknown)."""
     if value is None:
         return None
@@ -111,5 +114,5 @@ def stage_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def dataset_ref(uri: str, schema: Any, rows: Optional[int]) -> dict[str, Any]:
+def dataset_ref(uri: str, schema: Any, rows: int | None) -> dict[str, Any]:
     return {"uri": uri, "schema": schema or [], "rows": rows}

@@ -9,7 +9,8 @@ exactly one row for it.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
@@ -26,21 +27,20 @@ MODES = ("overwrite_partitions", "overwrite", "append", "error")
 MAX_KEY_LENGTH = 1024
 
 
-def dataset_ids(conn: Connection, uris: Iterable[str], at: dt.datetime) -> dict[str, int]:
-    """Ids of the datasets, created when missing (in sorted order, so writers never deadlock)."""
-    wanted = sorted(set(uris))
-    for uri in wanted:
-        stmt = upsert(conn, DATASETS).values(uri=uri, created_at=at, updated_at=at)
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=[DATASETS.c.uri]))
+def find_datasets(conn: Connection, uris: Iterable[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
-    for part in chunks(wanted):
+    for part in chunks(sorted(set(uris))):
         query = select(DATASETS.c.uri, DATASETS.c.id).where(DATASETS.c.uri.in_(part))
         ids.update({row.uri: row.id for row in conn.execute(query)})
     return ids
 
 
-def find_dataset(conn: Connection, uri: str) -> Optional[int]:
-    return conn.execute(select(DATASETS.c.id).where(DATASETS.c.uri == uri)).scalar()
+def create_datasets(conn: Connection, uris: Iterable[str], at: dt.datetime) -> dict[str, int]:
+    """Ids of the datasets, created when missing (in sorted order, so writers never deadlock)."""
+    for uri in sorted(set(uris)):
+        stmt = upsert(conn, DATASETS).values(uri=uri, created_at=at, updated_at=at)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=[DATASETS.c.uri]))
+    return find_datasets(conn, uris)
 
 
 def partition_rows(partitions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -49,7 +49,9 @@ def partition_rows(partitions: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     for part in partitions:
         key = part.get("key", "")
         if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
-            raise PondConfigError(f"partition key must be text of at most {MAX_KEY_LENGTH} chars, not {key!r}")
+            raise PondConfigError(
+                f"partition key must be text of at most {MAX_KEY_LENGTH} chars, not {key!r}"
+            )
         row = {
             "partition_key": key,
             "partition_values": dict(part.get("values") or {}),
@@ -63,7 +65,7 @@ def partition_rows(partitions: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     return list(merged.values())
 
 
-def _plus(a: Optional[int], b: Optional[int]) -> Optional[int]:
+def _plus(a: int | None, b: int | None) -> int | None:
     return None if a is None or b is None else a + b  # unknown stays unknown
 
 
@@ -93,7 +95,16 @@ def record_partitions(
     if rows:
         conn.execute(
             PARTITIONS.insert(),
-            [{**r, "dataset_id": dataset_id, "run_id": run_id, "stage_id": stage_id, "committed_at": at} for r in rows],
+            [
+                {
+                    **r,
+                    "dataset_id": dataset_id,
+                    "run_id": run_id,
+                    "stage_id": stage_id,
+                    "committed_at": at,
+                }
+                for r in rows
+            ],
         )
     conn.execute(update(DATASETS).where(DATASETS.c.id == dataset_id).values(updated_at=at))
 
@@ -169,9 +180,12 @@ def list_datasets(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-def set_schemas(conn: Connection, ids: dict[str, int], schemas: dict[str, list], at: dt.datetime) -> None:
+def set_schemas(
+    conn: Connection, ids: dict[str, int], schemas: dict[str, list], at: dt.datetime
+) -> None:
     for uri in sorted(schemas):
         conn.execute(
-            update(DATASETS).where(DATASETS.c.id == ids[uri]).values(schema_fields=schemas[uri], updated_at=at)
+            update(DATASETS)
+            .where(DATASETS.c.id == ids[uri])
+            .values(schema_fields=schemas[uri], updated_at=at)
         )
-

@@ -32,7 +32,9 @@ def parse_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise PondConfigError(f"catalog URL {_scrub(str(url))!r} is not a valid URL: {exc}") from None
+        raise PondConfigError(
+            f"catalog URL {_scrub(str(url))!r} is not a valid URL: {exc}"
+        ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -82,7 +84,9 @@ def create_catalog_engine(url: URL, *, echo: bool = False) -> Engine:
             return _sqlite_engine(url, echo=echo, json_serializer=json_dumps)
         return _postgres_engine(url, echo=echo, json_serializer=json_dumps)
     except (NoSuchModuleError, ImportError) as exc:
-        raise PondConfigError(f"catalog URL {mask(url)!r} needs a driver that is not installed: {exc}") from None
+        raise PondConfigError(
+            f"catalog URL {mask(url)!r} needs a driver that is not installed: {exc}"
+        ) from None
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:

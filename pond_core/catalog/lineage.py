@@ -8,7 +8,8 @@ replaces its record, so a retried stage never duplicates lineage.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
@@ -39,8 +40,12 @@ def dataset_refs(items: Sequence[Mapping[str, Any]], what: str) -> list[dict[str
 def _schema(fields: Any, uri: str) -> list[dict[str, Any]]:
     if fields is None:
         return []
-    if not isinstance(fields, (list, tuple)) or not all(isinstance(f, Mapping) and "name" in f for f in fields):
-        raise PondConfigError(f"schema of {uri} must be a list of {{'name', 'type'}} dicts, not {fields!r}")
+    if not isinstance(fields, (list, tuple)) or not all(
+        isinstance(f, Mapping) and "name" in f for f in fields
+    ):
+        raise PondConfigError(
+            f"schema of {uri} must be a list of {{'name', 'type'}} dicts, not {fields!r}"
+        )
     return [{**f, "name": str(f["name"]), "type": str(f.get("type", ""))} for f in fields]
 
 
@@ -51,20 +56,31 @@ def record_lineage(
     ids: dict[str, int],
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
-    sql: Optional[str],
-    times: tuple[Optional[dt.datetime], Optional[dt.datetime]],
+    sql: str | None,
+    times: tuple[dt.datetime | None, dt.datetime | None],
     at: dt.datetime,
 ) -> None:
     if conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)).first() is None:
-        raise PondConfigError(f"run {run_id!r} was never started (call start_run before record_lineage)")
+        raise PondConfigError(
+            f"run {run_id!r} was never started (call start_run before record_lineage)"
+        )
     started_at, finished_at = times
     stmt = upsert(conn, RECORDS).values(
-        run_id=run_id, stage_id=stage_id, sql_text=sql,
-        started_at=started_at, finished_at=finished_at, recorded_at=at,
+        run_id=run_id,
+        stage_id=stage_id,
+        sql_text=sql,
+        started_at=started_at,
+        finished_at=finished_at,
+        recorded_at=at,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[RECORDS.c.run_id, RECORDS.c.stage_id],
-        set_={"sql_text": sql, "started_at": started_at, "finished_at": finished_at, "recorded_at": at},
+        set_={
+            "sql_text": sql,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "recorded_at": at,
+        },
     )
     record_id = conn.execute(stmt.returning(RECORDS.c.id)).scalar_one()
     conn.execute(delete(EDGES).where(EDGES.c.record_id == record_id))
@@ -77,14 +93,20 @@ def record_lineage(
         conn.execute(EDGES.insert(), edges)
 
 
-def _edge(record_id: int, dataset_id: int, direction: str, position: int, ref: dict[str, Any]) -> dict[str, Any]:
+def _edge(
+    record_id: int, dataset_id: int, direction: str, position: int, ref: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "record_id": record_id, "dataset_id": dataset_id, "direction": direction,
-        "position": position, "schema_fields": ref["schema"], "row_count": ref["rows"],
+        "record_id": record_id,
+        "dataset_id": dataset_id,
+        "direction": direction,
+        "position": position,
+        "schema_fields": ref["schema"],
+        "row_count": ref["rows"],
     }
 
 
-def lineage(conn: Connection, uri: str, limit: Optional[int]) -> dict[str, list[dict[str, Any]]]:
+def lineage(conn: Connection, uri: str, limit: int | None) -> dict[str, list[dict[str, Any]]]:
     """Edges into (upstream) and out of (downstream) a dataset, newest first."""
     return {
         "upstream": _neighbours(conn, uri, this=OUTPUT, other=INPUT, limit=limit),
@@ -92,13 +114,20 @@ def lineage(conn: Connection, uri: str, limit: Optional[int]) -> dict[str, list[
     }
 
 
-def _neighbours(conn: Connection, uri: str, *, this: str, other: str, limit: Optional[int]) -> list[dict[str, Any]]:
+def _neighbours(
+    conn: Connection, uri: str, *, this: str, other: str, limit: int | None
+) -> list[dict[str, Any]]:
     mine, theirs, dataset = EDGES.alias("mine"), EDGES.alias("theirs"), DATASETS.alias("dataset")
     query = (
         select(
-            dataset.c.uri, theirs.c.schema_fields, theirs.c.row_count,
-            RECORDS.c.run_id, RECORDS.c.stage_id, RECORDS.c.sql_text,
-            RECORDS.c.started_at, RECORDS.c.finished_at,
+            dataset.c.uri,
+            theirs.c.schema_fields,
+            theirs.c.row_count,
+            RECORDS.c.run_id,
+            RECORDS.c.stage_id,
+            RECORDS.c.sql_text,
+            RECORDS.c.started_at,
+            RECORDS.c.finished_at,
         )
         .select_from(DATASETS)
         .join(mine, (mine.c.dataset_id == DATASETS.c.id) & (mine.c.direction == this))
@@ -125,22 +154,39 @@ def _edge_dict(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_lineage(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     """The lineage records of a run, as recorded, in the order they were recorded."""
-    records = conn.execute(
-        select(RECORDS).where(RECORDS.c.run_id == run_id).order_by(RECORDS.c.recorded_at, RECORDS.c.id)
-    ).mappings().all()
-    edges = conn.execute(
-        select(EDGES, DATASETS.c.uri)
-        .join(DATASETS, DATASETS.c.id == EDGES.c.dataset_id)
-        .join(RECORDS, RECORDS.c.id == EDGES.c.record_id)
-        .where(RECORDS.c.run_id == run_id)
-        .order_by(EDGES.c.record_id, EDGES.c.direction, EDGES.c.position)
-    ).mappings().all()
-    return [_record_dict(record, [e for e in edges if e["record_id"] == record["id"]]) for record in records]
+    records = (
+        conn.execute(
+            select(RECORDS)
+            .where(RECORDS.c.run_id == run_id)
+            .order_by(RECORDS.c.recorded_at, RECORDS.c.id)
+        )
+        .mappings()
+        .all()
+    )
+    edges = (
+        conn.execute(
+            select(EDGES, DATASETS.c.uri)
+            .join(DATASETS, DATASETS.c.id == EDGES.c.dataset_id)
+            .join(RECORDS, RECORDS.c.id == EDGES.c.record_id)
+            .where(RECORDS.c.run_id == run_id)
+            .order_by(EDGES.c.record_id, EDGES.c.direction, EDGES.c.position)
+        )
+        .mappings()
+        .all()
+    )
+    return [
+        _record_dict(record, [e for e in edges if e["record_id"] == record["id"]])
+        for record in records
+    ]
 
 
 def _record_dict(record: Mapping[str, Any], edges: list[Mapping[str, Any]]) -> dict[str, Any]:
     def refs(direction: str) -> list[dict[str, Any]]:
-        return [dataset_ref(e["uri"], e["schema_fields"], e["row_count"]) for e in edges if e["direction"] == direction]
+        return [
+            dataset_ref(e["uri"], e["schema_fields"], e["row_count"])
+            for e in edges
+            if e["direction"] == direction
+        ]
 
     return {
         "run_id": record["run_id"],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Optional
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +25,7 @@ VERSION_TABLE = "pond_alembic_version"
 _PG_LOCK_KEY = 0x706F6E64  # "pond"
 
 
-def alembic_config(connection: Optional[Connection] = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at the shipped migrations (and at `connection`, if given)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -42,7 +41,7 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(connection: Connection) -> Optional[str]:
+def current_revision(connection: Connection) -> str | None:
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
 

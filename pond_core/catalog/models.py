@@ -9,7 +9,7 @@ The API never hands these objects out: callers get plain dicts (see `convert.py`
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -53,7 +53,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[dt.datetime], dialect: Dialect) -> Any:
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -61,7 +61,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.timezone.utc)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: Optional[dt.datetime], dialect: Dialect) -> Any:
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -80,15 +80,15 @@ class Run(Base):
 
     run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     pipeline: Mapped[str] = mapped_column(String(255), index=True)
-    params: Mapped[Optional[dict]] = mapped_column(JSON(none_as_null=True))
-    plan_fingerprint: Mapped[Optional[str]] = mapped_column(String(128))
+    params: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    plan_fingerprint: Mapped[str | None] = mapped_column(String(128))
     executor: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
-    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class StageRun(Base):
@@ -107,14 +107,14 @@ class StageRun(Base):
     task_retries: Mapped[int] = mapped_column(Integer, default=0)
     node_failures: Mapped[int] = mapped_column(Integer, default=0)
     speculative_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    row_count: Mapped[Optional[int]] = mapped_column(BigInteger)
-    byte_count: Mapped[Optional[int]] = mapped_column(BigInteger)
-    file_count: Mapped[Optional[int]] = mapped_column(Integer)
-    duration_s: Mapped[Optional[float]] = mapped_column(Float)
-    result: Mapped[Optional[dict]] = mapped_column(JSON(none_as_null=True))
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    byte_count: Mapped[int | None] = mapped_column(BigInteger)
+    file_count: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class Dataset(Base):
@@ -124,7 +124,7 @@ class Dataset(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uri: Mapped[str] = mapped_column(Text, unique=True)
-    schema_fields: Mapped[Optional[list]] = mapped_column(JSON(none_as_null=True))
+    schema_fields: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
@@ -145,10 +145,10 @@ class Partition(Base):
         Integer, ForeignKey("pond_datasets.id", ondelete="CASCADE")
     )
     partition_key: Mapped[str] = mapped_column(String(1024))
-    partition_values: Mapped[Optional[dict]] = mapped_column(JSON(none_as_null=True))
+    partition_values: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     file_count: Mapped[int] = mapped_column(Integer)
-    row_count: Mapped[Optional[int]] = mapped_column(BigInteger)
-    byte_count: Mapped[Optional[int]] = mapped_column(BigInteger)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    byte_count: Mapped[int | None] = mapped_column(BigInteger)
     run_id: Mapped[str] = mapped_column(String(255))
     stage_id: Mapped[str] = mapped_column(String(128))
     committed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -165,9 +165,9 @@ class LineageRecord(Base):
         String(255), ForeignKey("pond_runs.run_id", ondelete="CASCADE")
     )
     stage_id: Mapped[str] = mapped_column(String(128))
-    sql_text: Mapped[Optional[str]] = mapped_column(Text)
-    started_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime())
-    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime())
+    sql_text: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
@@ -185,5 +185,5 @@ class LineageEdge(Base):
     )
     direction: Mapped[str] = mapped_column(String(8), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
-    schema_fields: Mapped[Optional[list]] = mapped_column(JSON(none_as_null=True))
-    row_count: Mapped[Optional[int]] = mapped_column(BigInteger)
+    schema_fields: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    row_count: Mapped[int | None] = mapped_column(BigInteger)

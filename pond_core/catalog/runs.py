@@ -7,7 +7,7 @@ rerun of the same run or stage update its row (and bump `attempts`) instead of a
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
@@ -25,15 +25,23 @@ def start_run(
     run_id: str,
     pipeline: str,
     params: dict[str, Any],
-    plan_fingerprint: Optional[str],
+    plan_fingerprint: str | None,
     executor: str,
     at: dt.datetime,
 ) -> None:
     _check_same_run(conn, run_id, pipeline, plan_fingerprint)
     stmt = upsert(conn, RUNS).values(
-        run_id=run_id, pipeline=pipeline, params=params, plan_fingerprint=plan_fingerprint,
-        executor=executor, status=RUNNING, attempts=1, error=None,
-        created_at=at, started_at=at, finished_at=None,
+        run_id=run_id,
+        pipeline=pipeline,
+        params=params,
+        plan_fingerprint=plan_fingerprint,
+        executor=executor,
+        status=RUNNING,
+        attempts=1,
+        error=None,
+        created_at=at,
+        started_at=at,
+        finished_at=None,
     )
     conn.execute(
         stmt.on_conflict_do_update(
@@ -43,7 +51,9 @@ def start_run(
                 "attempts": RUNS.c.attempts + 1,
                 "params": stmt.excluded.params,
                 "executor": stmt.excluded.executor,
-                "plan_fingerprint": func.coalesce(stmt.excluded.plan_fingerprint, RUNS.c.plan_fingerprint),
+                "plan_fingerprint": func.coalesce(
+                    stmt.excluded.plan_fingerprint, RUNS.c.plan_fingerprint
+                ),
                 "error": None,
                 "started_at": at,
                 "finished_at": None,
@@ -53,7 +63,7 @@ def start_run(
 
 
 def _check_same_run(
-    conn: Connection, run_id: str, pipeline: str, plan_fingerprint: Optional[str]
+    conn: Connection, run_id: str, pipeline: str, plan_fingerprint: str | None
 ) -> None:
     # Reusing a run_id for another pipeline or plan would reuse stage results that do not apply.
     row = conn.execute(
@@ -74,10 +84,12 @@ def _check_same_run(
 
 
 def finish_run(
-    conn: Connection, run_id: str, status: str, error: Optional[str], at: dt.datetime
+    conn: Connection, run_id: str, status: str, error: str | None, at: dt.datetime
 ) -> None:
     done = conn.execute(
-        update(RUNS).where(RUNS.c.run_id == run_id).values(status=status, error=error, finished_at=at)
+        update(RUNS)
+        .where(RUNS.c.run_id == run_id)
+        .values(status=status, error=error, finished_at=at)
     )
     if done.rowcount == 0:
         raise PondConfigError(f"run {run_id!r} was never started (call start_run first)")
@@ -87,10 +99,19 @@ def start_stage(
     conn: Connection, run_id: str, stage_id: str, stage_name: str, npartitions: int, at: dt.datetime
 ) -> int:
     if conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)).first() is None:
-        raise PondConfigError(f"run {run_id!r} was never started (call start_run before start_stage)")
+        raise PondConfigError(
+            f"run {run_id!r} was never started (call start_run before start_stage)"
+        )
     stmt = upsert(conn, STAGES).values(
-        run_id=run_id, stage_id=stage_id, stage_name=stage_name, npartitions=npartitions,
-        status=RUNNING, attempts=1, task_retries=0, node_failures=0, speculative_attempts=0,
+        run_id=run_id,
+        stage_id=stage_id,
+        stage_name=stage_name,
+        npartitions=npartitions,
+        status=RUNNING,
+        attempts=1,
+        task_retries=0,
+        node_failures=0,
+        speculative_attempts=0,
         started_at=at,
     )
     stmt = stmt.on_conflict_do_update(
@@ -131,7 +152,7 @@ def finish_stage(
         )
 
 
-def stage_result(conn: Connection, run_id: str, stage_id: str) -> Optional[dict[str, Any]]:
+def stage_result(conn: Connection, run_id: str, stage_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         select(STAGES.c.result).where(
             STAGES.c.run_id == run_id, STAGES.c.stage_id == stage_id, STAGES.c.status == SUCCESS
@@ -142,7 +163,7 @@ def stage_result(conn: Connection, run_id: str, stage_id: str) -> Optional[dict[
     return row.result if row.result is not None else {}
 
 
-def get_run(conn: Connection, run_id: str) -> Optional[dict[str, Any]]:
+def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
     if row is None:
         return None
@@ -155,7 +176,7 @@ def get_run(conn: Connection, run_id: str) -> Optional[dict[str, Any]]:
 
 
 def list_runs(
-    conn: Connection, limit: int, pipeline: Optional[str], status: Optional[str]
+    conn: Connection, limit: int, pipeline: str | None, status: str | None
 ) -> list[dict[str, Any]]:
     query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc()).limit(limit)
     if pipeline is not None:
@@ -172,5 +193,7 @@ def delete_run(conn: Connection, run_id: str) -> bool:
 
 def runs_older_than(conn: Connection, cutoff: dt.datetime) -> list[str]:
     last_activity = func.coalesce(RUNS.c.finished_at, RUNS.c.started_at)
-    query = select(RUNS.c.run_id).where(last_activity < cutoff).order_by(last_activity, RUNS.c.run_id)
+    query = (
+        select(RUNS.c.run_id).where(last_activity < cutoff).order_by(last_activity, RUNS.c.run_id)
+    )
     return list(conn.execute(query).scalars())

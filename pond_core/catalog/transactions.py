@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -110,4 +111,3 @@ class _ConnectFailed(Exception):
 
 def _sleep(failures: int, base: float = 0.02, cap: float = 1.0) -> None:
     time.sleep(random.uniform(0, min(cap, base * 2 ** min(failures, 10))))
-

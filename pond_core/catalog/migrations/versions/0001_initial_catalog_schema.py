@@ -68,8 +68,10 @@ def upgrade() -> None:
         _ts("started_at", False),
         _ts("finished_at", True),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["pond_runs.run_id"],
-            name=op.f("fk_pond_stage_runs_run_id_pond_runs"), ondelete="CASCADE",
+            ["run_id"],
+            ["pond_runs.run_id"],
+            name=op.f("fk_pond_stage_runs_run_id_pond_runs"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_id", "stage_id", name=op.f("pk_pond_stage_runs")),
     )
@@ -98,12 +100,17 @@ def upgrade() -> None:
         sa.Column("stage_id", sa.String(128), nullable=False),
         _ts("committed_at", False),
         sa.ForeignKeyConstraint(
-            ["dataset_id"], ["pond_datasets.id"],
-            name=op.f("fk_pond_partitions_dataset_id_pond_datasets"), ondelete="CASCADE",
+            ["dataset_id"],
+            ["pond_datasets.id"],
+            name=op.f("fk_pond_partitions_dataset_id_pond_datasets"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pond_partitions")),
         sa.UniqueConstraint(
-            "dataset_id", "partition_key", "run_id", "stage_id",
+            "dataset_id",
+            "partition_key",
+            "run_id",
+            "stage_id",
             name=op.f("uq_pond_partitions_dataset_id_partition_key_run_id_stage_id"),
         ),
     )
@@ -118,8 +125,10 @@ def upgrade() -> None:
         _ts("finished_at", True),
         _ts("recorded_at", False),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["pond_runs.run_id"],
-            name=op.f("fk_pond_lineage_records_run_id_pond_runs"), ondelete="CASCADE",
+            ["run_id"],
+            ["pond_runs.run_id"],
+            name=op.f("fk_pond_lineage_records_run_id_pond_runs"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pond_lineage_records")),
         sa.UniqueConstraint(
@@ -136,12 +145,16 @@ def upgrade() -> None:
         _json("schema_fields"),
         sa.Column("row_count", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["dataset_id"], ["pond_datasets.id"],
-            name=op.f("fk_pond_lineage_edges_dataset_id_pond_datasets"), ondelete="CASCADE",
+            ["dataset_id"],
+            ["pond_datasets.id"],
+            name=op.f("fk_pond_lineage_edges_dataset_id_pond_datasets"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["record_id"], ["pond_lineage_records.id"],
-            name=op.f("fk_pond_lineage_edges_record_id_pond_lineage_records"), ondelete="CASCADE",
+            ["record_id"],
+            ["pond_lineage_records.id"],
+            name=op.f("fk_pond_lineage_edges_record_id_pond_lineage_records"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint(
             "record_id", "dataset_id", "direction", name=op.f("pk_pond_lineage_edges")
