@@ -67,6 +67,19 @@ def test_a_rerun_of_the_same_run_id_is_running_again_with_one_more_attempt(catal
     assert len(catalog.list_runs()) == 1
 
 
+def test_starting_a_run_that_is_still_running_joins_it(catalog):
+    catalog.start_run("r1", "daily", {"n": 1}, "fp1", "local")
+    first = catalog.get_run("r1")
+    time.sleep(0.01)
+    catalog.start_run("r1", "daily", {"n": 1}, "fp1", "local")  # e.g. the next stage's task
+    again = catalog.get_run("r1")
+    assert (again["status"], again["attempts"], again["started_at"]) == (
+        "running",
+        1,
+        first["started_at"],
+    )
+
+
 def test_reusing_a_run_id_for_another_pipeline_or_plan_is_refused(catalog):
     catalog.start_run("r1", "daily", {}, "fp1", "local")
     with pytest.raises(PondConfigError, match="run 'r1' belongs to pipeline 'daily', not 'hourly'"):

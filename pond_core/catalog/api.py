@@ -91,7 +91,8 @@ class Catalog:
         plan_fingerprint: str | None = None,
         executor: str = "local",
     ) -> None:
-        """Mark a run running; starting an existing run_id again bumps its `attempts`."""
+        """Mark a run running. Starting a finished run again (a rerun) bumps its `attempts`;
+        starting one that is still running changes nothing, so each stage task may call it."""
         _name(run_id, "run_id")
         _name(pipeline, "pipeline")
         at = now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
 
 from pond_core.catalog.convert import run_dict, stage_dict
 from pond_core.catalog.models import RUNNING, SUCCESS, Run, StageRun
@@ -43,19 +43,22 @@ def start_run(
         started_at=at,
         finished_at=None,
     )
+    # Starting a run that is still running joins it (every stage task of an orchestrator may
+    # call start_run); starting a finished run is a rerun: a new attempt with a new start time.
+    rerun = RUNS.c.status != RUNNING
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[RUNS.c.run_id],
             set_={
                 "status": RUNNING,
-                "attempts": RUNS.c.attempts + 1,
+                "attempts": case((rerun, RUNS.c.attempts + 1), else_=RUNS.c.attempts),
                 "params": stmt.excluded.params,
                 "executor": stmt.excluded.executor,
                 "plan_fingerprint": func.coalesce(
                     stmt.excluded.plan_fingerprint, RUNS.c.plan_fingerprint
                 ),
                 "error": None,
-                "started_at": at,
+                "started_at": case((rerun, at), else_=RUNS.c.started_at),
                 "finished_at": None,
             },
         )

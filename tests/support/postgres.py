@@ -1,4 +1,4 @@
-"""The PostgreSQL server on 127.0.0.1:5432 as a test rig.
+"""The PostgreSQL server on 127.0.0.1:5432 (trust auth, database `test`) as a test rig.
 
 `postgres_url` (session): a fresh database `pond_test_<pid>`, dropped at the end of the session;
 when the role may not create databases, a fresh schema `pond_test_<pid>` in database `test`
@@ -8,7 +8,7 @@ empty schema in that database, so each test starts from an empty catalog.
 
 When PostgreSQL does not answer, these fixtures skip with the reason, unless
 POND_REQUIRE_POSTGRES=1 (set by CI), which turns the skip into a failure so CI never skips
-PostgreSQL silently.
+PostgreSQL silently. POND_TEST_POSTGRES_HOST / POND_TEST_POSTGRES_PORT point at another server.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-HOST, PORT, ADMIN_DB = "127.0.0.1", 5432, "test"
+ADMIN_DB = "test"
 USERS = ("postgres", "root")
 _schemas = itertools.count(1)
 
@@ -31,25 +31,32 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _server() -> tuple[str, int]:
+    host = os.environ.get("POND_TEST_POSTGRES_HOST", "127.0.0.1")
+    return host, int(os.environ.get("POND_TEST_POSTGRES_PORT", "5432"))
+
+
 def _admin_connection():  # -> (psycopg.Connection, user)
     try:
         import psycopg
     except ImportError as exc:
         _unavailable(f"psycopg is not installed: {exc}")
+    host, port = _server()
     errors = []
     for user in USERS:
         try:
             conn = psycopg.connect(
-                host=HOST, port=PORT, user=user, dbname=ADMIN_DB, connect_timeout=3, autocommit=True
+                host=host, port=port, user=user, dbname=ADMIN_DB, connect_timeout=3, autocommit=True
             )
             return conn, user
         except psycopg.Error as exc:
-            errors.append(f"{user}: {str(exc).strip()}")
-    _unavailable(f"PostgreSQL on {HOST}:{PORT}/{ADMIN_DB} does not answer ({'; '.join(errors)})")
+            errors.append(f"{user}: {' '.join(str(exc).split())}")
+    _unavailable(f"PostgreSQL on {host}:{port}/{ADMIN_DB} does not answer ({'; '.join(errors)})")
 
 
 def _url(user: str, database: str, schema: str | None = None) -> str:
-    url = f"postgresql+psycopg://{user}@{HOST}:{PORT}/{database}"
+    host, port = _server()
+    url = f"postgresql+psycopg://{user}@{host}:{port}/{database}"
     return url if schema is None else f"{url}?options={quote(f'-csearch_path={schema}')}"
 
 
@@ -82,7 +89,9 @@ def postgres_schema_url(postgres_url: str) -> Iterator[str]:
 
     base = make_url(postgres_url)
     schema = f"t{os.getpid()}_{next(_schemas)}"
-    connect = dict(host=HOST, port=PORT, user=base.username, dbname=base.database, autocommit=True)
+    connect = dict(
+        host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True
+    )
     with psycopg.connect(**connect) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     yield _url(str(base.username), str(base.database), schema)
