@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pond_core.errors import PondInputError
 from pond_core.io.fs import FileSystem, basename_of, join_path
 
 MANIFEST_NAME = "_pond_manifest.json"
@@ -71,8 +70,8 @@ class DatasetState:
             "pond_manifest": 1,
             "partition_by": self.partition_by,
             "files": files,
-            "rows": sum(int(f.get("rows", 0)) for f in files),
-            "bytes": sum(int(f.get("bytes", 0)) for f in files),
+            "rows": sum(int(f.get("rows") or 0) for f in files),
+            "bytes": sum(int(f.get("bytes") or 0) for f in files),
             "partitions": sorted({f.get("partition", "") for f in files} - {""}),
             "reset_key": self.reset_key,
             "replaced": dict(sorted(self.replaced.items())),
@@ -112,6 +111,17 @@ def load_state(fs: FileSystem, root: str) -> LoadedState:
         if name[: -len(".json")] not in covered:
             state.apply(json.loads(fs.read_bytes(join_path(root, LOG_DIR, name))))
     return LoadedState(state, has_manifest or bool(records), pending, records)
+
+
+def pending_files(fs: FileSystem, root: str, pending: list[str]) -> set[str]:
+    """Relative paths that interrupted first commits were copying in (S3): not data yet."""
+    out: set[str] = set()
+    for name in pending:
+        try:
+            out.update(json.loads(fs.read_bytes(join_path(root, LOG_DIR, name))).get("files", []))
+        except (FileNotFoundError, ValueError):
+            continue  # finished (and removed) meanwhile, or unreadable: nothing to hide
+    return out
 
 
 def write_record(fs: FileSystem, root: str, record: dict[str, Any]) -> None:
@@ -160,10 +170,12 @@ def read_dataset_files(path: str, options: Any = None) -> list[str] | None:
     if not fs.isdir(root):
         return None
     loaded = load_state(fs, root)
-    if not loaded.has_commits:
-        if loaded.pending:
-            raise PondInputError(
-                f"no committed data at {root}: a pond write to it is in progress or was interrupted"
-            )
+    if loaded.has_commits:
+        return [join_path(root, f["path"]) for f in loaded.state.sorted_files()]
+    if not loaded.pending:
         return None
-    return [join_path(root, f["path"]) for f in loaded.state.sorted_files()]
+    # Only an interrupted first commit was here: what was there before it is the dataset.
+    from pond_core.io.paths import visible
+
+    hidden = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
+    return [f.path for f in fs.list_files(root) if visible(f.path, root) and f.path not in hidden]

@@ -1,0 +1,158 @@
+"""Hive layouts: `k=v/` directories as columns, with types, pruning, and safe values on write."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any
+
+from pond_core.errors import PondDataError, PondInputError
+
+NULL_VALUE = "__HIVE_DEFAULT_PARTITION__"
+_SEGMENT = re.compile(r"^([^=/]+)=([^/]*)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_partition_value(value: Any, column: str | None = None) -> None:
+    """Refuse a value that could not be a safe, single directory name under the dataset."""
+    if value is None:
+        return  # written as __HIVE_DEFAULT_PARTITION__ and read back as NULL
+    text = str(value)
+    problem = None
+    if text == "":
+        problem = "it is empty"
+    elif "/" in text or "\\" in text:
+        problem = "it contains a path separator"
+    elif ".." in text:
+        problem = "it contains '..'"
+    elif _CONTROL.search(text):
+        problem = "it contains a control character"
+    if problem:
+        where = f" for column {column!r}" if column else ""
+        raise PondDataError(f"invalid partition key value{where}: {text!r} ({problem})")
+
+
+def partition_check_sql(column_sql: str, column: str) -> str:
+    """A SQL predicate that is true for a valid value and raises (via error()) otherwise."""
+    v = f"CAST({column_sql} AS VARCHAR)"
+    name = column.replace("'", "''")
+    bad = (
+        f"{v} = '' OR contains({v}, '/') OR contains({v}, '\\') OR contains({v}, '..') "
+        f"OR regexp_matches({v}, '[[:cntrl:]]')"
+    )
+    message = (
+        f"'pond: invalid partition key value for column \"{name}\": ''' || {v} || ''' "
+        "(a partition value may not be empty or contain / or \\ or .. or control characters)'"
+    )
+    return f"(CASE WHEN {v} IS NOT NULL AND ({bad}) THEN error({message}) ELSE true END)"
+
+
+def parse_partition_dir(rel_dir: str) -> list[tuple[str, str | None]] | None:
+    """[(column, value)] for a relative directory made only of k=v segments, else None."""
+    if not rel_dir:
+        return []
+    out = []
+    for segment in rel_dir.split("/"):
+        m = _SEGMENT.match(segment)
+        if not m:
+            return None
+        raw = urllib.parse.unquote(m.group(2))
+        out.append((m.group(1), None if raw == NULL_VALUE else raw))
+    return out
+
+
+def _rel_dir(path: str, root: str) -> str:
+    rel = path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else path
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
+def partition_values(files: list[str], root: str) -> list[dict[str, str | None]] | None:
+    """Per file, its partition values; None unless every file sits in the same k=v layout."""
+    rows, columns = [], None
+    for path in files:
+        parsed = parse_partition_dir(_rel_dir(path, root))
+        if not parsed:
+            return None
+        names = [k for k, _ in parsed]
+        if columns is None:
+            columns = names
+        elif names != columns:
+            return None
+        rows.append(dict(parsed))
+    return rows if columns else None
+
+
+def detect_hive_partitioning(files: list[str], root: str) -> list[str] | None:
+    """Partition column names when every file under `root` sits below the same k=v dirs."""
+    rows = partition_values(files, root)
+    return list(rows[0]) if rows else None
+
+
+_TYPE_PATTERNS = (
+    ("BIGINT", re.compile(r"^-?\d{1,18}$")),
+    ("DOUBLE", re.compile(r"^-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")),
+    ("BOOLEAN", re.compile(r"^(true|false)$", re.IGNORECASE)),
+    ("DATE", re.compile(r"^\d{4}-\d{2}-\d{2}$")),
+    ("TIMESTAMP", re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")),
+)
+
+
+def _infer(values: list[str]) -> str:
+    if not values:
+        return "VARCHAR"
+    for name, pattern in _TYPE_PATTERNS:
+        if all(pattern.match(v) for v in values):
+            return name
+    return "VARCHAR"
+
+
+def infer_hive_types(files: list[str], root: str) -> dict[str, str]:
+    """One DuckDB type per partition column, judged over *all* files so every task agrees."""
+    rows = partition_values(files, root)
+    if not rows:
+        return {}
+    return {col: _infer(sorted({r[col] for r in rows if r[col] is not None})) for col in rows[0]}
+
+
+def hive_read_options(files: list[str], root: str, hive_partitioning: bool | None = None) -> str:
+    """The read_parquet/read_csv arguments for these files: ", hive_partitioning=..., hive_types=..."""
+    types = infer_hive_types(files, root) if hive_partitioning is not False else {}
+    if hive_partitioning is True and not types:
+        raise PondInputError(f"hive_partitioning=True but no k=v directories under {root}")
+    if not types:
+        return ", hive_partitioning=false"
+    body = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': {t}" for c, t in types.items())
+    return f", hive_partitioning=true, hive_types={{{body}}}"
+
+
+def prune_files(files: list[str], root: str, predicate_sql: str, types: dict[str, str] | None = None) -> list[str]:
+    """Keep the files whose partition values satisfy `predicate_sql` (SQL on partition columns).
+
+    The predicate is evaluated once on the tiny table of partition values, so whole
+    directories are dropped before any task opens a file in them.
+    """
+    import duckdb
+
+    rows = partition_values(files, root)
+    if not rows:
+        return list(files)
+    types = types or infer_hive_types(files, root)
+    cols = list(rows[0])
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "CREATE TABLE parts (__pond_i BIGINT, "
+            + ", ".join(f'"{c}" VARCHAR' for c in cols) + ")"
+        )
+        con.executemany(
+            f"INSERT INTO parts VALUES (?, {', '.join('?' for _ in cols)})",
+            [[i, *(r[c] for c in cols)] for i, r in enumerate(rows)],
+        )
+        typed = ", ".join(f'TRY_CAST("{c}" AS {types.get(c, "VARCHAR")}) AS "{c}"' for c in cols)
+        keep = con.execute(
+            f"SELECT __pond_i FROM (SELECT __pond_i, {typed} FROM parts) WHERE {predicate_sql}"
+        ).fetchall()
+    finally:
+        con.close()
+    wanted = {i for (i,) in keep}
+    return [f for i, f in enumerate(files) if i in wanted]

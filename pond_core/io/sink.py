@@ -1,0 +1,397 @@
+"""Writing a dataset: tasks COPY into a hidden staging area, one commit publishes atomically.
+
+Lifecycle (docs/storage.md has the per-backend guarantees):
+  prepare()         check the mode against what exists, before any task runs; create staging
+  copy_statement()  the DuckDB COPY each task runs into its own attempt directory
+  commit(outputs)   move the winning attempts' files into place, then the commit record
+  abort()           drop staging; the dataset is untouched
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.io import manifest as mf
+from pond_core.io import publish_local, publish_s3
+from pond_core.io.fs import basename_of, get_filesystem, is_s3, join_path, normalize_path, parent_of
+from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
+from pond_core.io.options import StorageOptions
+from pond_core.io.paths import visible
+
+MODES = ("error", "overwrite", "overwrite_partitions", "append")
+COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")
+S3_STAGING = "_pond_staging"
+NO_ROTATION = 1 << 50  # FILE_SIZE_BYTES that never splits, so DuckDB writes into a directory
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """Where and how a dataset is written. `target_file_size` is in bytes."""
+
+    path: str
+    mode: str = "error"
+    partition_by: list[str] | None = None
+    compression: str = "snappy"
+    target_file_size: int | None = None
+    file_prefix: str = "part"
+    row_group_size: int | None = None
+    compression_level: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.partition_by, str):
+            object.__setattr__(self, "partition_by", [self.partition_by])
+        elif self.partition_by is not None:
+            object.__setattr__(self, "partition_by", list(self.partition_by) or None)
+        compression = "uncompressed" if self.compression in (None, "none") else str(self.compression).lower()
+        object.__setattr__(self, "compression", compression)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.mode not in MODES:
+            raise PondConfigError(f"unknown write mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if self.compression not in COMPRESSIONS:
+            raise PondConfigError(f"unknown compression {self.compression!r}; use one of {', '.join(COMPRESSIONS)}")
+        if self.mode == "overwrite_partitions" and not self.partition_by:
+            raise PondConfigError("mode 'overwrite_partitions' needs partition_by")
+        cols = self.partition_by or []
+        if len(set(cols)) != len(cols) or any(not c or "/" in c or "=" in c for c in cols):
+            raise PondConfigError(f"invalid partition_by {cols!r}: names must be distinct, non-empty, without '/' or '='")
+        if not _SAFE_NAME.match(self.file_prefix):
+            raise PondConfigError(f"file_prefix {self.file_prefix!r} must be letters, digits, '_', '-' or '.'")
+        for name in ("target_file_size", "row_group_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def job_tag(job_id: str) -> str:
+    """A short, filename-safe, stable tag for a job id."""
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", job_id).strip("_")[:24]
+    if safe == job_id and safe:
+        return safe
+    return f"{safe[:15]}_{hashlib.sha1(job_id.encode()).hexdigest()[:8]}".lstrip("_")
+
+
+class SinkWriter:
+    """Writes one dataset for one job. Not thread-safe; one instance per job and target."""
+
+    def __init__(self, spec: SinkSpec, job_id: str, options: StorageOptions | None = None) -> None:
+        self.spec = spec
+        self.job_id = str(job_id)
+        self.options = options
+        self.root = normalize_path(spec.path)
+        self.fs = get_filesystem(self.root, options)
+        self.on_s3 = is_s3(self.root)
+        self.tag = job_tag(self.job_id)
+        if self.on_s3:
+            self.staging = join_path(self.root, S3_STAGING, self.tag)
+        else:
+            self.staging = join_path(parent_of(self.root), f".{basename_of(self.root)}.pond-staging-{self.tag}")
+        self._prepared = False
+        self._done: dict[str, Any] | None = None
+
+    # --- prepare ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Fail now, before any task runs, if the mode forbids this write; create staging."""
+        self._check_target()
+        loaded = self._load()
+        self._done = self._prior_result(loaded)
+        if self._done is None:
+            self._check_mode(loaded)
+            self._make_staging()
+        self._prepared = True
+
+    def _check_target(self) -> None:
+        if self.on_s3:
+            self.fs.check_bucket(self.root)
+            if not self.root.split("://", 1)[1].strip("/").count("/"):
+                raise PondConfigError(f"write to a prefix inside the bucket, not the bucket root: {self.root}")
+            return
+        parent = parent_of(self.root)
+        if self.root == parent:
+            raise PondConfigError("cannot write a dataset at the filesystem root")
+        if os.path.isfile(self.root):
+            raise PondConfigError(f"{self.root} is a file; a dataset needs a directory")
+        os.makedirs(parent, exist_ok=True)
+        if os.path.isdir(self.root) and os.stat(self.root).st_dev != os.stat(parent).st_dev:
+            raise PondConfigError(
+                f"{self.root} is a mount point: pond stages next to the dataset and renames it into "
+                "place, which cannot cross mounts; write to a directory inside it"
+            )
+
+    def _load(self) -> mf.LoadedState | None:
+        return mf.load_state(self.fs, self.root) if self.fs.isdir(self.root) else None
+
+    def _visible_files(self, loaded: mf.LoadedState | None = None) -> list[str]:
+        """Data files under the root, without the debris of interrupted first commits."""
+        hidden: set[str] = set()
+        if loaded is not None and loaded.pending and not loaded.has_commits:
+            hidden = {join_path(self.root, r) for r in mf.pending_files(self.fs, self.root, loaded.pending)}
+        return [f.path for f in self.fs.list_files(self.root) if visible(f.path, self.root) and f.path not in hidden]
+
+    def _nonempty(self, loaded: mf.LoadedState | None) -> bool:
+        if loaded is None:
+            return False
+        if not self.on_s3:
+            return bool(os.listdir(self.root))  # staging is a sibling: anything inside is someone's
+        return bool(loaded.state.files) or bool(self._visible_files(loaded))
+
+    def _check_mode(self, loaded: mf.LoadedState | None) -> None:
+        if loaded is None:
+            return
+        if self.spec.mode == "error" and self._nonempty(loaded):
+            raise PondConfigError(
+                f"{self.root} already exists and is not empty (mode='error'); use mode='overwrite', "
+                "'overwrite_partitions' or 'append'"
+            )
+        old = loaded.state.partition_by
+        if self.spec.mode in ("append", "overwrite_partitions") and loaded.has_commits and old != self.spec.partition_by:
+            raise PondConfigError(
+                f"{self.root} is partitioned by {old or 'nothing'}, not {self.spec.partition_by or 'nothing'}; "
+                f"mode={self.spec.mode!r} must keep the layout (use mode='overwrite' to change it)"
+            )
+
+    def _make_staging(self) -> None:
+        # A rerun of the same job keeps its staging: finished tasks' files live there.
+        self.fs.makedirs(join_path(self.staging, "tasks"))
+        if not self.on_s3:
+            parent = parent_of(self.root)
+            if os.stat(self.staging).st_dev != os.stat(parent).st_dev:
+                raise PondStorageError(f"staging {self.staging} is not on the same mount as {self.root}")
+        info = {"job_id": self.job_id, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        # On S3 this is also the earliest proof that we may write here.
+        self.fs.write_bytes(join_path(self.staging, "_pond_job.json"), json.dumps(info).encode())
+
+    def _prior_result(self, loaded: mf.LoadedState | None) -> dict[str, Any] | None:
+        """The result of an earlier run of this same job that already committed (idempotence)."""
+        if loaded is None:
+            return None
+        mine = [k for k in loaded.state.covered if k.split("-", 1)[-1] == self.tag]
+        files = [f for f in loaded.state.sorted_files() if f["key"].split("-", 1)[-1] == self.tag]
+        if not mine and not files:
+            return None
+        return self._result(files)
+
+    # --- the tasks' statement -----------------------------------------------------------------
+    def base_name(self, partition: int) -> str:
+        """part-00003, or part-<job>-00003 where an older file could otherwise share the name."""
+        tagged = self.spec.mode == "append" or (self.on_s3 and self.spec.mode != "error")
+        middle = f"-{self.tag}" if tagged else ""
+        return f"{self.spec.file_prefix}{middle}-{partition:05d}"
+
+    def copy_statement(self, select_sql: str, partition: int, attempt: str) -> str:
+        """The COPY a task runs to write its partition into its own attempt directory."""
+        safe_attempt = re.sub(r"[^A-Za-z0-9_]", "_", str(attempt))[:32]
+        dest = join_path(self.staging, "tasks", f"p{partition:05d}-{safe_attempt}-{uuid.uuid4().hex[:8]}")
+        spec = self.spec
+        opts = ["FORMAT parquet", f"COMPRESSION {spec.compression}"]
+        if spec.compression_level is not None:
+            opts.append(f"COMPRESSION_LEVEL {int(spec.compression_level)}")
+        if spec.row_group_size:
+            opts.append(f"ROW_GROUP_SIZE {spec.row_group_size}")
+        source = select_sql
+        if spec.partition_by:
+            cols = [_quote_ident(c) for c in spec.partition_by]
+            checks = " AND ".join(partition_check_sql(q, c) for q, c in zip(cols, spec.partition_by))
+            source = f"SELECT * FROM ({select_sql}) AS _pond_sink WHERE {checks}"
+            opts.append(f"PARTITION_BY ({', '.join(cols)})")
+        else:
+            # DuckDB cannot rotate files and partition at once, so target_file_size applies here.
+            opts.append(f"FILE_SIZE_BYTES {spec.target_file_size or NO_ROTATION}")
+        opts += [f"FILENAME_PATTERN '{self.base_name(partition)}-{{i}}'", "RETURN_STATS true"]
+        return f"COPY ({source}) TO '{_sql_escape(dest)}' ({', '.join(opts)})"
+
+    def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> dict[str, Any]:
+        """Run copy_statement on `con` and return the task output that commit() expects."""
+        cursor = con.execute(self.copy_statement(select_sql, partition, attempt))
+        names = [d[0] for d in cursor.description]
+        files = []
+        for row in cursor.fetchall():
+            rec = dict(zip(names, row))
+            files.append(
+                {
+                    "path": rec["filename"],
+                    "rows": int(rec["count"]),
+                    "bytes": int(rec["file_size_bytes"]),
+                    "partition_keys": dict(rec.get("partition_keys") or {}),
+                }
+            )
+        return {"partition": partition, "files": files}
+
+    # --- commit -------------------------------------------------------------------------------
+    def commit(self, task_outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Publish the tasks' files atomically per the mode; returns what was committed."""
+        if not self._prepared:
+            raise PondConfigError("SinkWriter.commit() called before prepare()")
+        if self._done is not None:
+            return self._done
+        staged = self._staged_files(task_outputs)
+        key = mf.new_record_key(self.tag)
+        try:
+            if self.on_s3:
+                self._publish_s3(staged, key)
+            else:
+                self._publish_local(staged, key)
+        except BaseException:
+            self.abort()
+            raise
+        self.fs.delete(self.staging, recursive=True)
+        entries = [{"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel), "key": key} for _, rel, rows, size in staged]
+        self._done = self._result(entries)
+        return self._done
+
+    def abort(self) -> None:
+        """Remove staging. The dataset keeps its previous contents."""
+        self.fs.delete(self.staging, recursive=True)
+
+    def _staged_files(self, task_outputs: list[dict[str, Any]]) -> list[tuple[str, str, int, int]]:
+        tasks_dir = join_path(self.staging, "tasks") + "/"
+        out = []
+        for output in sorted(task_outputs, key=lambda o: o.get("partition", 0)):
+            for f in output.get("files", []):
+                path = normalize_path(f["path"])
+                if not path.startswith(tasks_dir):
+                    raise PondConfigError(f"task file {path} is not in this job's staging area {tasks_dir}")
+                rel = path[len(tasks_dir):].split("/", 1)[1]
+                self._check_rel(rel, f.get("partition_keys"))
+                out.append((path, rel, int(f.get("rows", 0)), int(f.get("bytes", 0))))
+        names = [rel for _, rel, _, _ in out]
+        if len(set(names)) != len(names):
+            raise PondConfigError("two task outputs would publish the same file name; was a partition reported twice?")
+        return out
+
+    def _check_rel(self, rel: str, keys: dict[str, Any] | None) -> None:
+        parsed = parse_partition_dir(_dir(rel))
+        expected = self.spec.partition_by or []
+        if parsed is None or [k for k, _ in parsed] != expected or ".." in rel.split("/"):
+            raise PondConfigError(f"unexpected file layout {rel!r} for partition_by={expected}")
+        for column, value in (keys or {}).items():
+            validate_partition_value(value, column)
+
+    def _baseline(self, loaded: mf.LoadedState | None, replaced: set[str], listing: list[str]) -> list[dict[str, Any]]:
+        """Files already in a dataset pond never committed to: adopt them so they stay visible."""
+        if loaded is None or loaded.has_commits:
+            return []
+        out = []
+        for path in listing:
+            rel = path[len(self.root) + 1:]
+            if _dir(rel) not in replaced:
+                out.append({"path": rel, "rows": None, "bytes": None, "partition": _dir(rel)})
+        return out
+
+    def _record(self, key: str, staged: list, replaces: Any, baseline: list[dict[str, Any]]) -> dict[str, Any]:
+        files = [{"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel)} for _, rel, rows, size in staged]
+        return {
+            "key": key,
+            "job_id": self.job_id,
+            "mode": self.spec.mode,
+            "partition_by": self.spec.partition_by,
+            "replaces": replaces,
+            "files": baseline + files,
+            "committed_at": time.time(),
+        }
+
+    def _replaces(self, staged: list) -> Any:
+        if self.spec.mode in ("error", "overwrite"):
+            return "all"
+        if self.spec.mode == "overwrite_partitions":
+            return sorted({_dir(rel) for _, rel, _, _ in staged})
+        return []
+
+    # --- backends -----------------------------------------------------------------------------
+    def _publish_local(self, staged: list, key: str) -> None:
+        new_root, trash = join_path(self.staging, "new"), join_path(self.staging, "trash")
+        publish_local.assemble(self.fs, [(src, rel) for src, rel, _, _ in staged], new_root)
+        os.makedirs(trash, exist_ok=True)
+        replaces = self._replaces(staged)
+        mode = self.spec.mode
+        if not os.path.isdir(self.root) or not os.listdir(self.root):
+            record = self._record(key, staged, "all", [])
+            publish_local.publish_fresh(self.fs, new_root, self.root, record, mode)
+        elif mode == "error":
+            raise PondConfigError(f"{self.root} already exists and is not empty (mode='error')")
+        elif mode == "overwrite":
+            publish_local.publish_overwrite(self.fs, new_root, self.root, trash, self._record(key, staged, "all", []))
+        else:
+            loaded = self._load()
+            baseline = self._baseline(loaded, set(replaces), self._visible_files(loaded) if loaded else [])
+            record = self._record(key, staged, replaces, baseline)
+            if mode == "overwrite_partitions":
+                publish_local.publish_partitions(self.fs, new_root, self.root, trash, replaces, record)
+            else:
+                rels = [rel for _, rel, _, _ in staged]
+                publish_local.publish_append(self.fs, new_root, self.root, rels, record)
+
+    def _publish_s3(self, staged: list, key: str) -> None:
+        loaded = self._load()
+        before = self._visible_files(loaded) if loaded else []
+        if self.spec.mode == "error" and (before or (loaded and loaded.state.files)):
+            raise PondConfigError(f"{self.root} already exists and is not empty (mode='error')")
+        replaces = self._replaces(staged)
+        rels = [rel for _, rel, _, _ in staged]
+        marker = None
+        if loaded is None or not loaded.has_commits:
+            marker = publish_s3.mark_pending(self.fs, self.root, key, self.job_id, rels)
+        publish_s3.copy_into_place(self.fs, [(src, rel) for src, rel, _, _ in staged], self.root)
+        baseline = self._baseline(loaded, set(replaces) if isinstance(replaces, list) else set(), before)
+        record = self._record(key, staged, replaces, [b for b in baseline if b["path"] not in set(rels)])
+        state = publish_s3.commit_record(self.fs, self.root, record)
+        for name in loaded.pending if loaded else []:
+            self.fs.delete(join_path(self.root, mf.LOG_DIR, name))  # superseded by this commit
+        if marker:
+            self.fs.delete(marker)
+        debris = self._all_pending_debris(loaded)
+        publish_s3.delete_objects(self.fs, self._superseded(before + debris, loaded, state, replaces))
+
+    def _all_pending_debris(self, loaded: mf.LoadedState | None) -> list[str]:
+        """Objects earlier interrupted first commits copied in; ours is now the first commit."""
+        if loaded is None or loaded.has_commits or not loaded.pending:
+            return []
+        return [join_path(self.root, r) for r in mf.pending_files(self.fs, self.root, loaded.pending)]
+
+    def _superseded(self, before: list[str], loaded, state: mf.DatasetState, replaces: Any) -> list[str]:
+        """Objects this commit replaced and nobody references any more: only those are deleted."""
+        known = set(before) | {join_path(self.root, p) for p in (loaded.state.files if loaded else {})}
+        out = []
+        for path in sorted(known):
+            rel = path[len(self.root) + 1:]
+            in_scope = replaces == "all" or (isinstance(replaces, list) and _dir(rel) in replaces)
+            if in_scope and rel not in state.files:
+                out.append(path)
+        return out
+
+    # --- result -------------------------------------------------------------------------------
+    def _result(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "path": self.root,
+            "mode": self.spec.mode,
+            "job_id": self.job_id,
+            "files": [join_path(self.root, e["path"]) for e in entries],
+            "rows": sum(int(e.get("rows") or 0) for e in entries),
+            "bytes": sum(int(e.get("bytes") or 0) for e in entries),
+            "partitions": sorted({e.get("partition", "") for e in entries} - {""}),
+            "manifest": join_path(self.root, mf.MANIFEST_NAME),
+        }
+
+
+def _dir(rel: str) -> str:
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_escape(text: str) -> str:
+    return text.replace("'", "''")
