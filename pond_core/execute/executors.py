@@ -6,19 +6,28 @@
 - `RayExecutor` runs each task as a Ray task on a local Ray (started on demand) or the cluster
   at an address. A worker that dies is reported as a transient error, so the stage runner
   retries the task elsewhere.
+
+Both take `task_hooks`: callables `hook(spec) -> context manager` entered around every task where
+it runs (a thread here, or a Ray worker), e.g. an orchestrator shipping the task's log records
+to its own API. A hook must pickle (a module-level function, or a partial of one over plain
+data). `cancel_all()` stops every task the executor still has outstanding, so an orchestrator
+that cancels a run stops its work too.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import psutil
 
 from pond_core.errors import PondConfigError, PondTransientError
 from pond_core.execute.task import TaskSpec, run_task
+
+TaskHook = Callable[[TaskSpec], ContextManager[Any]]
 
 
 class Executor(Protocol):
@@ -36,6 +45,9 @@ class Executor(Protocol):
     def cancel(self, futures: list[cf.Future]) -> None:
         """Stop tasks that have not finished (best effort)."""
 
+    def cancel_all(self) -> None:
+        """Stop every task submitted here that has not finished (best effort)."""
+
     def shutdown(self) -> None:
         """Release workers; idempotent."""
 
@@ -43,9 +55,11 @@ class Executor(Protocol):
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, num_workers: int | None = None) -> None:
+    def __init__(self, num_workers: int | None = None, task_hooks: Sequence[TaskHook] = ()) -> None:
         self._cores = num_workers or os.cpu_count() or 1
         self._pool = cf.ThreadPoolExecutor(max_workers=self._cores, thread_name_prefix="pond-task")
+        self.task_hooks: list[TaskHook] = list(task_hooks)
+        self._outstanding = _Outstanding()
 
     def cores(self) -> int:
         return self._cores
@@ -54,11 +68,15 @@ class LocalExecutor:
         return psutil.virtual_memory().available
 
     def submit(self, spec: TaskSpec) -> cf.Future:
-        return self._pool.submit(run_task, spec)
+        return self._outstanding.track(self._pool.submit(run_hooked, spec, tuple(self.task_hooks)), None)
 
     def cancel(self, futures: list[cf.Future]) -> None:
         for f in futures:
             f.cancel()
+
+    def cancel_all(self) -> None:
+        # A task already running on a thread finishes; only queued ones are stopped.
+        self.cancel([f for f, _ in self._outstanding.items()])
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -70,7 +88,13 @@ _ray_lock = threading.Lock()
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, runtime_env: dict | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        runtime_env: dict | None = None,
+        task_hooks: Sequence[TaskHook] = (),
+    ) -> None:
         import ray
 
         with _ray_lock:
@@ -87,7 +111,8 @@ class RayExecutor:
                 self._owns_ray = False
         self._ray = ray
         self._remote = ray.remote(_ray_run_task)
-        self._refs: dict[int, Any] = {}
+        self.task_hooks: list[TaskHook] = list(task_hooks)
+        self._outstanding = _Outstanding()
 
     def cores(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
@@ -97,16 +122,19 @@ class RayExecutor:
         return int(total) if total else psutil.virtual_memory().available
 
     def submit(self, spec: TaskSpec) -> cf.Future:
-        ref = self._remote.options(num_cpus=spec.threads, max_retries=0, name=f"{spec.stage_name}[{spec.partition}]").remote(spec)
-        future = _RayFuture(ref, self._ray)
-        self._refs[id(future)] = ref
-        return future
+        ref = self._remote.options(num_cpus=spec.threads, max_retries=0, name=f"{spec.stage_name}[{spec.partition}]").remote(
+            spec, tuple(self.task_hooks)
+        )
+        return self._outstanding.track(_RayFuture(ref, self._ray), ref)
 
     def cancel(self, futures: list[cf.Future]) -> None:
         for f in futures:
-            ref = self._refs.pop(id(f), None)
+            ref = self._outstanding.pop(f)
             if ref is not None:
                 self._ray.cancel(ref, force=True)
+
+    def cancel_all(self) -> None:
+        self.cancel([f for f, _ in self._outstanding.items()])
 
     def shutdown(self) -> None:
         if self._owns_ray and self._ray.is_initialized():
@@ -114,8 +142,38 @@ class RayExecutor:
             self._owns_ray = False
 
 
-def _ray_run_task(spec: TaskSpec) -> dict[str, Any]:
-    return run_task(spec)
+def run_hooked(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
+    """Run one task inside its hooks' contexts."""
+    with contextlib.ExitStack() as stack:
+        for hook in hooks:
+            stack.enter_context(hook(spec))
+        return run_task(spec)
+
+
+def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
+    return run_hooked(spec, hooks)
+
+
+class _Outstanding:
+    """Futures not finished yet (and what cancels each), forgotten as they finish."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[cf.Future, Any] = {}
+
+    def track(self, future: cf.Future, handle: Any) -> cf.Future:
+        with self._lock:
+            self._items[future] = handle
+        future.add_done_callback(self.pop)
+        return future
+
+    def pop(self, future: cf.Future) -> Any:
+        with self._lock:
+            return self._items.pop(future, None)
+
+    def items(self) -> list[tuple[cf.Future, Any]]:
+        with self._lock:
+            return list(self._items.items())
 
 
 class _RayFuture(cf.Future):

@@ -29,6 +29,7 @@ class ResolvedInput:
     parts: list[Part]  # one per partition of the consuming stage
     schema: list[list[str]] | None  # (name, DuckDB type), for empty partitions
     read: Callable[[Part], str]
+    upstream_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # path, rows, bytes
 
 
 def resolve(
@@ -48,7 +49,8 @@ def resolve(
         manifest = upstream.get(inp.stage) if inp.stage else None
         parts = _split(inp, files, manifest, n, row_counts)
         read = _reader(inp, manifest)
-        resolved.append(ResolvedInput(inp, parts, manifest.get("schema") if manifest else None, read))
+        upstream_files = files if manifest else []
+        resolved.append(ResolvedInput(inp, parts, manifest.get("schema") if manifest else None, read, upstream_files))
     return n, resolved
 
 

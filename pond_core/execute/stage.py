@@ -18,7 +18,7 @@ from pond_core.errors import PondConfigError, PondError, is_retryable
 from pond_core.execute import inputs as inputs_mod
 from pond_core.execute.executors import Executor
 from pond_core.execute.store import StageStore
-from pond_core.execute.task import TaskSpec
+from pond_core.execute.task import EXCHANGE_COMPRESSION, TaskSpec
 from pond_core.io import StorageOptions, get_filesystem, join_path, resolve_paths
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import PhysicalPlan, Stage
@@ -94,6 +94,9 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started) -> dict[str, 
         if record is not None:
             done[k] = record
     todo = [k for k in range(n) if k not in done]
+    if sink is not None and _links_suffice(stage, resolved):
+        _link_into_sink(stage, ctx, store, sink, resolved, todo, done, n)
+        todo = []
     threads, memory = _task_resources(ctx, len(todo) or 1)
     make = lambda k, attempt: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
     _run_with_retries(stage, ctx, store, make, todo, done, n)
@@ -129,6 +132,42 @@ def _run_with_retries(stage, ctx, store, make, todo, done, n) -> None:
             done[k] = result
             if ctx.progress:
                 ctx.progress(stage, len(done), n)
+
+
+def _links_suffice(stage: Stage, resolved: list) -> bool:
+    """A write that only moves upstream files (e.g. repartition → write_parquet) needs no task:
+    the upstream Parquet files already hold exactly the rows, so they are linked into the sink."""
+    sink = stage.output.sink or {}
+    return (
+        not stage.steps
+        and len(resolved) == 1
+        and resolved[0].spec.stage is not None
+        and all(part.ranges is None for part in resolved[0].parts)
+        and not sink.get("partition_by")
+        and not sink.get("target_file_size")
+        and not sink.get("row_group_size")
+        and not sink.get("compression_level")
+        and sink.get("compression", "snappy") == EXCHANGE_COMPRESSION
+    )
+
+
+def _link_into_sink(stage, ctx, store, sink, resolved, todo, done, n) -> None:
+    import uuid
+
+    sizes = {f["path"]: f for f in resolved[0].upstream_files}
+    for k in todo:
+        task_dir = join_path(sink.staging, "tasks", f"p{k:05d}-link-{uuid.uuid4().hex[:8]}")
+        files = []
+        for i, src in enumerate(resolved[0].parts[k].files):
+            dst = join_path(task_dir, f"{sink.base_name(k)}-{i}.parquet")
+            sink.fs.link_or_copy(src, dst)
+            files.append({"path": dst, "rows": sizes[src]["rows"], "bytes": sizes[src]["bytes"]})
+        result = {"partition": k, "attempt": 1, "files": files, "rows": sum(f["rows"] for f in files),
+                  "bytes": sum(f["bytes"] for f in files), "schema": resolved[0].schema, "seconds": 0.0, "linked": True}
+        store.commit_task(stage.id, k, result)
+        done[k] = result
+        if ctx.progress:
+            ctx.progress(stage, len(done), n)
 
 
 def _wait_quietly(futures: list[cf.Future]) -> None:

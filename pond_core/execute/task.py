@@ -28,6 +28,11 @@ from pond_core.plan.physical import Step
 from pond_core.plan.sql import bind, quote_ident
 
 
+# Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
+# so a write that only moves an exchange's files can link them instead of rewriting them.
+EXCHANGE_COMPRESSION = "snappy"
+
+
 @dataclasses.dataclass
 class TaskSpec:
     run_id: str
@@ -145,7 +150,7 @@ def _write_output(con: duckdb.DuckDBPyConnection, spec: TaskSpec, schema: list[l
     out = spec.output
     select = f"SELECT {_storable_columns(schema)} FROM {quote_ident(spec.result)}"
     if out["kind"] == "files":
-        statement = f"COPY ({select}) TO '{out['path']}' (FORMAT parquet, COMPRESSION {out.get('compression', 'snappy')}, RETURN_STATS true)"
+        statement = f"COPY ({select}) TO '{out['path']}' (FORMAT parquet, COMPRESSION {EXCHANGE_COMPRESSION}, RETURN_STATS true)"
     elif out["kind"] == "exchange":
         statement = _exchange_statement(spec, schema)
     else:
@@ -171,7 +176,7 @@ def _exchange_statement(spec: TaskSpec, schema: list[list[str]]) -> str:
     bucket = bucket_expression(out["method"], out.get("keys") or [], out.get("expr"), out["npartitions"])
     return (
         f"COPY (SELECT {cols}, {bucket} AS __pond_bucket FROM {quote_ident(spec.result)}) TO '{out['dir']}' "
-        f"(FORMAT parquet, COMPRESSION {out.get('compression', 'snappy')}, PARTITION_BY (__pond_bucket), "
+        f"(FORMAT parquet, COMPRESSION {EXCHANGE_COMPRESSION}, PARTITION_BY (__pond_bucket), "
         f"FILENAME_PATTERN 'data_{{i}}', RETURN_STATS true)"
     )
 
