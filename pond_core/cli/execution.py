@@ -1,0 +1,159 @@
+"""Running a compiled plan for one run id, with a progress bar per stage.
+
+A run keeps its stage outputs under `<data-root>/jobs/<run_id>/` (until `pond clean`), so
+starting the same run id again skips committed stages and committed partitions: that is resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import pond_core
+from pond_core.catalog import Catalog
+from pond_core.cli import render
+from pond_core.cli.common import CliError, Settings
+from pond_core.errors import PondError
+from pond_core.io import join_path
+from pond_core.pipeline import run_pipeline
+from pond_core.plan.physical import PhysicalPlan, Stage
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What `pond run` reports: JSON-able, one row per stage."""
+
+    run_id: str
+    pipeline: str
+    params: dict[str, Any]
+    status: str  # success | failed
+    seconds: float
+    stages: list[dict[str, Any]]
+    output: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_dir(settings: Settings, run_id: str) -> str:
+    return join_path(settings.data_root, "jobs", run_id)
+
+
+def check_reuse(catalog: Catalog, run_id: str, plan: PhysicalPlan) -> dict[str, Any] | None:
+    """A run id may only be reused for the same pipeline and plan; returns the earlier run."""
+    earlier = catalog.get_run(run_id)
+    if earlier is None:
+        return None
+    pipeline = plan.pipeline or "session"
+    if earlier["pipeline"] != pipeline:
+        raise CliError(f"run {run_id} belongs to pipeline {earlier['pipeline']}, not {pipeline}; use another --run-id")
+    if earlier["plan_fingerprint"] and earlier["plan_fingerprint"] != plan.fingerprint:
+        raise CliError(
+            f"run {run_id} was started with plan {earlier['plan_fingerprint']}, not {plan.fingerprint}: "
+            "the pipeline or its parameters changed since; use another --run-id"
+        )
+    return earlier
+
+
+def execute(
+    plan: PhysicalPlan,
+    run_id: str,
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    show_progress: bool,
+) -> Outcome:
+    """Run (or resume) every stage of `plan` as `run_id`; failures become a failed Outcome."""
+    earlier = check_reuse(catalog, run_id, plan)
+    if show_progress:
+        again = f" (resuming: it was {earlier['status']} after {earlier['attempts']} attempt(s))" if earlier else ""
+        render.err_console().print(f"run {run_id}: {plan.pipeline or 'plan'}, {len(plan.stages)} stages{again}")
+    session = pond_core.init(
+        job_id=run_id, data_root=settings.data_root, catalog_url=settings.catalog_url,
+        executor=settings.executor, keep_intermediates=True,
+    )
+    display = StageProgress(plan, started=time.time(), enabled=show_progress)
+    outcome = Outcome(run_id, plan.pipeline or "session", dict(plan.params), "success", 0.0, display.rows)
+    try:
+        with display:
+            run_pipeline(plan, run_id, session=session, catalog=catalog, progress=display.update, on_stage=display.finished)
+    except PondError as exc:  # run_pipeline has recorded the failure
+        outcome.status, outcome.error = "failed", str(exc)
+    except BaseException as exc:
+        _record_failure(catalog, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        session.shutdown()
+    outcome.seconds = round(time.time() - display.started, 3)
+    if outcome.status == "success" and display.rows:
+        outcome.output = display.rows[-1]["location"]
+    return outcome
+
+
+def _record_failure(catalog: Catalog, run_id: str, error: str) -> None:
+    """Mark a run failed after an unexpected error, so `pond runs` does not show it running."""
+    try:
+        run = catalog.get_run(run_id)
+        if run is not None and run["status"] == "running":
+            catalog.finish_run(run_id, "failed", error=error)
+    except Exception:  # the original error matters more than this bookkeeping
+        pass
+
+
+class StageProgress:
+    """One bar per stage (partitions done / total), on stderr; collects the summary rows."""
+
+    def __init__(self, plan: PhysicalPlan, *, started: float, enabled: bool) -> None:
+        self.plan = plan
+        self.started = started
+        self.rows: list[dict[str, Any]] = []
+        self._bars: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+        if enabled:
+            self._bars = Progress(
+                TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=render.err_console(),
+            )
+
+    def __enter__(self) -> "StageProgress":
+        if self._bars is not None:
+            self._bars.start()
+            for stage in self.plan.stages:
+                self._tasks[stage.id] = self._bars.add_task(stage.name, total=stage.npartitions or None, start=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def update(self, stage: Stage, done: int, total: int) -> None:
+        if self._bars is not None:
+            task = self._tasks[stage.id]
+            self._bars.start_task(task)
+            self._bars.update(task, completed=done, total=total)
+
+    def finished(self, name: str, result: dict[str, Any]) -> None:
+        skipped = float(result.get("finished_at") or 0) < self.started
+        self.rows.append(_stage_row(self.plan.stage(name), result, skipped))
+        if self._bars is not None:
+            task, n = self._tasks[self.plan.stage(name).id], result.get("npartitions") or 0
+            label = f"{name} (committed earlier)" if skipped else name
+            self._bars.update(task, completed=n, total=n, description=label)
+
+
+def _stage_row(stage: Stage, result: dict[str, Any], skipped: bool) -> dict[str, Any]:
+    return {
+        "stage": stage.name,
+        "stage_id": stage.id,
+        "state": "skipped" if skipped else "ran",
+        "partitions": result.get("npartitions"),
+        "rows": result.get("rows"),
+        "files": result.get("files"),
+        "bytes": result.get("bytes"),
+        "seconds": result.get("seconds"),
+        "location": result.get("location"),
+    }

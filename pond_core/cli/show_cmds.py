@@ -1,0 +1,139 @@
+"""Read-only commands over the catalog: runs, one run, datasets, partitions, lineage."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from pond_core.catalog import Catalog
+from pond_core.cli import render
+from pond_core.cli.common import CliError, Settings, emit_json, json_option, storage_options, with_catalog
+
+STATUSES = ("running", "success", "failed")
+
+
+@click.command("runs")
+@click.argument("run_id", required=False)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to list, newest first.")
+@click.option("--pipeline", metavar="MODULE:FUNCTION", help="Only runs of this pipeline.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs in this state.")
+@storage_options
+@json_option
+@with_catalog
+def runs_command(
+    run_id: str | None, limit: int, pipeline: str | None, status: str | None, as_json: bool, settings: Settings, catalog: Catalog,
+) -> None:
+    """List recent runs, or show RUN_ID with its stages.
+
+    \b
+    Examples:
+      pond runs --status failed --limit 5
+      pond runs daily_revenue-2026-11-20-1a2b3c4d
+    """
+    if run_id is None:
+        _list_runs(catalog.list_runs(limit=limit, pipeline=pipeline, status=status), as_json)
+        return
+    if pipeline or status:
+        raise CliError("--pipeline and --status filter the list of runs; they do not apply to one RUN_ID")
+    run = catalog.get_run(run_id)
+    if run is None:
+        raise CliError(f"no run {run_id} in the catalog at {catalog.url}")
+    _show_run(run, as_json)
+
+
+def _list_runs(runs: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json(runs)
+        return
+    rows = [
+        (r["run_id"], r["pipeline"], r["status"], r["attempts"], render.when(r["started_at"]), render.seconds(r["duration_s"]), render.compact(r["params"]))
+        for r in runs
+    ]
+    render.console().print(render.table(None, ["RUN ID", "PIPELINE", "STATUS", "ATTEMPTS", "STARTED (UTC)", "DURATION", "PARAMS"], rows))
+
+
+def _show_run(run: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(run)
+        return
+    out = render.console()
+    out.print(f"run       {run['run_id']}\npipeline  {run['pipeline']}\nparams    {render.compact(run['params'])}")
+    out.print(f"status    {render.cell(run['status'])} (attempt {run['attempts']}, executor {run['executor']})")
+    out.print(f"started   {render.when(run['started_at'])} UTC, duration {render.seconds(run['duration_s']) or '-'}")
+    if run["error"]:
+        out.print(f"error     {render.cell(render.one_line(run['error'], 400))}")
+    rows = [
+        (s["stage_name"], s["status"], s["attempts"], s["npartitions"], s["rows"], s["files"], render.size(s["bytes"]),
+         render.seconds(s["duration_s"]), render.one_line(s["error"]))
+        for s in run["stages"]
+    ]
+    out.print(render.table("stages", ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "ERROR"], rows))
+
+
+def known_dataset(catalog: Catalog, dataset: str) -> str:
+    """The dataset's catalog URI (a relative local path is tried as absolute too)."""
+    uris = {d["uri"] for d in catalog.list_datasets()}
+    for candidate in (dataset.rstrip("/") or dataset, os.path.abspath(dataset) if "://" not in dataset else dataset):
+        if candidate in uris:
+            return candidate
+    raise CliError(f"no dataset {dataset} in the catalog at {catalog.url} (see `pond datasets`)")
+
+
+@click.command("datasets")
+@storage_options
+@json_option
+@with_catalog
+def datasets_command(as_json: bool, settings: Settings, catalog: Catalog) -> None:
+    """List every dataset the catalog knows: sources, intermediate stage outputs, sinks."""
+    datasets = catalog.list_datasets()
+    if as_json:
+        emit_json(datasets)
+        return
+    rows = [(d["uri"], len(d["schema"]) or None, render.when(d["updated_at"])) for d in datasets]
+    render.console().print(render.table(None, ["DATASET", "COLUMNS", "UPDATED (UTC)"], rows))
+
+
+@click.command("partitions")
+@click.argument("dataset")
+@storage_options
+@json_option
+@with_catalog
+def partitions_command(dataset: str, as_json: bool, settings: Settings, catalog: Catalog) -> None:
+    """List the committed partitions of DATASET (a sink path or URL) and the runs that wrote them.
+
+    \b
+    Example:
+      pond partitions /data/revenue
+    """
+    parts = catalog.list_partitions(known_dataset(catalog, dataset))
+    if as_json:
+        emit_json(parts)
+        return
+    rows = [(p["key"] or "(unpartitioned)", p["rows"], p["files"], render.size(p["bytes"]), p["run_id"], render.when(p["committed_at"])) for p in parts]
+    render.console().print(render.table(None, ["PARTITION", "ROWS", "FILES", "BYTES", "RUN ID", "COMMITTED (UTC)"], rows))
+
+
+@click.command("lineage")
+@click.argument("dataset")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many edges each way, newest first.")
+@storage_options
+@json_option
+@with_catalog
+def lineage_command(dataset: str, limit: int | None, as_json: bool, settings: Settings, catalog: Catalog) -> None:
+    """Show what DATASET was computed from (upstream) and what was computed from it (downstream).
+
+    \b
+    Example:
+      pond lineage /data/revenue
+    """
+    uri = known_dataset(catalog, dataset)
+    edges = catalog.lineage(uri, limit=limit)
+    if as_json:
+        emit_json({"dataset": uri, **edges})
+        return
+    out = render.console()
+    for direction in ("upstream", "downstream"):
+        rows = [(e["uri"], e["rows"], e["run_id"], e["stage_id"], render.when(e["finished_at"])) for e in edges[direction]]
+        out.print(render.table(f"{direction} of {uri}", ["DATASET", "ROWS", "RUN ID", "STAGE", "FINISHED (UTC)"], rows))
