@@ -1,0 +1,129 @@
+"""pond's neutral lineage records as OpenLineage facets and Airflow asset events.
+
+Dataset naming follows OpenLineage's conventions: a local path is namespace `file` with the
+absolute path as name; `s3://bucket/key` is namespace `s3://bucket`, name `key`; pond's
+intermediate outputs `pond://<pipeline>/<stage>` are namespace `pond://<pipeline>`. A glob
+names the directory above its first wildcard: the dataset, not one listing of it.
+OpenLineage is imported lazily so the provider works without it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+_GLOB = set("*?[{")
+
+
+def dataset_uri(path: str) -> str:
+    """The dataset a path or glob belongs to, as a URI (`file:///abs`, `s3://b/k`, `pond://p/s`)."""
+    if "://" not in path:
+        path = os.path.abspath(path)
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if _GLOB & set(part):
+            path = "/".join(parts[:i]) or "/"
+            break
+    path = path.rstrip("/") or path
+    return path if "://" in path else f"file://{path}"
+
+
+def ol_name(uri: str) -> tuple[str, str]:
+    """(namespace, name) of a dataset URI, per OpenLineage's naming spec."""
+    scheme, _, rest = uri.partition("://")
+    if scheme == "file":
+        return "file", rest or "/"
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", key or "/"
+
+
+def _facets(item: dict[str, Any]) -> dict[str, Any]:
+    from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
+
+    schema = item.get("schema")
+    if not schema:
+        return {}
+    return {"schema": SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=f["name"], type=f["type"]) for f in schema])}
+
+
+def _datasets(items: Iterable[dict[str, Any]], output: bool) -> list[Any]:
+    from airflow.providers.common.compat.openlineage.facet import (
+        InputDataset,
+        OutputDataset,
+        OutputStatisticsOutputDatasetFacet,
+    )
+
+    seen: dict[str, Any] = {}
+    for item in items:
+        namespace, name = ol_name(dataset_uri(item["uri"]))
+        if (namespace, name) in seen:
+            continue
+        if output:
+            stats = {}
+            if item.get("rows") is not None:
+                stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(rowCount=item["rows"], size=item.get("bytes"))
+            seen[(namespace, name)] = OutputDataset(namespace=namespace, name=name, facets=_facets(item), outputFacets=stats)
+        else:
+            seen[(namespace, name)] = InputDataset(namespace=namespace, name=name, facets=_facets(item))
+    return list(seen.values())
+
+
+def operator_lineage(record: dict[str, Any], error: BaseException | None = None) -> Any:
+    """An OperatorLineage from pond's record: {"inputs", "outputs", "sql", "run_id", "stage_id"}."""
+    from airflow.providers.common.compat.openlineage.facet import (
+        ErrorMessageRunFacet,
+        ExternalQueryRunFacet,
+        SQLJobFacet,
+    )
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    run_facets: dict[str, Any] = {}
+    if record.get("run_id"):
+        query_id = f"{record['run_id']}/{record.get('stage_id') or ''}".rstrip("/")
+        run_facets["externalQuery"] = ExternalQueryRunFacet(externalQueryId=query_id, source="pond")
+    if error is not None:
+        run_facets["errorMessage"] = ErrorMessageRunFacet(message=str(error), programmingLanguage="python")
+    job_facets = {"sql": SQLJobFacet(query=record["sql"])} if record.get("sql") else {}
+    return OperatorLineage(
+        inputs=_datasets(record.get("inputs") or [], output=False),
+        outputs=_datasets(record.get("outputs") or [], output=True),
+        run_facets=run_facets,
+        job_facets=job_facets,
+    )
+
+
+def asset_event_extra(result: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What an asset event says about the write: rows, bytes, files, partitions, the pond run."""
+    from pond_airflow.runs import MAX_LISTED_PARTITIONS, partition_keys
+
+    keys = partition_keys(result)
+    extra: dict[str, Any] = {
+        "pond_run_id": run_id,
+        "stage": result.get("stage"),
+        "rows": (result.get("sink") or {}).get("rows", result.get("rows")),
+        "bytes": result.get("bytes"),
+        "files": result.get("files"),
+    }
+    if keys:
+        extra["partitions"] = keys[:MAX_LISTED_PARTITIONS]
+    return extra
+
+
+def emit_asset_events(context: Any, outlets: Iterable[Any], uri: str, extra: dict[str, Any], match: bool = True) -> None:
+    """Attach `extra` to this task's outlet events for the dataset at `uri`.
+
+    A static Asset outlet gets the extra when it names this dataset (or always, with
+    match=False: the operator's outlets are what the user said it writes); an AssetAlias outlet
+    gains an event for `Asset(uri)`, for outputs whose URI is known only at run time. Written
+    partitions go in the extra, not in the event's partition keys: those belong to the DAG
+    run (a partitioned run's key), and downstream partition mapping relies on that.
+    """
+    from airflow.sdk import Asset, AssetAlias
+
+    events = context["outlet_events"]
+    target = dataset_uri(uri)
+    for outlet in outlets:
+        if isinstance(outlet, AssetAlias):
+            events[outlet].add(Asset(target), extra=extra)
+        elif isinstance(outlet, Asset) and (not match or outlet.uri.rstrip("/") == Asset(target).uri.rstrip("/")):
+            events[outlet].extra.update(extra)

@@ -1,0 +1,209 @@
+"""PondSqlOperator: templated DuckDB SQL over named Parquet inputs, run by pond.
+
+    PondSqlOperator(
+        task_id="customer_spend",
+        sql="SELECT dt, customer_id, sum(amount) AS spend FROM orders WHERE dt = '{{ ds }}' GROUP BY ALL",
+        inputs={"orders": "s3://shop/orders"},          # paths, globs, s3:// URLs, hive datasets
+        hash_by="customer_id", npartitions=8,             # optional repartition of every input
+        output_path="s3://shop/customer_spend", partition_by="dt", mode="overwrite_partitions",
+    )
+
+The SQL names inputs like tables. Without `hash_by`/`npartitions` each input is gathered into
+one partition, so the SQL sees whole tables. With `hash_by`, every input is hash-partitioned on
+those columns and the SQL runs once per partition: right for joins and aggregations keyed on
+them. With only `npartitions`, the single input is split evenly (row-wise SQL only).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Sequence
+
+from airflow.sdk import Asset, BaseOperator
+
+from pond_airflow.hooks.pond import PondHook
+from pond_airflow.lineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
+from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEADING_WITH = re.compile(r"^(\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*)WITH(\s+RECURSIVE)?\s", re.IGNORECASE | re.DOTALL)
+MODES = ("error", "overwrite", "overwrite_partitions", "append")
+
+
+def bind_inputs(sql: str, names: Sequence[str]) -> str:
+    """The user's SQL with each input name bound to pond's `{i}` placeholder through a CTE."""
+    ctes = ", ".join(f'"{name}" AS (SELECT * FROM {{{i}}})' for i, name in enumerate(names))
+    body = sql.strip().rstrip(";").replace("{", "{{").replace("}", "}}")
+    if not names:
+        return body
+    match = _LEADING_WITH.match(body)
+    if match:
+        head = match.group(0)
+        return f"{head}{ctes}, {body[len(head):]}"
+    return f"WITH {ctes} {body}"
+
+
+class PondSqlOperator(BaseOperator):
+    """Run DuckDB SQL over named Parquet inputs with pond; write a dataset or return rows.
+
+    :param sql: the query (templated; a `.sql` file path works too).
+    :param inputs: table name -> path, glob, s3:// URL or (hive) dataset directory; templated.
+    :param hive_partitioning: read `key=value` directories as columns (default: pond decides).
+    :param hash_by: hash-repartition every input on these columns first.
+    :param npartitions: partitions for `hash_by` (default 4), or an even split of one input.
+    :param output_path: where to write the result as Parquet (templated); without it, the
+        result (at most `max_xcom_rows` rows) goes to XCom.
+    :param partition_by: hive partition columns of the output.
+    :param mode: error | overwrite | overwrite_partitions | append.
+    :param pond_conn_id: the pond connection; `hook_params` override its settings.
+    """
+
+    template_fields: Sequence[str] = ("sql", "inputs", "output_path")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "inputs": "json"}
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        sql: str,
+        inputs: dict[str, str | list[str]],
+        hive_partitioning: bool | None = None,
+        hash_by: str | Sequence[str] | None = None,
+        npartitions: int | None = None,
+        output_path: str | None = None,
+        partition_by: str | Sequence[str] | None = None,
+        mode: str = "error",
+        max_xcom_rows: int = 100,
+        pond_conn_id: str = PondHook.default_conn_name,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        bad = [name for name in inputs if not _NAME.match(name)]
+        if bad or not inputs:
+            raise ValueError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if npartitions is not None and hash_by is None and len(inputs) > 1:
+            raise ValueError("npartitions without hash_by splits a single input; with several inputs give hash_by")
+        if output_path and "outlets" not in kwargs and "{{" not in output_path:
+            kwargs["outlets"] = [Asset(dataset_uri(output_path))]
+        super().__init__(**kwargs)
+        self.sql = sql
+        self.inputs = dict(inputs)
+        self.hive_partitioning = hive_partitioning
+        self.hash_by = [hash_by] if isinstance(hash_by, str) else (list(hash_by) if hash_by else None)
+        self.npartitions = npartitions
+        self.output_path = output_path
+        self.partition_by = partition_by
+        self.mode = mode
+        self.max_xcom_rows = max_xcom_rows
+        self.pond_conn_id = pond_conn_id
+        self.hook_params = dict(hook_params or {})
+        self._result: dict[str, Any] | None = None
+        self._session: Any = None
+
+    @property
+    def hook(self) -> PondHook:
+        return PondHook(self.pond_conn_id, **self.hook_params)
+
+    def _frame(self, sp: Any) -> Any:
+        frames = []
+        for path in self.inputs.values():
+            df = sp.read_parquet(path, recursive=True, hive_partitioning=self.hive_partitioning)
+            if self.hash_by:
+                df = df.repartition(self.npartitions or 4, hash_by=self.hash_by)
+            else:
+                df = df.repartition(self.npartitions or 1)
+            frames.append(df)
+        return sp.partial_sql(bind_inputs(self.sql, list(self.inputs)), *frames)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from pond_core.errors import PondError
+
+        ti = context["ti"]
+        scope = ti.task_id if ti.map_index in (None, -1) else f"{ti.task_id}.{ti.map_index}"
+        run_id = pond_run_id(context, scope)
+        hook = self.hook
+        with hook.get_conn(job_id=run_id) as session:
+            self._session = session
+            try:
+                df = self._frame(session)
+                if first_try(context):
+                    df.recompute()
+                if self.output_path:
+                    result = df.write_parquet(self.output_path, partition_by=self.partition_by, mode=self.mode)
+                    out = xcom_result(result)
+                else:
+                    out = self._rows(df, run_id)
+                    result = out
+            except PondError as exc:
+                fail_for(exc, lambda text: _scrub(text, hook))
+            finally:
+                self._session = None
+        self._result = result
+        if self.output_path:
+            emit_asset_events(context, self.outlets, self.output_path, asset_event_extra(result, run_id), match=False)
+        return out
+
+    def _rows(self, df: Any, run_id: str) -> dict[str, Any]:
+        import json
+
+        table = df.to_arrow()
+        rows = table.slice(0, self.max_xcom_rows).to_pylist()
+        if table.num_rows > self.max_xcom_rows:
+            self.log.warning("result has %d rows; XCom gets the first %d", table.num_rows, self.max_xcom_rows)
+        return {
+            "run_id": run_id,
+            "rows": table.num_rows,
+            "schema": [[f.name, str(f.type)] for f in table.schema],
+            "records": json.loads(json.dumps(rows, default=str)),
+            "truncated": table.num_rows > self.max_xcom_rows,
+        }
+
+    def on_kill(self) -> None:
+        session = self._session
+        if session is not None and hasattr(session.executor(), "cancel_all"):
+            session.executor().cancel_all()
+
+    # -- lineage ------------------------------------------------------------------------------
+
+    def _record(self) -> dict[str, Any]:
+        inputs = []
+        for value in self.inputs.values():
+            for path in [value] if isinstance(value, str) else value:
+                inputs.append({"uri": path})
+        outputs = []
+        if self.output_path:
+            output: dict[str, Any] = {"uri": self.output_path}
+            if self._result:
+                output["schema"] = [{"name": n, "type": t} for n, t in self._result.get("schema") or []]
+                output["rows"] = (self._result.get("sink") or {}).get("rows", self._result.get("rows"))
+                output["bytes"] = self._result.get("bytes")
+            outputs.append(output)
+        return {
+            "inputs": inputs,
+            "outputs": outputs,
+            "sql": self.sql,
+            "run_id": (self._result or {}).get("run_id"),
+            "stage_id": (self._result or {}).get("stage_id"),
+        }
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        return operator_lineage(self._record())
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return operator_lineage(self._record())
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        error = getattr(task_instance, "error", None)
+        return operator_lineage(self._record(), error=error if isinstance(error, BaseException) else None)
+
+
+def _scrub(text: str, hook: PondHook) -> str:
+    from pond_airflow.hooks.pond import scrub
+
+    return scrub(text, hook.settings)

@@ -1,0 +1,196 @@
+"""A pond pipeline as an Airflow task group: one task per stage, rendered at parse time.
+
+How the graph is rendered without knowing the run's parameters:
+
+1. Parameters that are Jinja templates (`{{ ds }}`, `{{ partition_key }}`, ...) are rendered
+   once, at parse time, against a fixed representative context: the DAG's start_date (or
+   2000-01-01) as the logical date and the partition key that date would have. `parse_params`
+   replaces any of them explicitly. Nothing here depends on the clock, a connection, a
+   Variable or the data, so every parse renders the same DAG and Airflow records no new version.
+2. The pipeline is compiled with those values (pure planning: no data read, no cluster). Each
+   stage becomes a PondStageOperator named after the stage, wired by the plan's dependencies.
+3. At run time each task compiles the pipeline again with the real rendered parameters and
+   checks that its stage still exists with the same upstream stages, so a pipeline whose shape
+   depends on its parameters fails loudly instead of running the wrong graph. Stage ids are
+   content hashes, so every task of a run computes the same ids and finds its upstream output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, TaskGroup
+
+from pond_airflow.hooks.pond import PondHook
+from pond_airflow.lineage import dataset_uri
+from pond_airflow.operators.stage import PondStageOperator
+
+_DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def pond_pipeline_group(
+    pipeline: str,
+    params: dict[str, Any] | None = None,
+    *,
+    group_id: str | None = None,
+    parse_params: dict[str, Any] | None = None,
+    pond_conn_id: str = PondHook.default_conn_name,
+    hook_params: dict[str, Any] | None = None,
+    keep_intermediates: bool = False,
+    deferrable: bool = False,
+    poll_interval: float = 5.0,
+    stage_kwargs: dict[str, dict[str, Any]] | None = None,
+    dag: Any = None,
+    **task_kwargs: Any,
+) -> TaskGroup:
+    """Render `pipeline` (module:function) as a TaskGroup with one task per stage.
+
+    :param params: the pipeline's parameters; string values may be Jinja templates.
+    :param group_id: the task group id (default: the function's name); it also scopes the
+        pond run, so two groups of one pipeline in a DAG run separately.
+    :param parse_params: values used instead of the representative rendering at parse time.
+    :param keep_intermediates: keep exchange outputs after the final stage succeeds.
+    :param deferrable: run each stage in a detached pond worker, waiting in the triggerer.
+    :param stage_kwargs: extra operator arguments per stage name (e.g. a longer timeout).
+    :param task_kwargs: operator arguments for every stage task (retries, pool, ...).
+    """
+    from pond_core.errors import PondError
+    from pond_core.lineage import stage_dataset
+    from pond_core.pipeline import compile_pipeline
+
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+    dag = dag or DagContext.get_current()
+    params = dict(params or {})
+    rendered = representative_params(params, dag)
+    rendered.update(parse_params or {})
+    try:
+        plan = compile_pipeline(pipeline, rendered)
+    except PondError as exc:
+        raise ValueError(
+            f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
+            "pass parse_params= with representative values"
+        ) from exc
+    group_id = group_id or pipeline.rpartition(":")[2]
+    samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
+    tasks: dict[str, PondStageOperator] = {}
+    with TaskGroup(group_id=group_id, dag=dag) as group:
+        for stage in plan.stages:
+            uri = dataset_uri(stage_dataset(plan, stage))
+            per_run = any(sample in uri for sample in samples)
+            outlet = AssetAlias(name=f"pond.{group_id}.{stage.name}") if per_run else Asset(uri)
+            kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
+            tasks[stage.id] = PondStageOperator(
+                task_id=stage.name,
+                pipeline=pipeline,
+                stage=stage.name,
+                pipeline_params=params,
+                upstream_stages=[plan.stage(sid).name for sid in stage.depends_on],
+                final=stage is plan.final,
+                run_scope=group.group_id,
+                pond_conn_id=pond_conn_id,
+                hook_params=hook_params,
+                keep_intermediates=keep_intermediates,
+                deferrable=deferrable,
+                poll_interval=poll_interval,
+                outlets=[outlet],
+                doc_md=_doc(pipeline, stage),
+                **kwargs,
+            )
+            for sid in stage.depends_on:
+                tasks[sid] >> tasks[stage.id]
+    return group
+
+
+def _doc(pipeline: str, stage: Any) -> str:
+    out = stage.output
+    if out.kind == "exchange":
+        what = f"{out.method} exchange into {out.npartitions} buckets"
+    elif out.kind == "sink":
+        what = f"writes the dataset ({out.sink.get('mode')}, partitioned by {out.sink.get('partition_by') or 'nothing'})"
+    else:
+        what = "intermediate files"
+    parts = "decided at run time" if stage.npartitions == 0 else str(stage.npartitions)
+    return f"pond stage `{stage.name}` of `{pipeline}`: {what}; partitions: {parts}."
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_templated(v) for v in value)
+    return False
+
+
+def representative_params(params: dict[str, Any], dag: Any = None) -> dict[str, Any]:
+    """Render templated values against a fixed context (see the module docstring)."""
+    if not _templated(params):
+        return dict(params)
+    context = representative_context(dag)
+    if dag is not None:
+        env = dag.get_template_env(force_sandboxed=True)
+    else:
+        import jinja2.sandbox
+
+        env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    return {k: _render(env, v, context, k) for k, v in params.items()}
+
+
+def _render(env: Any, value: Any, context: dict[str, Any], key: str) -> Any:
+    import jinja2
+
+    if isinstance(value, str) and _templated(value):
+        try:
+            return env.from_string(value).render(**context)
+        except jinja2.TemplateError as exc:
+            raise ValueError(
+                f"pond parameter {key!r} = {value!r} cannot be rendered at parse time ({exc}); "
+                f"pass parse_params={{{key!r}: <representative value>}}"
+            ) from exc
+    if isinstance(value, dict):
+        return {k: _render(env, v, context, key) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_render(env, v, context, key) for v in value)
+    return value
+
+
+def representative_context(dag: Any = None) -> dict[str, Any]:
+    """The template context of an imaginary run at the DAG's start date."""
+    from airflow.sdk.execution_time import macros
+
+    start = getattr(dag, "start_date", None) or _DEFAULT_DATE
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(start.timestamp(), tz=dt.timezone.utc)
+    timetable = getattr(dag, "timetable", None)
+    key_format = getattr(timetable, "key_format", None) or "%Y-%m-%d"
+    params = {}
+    if dag is not None:
+        params = {k: v.value if hasattr(v, "value") else v for k, v in dag.params.items()}
+    return {
+        "ds": start.strftime("%Y-%m-%d"),
+        "ds_nodash": start.strftime("%Y%m%d"),
+        "ts": start.isoformat(),
+        "ts_nodash": start.strftime("%Y%m%dT%H%M%S"),
+        "ts_nodash_with_tz": start.strftime("%Y%m%dT%H%M%S%z"),
+        "logical_date": start,
+        "data_interval_start": start,
+        "data_interval_end": start,
+        "run_after": start,
+        "partition_key": start.strftime(key_format),
+        "partition_date": start,
+        "run_id": "scheduled__" + start.isoformat(),
+        "params": params,
+        "macros": macros,
+        "dag": dag,
+    }
+
+
+class PondPipelineTaskGroup:
+    """`PondPipelineTaskGroup(pipeline, params, ...)` is `pond_pipeline_group(...)`: a TaskGroup."""
+
+    def __new__(cls, pipeline: str, params: dict[str, Any] | None = None, **kwargs: Any) -> TaskGroup:  # type: ignore[misc]
+        return pond_pipeline_group(pipeline, params, **kwargs)

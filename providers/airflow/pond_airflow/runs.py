@@ -1,0 +1,82 @@
+"""How an Airflow task instance maps onto a pond run, and what it hands back to Airflow."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, NoReturn
+
+from airflow.sdk.exceptions import AirflowFailException
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_LISTED_PARTITIONS = 50
+
+
+def pond_run_id(context: Any, scope: str) -> str:
+    """`<dag_id>__<run_id>__<scope>`, safe as a directory name.
+
+    Every task of one DAG run (and every retry of a task) gets the same pond run, so a retry
+    finds the stages its upstream tasks committed. Characters outside [A-Za-z0-9._-] become
+    `_`, and a short digest of the raw id keeps two raw ids from meeting on one safe id.
+    """
+    dag_run = context["dag_run"]
+    raw = f"{dag_run.dag_id}__{dag_run.run_id}__{scope}"
+    safe = _UNSAFE.sub("_", raw)
+    if safe != raw:
+        safe = f"{safe}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def first_try(context: Any) -> bool:
+    """True on a task's first try since it was scheduled or last cleared (not a retry).
+
+    Clearing a task sets max_tries = try_number + retries (as Airflow computes the first try
+    for reschedules), so the first try of the current round is max_tries - retries + 1.
+    """
+    ti = context["ti"]
+    retries = getattr(ti.task, "retries", 0) or 0
+    max_tries = getattr(ti, "max_tries", None)
+    if max_tries is None:
+        return ti.try_number <= 1
+    return ti.try_number <= max_tries - retries + 1
+
+
+def xcom_result(result: dict[str, Any]) -> dict[str, Any]:
+    """The small, JSON-only part of a pond stage result that goes to XCom."""
+    keep = (
+        "run_id", "stage", "stage_id", "output_kind", "location", "npartitions", "files", "rows",
+        "bytes", "seconds", "task_retries", "executor",
+    )
+    out = {k: result.get(k) for k in keep if k in result}
+    out["schema"] = [list(col) for col in result.get("schema") or []]
+    sink = result.get("sink")
+    if sink:
+        parts = [p if isinstance(p, str) else p.get("key") for p in sink.get("partitions") or []]
+        out["sink"] = {
+            "path": sink.get("path"),
+            "mode": sink.get("mode"),
+            "rows": sink.get("rows"),
+            "partitions": parts[:MAX_LISTED_PARTITIONS],
+            "partition_count": len(parts),
+        }
+    return out
+
+
+def partition_keys(result: dict[str, Any]) -> list[str]:
+    sink = result.get("sink") or {}
+    keys = [p if isinstance(p, str) else p.get("key") for p in sink.get("partitions") or []]
+    return [k for k in keys if k]
+
+
+def fail_for(exc: BaseException, scrub: Any = None) -> NoReturn:
+    """Re-raise a pond error the way Airflow should treat it.
+
+    Transient errors keep their type, so Airflow's normal retries apply; every other PondError
+    (bad SQL, a missing input, bad data, configuration) fails the task without a retry.
+    """
+    from pond_core.errors import PondError, is_retryable
+
+    if not isinstance(exc, PondError) or is_retryable(exc):
+        raise exc
+    text = str(exc) if scrub is None else scrub(str(exc))
+    raise AirflowFailException(f"{type(exc).__name__}: {text}") from exc
