@@ -81,7 +81,7 @@ def test_overwrite_replaces_everything(tmp_path):
     write(out, ["SELECT 1 AS x", "SELECT 2 AS x"], "j1")
     write(out, ["SELECT 9 AS x"], "j2", mode="overwrite")
     assert read(out) == [(9,)]
-    assert parquet_files(out) == ["part-00000-0.parquet"]
+    assert parquet_files(out) == ["part-j2-00000-0.parquet"]
     assert sorted(os.listdir(tmp_path)) == ["ds"]
 
 
@@ -94,7 +94,10 @@ def test_overwrite_partitions_replaces_exactly_the_new_partitions(tmp_path):
     result = write(out, [days((20, "2024-01-02"), (40, "2024-01-04"))], "j2", partition_by="dt", mode="overwrite_partitions")
     assert result["partitions"] == ["dt=2024-01-02", "dt=2024-01-04"]
     assert [(r[0], str(r[1])) for r in read(out)] == [(1, "2024-01-01"), (3, "2024-01-03"), (20, "2024-01-02"), (40, "2024-01-04")]
-    assert "dt=2024-01-02/part-00000-0.parquet" in parquet_files(out)
+    assert parquet_files(out) == [
+        "dt=2024-01-01/part-00000-0.parquet", "dt=2024-01-02/part-j2-00000-0.parquet",
+        "dt=2024-01-03/part-00001-0.parquet", "dt=2024-01-04/part-j2-00000-0.parquet",
+    ]
     manifest = json.loads(open(f"{out}/{MANIFEST_NAME}").read())
     assert manifest["partitions"] == ["dt=2024-01-01", "dt=2024-01-02", "dt=2024-01-03", "dt=2024-01-04"]
     assert manifest["rows"] == 4
@@ -141,6 +144,7 @@ def test_target_file_size_compression_and_row_groups(tmp_path):
     result = write(out, [sql], "j1", target_file_size=1_000_000, compression="zstd", compression_level=9, row_group_size=20000)
     names = [os.path.basename(f) for f in result["files"]]
     assert len(names) >= 3 and names[:3] == ["part-00000-0.parquet", "part-00000-1.parquet", "part-00000-2.parquet"]
+    assert all(os.path.getsize(f) < 1_500_000 for f in result["files"])
     meta = duckdb.sql(f"SELECT DISTINCT compression FROM parquet_metadata('{out}/*.parquet')").fetchall()
     assert meta == [("ZSTD",)]
     sizes = duckdb.sql(f"SELECT max(row_group_num_rows) FROM parquet_metadata('{out}/*.parquet')").fetchone()[0]

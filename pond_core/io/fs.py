@@ -181,7 +181,6 @@ class LocalFileSystem(FileSystem):
                     f"cannot rename {src} to {dst} atomically: they are on different mounts"
                 ) from None
             raise
-        fsync_dir(os.path.dirname(dst))
 
     def link_or_copy(self, src: str, dst: str) -> None:
         src, dst = normalize_path(src), normalize_path(dst)

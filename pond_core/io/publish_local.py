@@ -40,16 +40,40 @@ def publish_fresh(fs: FileSystem, new_root: str, root: str, record: dict[str, An
 
 def publish_overwrite(fs: FileSystem, new_root: str, root: str, trash: str, record: dict[str, Any]) -> None:
     _seal(fs, new_root, record)
-    replace_dir(new_root, root, trash)
+    replace_dir(new_root, root, os.path.join(trash, "root"), intent_dir=os.path.dirname(trash))
 
 
 def publish_partitions(
     fs: FileSystem, new_root: str, root: str, trash: str, partitions: list[str], record: dict[str, Any]
 ) -> None:
-    """Swap in exactly the partition directories present in the new data."""
+    """Swap in exactly the partition directories present in the new data.
+
+    Each new partition directory also holds hard links to the files it replaces, so until
+    the commit record lands, a pond reader's current manifest still finds every old file at
+    its old path, even if this writer is killed between two swaps. Once the record is
+    written, those old names are unlinked. New files carry the job tag, so names never clash.
+    """
+    old_names: dict[str, list[str]] = {}
     for i, part in enumerate(partitions):
-        replace_dir(os.path.join(new_root, part), os.path.join(root, part), os.path.join(trash, str(i)))
+        new_dir, target = os.path.join(new_root, part), os.path.join(root, part)
+        old_names[part] = _link_existing(fs, target, new_dir)
+        replace_dir(new_dir, target, os.path.join(trash, str(i)))
     _commit_metadata(fs, root, record)
+    for part, names in old_names.items():
+        for rel in names:
+            fs.delete(os.path.join(root, part, rel))
+
+
+def _link_existing(fs: FileSystem, target: str, new_dir: str) -> list[str]:
+    if not os.path.isdir(target):
+        return []
+    names = []
+    for info in fs.list_files(target):
+        rel = os.path.relpath(info.path, target)
+        if not os.path.lexists(os.path.join(new_dir, rel)):
+            fs.link_or_copy(info.path, os.path.join(new_dir, rel))
+            names.append(rel)
+    return names
 
 
 def publish_append(fs: FileSystem, new_root: str, root: str, files: list[str], record: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 
 from pond_core.errors import PondConfigError, PondStorageError
 from pond_core.io import manifest as mf
-from pond_core.io import publish_local, publish_s3
-from pond_core.io.fs import basename_of, get_filesystem, is_s3, join_path, normalize_path, parent_of
+from pond_core.io import publish_local, publish_s3, swap
+from pond_core.io.fs import basename_of, fsync_dir, get_filesystem, is_s3, join_path, normalize_path, parent_of
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
 from pond_core.io.paths import visible
@@ -119,6 +119,7 @@ class SinkWriter:
                 raise PondConfigError(f"write to a prefix inside the bucket, not the bucket root: {self.root}")
             return
         parent = parent_of(self.root)
+        self._finish_interrupted_swaps(parent)
         if self.root == parent:
             raise PondConfigError("cannot write a dataset at the filesystem root")
         if os.path.isfile(self.root):
@@ -129,6 +130,16 @@ class SinkWriter:
                 f"{self.root} is a mount point: pond stages next to the dataset and renames it into "
                 "place, which cannot cross mounts; write to a directory inside it"
             )
+
+    def _finish_interrupted_swaps(self, parent: str) -> None:
+        """A writer killed between the two renames of an overwrite left the dataset absent and
+        its complete replacement in staging: put it in place before anything else looks."""
+        if os.path.lexists(self.root) or not os.path.isdir(parent):
+            return
+        prefix = f".{basename_of(self.root)}.pond-staging-"
+        for name in sorted(os.listdir(parent)):
+            if name.startswith(prefix) and swap.finish_interrupted_swap(os.path.join(parent, name)):
+                return
 
     def _load(self) -> mf.LoadedState | None:
         return mf.load_state(self.fs, self.root) if self.fs.isdir(self.root) else None
@@ -185,9 +196,10 @@ class SinkWriter:
 
     # --- the tasks' statement -----------------------------------------------------------------
     def base_name(self, partition: int) -> str:
-        """part-00003, or part-<job>-00003 where an older file could otherwise share the name."""
-        tagged = self.spec.mode == "append" or (self.on_s3 and self.spec.mode != "error")
-        middle = f"-{self.tag}" if tagged else ""
+        """part-00003 for a new dataset; part-<job>-00003 when old files may exist, so a new
+        file never takes an old file's name and a reader of the previous manifest either
+        finds the old bytes or fails loudly, but never reads new bytes by mistake."""
+        middle = f"-{self.tag}" if self.spec.mode != "error" else ""
         return f"{self.spec.file_prefix}{middle}-{partition:05d}"
 
     def copy_statement(self, select_sql: str, partition: int, attempt: str) -> str:
@@ -243,6 +255,7 @@ class SinkWriter:
                 self._publish_s3(staged, key)
             else:
                 self._publish_local(staged, key)
+                fsync_dir(parent_of(self.root))  # the renames above are durable from here on
         except BaseException:
             self.abort()
             raise
