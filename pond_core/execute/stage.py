@@ -94,8 +94,11 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started) -> dict[str, 
         if record is not None:
             done[k] = record
     todo = [k for k in range(n) if k not in done]
-    if sink is not None and _links_suffice(stage, resolved):
-        _link_into_sink(stage, ctx, store, sink, resolved, todo, done, n)
+    if _moves_files_only(stage, resolved):
+        if sink is not None:
+            _link_into_sink(stage, ctx, store, sink, resolved, todo, done, n)
+        else:
+            _reference_upstream(stage, ctx, store, resolved, todo, done, n)
         todo = []
     threads, memory = _task_resources(ctx, len(todo) or 1)
     make = lambda k, attempt: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
@@ -134,15 +137,19 @@ def _run_with_retries(stage, ctx, store, make, todo, done, n) -> None:
                 ctx.progress(stage, len(done), n)
 
 
-def _links_suffice(stage: Stage, resolved: list) -> bool:
-    """A write that only moves upstream files (e.g. repartition → write_parquet) needs no task:
-    the upstream Parquet files already hold exactly the rows, so they are linked into the sink."""
+def _moves_files_only(stage: Stage, resolved: list) -> bool:
+    """A stage that computes nothing over whole upstream files (repartition → write_parquet,
+    repartition → to_arrow) needs no task: the upstream Parquet files already hold exactly its
+    rows. Its partitions reference them (files output) or link them into the sink."""
+    if stage.steps or len(resolved) != 1 or resolved[0].spec.stage is None:
+        return False
+    if any(part.ranges is not None for part in resolved[0].parts):
+        return False
+    if stage.output.kind == "files":
+        return True
     sink = stage.output.sink or {}
     return (
-        not stage.steps
-        and len(resolved) == 1
-        and resolved[0].spec.stage is not None
-        and all(part.ranges is None for part in resolved[0].parts)
+        stage.output.kind == "sink"
         and not sink.get("partition_by")
         and not sink.get("target_file_size")
         and not sink.get("row_group_size")
@@ -154,16 +161,31 @@ def _links_suffice(stage: Stage, resolved: list) -> bool:
 def _link_into_sink(stage, ctx, store, sink, resolved, todo, done, n) -> None:
     import uuid
 
-    sizes = {f["path"]: f for f in resolved[0].upstream_files}
-    for k in todo:
+    def link(k: int, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         task_dir = join_path(sink.staging, "tasks", f"p{k:05d}-link-{uuid.uuid4().hex[:8]}")
-        files = []
-        for i, src in enumerate(resolved[0].parts[k].files):
+        out = []
+        for i, f in enumerate(files):
             dst = join_path(task_dir, f"{sink.base_name(k)}-{i}.parquet")
-            sink.fs.link_or_copy(src, dst)
-            files.append({"path": dst, "rows": sizes[src]["rows"], "bytes": sizes[src]["bytes"]})
-        result = {"partition": k, "attempt": 1, "files": files, "rows": sum(f["rows"] for f in files),
-                  "bytes": sum(f["bytes"] for f in files), "schema": resolved[0].schema, "seconds": 0.0, "linked": True}
+            sink.fs.link_or_copy(f["path"], dst)
+            out.append({**f, "path": dst})
+        return out
+
+    _commit_without_tasks(stage, ctx, store, resolved, todo, done, n, link)
+
+
+def _reference_upstream(stage, ctx, store, resolved, todo, done, n) -> None:
+    _commit_without_tasks(stage, ctx, store, resolved, todo, done, n, lambda k, files: files)
+
+
+def _commit_without_tasks(stage, ctx, store, resolved, todo, done, n, place) -> None:
+    by_path = {f["path"]: f for f in resolved[0].upstream_files}
+    for k in todo:
+        upstream = [{"path": p, "rows": by_path[p]["rows"], "bytes": by_path[p]["bytes"]} for p in resolved[0].parts[k].files]
+        files = place(k, upstream)
+        result = {
+            "partition": k, "attempt": 1, "files": files, "rows": sum(f["rows"] for f in files),
+            "bytes": sum(f["bytes"] for f in files), "schema": resolved[0].schema, "seconds": 0.0, "retries": 0,
+        }
         store.commit_task(stage.id, k, result)
         done[k] = result
         if ctx.progress:
