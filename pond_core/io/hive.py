@@ -61,12 +61,17 @@ def parse_partition_dir(rel_dir: str) -> list[tuple[str, str | None]] | None:
     return out
 
 
-def _rel_dir(path: str, root: str) -> str:
-    rel = path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else path
+def _rel_dir(path: str, root: str | None) -> str:
+    if root is None:
+        # Like DuckDB: any k=v directory on the path counts, wherever the dataset root is.
+        segments = path.split("://", 1)[-1].split("/")[:-1]
+        return "/".join(s for s in segments if _SEGMENT.match(s))
+    root = root.rstrip("/")
+    rel = path[len(root) + 1:] if path.startswith(root + "/") else path
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
 
 
-def partition_values(files: list[str], root: str) -> list[dict[str, str | None]] | None:
+def partition_values(files: list[str], root: str | None = None) -> list[dict[str, str | None]] | None:
     """Per file, its partition values; None unless every file sits in the same k=v layout."""
     rows, columns = [], None
     for path in files:
@@ -82,8 +87,11 @@ def partition_values(files: list[str], root: str) -> list[dict[str, str | None]]
     return rows if columns else None
 
 
-def detect_hive_partitioning(files: list[str], root: str) -> list[str] | None:
-    """Partition column names when every file under `root` sits below the same k=v dirs."""
+def detect_hive_partitioning(files: list[str], root: str | None = None) -> list[str] | None:
+    """Partition column names when every file sits below the same k=v directories.
+
+    With `root`, only directories below it count; without, any k=v directory on the path.
+    """
     rows = partition_values(files, root)
     return list(rows[0]) if rows else None
 
@@ -106,7 +114,7 @@ def _infer(values: list[str]) -> str:
     return "VARCHAR"
 
 
-def infer_hive_types(files: list[str], root: str) -> dict[str, str]:
+def infer_hive_types(files: list[str], root: str | None = None) -> dict[str, str]:
     """One DuckDB type per partition column, judged over *all* files so every task agrees."""
     rows = partition_values(files, root)
     if not rows:
@@ -114,18 +122,21 @@ def infer_hive_types(files: list[str], root: str) -> dict[str, str]:
     return {col: _infer(sorted({r[col] for r in rows if r[col] is not None})) for col in rows[0]}
 
 
-def hive_read_options(files: list[str], root: str, hive_partitioning: bool | None = None) -> str:
+def hive_read_options(files: list[str], root: str | None = None, hive_partitioning: bool | None = None) -> str:
     """The read_parquet/read_csv arguments for these files: ", hive_partitioning=..., hive_types=..."""
     types = infer_hive_types(files, root) if hive_partitioning is not False else {}
     if hive_partitioning is True and not types:
-        raise PondInputError(f"hive_partitioning=True but no k=v directories under {root}")
+        where = root or (files[0].rsplit("/", 1)[0] if files else "the input")
+        raise PondInputError(f"hive_partitioning=True but the files under {where} are not in k=v directories")
     if not types:
         return ", hive_partitioning=false"
     body = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': {t}" for c, t in types.items())
     return f", hive_partitioning=true, hive_types={{{body}}}"
 
 
-def prune_files(files: list[str], root: str, predicate_sql: str, types: dict[str, str] | None = None) -> list[str]:
+def prune_files(
+    files: list[str], predicate_sql: str, root: str | None = None, types: dict[str, str] | None = None
+) -> list[str]:
     """Keep the files whose partition values satisfy `predicate_sql` (SQL on partition columns).
 
     The predicate is evaluated once on the tiny table of partition values, so whole

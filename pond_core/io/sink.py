@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.errors import PondConfigError, PondDataError, PondError, PondStorageError
 from pond_core.io import manifest as mf
 from pond_core.io import publish_local, publish_s3, swap
 from pond_core.io.fs import basename_of, fsync_dir, get_filesystem, is_s3, join_path, normalize_path, parent_of
@@ -226,7 +226,13 @@ class SinkWriter:
 
     def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> dict[str, Any]:
         """Run copy_statement on `con` and return the task output that commit() expects."""
-        cursor = con.execute(self.copy_statement(select_sql, partition, attempt))
+        try:
+            cursor = con.execute(self.copy_statement(select_sql, partition, attempt))
+        except Exception as exc:
+            mapped = self.describe_copy_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
         names = [d[0] for d in cursor.description]
         files = []
         for row in cursor.fetchall():
@@ -240,6 +246,23 @@ class SinkWriter:
                 }
             )
         return {"partition": partition, "files": files}
+
+    def describe_copy_error(self, exc: BaseException) -> PondError | None:
+        """A clear pond error for a COPY failure this sink caused (bad partition value, missing
+        partition column); None for anything else, which the caller reports as it would."""
+        text = str(exc)
+        if "invalid partition key value" in text:
+            detail = text.split("pond: ", 1)[-1].split("\n", 1)[0]
+            return PondDataError(f"cannot write {self.root}: {detail}")
+        for column in self.spec.partition_by or []:
+            quoted = '"' + column.replace('"', '""') + '"'
+            if "Binder Error" in text and f"column {quoted} not found" in text:
+                found = re.search(r"Candidate bindings: (.*)", text)
+                hint = f" (the data has: {found.group(1).strip()})" if found else ""
+                return PondConfigError(
+                    f"partition_by column {column!r} is not a column of the data written to {self.root}{hint}"
+                )
+        return None
 
     # --- commit -------------------------------------------------------------------------------
     def commit(self, task_outputs: list[dict[str, Any]]) -> dict[str, Any]:
