@@ -28,7 +28,8 @@ from pond_core.execute import stage as stage_runner
 from pond_core.io import StorageOptions
 from pond_core.lineage import LineageRecorder
 from pond_core.plan.compile import compile_plan
-from pond_core.plan.physical import PhysicalPlan, StageOutput
+from pond_core.execute.scheduler import run_dag
+from pond_core.plan.physical import PhysicalPlan, Stage, StageOutput
 from pond_core.session import Session
 
 
@@ -133,19 +134,22 @@ def run_pipeline(
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
     **init_kwargs: Any,
 ) -> dict[str, Any]:
-    """Run every stage in order; committed stages are skipped, so a rerun resumes."""
+    """Run every stage, each as soon as its inputs are committed (independent stages at once);
+    committed stages are skipped, so a rerun resumes."""
     from pond_core.session import init
 
     own_session = session is None
     session = session or init(job_id=run_id, keep_intermediates=True, **init_kwargs)
     catalog = catalog or open_catalog(session)
     started = time.time()
-    results: dict[str, Any] = {}
+    def run_one(stage: Stage) -> dict[str, Any]:
+        result = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress)
+        if on_stage:
+            on_stage(stage.name, result)
+        return result
+
     try:
-        for stage in plan.stages:
-            results[stage.name] = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress)
-            if on_stage:
-                on_stage(stage.name, results[stage.name])
+        results = run_dag(plan, run_one)
     except PondError as exc:
         catalog.finish_run(run_id, "failed", error=str(exc))
         raise

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pond_core.config import SessionConfig, resolve_config
 from pond_core.errors import PondConfigError, PondError
 from pond_core.execute.executors import Executor, LocalExecutor, RayExecutor
+from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage import StageContext, run_stage
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.plan.logical import Node, Read, SourceSpec, Sql, UdfSpec, walk
@@ -215,9 +216,7 @@ class Session:
         force_all = any(n.id in self._recompute for n in walk(root))
         ctx = self.stage_context()
         try:
-            for stage in plan.stages:
-                force = force_all or stage.output.kind == "sink"
-                run_stage(plan, stage.id, ctx, force=force)
+            run_dag(plan, lambda stage: run_stage(plan, stage.id, ctx, force=force_all or stage.output.kind == "sink"))
         except PondError:
             self._failed = True
             raise
