@@ -40,6 +40,10 @@ class PondStorageError(PondError):
     """Storage refused an operation: no credentials, a wrong endpoint, a missing bucket, access denied."""
 
 
+class PondInternalError(PondError):
+    """An unexpected failure inside pond (a bug, a cancelled task); the message says where."""
+
+
 def is_retryable(error: BaseException) -> bool:
     """True when `error` is worth another attempt."""
     return isinstance(error, PondTransientError)

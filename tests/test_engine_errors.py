@@ -171,3 +171,16 @@ def test_write_to_existing_path_in_error_mode(sp, tmp_path):
     with pytest.raises(PondConfigError, match=str(out)):
         sp.from_items([{"v": 2}]).write_parquet(str(out))
     assert sorted(p.name for p in out.iterdir()) == ["old.parquet"]
+
+
+def test_failed_sink_stage_leaves_no_staging_debris(sp, tmp_path):
+    out = tmp_path / "target"
+
+    def fail_on_seven(row):
+        if row["v"] == 7:
+            raise ValueError("seven is not allowed")
+        return row
+
+    with pytest.raises(PondDataError, match="seven is not allowed"):
+        sp.from_items([{"v": i} for i in range(10)]).map(fail_on_seven).write_parquet(str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pond"], "no dataset, no hidden staging folder"

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
-from pond_core.errors import PondConfigError, PondError, is_retryable
+from pond_core.errors import PondConfigError, PondError, PondInternalError, is_retryable
 from pond_core.execute import inputs as inputs_mod
 from pond_core.execute.executors import Executor
 from pond_core.execute.store import StageStore
@@ -102,11 +102,13 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started) -> dict[str, 
         todo = []
     threads, memory = _task_resources(ctx, len(todo) or 1)
     make = lambda k, attempt: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
-    _run_with_retries(stage, ctx, store, make, todo, done, n)
-    if sink is not None:
-        sink_result = sink.commit([{"partition": k, "files": done[k]["files"]} for k in range(n)])
-    else:
-        sink_result = None
+    try:
+        _run_with_retries(stage, ctx, store, make, todo, done, n)
+    except BaseException:
+        if sink is not None:
+            sink.abort()  # the dataset keeps its previous contents and gains no debris
+        raise
+    sink_result = sink.commit([{"partition": k, "files": done[k]["files"]} for k in range(n)]) if sink else None
     manifest = _manifest(stage, ctx, n, done, resolved, sink_result, started)
     store.write_manifest(stage.id, manifest)
     store.sweep(stage.id, {f["path"] for k in range(n) for f in done[k]["files"]})
@@ -199,7 +201,7 @@ def _wait_quietly(futures: list[cf.Future]) -> None:
 def _named(exc: BaseException, stage: Stage, partition: int) -> BaseException:
     if isinstance(exc, PondError):
         return exc
-    return type("PondTaskError", (PondError,), {})(f"stage {stage.name} partition {partition}: {type(exc).__name__}: {exc}")
+    return PondInternalError(f"stage {stage.name} partition {partition}: {type(exc).__name__}: {exc}")
 
 
 def _task_resources(ctx: StageContext, ntasks: int) -> tuple[int, str]:
