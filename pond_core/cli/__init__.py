@@ -13,6 +13,9 @@ Exit codes: 0 ok, 1 a run failed, 2 invalid command (nothing ran), 130 interrupt
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 import pond_core
@@ -28,11 +31,15 @@ from pond_core.cli.show_cmds import datasets_command, lineage_command, partition
 def pond() -> None:
     """Pond: partitioned DuckDB SQL over Parquet, run as durable, resumable stages.
 
-    Settings come from options, then POND_* environment variables (POND_DATA_ROOT,
+    Pipelines are module:function; modules are imported from the current directory and
+    PYTHONPATH. Settings come from options, then POND_* environment variables (POND_DATA_ROOT,
     POND_CATALOG_URL, POND_EXECUTOR, POND_RETENTION), then defaults.
 
     Exit codes: 0 ok; 1 a run failed; 2 invalid command, nothing ran; 130 interrupted.
     """
+    # Like `python -m`, find pipeline modules in the current directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 for command in (
