@@ -85,6 +85,8 @@ def configure_duckdb(
             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass StorageOptions(anonymous=True)"
         )
     load_httpfs(con)
+    con.execute(f"SET http_retries = {max(0, options.max_attempts - 1)}")
+    con.execute(f"SET http_timeout = {int(max(1, options.request_timeout))}")
     try:
         con.execute(secret_sql(options))
     except duckdb.Error as exc:

@@ -39,6 +39,7 @@ class StorageOptions:
     anonymous: bool = False
     connect_timeout: float = 5.0
     request_timeout: float = 60.0
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.url_style not in (None, "path", "vhost"):

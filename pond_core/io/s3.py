@@ -61,7 +61,7 @@ class S3FileSystem(FileSystem):
             scheme="https" if options.effective_use_ssl else "http",
             endpoint_override=options.endpoint_host,
             force_virtual_addressing=options.effective_url_style == "vhost" and bool(options.endpoint_url),
-            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=options.max_attempts),
         )
         if options.anonymous:
             kwargs["anonymous"] = True
@@ -156,7 +156,12 @@ class S3FileSystem(FileSystem):
     def check_bucket(self, url: str) -> None:
         """Raise PondStorageError unless the bucket of `url` exists and is reachable."""
         bucket = bucket_of(url)
-        info = self._call("open bucket", f"s3://{bucket}", lambda: self._fs.get_file_info(bucket))
+        try:
+            info = self._fs.get_file_info(bucket)
+        except OSError as exc:
+            if "ACCESS_DENIED" in str(exc):
+                return  # HeadBucket may be forbidden where object access is not; let that speak
+            raise storage_error(exc, "open bucket", f"s3://{bucket}", self.options) from None
         if info.type == pafs.FileType.NotFound:
             raise PondStorageError(f"bucket not found: {bucket!r} at {self.endpoint}")
 
@@ -211,7 +216,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 _ERROR_KINDS = (
-    ("ACCESS_DENIED", "access denied to {url} at {endpoint}: the credentials lack permission"),
+    ("ACCESS_DENIED", "access denied to {url} at {endpoint}: the credentials were refused or lack permission"),
     ("INVALID_ACCESS_KEY_ID", "credentials rejected by {endpoint} for {url}: unknown access key id"),
     ("SIGNATURE_DOES_NOT_MATCH", "credentials rejected by {endpoint} for {url}: the secret key does not match"),
     ("EXPIRED_TOKEN", "credentials rejected by {endpoint} for {url}: the session token has expired"),
