@@ -2,7 +2,7 @@
 
 - the metadata DB is a SQLite file, reset once per session (`airflow_db`);
 - DAG bundles: the repository's `dags/` (examples) and `tests/dags/` (test-only DAGs);
-- OpenLineage writes events to a file (`lineage_events()` reads them back);
+- OpenLineage writes events to a file (`airflow_rig.lineage_events()` reads them back);
 - `pond_default` is a connection to a per-session storage root; test DAGs that need other
   settings use other connections defined here;
 - the example DAGs read and write under POND_EXAMPLES_ROOT, also per session.
@@ -48,6 +48,8 @@ ENV = {
     # Transient failures must reach Airflow's own retry: pond does not retry them inside the stage.
     "AIRFLOW_CONN_POND_NO_RETRY": conn(max_retries=0),
     "POND_EXAMPLES_ROOT": str(EXAMPLES_ROOT),
+    "POND_AIRFLOW_TEST_ROOT": str(TMP / "outputs"),
+    "POND_AIRFLOW_LINEAGE_FILE": str(LINEAGE_FILE),
     "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "dags"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 }
 os.environ.update(ENV)
@@ -68,12 +70,6 @@ def airflow_db() -> pathlib.Path:
     return AIRFLOW_HOME / "airflow.db"
 
 
-def lineage_events() -> list[dict]:
-    if not LINEAGE_FILE.exists():
-        return []
-    return [json.loads(line) for line in LINEAGE_FILE.read_text().splitlines() if line.strip()]
-
-
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rig() -> dict[str, pathlib.Path]:
     return {"tmp": TMP, "pond_root": POND_ROOT, "examples": EXAMPLES_ROOT, "airflow_home": AIRFLOW_HOME, "lineage": LINEAGE_FILE}

@@ -1,0 +1,41 @@
+"""Test-only DAGs (airflow): a transient failure, a data error, and a deferrable pipeline."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from pond_airflow.pipeline import pond_pipeline_group
+
+TEST_ROOT = os.environ.get("POND_AIRFLOW_TEST_ROOT", "/tmp/pond-airflow-tests")
+SHOP = os.path.join(os.environ.get("POND_EXAMPLES_ROOT", "/tmp/pond-examples"), "shop")
+START = pendulum.datetime(2026, 11, 1, tz="UTC")
+
+with DAG("pond_test_flaky", schedule=None, start_date=START, default_args={"retries": 1, "retry_delay": timedelta(0)}):
+    pond_pipeline_group(
+        "pond_test_pipelines:flaky_totals",
+        {
+            "ds": "{{ ds }}",
+            "source_root": SHOP,
+            "output_root": os.path.join(TEST_ROOT, "flaky_totals"),
+            "marker": os.path.join(TEST_ROOT, "flaky-{{ ds }}.marker"),
+        },
+        pond_conn_id="pond_no_retry",
+    )
+
+with DAG("pond_test_bad_data", schedule=None, start_date=START, default_args={"retries": 3, "retry_delay": timedelta(0)}):
+    pond_pipeline_group(
+        "pond_test_pipelines:bad_totals",
+        {"ds": "{{ ds }}", "source_root": SHOP, "output_root": os.path.join(TEST_ROOT, "bad_totals")},
+    )
+
+with DAG("pond_test_deferrable", schedule=None, start_date=START, default_args={"retries": 0}):
+    pond_pipeline_group(
+        "pond_core.examples:daily_revenue",
+        {"ds": "{{ ds }}", "source_root": SHOP, "output_root": os.path.join(TEST_ROOT, "deferred_revenue")},
+        deferrable=True,
+        poll_interval=0.5,
+    )

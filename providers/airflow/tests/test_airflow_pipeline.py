@@ -1,0 +1,97 @@
+"""The daily_revenue pipeline DAG under dag.test(): data, task states, lineage, assets, reruns."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from airflow_rig import asset_events, expected_daily_revenue, lineage_events, read_dataset, run_dag, task_states, xcom
+
+STAGES = ["01_hash_exchange", "02_hash_exchange", "03_sql", "04_write"]
+COLUMNS = "segment, country, revenue, orders"
+
+
+@pytest.fixture(scope="module")
+def first_run(airflow_db, rig):
+    return run_dag("pond_daily_revenue", "2026-11-20")
+
+
+def test_every_stage_task_succeeds_once(first_run):
+    states = task_states(first_run)
+    assert first_run.state == "success"
+    assert states == {"shop_data": ("success", 1), **{f"daily_revenue.{s}": ("success", 1) for s in STAGES}}
+
+
+def test_output_partition_matches_duckdb(first_run, rig):
+    output = str(rig["examples"] / "daily_revenue")
+    shop = str(rig["examples"] / "shop")
+    rows = read_dataset(output, COLUMNS, "dt = DATE '2026-11-20'")
+    assert rows == expected_daily_revenue(shop, "2026-11-20")
+    assert len(rows) == 12  # the segment x country pairs the example data has
+
+
+def test_xcom_is_a_small_summary(first_run):
+    result = xcom(first_run, "daily_revenue.04_write")
+    assert result["rows"] == 12
+    assert result["output_kind"] == "sink"
+    assert result["sink"]["partitions"] == ["dt=2026-11-20"]
+    assert result["run_id"].startswith("pond_daily_revenue__manual__")
+    assert [c[0] for c in result["schema"]] == ["dt", "segment", "country", "revenue", "orders"]
+    exchange = xcom(first_run, "daily_revenue.01_hash_exchange")
+    assert exchange["output_kind"] == "exchange" and exchange["rows"] == 20_000
+    assert "inputs" not in exchange and len(str(exchange)) < 2_000
+
+
+def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
+    output = str(rig["examples"] / "daily_revenue")
+    for stage in STAGES:
+        events = lineage_events(f"pond_daily_revenue.daily_revenue.{stage}")
+        kinds = [e["eventType"] for e in events]
+        assert "START" in kinds and "COMPLETE" in kinds, (stage, kinds)
+    complete = [e for e in lineage_events("pond_daily_revenue.daily_revenue.04_write") if e["eventType"] == "COMPLETE"][-1]
+    (out,) = complete["outputs"]
+    assert (out["namespace"], out["name"]) == ("file", output)
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == 12
+    assert [f["name"] for f in out["facets"]["schema"]["fields"]] == ["dt", "segment", "country", "revenue", "orders"]
+    assert "sum(revenue)" in complete["job"]["facets"]["sql"]["query"]
+    (inp,) = complete["inputs"]
+    assert inp["namespace"] == "pond://pond_core.examples.daily_revenue" and inp["name"] == "03_sql"
+    assert inp["facets"]["schema"]["fields"]  # the upstream stage's schema, from the catalog
+    first = [e for e in lineage_events("pond_daily_revenue.daily_revenue.01_hash_exchange") if e["eventType"] == "START"][-1]
+    assert first["inputs"][0]["name"].endswith("/shop/orders/dt=2026-11-20")
+    for event in lineage_events():
+        assert "secret" not in str(event).lower()
+
+
+def test_each_stage_emits_an_asset_event_with_rows(first_run, rig):
+    output = "file://" + str(rig["examples"] / "daily_revenue")
+    (event,) = [e for e in asset_events(output) if e["run_id"] == first_run.run_id]
+    assert event["task_id"] == "daily_revenue.04_write"
+    assert event["extra"]["rows"] == 12
+    assert event["extra"]["partitions"] == ["dt=2026-11-20"]
+    exchange = asset_events("pond://pond_core.examples.daily_revenue/01_hash_exchange")
+    assert [e["extra"]["rows"] for e in exchange if e["run_id"] == first_run.run_id] == [20_000]
+
+
+def test_intermediates_are_dropped_after_the_final_stage(first_run, rig):
+    run_id = xcom(first_run, "daily_revenue.04_write")["run_id"]
+    assert not os.path.exists(rig["pond_root"] / "jobs" / run_id / "staging")
+
+
+def test_rerunning_a_day_replaces_exactly_that_day(first_run, rig):
+    output = str(rig["examples"] / "daily_revenue")
+    shop = str(rig["examples"] / "shop")
+    second_day = run_dag("pond_daily_revenue", "2026-11-21")
+    rerun = run_dag("pond_daily_revenue", "2026-11-20")
+    assert second_day.state == rerun.state == "success"
+    days = read_dataset(output, "DISTINCT dt::VARCHAR")
+    assert days == [("2026-11-20",), ("2026-11-21",)]
+    for day in ("2026-11-20", "2026-11-21"):
+        assert read_dataset(output, COLUMNS, f"dt = DATE '{day}'") == expected_daily_revenue(shop, day)
+    from pond_airflow.hooks.pond import PondHook
+
+    catalog = PondHook().catalog()
+    partitions = {p["key"]: p for p in catalog.list_partitions(output)}
+    assert sorted(partitions) == ["dt=2026-11-20", "dt=2026-11-21"]
+    assert partitions["dt=2026-11-20"]["run_id"] == xcom(rerun, "daily_revenue.04_write")["run_id"]
