@@ -1,0 +1,155 @@
+"""Running a pond pipeline as a Prefect flow.
+
+`run_pipeline(ref, params)` is called inside a flow: it compiles the pipeline (no data read),
+submits one task per stage with the plan's dependencies, records the plan, progress and
+statistics artifacts, emits the asset lineage of stages served from the cache, and returns a
+summary. `pond_pipeline` is a ready-made flow around it for any `module:function` pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture, wait
+from prefect.states import Cancelled, State
+
+from pond_core.errors import PondError
+from pond_core.pipeline import compile_pipeline, open_catalog
+from pond_core.plan.physical import PhysicalPlan
+from pond_prefect.artifacts import Progress, create_plan_artifact, create_stats_artifact
+from pond_prefect.assets import emit_cached
+from pond_prefect.blocks import PondConfig, resolve_config
+from pond_prefect.cancel import CancelGuard
+from pond_prefect.fingerprint import run_id_for
+from pond_prefect.stages import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, stage_task
+
+log = logging.getLogger("pond_prefect")
+
+
+def run_pipeline(
+    pipeline: str | Callable[..., Any],
+    params: dict[str, Any] | None = None,
+    *,
+    config: PondConfig | str | None = None,
+    force: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    retry_delay_seconds: float | list[float] = DEFAULT_RETRY_DELAY,
+    cache: bool = True,
+) -> dict[str, Any] | State:
+    """Run `pipeline` (a `module:function` reference) with `params` inside the current flow.
+
+    Returns `{"run_id", "pipeline", "stages": {name: result}}`; raises the first stage failure,
+    or returns a Cancelled state if the flow run was cancelled. `force` re-runs every stage
+    (ignoring the cache and committed outputs).
+    """
+    logger = get_run_logger()
+    cfg = resolve_config(config)
+    plan = compile_pipeline(pipeline, params, data_root=cfg.storage_root)
+    run_id = run_id_for(plan, cfg.storage_options())
+    logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
+    create_plan_artifact(plan, run_id)
+    progress = Progress(plan)
+    flow_ctx = FlowRunContext.get()
+    flow_run_id = flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None
+    with _driver(cfg), CancelGuard(flow_run_id) as guard:
+        futures = _submit(plan, run_id, cfg, force, retries, retry_delay_seconds, cache, progress, guard)
+        wait(list(futures.values()))
+        outcomes = _outcomes(plan, futures, progress)
+        create_stats_artifact(plan, outcomes)
+    failed = [futures[s.id].state for s in plan.stages if futures[s.id].state.is_failed() or futures[s.id].state.is_crashed()]
+    if guard.cancelled.is_set():
+        _finish(cfg, run_id, "failed", "cancelled")
+        return Cancelled(message=f"pond run {run_id} cancelled; its outstanding partition tasks were cancelled")
+    if failed:
+        _finish(cfg, run_id, "failed", str(failed[0].message))
+        failed[0].result()  # raises the stage's own exception
+    if any(not futures[s.id].state.is_completed() for s in plan.stages):
+        raise RuntimeError(f"pond run {run_id}: stages did not complete: {outcomes}")
+    _finish(cfg, run_id, "success", None)
+    return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id]["result"] for s in plan.stages}}
+
+
+def _submit(plan, run_id, cfg, force, retries, retry_delay_seconds, cache, progress, guard) -> dict[str, PrefectFuture]:
+    plan_json = plan.to_json()
+    futures: dict[str, PrefectFuture] = {}
+    for stage in plan.stages:
+        task = stage_task(plan, stage, retries=retries, retry_delay_seconds=retry_delay_seconds, cache=cache, refresh_cache=force)
+        futures[stage.id] = task.submit(
+            plan_json,
+            stage.id,
+            run_id,
+            cfg,
+            force=force,
+            upstream={sid: futures[sid] for sid in stage.depends_on},
+            progress=progress,
+            guard=guard,
+        )
+    return futures
+
+
+def _outcomes(plan: PhysicalPlan, futures: dict[str, PrefectFuture], progress: Progress) -> dict[str, dict[str, Any]]:
+    outcomes: dict[str, dict[str, Any]] = {}
+    for stage in plan.stages:
+        future = futures[stage.id]
+        state = future.state
+        result = state.result(raise_on_failure=False) if state.is_completed() else None
+        outcomes[stage.id] = {"state": state.name, "result": result}
+        if state.is_completed():
+            progress.stage_done(stage.id)
+        if state.name == "Cached" and isinstance(result, dict):
+            emit_cached(plan, stage, result, str(future.task_run_id))
+    return outcomes
+
+
+class _driver:
+    """Start Ray once for the whole flow run when the config uses it (stages reuse it)."""
+
+    def __init__(self, cfg: PondConfig) -> None:
+        self.cfg = cfg
+        self.owned = False
+
+    def __enter__(self) -> "_driver":
+        if self.cfg.uses_ray:
+            import ray
+
+            if not ray.is_initialized():
+                if self.cfg.ray_address:
+                    ray.init(address=self.cfg.ray_address)
+                else:
+                    ray.init(include_dashboard=False)
+                self.owned = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.owned:
+            import ray
+
+            ray.shutdown()
+
+
+def _finish(cfg: PondConfig, run_id: str, status: str, error: str | None) -> None:
+    """Close the run in pond's catalog (stage runs were recorded by the stages themselves)."""
+    import pond_core
+
+    session = pond_core.init(job_id=run_id, **{**cfg.init_kwargs(), "executor": "local"})
+    try:
+        open_catalog(session).finish_run(run_id, status, error=error)
+    except PondError as exc:
+        log.warning("pond run %s: cannot record its end in the catalog: %s", run_id, exc)
+    finally:
+        session.shutdown()
+
+
+@flow(name="pond-pipeline")
+def pond_pipeline(
+    pipeline: str,
+    params: dict[str, Any] | None = None,
+    config: str | None = None,
+    force: bool = False,
+    retries: int = DEFAULT_RETRIES,
+) -> dict[str, Any] | State:
+    """Run any pond pipeline (`module:function`) with one task run per stage."""
+    return run_pipeline(pipeline, params, config=config, force=force, retries=retries)

@@ -1,0 +1,92 @@
+"""One Prefect task per pond stage.
+
+`stage_task(plan, stage)` is a materialising Prefect task named after the stage. Its run starts
+a pond session in the flow process (the DAG walk stays in the driver), runs the stage's
+partition tasks on the session's executor (threads, or Ray), and returns the stage's small JSON
+result: locations, counts, schema, timings, never rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from prefect import get_run_logger
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import MaterializingTask
+
+import pond_core
+from pond_core.pipeline import run_stage
+from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_prefect.artifacts import Progress
+from pond_prefect.assets import MATERIALIZED_BY, add_partitions_to_current_task, stage_asset, upstream_assets
+from pond_prefect.blocks import PondConfig
+from pond_prefect.cache import StageCache, retry_transient_only
+from pond_prefect.cancel import CancelGuard
+from pond_prefect.worker_logs import PrefectTaskLogs
+
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_DELAY = 10.0
+
+
+def run_pond_stage(
+    plan_json: str,
+    stage_id: str,
+    run_id: str,
+    config: PondConfig,
+    force: bool = False,
+    upstream: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    guard: CancelGuard | None = None,
+) -> dict[str, Any]:
+    """The body of a stage task. `upstream` carries the upstream stages' results, so Prefect
+    records the dependencies; the stage itself reads their committed outputs from storage."""
+    plan = PhysicalPlan.from_json(plan_json)
+    stage = plan.stage(stage_id)
+    logger = get_run_logger()
+    session = pond_core.init(job_id=run_id, **config.init_kwargs())
+    executor = session.executor()
+    executor.task_hooks.append(PrefectTaskLogs.for_current_task_run())
+    if guard is not None:
+        guard.register(executor)
+    try:
+        result = run_stage(plan, stage.id, run_id, session=session, force=force, progress=progress.partitions_done if progress else None)
+    finally:
+        if guard is not None:
+            guard.unregister(executor)
+        session.shutdown()
+    add_partitions_to_current_task(plan, stage, result)
+    logger.info(
+        "stage %s: %s partitions, %s rows, %s bytes in %.2fs on %s (pond run %s)",
+        stage.name, result.get("npartitions"), result.get("rows"), result.get("bytes"), result.get("seconds") or 0.0, result.get("executor"), run_id,
+    )
+    return result
+
+
+def stage_task(
+    plan: PhysicalPlan,
+    stage: Stage,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    retry_delay_seconds: float | list[float] = DEFAULT_RETRY_DELAY,
+    cache: bool = True,
+    refresh_cache: bool = False,
+    tags: Iterable[str] = (),
+) -> MaterializingTask:
+    """The Prefect task that runs `stage` of `plan`; call with `run_pond_stage`'s arguments."""
+    return MaterializingTask(
+        fn=run_pond_stage,
+        assets=[stage_asset(plan, stage)],
+        materialized_by=MATERIALIZED_BY,
+        asset_deps=upstream_assets(plan, stage) or None,
+        name=stage.name,
+        task_run_name=stage.name,
+        description=f"pond stage {stage.name} ({stage.id}) of {plan.pipeline or 'session'}",
+        tags={"pond", *tags},
+        retries=retries,
+        retry_delay_seconds=retry_delay_seconds,
+        retry_condition_fn=retry_transient_only,
+        cache_policy=StageCache() if cache else NO_CACHE,
+        refresh_cache=refresh_cache or None,
+        persist_result=True,
+        result_serializer="json",
+    )
