@@ -104,4 +104,9 @@ def machine_info() -> dict[str, Any]:
         mem_gib = round(pages / 2**30, 1)
     except (ValueError, OSError):
         pass
-    return {"cpus": os.cpu_count(), "mem_gib": mem_gib, "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "mem_gib": mem_gib,
+        "python": sys.version.split()[0],
+        "loadavg": [round(x, 2) for x in os.getloadavg()],  # others' work on the machine
+    }

@@ -21,6 +21,7 @@ import datetime as _dt
 import math
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -193,10 +194,17 @@ def close(a: Any, b: Any, rel: float) -> bool:
     return a == b
 
 
-def verify_w1(got: Any, li: list[str]) -> None:
+def check_con() -> Any:
+    """A DuckDB connection for result checks (quiet: no progress bar on stderr)."""
     import duckdb
 
-    want = as_rows(duckdb.connect().execute(Q1.replace("lineitem", sql_files(li))))
+    con = duckdb.connect()
+    con.execute("set enable_progress_bar = false")
+    return con
+
+
+def verify_w1(got: Any, li: list[str]) -> None:
+    want = as_rows(check_con().execute(Q1.replace("lineitem", sql_files(li))))
     if got[0] != want[0]:
         raise BenchFailure(f"W1 columns differ: got {got[0]}, want {want[0]}")
     if len(got[1]) != len(want[1]):
@@ -206,54 +214,46 @@ def verify_w1(got: Any, li: list[str]) -> None:
             raise BenchFailure(f"W1 row differs:\n got  {g}\n want {w}")
 
 
-def verify_w2(out: pathlib.Path, li: list[str]) -> dict[str, Any]:
-    """All rows present once, and the files fall into exactly NPARTS groups with disjoint keys."""
-    import duckdb
+def partition_of(path: pathlib.Path) -> int:
+    """The output partition a file belongs to: a hive ``part=K`` directory (DuckDB's COPY) or a
+    ``part-K-...`` file name (pond's writer). Any other layout is an error, not a guess."""
+    for name in (path.parent.name, path.name):
+        m = re.fullmatch(r"part=(\d+)", name) or re.match(r"part-(\d+)\b", name)
+        if m:
+            return int(m.group(1))
+    raise BenchFailure(f"W2 output file {path} names no partition (want part=K/ or part-K-*)")
 
+
+def verify_w2(out: pathlib.Path, li: list[str]) -> dict[str, Any]:
+    """All rows present once, 8 partitions, and every l_orderkey in exactly one of them."""
     files = sorted(
-        str(p) for p in out.rglob("*.parquet")
+        p for p in out.rglob("*.parquet")
         if not any(part.startswith((".", "_")) for part in p.relative_to(out).parts)
     )
     if not files:
         raise BenchFailure(f"W2 wrote no Parquet files under {out}")
-    con = duckdb.connect()
-    src = f"{sql_files(files)[:-1]}, filename=true, hive_partitioning=false)"
+    con = check_con()
+    con.execute("create table file_part (filename varchar, pid integer)")
+    con.executemany("insert into file_part values (?, ?)", [(str(f), partition_of(f)) for f in files])
+    src = f"{sql_files([str(f) for f in files])[:-1]}, filename=true, hive_partitioning=false)"
     got = con.execute(f"select count(*), sum(l_orderkey) from {src}").fetchone()
     want = con.execute(f"select count(*), sum(l_orderkey) from {sql_files(li)}").fetchone()
     if tuple(got) != tuple(want):
         raise BenchFailure(f"W2 (rows, sum of l_orderkey) differ: got {got}, want {want}")
-    groups = con.execute(
-        f"select distinct list_sort(list(distinct filename)) from {src} group by l_orderkey"
-    ).fetchall()
-    partitions = count_components(files, [g[0] for g in groups])
-    if partitions != NPARTS:
-        raise BenchFailure(
-            f"W2 keys fall into {partitions} disjoint file groups, want {NPARTS} "
-            f"(an l_orderkey spans partitions, or partitions are missing); {len(files)} files"
-        )
+    pids = sorted(r[0] for r in con.execute("select distinct pid from file_part").fetchall())
+    if pids != list(range(NPARTS)):
+        raise BenchFailure(f"W2 wrote partitions {pids}, want 0..{NPARTS - 1}")
+    spanning = con.execute(
+        f"select count(*) from (select l_orderkey from {src} join file_part using (filename) "
+        f"group by l_orderkey having count(distinct pid) > 1)"
+    ).fetchone()[0]
+    if spanning:
+        raise BenchFailure(f"W2: {spanning} l_orderkey values span more than one partition")
     return {"w2_files": len(files), "w2_rows": int(got[0])}
 
 
-def count_components(files: list[str], groups: list[list[str]]) -> int:
-    """Union files that share a key; the number of resulting sets is the number of partitions."""
-    parent = {f: f for f in files}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for group in groups:
-        for other in group[1:]:
-            parent[find(other)] = find(group[0])
-    return len({find(f) for f in files})
-
-
 def verify_w3(got: dict[str, float], li: list[str], orders: list[str]) -> None:
-    import duckdb
-
-    rows = duckdb.connect().execute(W3_DUCKDB.format(lineitem=sql_files(li), orders=sql_files(orders))).fetchall()
+    rows = check_con().execute(W3_DUCKDB.format(lineitem=sql_files(li), orders=sql_files(orders))).fetchall()
     want = {p: float(r) for p, r in rows}
     if set(got) != set(want) or not all(close(got[k], want[k], 1e-6) for k in want):
         raise BenchFailure(f"W3 revenue by priority differs:\n got  {got}\n want {want}")
@@ -390,14 +390,17 @@ def main(argv: list[str] | None = None) -> int:
     workloads = pick(args.only, WORKLOADS, "workloads")
     variants = pick(args.variants, VARIANTS, "variants")
     data_dir = ensure_data(args.sf, args.data.resolve())
-    print(f"TPC-H SF{args.sf:g}, {args.runs} runs, machine {_common.machine_info()}", flush=True)
+    machine = _common.machine_info()
+    print(f"TPC-H SF{args.sf:g}, {args.runs} runs, machine {machine}", flush=True)
     runs, errors = measure(args, data_dir, workloads, variants)
     rows = summarize(workloads, variants, runs, errors)
+    load_end = _common.machine_info()["loadavg"]
     print("\n" + render(rows))
+    print(f"\nload average at start {machine['loadavg']}, at end {load_end} ({machine['cpus']} cpus)")
     path = _common.write_json("tpch", {
         "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
-        "sf": args.sf, "runs": args.runs, "machine": _common.machine_info(),
+        "sf": args.sf, "runs": args.runs, "machine": machine, "loadavg_end": load_end,
         "targets": TARGETS, "results": rows,
     })
     print(f"\nwrote {path}")
