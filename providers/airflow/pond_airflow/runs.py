@@ -41,6 +41,13 @@ def first_try(context: Any) -> bool:
     return ti.try_number <= max_tries - retries + 1
 
 
+def final_try(context: Any) -> bool:
+    """True when Airflow will not retry this try if it fails."""
+    ti = context["ti"]
+    max_tries = getattr(ti, "max_tries", None)
+    return max_tries is None or ti.try_number > max_tries
+
+
 def xcom_result(result: dict[str, Any]) -> dict[str, Any]:
     """The small, JSON-only part of a pond stage result that goes to XCom."""
     keep = (

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.lineage import asset_event_extra, emit_asset_events, operator_lineage
-from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
+from pond_airflow.runs import fail_for, final_try, first_try, pond_run_id, xcom_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -138,11 +138,25 @@ class PondStageOperator(BaseOperator):
             try:
                 result = run_stage(self.plan(), stage.id, run_id, session=session, force=force)
             except PondError as exc:
-                self._lineage = self._record(None)
+                self._failed(context, run_id, exc)
                 fail_for(exc)
             finally:
                 self._session = None
             return self._complete(context, run_id, result)
+
+    def _failed(self, context: Context, run_id: str, error: BaseException | str, retryable: bool | None = None) -> None:
+        """Record lineage for the failure event; close the pond run when Airflow will not retry."""
+        from pond_core.errors import is_retryable
+
+        self._lineage = self._record(None)
+        retryable = is_retryable(error) if retryable is None and isinstance(error, BaseException) else bool(retryable)
+        if retryable and not final_try(context):
+            return
+        catalog = self.hook.catalog()
+        try:
+            catalog.finish_run(run_id, "failed", error=f"stage {self.stage}: {error}")
+        finally:
+            catalog.close()
 
     def _defer(self, context: Context, stage: Stage, run_id: str, force: bool) -> Any:
         from pond_airflow.triggers.stage import PondStageTrigger
@@ -168,8 +182,8 @@ class PondStageOperator(BaseOperator):
         status = event.get("status")
         if status == "success":
             return self._complete(context, run_id, event["result"])
-        self._lineage = self._record(None)
         message = f"pond stage {self.stage} of run {run_id} {status}: {event.get('error')}"
+        self._failed(context, run_id, message, retryable=bool(event.get("retryable")))
         if event.get("retryable"):
             from pond_core.errors import PondTransientError
 

@@ -39,3 +39,18 @@ with DAG("pond_test_deferrable", schedule=None, start_date=START, default_args={
         deferrable=True,
         poll_interval=0.5,
     )
+
+with DAG("pond_test_sql", schedule=None, start_date=START, default_args={"retries": 2, "retry_delay": timedelta(0)}):
+    from pond_airflow.operators.sql import PondSqlOperator
+
+    PondSqlOperator(
+        task_id="segments",
+        sql="WITH s AS (SELECT segment, count(*) AS n FROM customers GROUP BY ALL) SELECT * FROM s ORDER BY segment",
+        inputs={"customers": os.path.join(SHOP, "customers.parquet")},
+    )
+    PondSqlOperator(
+        task_id="unknown_column",
+        sql="SELECT no_such_column FROM customers",
+        inputs={"customers": os.path.join(SHOP, "customers.parquet")},
+        output_path=os.path.join(TEST_ROOT, "never_written"),
+    )
