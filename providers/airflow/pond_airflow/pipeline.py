@@ -30,9 +30,10 @@ _DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def pond_pipeline_group(
-    pipeline: str,
+    pipeline: str | None = None,
     params: dict[str, Any] | None = None,
     *,
+    plan: Any = None,
     group_id: str | None = None,
     parse_params: dict[str, Any] | None = None,
     pond_conn_id: str = PondHook.default_conn_name,
@@ -47,6 +48,9 @@ def pond_pipeline_group(
     """Render `pipeline` (module:function) as a TaskGroup with one task per stage.
 
     :param params: the pipeline's parameters; string values may be Jinja templates.
+    :param plan: a precompiled plan (a PhysicalPlan, or the path of `pond plan --format json`
+        output, relative to the DAG file) to render from instead of compiling at parse time;
+        for very large pipelines. `pipeline` and `params` default to the plan's.
     :param group_id: the task group id (default: the function's name); it also scopes the
         pond run, so two groups of one pipeline in a DAG run separately.
     :param parse_params: values used instead of the representative rendering at parse time.
@@ -62,19 +66,29 @@ def pond_pipeline_group(
     from airflow.sdk.definitions._internal.contextmanager import DagContext
 
     dag = dag or DagContext.get_current()
-    params = dict(params or {})
-    rendered = representative_params(params, dag)
-    rendered.update(parse_params or {})
-    try:
-        plan = compile_pipeline(pipeline, rendered)
-    except PondError as exc:
-        raise ValueError(
-            f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
-            "pass parse_params= with representative values"
-        ) from exc
+    if plan is not None:
+        plan = _load_plan(plan, dag)
+        pipeline = pipeline or plan.pipeline
+        params = dict(plan.params if params is None else params)
+        rendered = {**params, **_representative(params, parse_params, dag)}
+    else:
+        if not pipeline:
+            raise ValueError("pond_pipeline_group needs a pipeline (module:function) or a precompiled plan")
+        params = dict(params or {})
+        rendered = _representative(params, parse_params, dag)
+        try:
+            plan = compile_pipeline(pipeline, rendered)
+        except PondError as exc:
+            raise ValueError(
+                f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
+                "pass parse_params= with representative values"
+            ) from exc
+    if not pipeline:
+        raise ValueError("the precompiled plan names no pipeline; pass pipeline='module:function'")
     group_id = group_id or pipeline.rpartition(":")[2]
     samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
     tasks: dict[str, PondStageOperator] = {}
+    names = {stage.id: stage.name for stage in plan.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
         for stage in plan.stages:
             uri = dataset_uri(stage_dataset(plan, stage))
@@ -86,7 +100,7 @@ def pond_pipeline_group(
                 pipeline=pipeline,
                 stage=stage.name,
                 pipeline_params=params,
-                upstream_stages=[plan.stage(sid).name for sid in stage.depends_on],
+                upstream_stages=[names[sid] for sid in stage.depends_on],
                 final=stage is plan.final,
                 run_scope=group.group_id,
                 pond_conn_id=pond_conn_id,
@@ -103,6 +117,20 @@ def pond_pipeline_group(
     return group
 
 
+def _load_plan(plan: Any, dag: Any) -> Any:
+    import os
+
+    from pond_core.plan.physical import PhysicalPlan
+
+    if isinstance(plan, PhysicalPlan):
+        return plan
+    path = os.fspath(plan)
+    if not os.path.isabs(path) and dag is not None and getattr(dag, "fileloc", None):
+        path = os.path.join(os.path.dirname(dag.fileloc), path)
+    with open(path) as f:
+        return PhysicalPlan.from_json(f.read())
+
+
 def _doc(pipeline: str, stage: Any) -> str:
     out = stage.output
     if out.kind == "exchange":
@@ -113,6 +141,12 @@ def _doc(pipeline: str, stage: Any) -> str:
         what = "intermediate files"
     parts = "decided at run time" if stage.npartitions == 0 else str(stage.npartitions)
     return f"pond stage `{stage.name}` of `{pipeline}`: {what}; partitions: {parts}."
+
+
+def _representative(params: dict[str, Any], explicit: dict[str, Any] | None, dag: Any) -> dict[str, Any]:
+    explicit = dict(explicit or {})
+    rest = {k: v for k, v in params.items() if k not in explicit}
+    return {**representative_params(rest, dag), **explicit}
 
 
 def _templated(value: Any) -> bool:

@@ -1,0 +1,120 @@
+"""Parse-time rendering: DAGs import cleanly, render deterministically, and check their shape at run time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from airflow.sdk import DAG, Asset, AssetAlias, CronPartitionTimetable
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_rig import EXAMPLE_DAGS, TEST_DAGS, dagbag
+from pond_airflow.operators.stage import PondStageOperator
+from pond_airflow.pipeline import pond_pipeline_group, representative_params
+
+START = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+PIPELINE = "pond_core.examples:daily_revenue"
+
+
+def test_every_dag_imports_without_errors():
+    examples = dagbag(str(EXAMPLE_DAGS))
+    assert not examples.import_errors
+    assert sorted(examples.dags) == ["pond_customer_spend", "pond_daily_revenue", "pond_daily_revenue_partitioned"]
+    assert not dagbag(str(TEST_DAGS)).import_errors
+
+
+def test_pipeline_group_mirrors_the_plan():
+    dag = dagbag(str(EXAMPLE_DAGS)).dags["pond_daily_revenue"]
+    upstream = {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}
+    assert upstream == {
+        "shop_data": [],
+        "daily_revenue.01_hash_exchange": ["shop_data"],
+        "daily_revenue.02_hash_exchange": ["shop_data"],
+        "daily_revenue.03_sql": ["daily_revenue.01_hash_exchange", "daily_revenue.02_hash_exchange"],
+        "daily_revenue.04_write": ["daily_revenue.03_sql"],
+    }
+    write = dag.get_task("daily_revenue.04_write")
+    assert write.final and write.pipeline_params["ds"] == "{{ ds }}"
+    assert write.outlets == [Asset("file://" + os.path.join(os.environ["POND_EXAMPLES_ROOT"], "daily_revenue"))]
+    assert "overwrite_partitions" in write.doc_md
+
+
+_SERIALIZE = """
+import hashlib, json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+bag = DagBag(dag_folder=sys.argv[1])
+out = {d: hashlib.sha256(json.dumps(DagSerialization.to_dict(bag.dags[d]), sort_keys=True, default=str).encode()).hexdigest() for d in sorted(bag.dags)}
+print(json.dumps(out))
+"""
+
+
+def test_rendering_is_deterministic_across_processes():
+    """Same DAG hash in processes with different hash seeds: Airflow records no new version."""
+    hashes = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-c", _SERIALIZE, str(EXAMPLE_DAGS)], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        hashes.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert hashes[0] == hashes[1]
+    assert len(hashes[0]) == 3
+
+
+def test_representative_params_use_the_dag_start_and_partition_format():
+    with DAG("p", schedule=CronPartitionTimetable("0 0 * * *", timezone="UTC", key_format="%Y/%m/%d"), start_date=START) as dag:
+        values = representative_params(
+            {"ds": "{{ ds }}", "next": "{{ macros.ds_add(ds, 1) }}", "key": "{{ partition_key }}", "n": 4, "paths": ["/a/{{ ds_nodash }}"]},
+            dag,
+        )
+    assert values == {"ds": "2026-11-01", "next": "2026-11-02", "key": "2026/11/01", "n": 4, "paths": ["/a/20261101"]}
+
+
+def test_unrenderable_params_ask_for_parse_params():
+    with DAG("q", schedule=None, start_date=START):
+        with pytest.raises(ValueError, match="parse_params"):
+            pond_pipeline_group(PIPELINE, {"ds": "{{ var.value.day }}", "source_root": "/s", "output_root": "/o"})
+        group = pond_pipeline_group(
+            PIPELINE, {"ds": "{{ var.value.day }}", "source_root": "/s", "output_root": "/o"}, parse_params={"ds": "2026-11-05"}
+        )
+    assert len(group.children) == 4
+
+
+def test_output_known_only_at_run_time_is_an_asset_alias():
+    with DAG("r", schedule=None, start_date=START) as dag:
+        pond_pipeline_group(PIPELINE, {"ds": "{{ ds }}", "source_root": "/s", "output_root": "/out/{{ ds }}"})
+    (outlet,) = dag.get_task("daily_revenue.04_write").outlets
+    assert isinstance(outlet, AssetAlias) and outlet.name == "pond.daily_revenue.04_write"
+    (exchange,) = dag.get_task("daily_revenue.01_hash_exchange").outlets
+    assert exchange == Asset("pond://pond_core.examples.daily_revenue/01_hash_exchange")
+
+
+def test_precompiled_plan_renders_the_same_group(tmp_path):
+    from pond_core.pipeline import compile_pipeline
+
+    params = {"ds": "2026-11-01", "source_root": "/s", "output_root": "/o"}
+    path = tmp_path / "plan.json"
+    path.write_text(compile_pipeline(PIPELINE, params).to_json())
+    with DAG("s", schedule=None, start_date=START) as dag:
+        pond_pipeline_group(plan=str(path), params={**params, "ds": "{{ ds }}"})
+    assert sorted(t.task_id for t in dag.tasks) == [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
+    assert dag.get_task("daily_revenue.03_sql").pipeline == PIPELINE
+
+
+def test_run_time_plan_must_match_the_rendered_shape():
+    params = {"ds": "2026-11-01", "source_root": "/s", "output_root": "/o"}
+    good = PondStageOperator(task_id="ok", pipeline=PIPELINE, stage="03_sql", pipeline_params=params, upstream_stages=["02_hash_exchange", "01_hash_exchange"])
+    assert good.plan().stage("03_sql").name == "03_sql"
+    moved = PondStageOperator(task_id="moved", pipeline=PIPELINE, stage="03_sql", pipeline_params=params, upstream_stages=["01_hash_exchange"])
+    with pytest.raises(AirflowFailException, match="structure depends on run-time parameters"):
+        moved.plan()
+    gone = PondStageOperator(task_id="gone", pipeline=PIPELINE, stage="05_sql", pipeline_params=params)
+    with pytest.raises(AirflowFailException, match="no longer has stage 05_sql"):
+        gone.plan()
+    bad = PondStageOperator(task_id="bad", pipeline=PIPELINE, stage="03_sql", pipeline_params={**params, "ds": "yesterday"})
+    with pytest.raises(AirflowFailException, match="PondConfigError"):
+        bad.plan()
