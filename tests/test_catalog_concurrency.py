@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
+import time
 import traceback
 
 import pytest
@@ -143,3 +145,38 @@ def test_forked_children_can_keep_using_the_parents_catalog(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     assert len(parent.get_run("forked")["stages"]) == 20
     parent.close()
+
+
+def test_a_write_waits_for_another_writer_instead_of_failing_with_locked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    catalog = Catalog(url)
+    other = sqlite3.connect(
+        tmp_path / "catalog.sqlite", isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, other.execute, args=("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    catalog.start_run("r1", "daily", {}, None, "local")
+    assert time.monotonic() - started >= 0.4
+    assert catalog.get_run("r1")["status"] == "running"
+    release.join()
+    other.close()
+    catalog.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_connection_killed_under_the_catalog_is_replaced(postgres_schema_url):
+    import psycopg
+
+    catalog = Catalog(postgres_schema_url)
+    catalog.start_run("r1", "daily", {}, None, "local")
+    with catalog._tx.engine.connect() as conn:  # the pooled connection the next call reuses
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    url = catalog._tx.engine.url
+    with psycopg.connect(
+        host=url.host, port=url.port, user=url.username, dbname=url.database
+    ) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    assert catalog.start_stage("r1", "s1", "scan", 1) == 1
+    catalog.close()

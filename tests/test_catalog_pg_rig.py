@@ -18,8 +18,18 @@ def _inner_session(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "POND_REQUIRE_POSTGRES"}
     environ.update(PYTHONPATH=str(REPO), POND_TEST_POSTGRES_PORT="1", **env)
     command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "tests.support.postgres"]
-    command += ["-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-c", os.devnull, "test_inner.py"]
-    return subprocess.run(command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
+    command += [
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(tmp_path),
+        "-c",
+        os.devnull,
+        "test_inner.py",
+    ]
+    return subprocess.run(
+        command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_an_unreachable_postgresql_skips_with_the_reason(tmp_path):

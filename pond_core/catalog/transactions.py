@@ -20,8 +20,9 @@ from pond_core.catalog.engine import WRITE_OPTION, mask, scrub_secret
 from pond_core.errors import PondConfigError, PondError, PondTransientError
 
 T = TypeVar("T")
-LOCK_RETRIES = 30
-CONNECT_RETRIES = 3
+CONNECT, RACE = "connect", "race"
+RETRIES = {CONNECT: 3, RACE: 30}
+RACE_BUDGET_S = 30.0
 # PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
 PG_RETRY_STATES = {"40001", "40P01", "55P03"}
 
@@ -57,27 +58,39 @@ class Transactions:
 
     def _run(self, work: Callable[[Connection], T], *, write: bool) -> T:
         self._after_fork()
-        lock_failures = connect_failures = 0
+        failures = {CONNECT: 0, RACE: 0}
+        started = time.monotonic()
         while True:
             try:
                 return self._once(work, write)
-            except _ConnectFailed as failed:
-                connect_failures += 1
-                if connect_failures >= CONNECT_RETRIES:
-                    raise self.no_answer(failed.error, PondTransientError) from None
-                _sleep(connect_failures)
-            except DBAPIError as exc:
-                if exc.connection_invalidated and connect_failures + 1 < CONNECT_RETRIES:
-                    connect_failures += 1
-                elif self._lost_race(exc) and lock_failures + 1 < LOCK_RETRIES:
-                    lock_failures += 1
-                elif self._lost_race(exc) or exc.connection_invalidated:
-                    raise PondTransientError(
-                        f"catalog at {mask(self.engine.url)} stayed busy: {self.cause(exc)}"
-                    ) from None
-                else:
+            except (_ConnectFailed, DBAPIError) as exc:
+                kind = self._transient(exc)
+                if kind is None:
                     raise
-                _sleep(lock_failures + connect_failures)
+                failures[kind] += 1
+                # SQLite already waited busy_timeout before reporting "locked": do not wait again.
+                out_of_time = kind == RACE and time.monotonic() - started > RACE_BUDGET_S
+                if failures[kind] >= RETRIES[kind] or out_of_time:
+                    raise self._gave_up(kind, exc) from None
+                _sleep(sum(failures.values()))
+
+    def _transient(self, exc: BaseException) -> str | None:
+        if isinstance(exc, _ConnectFailed):
+            return CONNECT
+        assert isinstance(exc, DBAPIError)
+        if exc.connection_invalidated:
+            return CONNECT
+        if self.engine.dialect.name == "sqlite":
+            message = str(exc.orig).lower()
+            return RACE if "locked" in message or "busy" in message else None
+        return RACE if getattr(exc.orig, "sqlstate", None) in PG_RETRY_STATES else None
+
+    def _gave_up(self, kind: str, exc: BaseException) -> PondError:
+        if kind == CONNECT:
+            return self.no_answer(getattr(exc, "error", exc), PondTransientError)
+        return PondTransientError(
+            f"catalog at {mask(self.engine.url)} stayed busy: {self.cause(exc)}"
+        )
 
     def _once(self, work: Callable[[Connection], T], write: bool) -> T:
         try:
@@ -89,12 +102,6 @@ class Transactions:
                 conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 return work(conn)
-
-    def _lost_race(self, exc: DBAPIError) -> bool:
-        if self.engine.dialect.name == "sqlite":
-            message = str(exc.orig).lower()
-            return "locked" in message or "busy" in message
-        return getattr(exc.orig, "sqlstate", None) in PG_RETRY_STATES
 
     def _after_fork(self) -> None:
         # Pooled connections must not be shared with a forked child: give it its own pool.
