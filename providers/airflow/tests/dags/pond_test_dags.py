@@ -54,3 +54,11 @@ with DAG("pond_test_sql", schedule=None, start_date=START, default_args={"retrie
         inputs={"customers": os.path.join(SHOP, "customers.parquet")},
         output_path=os.path.join(TEST_ROOT, "never_written"),
     )
+
+with DAG("pond_test_deferrable_bad_data", schedule=None, start_date=START, default_args={"retries": 2, "retry_delay": timedelta(0)}):
+    pond_pipeline_group(
+        "pond_test_pipelines:bad_totals",
+        {"ds": "{{ ds }}", "source_root": SHOP, "output_root": os.path.join(TEST_ROOT, "deferred_bad_totals")},
+        deferrable=True,
+        poll_interval=0.5,
+    )
