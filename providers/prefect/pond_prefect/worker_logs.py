@@ -76,11 +76,10 @@ class PrefectTaskLogs:
         with temporary_settings(updates=updates):
             root.addHandler(handler)
             try:
-                log.info("started on %s pid %d", os.uname().nodename, os.getpid())
                 yield
-                log.info("finished in %.2fs", time.time() - started)
+                log.info("done in %.2fs on %s pid %d", time.time() - started, os.uname().nodename, os.getpid())
             except BaseException as exc:
-                log.error("failed after %.2fs: %s: %s", time.time() - started, type(exc).__name__, exc)
+                log.error("failed after %.2fs on %s pid %d: %s: %s", time.time() - started, os.uname().nodename, os.getpid(), type(exc).__name__, exc)
                 raise
             finally:
                 root.removeHandler(handler)
