@@ -109,7 +109,10 @@ class SinkWriter:
         self._done = self._prior_result(loaded)
         if self._done is None:
             self._check_mode(loaded)
-            self._make_staging()
+        # Staging even when this job already committed: a run killed between this commit and
+        # its stage manifest runs its tasks again, and they need somewhere to write (commit()
+        # then keeps the earlier result and drops what they wrote).
+        self._make_staging()
         self._prepared = True
 
     def _check_target(self) -> None:
@@ -270,6 +273,7 @@ class SinkWriter:
         if not self._prepared:
             raise PondConfigError("SinkWriter.commit() called before prepare()")
         if self._done is not None:
+            self.fs.delete(self.staging, recursive=True)
             return self._done
         staged = self._staged_files(task_outputs)
         key = mf.new_record_key(self.tag)
