@@ -95,3 +95,34 @@ def takes_options(sp: Any, ds: str, limit: int = 10, ratio: float = 0.5, flag: b
 
 def raises_while_planning(sp: Any, ds: str) -> Any:
     raise RuntimeError(f"no data configured for {ds}")
+
+
+def daily_order_count(sp: Any, ds: str, source_root: str) -> Any:
+    """A day's order count, kept as the run's files (no sink): backfill skips it by run id."""
+    orders = sp.read_parquet(os.path.join(source_root, "orders", f"dt={ds}", "*.parquet"), hive_partitioning=False)
+    return sp.partial_sql(f"SELECT DATE '{ds}' AS dt, count(*) AS orders FROM {{0}}", orders.repartition(1))
+
+
+def make_shop(root: str, days: list[str]) -> str:
+    """The example shop, small: 2 000 orders a day, 200 customers."""
+    from pond_core.examples import generate_shop
+
+    generate_shop(root, days, orders_per_day=2_000, customers=200)
+    return root
+
+
+def revenue_by_day(shop: str, day: str) -> list[tuple]:
+    """What daily_revenue must write for `day`, computed by DuckDB alone."""
+    query = f"""
+        SELECT c.segment, c.country, sum(o.amount) AS revenue, count(*) AS orders
+        FROM read_parquet('{shop}/orders/dt={day}/*.parquet', hive_partitioning=false) o
+        JOIN read_parquet('{shop}/customers.parquet') c USING (customer_id)
+        GROUP BY ALL ORDER BY ALL"""
+    return duckdb.sql(query).fetchall()
+
+
+def written_revenue(output_root: str, day: str) -> list[tuple]:
+    query = f"""
+        SELECT segment, country, revenue, orders
+        FROM read_parquet('{output_root}/dt={day}/*.parquet', hive_partitioning=false) ORDER BY ALL"""
+    return duckdb.sql(query).fetchall()

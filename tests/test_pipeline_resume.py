@@ -109,3 +109,27 @@ def test_sigkill_mid_stage_then_rerun_gives_every_row_once(tmp_path: Path, gate_
     assert attempts[first.id] == 1 and attempts[gated.id] == 2
     assert sum(s["rows"] for s in run["stages"] if s["stage_id"] == plan.final.id) == total
     assert ROWS_PER_PART * PARTS == total
+
+
+def test_a_kill_after_the_sink_commit_but_before_the_stage_manifest_resumes(tmp_path: Path) -> None:
+    """The one window a mid-stage kill cannot hit: the dataset is published, the stage is not
+    recorded. The state is made exactly (the stage's manifest removed after a full run); a rerun
+    must finish, keep the dataset as published, and leave no staging next to it."""
+    from pond_core.pipeline import run_pipeline
+
+    src, out, gate, root = tmp_path / "src", tmp_path / "out", tmp_path / "gate", tmp_path / "root"
+    total = write_parts(str(src))
+    gate.mkdir()
+    (gate / "open").touch()
+    params = {"source": str(src), "output_root": str(out), "gate_dir": str(gate), "ds": DAY, "gate_at": "sink"}
+    plan = compile_pipeline(REF, params, data_root=str(root))
+    run_pipeline(plan, RUN_ID, data_root=str(root), executor="local")
+    published = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
+    (root / "jobs" / RUN_ID / "staging" / plan.final.id / "_manifest.json").unlink()
+
+    result = run_pipeline(plan, RUN_ID, data_root=str(root), executor="local")
+
+    assert result["stages"][plan.final.name]["rows"] == total
+    assert sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet")) == published
+    assert output_rows(out) == (total, total, 2 * sum(range(total)))
+    assert sorted(os.listdir(tmp_path)) == ["gate", "out", "root", "src"]  # no staging debris

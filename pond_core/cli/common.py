@@ -18,13 +18,15 @@ import os
 import re
 import traceback
 import typing
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from pond_core.catalog import Catalog
 from pond_core.config import resolve_config
 from pond_core.errors import PondConfigError, PondError, PondSerializationError
+
+if TYPE_CHECKING:  # the catalog pulls in SQLAlchemy and Alembic: import it only when used
+    from pond_core.catalog import Catalog
 
 OK, FAILED, INVALID, INTERRUPTED = 0, 1, 2, 130
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=@-]{0,199}$")
@@ -80,11 +82,15 @@ class Settings:
 
     @classmethod
     def resolve(cls, data_root: str | None, catalog_url: str | None, executor: str | None = None) -> "Settings":
+        from pond_core.catalog import Catalog
+
         config = resolve_config(data_root=data_root, catalog_url=catalog_url, executor=executor, job_id="pond-cli")
         return cls(config.data_root, config.catalog_url or Catalog.default_url(config.data_root), config.executor)
 
     def catalog(self) -> Catalog:
         """The catalog, opened (and pinged) now, so a dead URL fails before anything runs."""
+        from pond_core.catalog import Catalog
+
         return Catalog(self.catalog_url)
 
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import pond_core
-from pond_core.catalog import Catalog
 from pond_core.cli import render
 from pond_core.cli.common import CliError, Settings
 from pond_core.errors import PondError
 from pond_core.io import join_path
-from pond_core.pipeline import run_pipeline
 from pond_core.plan.physical import PhysicalPlan, Stage
+
+if TYPE_CHECKING:
+    from pond_core.catalog import Catalog
 
 
 @dataclasses.dataclass
@@ -68,6 +69,8 @@ def execute(
     show_progress: bool,
 ) -> Outcome:
     """Run (or resume) every stage of `plan` as `run_id`; failures become a failed Outcome."""
+    from pond_core.pipeline import run_pipeline
+
     earlier = check_reuse(catalog, run_id, plan)
     if show_progress:
         again = f" (resuming: it was {earlier['status']} after {earlier['attempts']} attempt(s))" if earlier else ""

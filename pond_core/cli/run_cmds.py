@@ -6,19 +6,20 @@ import datetime as dt
 import hashlib
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pond_core.catalog import Catalog
 from pond_core.cli import render
 from pond_core.cli.common import (
     FAILED, CliError, Settings, check_run_id, emit_json, json_option, param_option, parse_params, storage_options,
 )
 from pond_core.cli.execution import Outcome, execute
 from pond_core.errors import PondError
-from pond_core.pipeline import compile_pipeline, load_pipeline
 from pond_core.plan.physical import PhysicalPlan
+
+if TYPE_CHECKING:
+    from pond_core.catalog import Catalog
 
 MAX_BACKFILL_DAYS = 3660
 
@@ -32,6 +33,8 @@ def executor_option(func: Any) -> Any:
 
 def compile_ref(ref: str, pairs: tuple[str, ...], data_root: str | None, extra: dict[str, Any] | None = None) -> PhysicalPlan:
     """Load `module:function`, cast its parameters and compile it; nothing runs."""
+    from pond_core.pipeline import compile_pipeline, load_pipeline
+
     if ":" not in ref:
         raise CliError(
             f"{ref!r} is not a pipeline: write it module:function (e.g. pond_core.examples:daily_revenue); "

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pond_core.catalog import Catalog
 from pond_core.cli import render
 from pond_core.cli.common import CliError, Settings, emit_json, json_option, storage_options, with_catalog
+
+if TYPE_CHECKING:
+    from pond_core.catalog import Catalog
 
 STATUSES = ("running", "success", "failed")
 
