@@ -40,7 +40,7 @@ print("done", flush=True)
 """
 
 
-def start_writer(path, job, value, mode, options=None, tasks=4, rows=20000, days=40, partition_by=("dt",)):
+def start_writer(path, job, value, mode, options=None, tasks=4, rows=5000, days=20, partition_by=("dt",)):
     cfg = dict(path=path, job=job, value=value, mode=mode, options=options.to_dict() if options else None,
                tasks=tasks, rows=rows, days=days, partition_by=list(partition_by) if partition_by else None)
     proc = subprocess.Popen([sys.executable, "-c", WRITER], cwd=REPO, stdin=subprocess.PIPE,
@@ -73,10 +73,31 @@ def summary(path, options=None):
     return count, tuple(values)
 
 
-def run_writer(path, job, value, mode, options=None, **kw):
-    proc = start_writer(path, job, value, mode, options, **kw)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+def run_writer(path, job, value, mode, options=None, tasks=4, rows=5000, days=20, partition_by=("dt",)):
+    """The same write as WRITER, in this process (for the writes nobody kills)."""
+    sql = f"SELECT range AS id, {value} AS v, 'd' || (range % {days}) AS dt FROM range({rows})"
+    write(path, [sql] * tasks, job, options, mode=mode, partition_by=list(partition_by) if partition_by else None)
+
+
+def committed_by(path, job, options=None):
+    """Did `job` reach its commit point (its record is in the dataset's log)?"""
+    from pond_core.io import get_filesystem
+    from pond_core.io.manifest import load_state
+
+    state = load_state(get_filesystem(path, options), path).state
+    return any(key.endswith(f"-{job}") for key in state.covered)
+
+
+def kill_and_check(path, job, mode, phase, delay, old, new, options=None, **kw):
+    proc = start_writer(path, job, new[1][0], mode, options, **kw)
+    wait_for(proc, phase)
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # Before the commit point readers see exactly the old dataset; after it, exactly the new.
+    committed = committed_by(path, job, options)
+    assert summary(path, options) == (new if committed else old)
+    return committed
 
 
 @pytest.mark.parametrize("mode", ["overwrite", "overwrite_partitions"])
@@ -84,35 +105,27 @@ def run_writer(path, job, value, mode, options=None, **kw):
 def test_sigkill_mid_write_leaves_old_contents(tmp_path, mode, phase):
     path = str(tmp_path / "ds")
     run_writer(path, "old", 1, "error")
-    assert summary(path) == (80000, (1,))
-    rng = random.Random(f"{mode}{phase}")
-    for attempt in range(2):
-        proc = start_writer(path, f"killed{attempt}", 2, mode)
-        wait_for(proc, phase)
-        time.sleep(rng.uniform(0, 0.05))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        # Every file the old manifest lists is there with its old bytes: readers see v=1 only.
-        assert summary(path) == (80000, (1,))
-        assert not [f for f in resolve_paths(path) if "killed" in f]
+    old = (20000, (1,))
+    assert summary(path) == old
+    outcomes = [kill_and_check(path, f"killed{i}", mode, phase, delay, old, (20000, (2,)))
+                for i, delay in enumerate((0.0, 0.01))]
+    assert outcomes[0] is False  # killed right as it began: before the commit point
     # Staging debris is hidden next to the dataset and does not block the next write.
-    assert [n for n in os.listdir(tmp_path) if n != "ds"] and all(n.startswith(".") for n in os.listdir(tmp_path) if n != "ds")
+    assert all(n.startswith(".") for n in os.listdir(tmp_path) if n != "ds")
     run_writer(path, "after", 3, mode)
-    assert summary(path) == (80000, (3,))
+    assert summary(path) == (20000, (3,))
 
 
 @pytest.mark.s3
 def test_sigkill_mid_s3_commit_leaves_old_contents(s3_server, s3_options):
     path = f"s3://{s3_server.new_bucket()}/ds"
-    run_writer(path, "old", 1, "error", s3_options, tasks=2, rows=2000, days=6)
-    for phase in ("copying", "committing"):
-        proc = start_writer(path, f"killed-{phase}", 2, "overwrite", s3_options, tasks=2, rows=2000, days=6)
-        wait_for(proc, phase)
-        time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert summary(path, s3_options) == (4000, (1,))
-    run_writer(path, "after", 3, "overwrite", s3_options, tasks=2, rows=2000, days=6)
+    size = dict(tasks=2, rows=2000, days=6)
+    run_writer(path, "old", 1, "error", s3_options, **size)
+    old, new = (4000, (1,)), (4000, (2,))
+    assert kill_and_check(path, "k1", "overwrite", "copying", 0.1, old, new, s3_options, **size) is False
+    assert kill_and_check(path, "k2", "overwrite", "committing", 0.0, old, new, s3_options, **size) is False
+    kill_and_check(path, "k3", "overwrite_partitions", "committing", 0.1, old, new, s3_options, **size)
+    run_writer(path, "after", 3, "overwrite", s3_options, **size)
     assert summary(path, s3_options) == (4000, (3,))
 
 
@@ -173,7 +186,7 @@ def test_concurrent_writers_of_different_partitions_s3(s3_server, s3_options):
 
 def test_readers_see_old_or_new_never_a_mix(tmp_path):
     path = str(tmp_path / "ds")
-    run_writer(path, "v0", 0, "error", tasks=2, rows=2000, days=10)
+    run_writer(path, "v0", 0, "error", tasks=2, rows=2000, days=5)
     seen, errors, stop = set(), [], threading.Event()
 
     def reader():
@@ -186,7 +199,7 @@ def test_readers_see_old_or_new_never_a_mix(tmp_path):
     t = threading.Thread(target=reader)
     t.start()
     for v in range(1, 4):
-        run_writer(path, f"v{v}", v, "overwrite" if v % 2 else "overwrite_partitions", tasks=2, rows=2000, days=10)
+        run_writer(path, f"v{v}", v, "overwrite" if v % 2 else "overwrite_partitions", tasks=2, rows=2000, days=5)
     stop.set()
     t.join()
     assert seen and all(s[0] == 4000 and len(s[1]) == 1 for s in seen), seen

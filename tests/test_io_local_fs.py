@@ -64,7 +64,7 @@ def test_write_bytes_is_atomic_replace_with_no_temp_left(fs, tmp_path):
 
     t = threading.Thread(target=reader)
     t.start()
-    for _ in range(200):
+    for _ in range(50):
         fs.write_bytes(target, b"new" * 1000)
         fs.write_bytes(target, b"old")
     stop.set()

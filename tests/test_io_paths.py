@@ -48,8 +48,11 @@ def test_missing_path_and_empty_glob_name_the_path(tree):
     with pytest.raises(PondInputError, match=r"no files match .*/d/\*\.csv"):
         resolve_paths(str(tree / "d/*.csv"))
     os.makedirs(tree / "empty/sub")
-    with pytest.raises(PondInputError, match="no files in directory .*empty.*non-recursive"):
-        resolve_paths(str(tree / "empty"), recursive=False)
+    with pytest.raises(PondInputError, match="no files in directory .*empty$"):
+        resolve_paths(str(tree / "empty"))
+    make(str(tree / "nested/sub/x.parquet"))
+    with pytest.raises(PondInputError, match="no files in directory .*nested .non-recursive"):
+        resolve_paths(str(tree / "nested"), recursive=False)
 
 
 @pytest.mark.s3

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pond_core.io.fs import FileSystem, basename_of, join_path
+from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path
 
 MANIFEST_NAME = "_pond_manifest.json"
 LOG_DIR = "_pond_log"
@@ -97,13 +97,26 @@ class LoadedState:
     record_names: list[str]
 
 
-def load_state(fs: FileSystem, root: str) -> LoadedState:
-    """Merge the manifest with every record it does not cover yet."""
-    manifest_path = join_path(root, MANIFEST_NAME)
-    state, has_manifest = DatasetState(), False
-    if fs.exists(manifest_path):
-        state, has_manifest = DatasetState.from_manifest(json.loads(fs.read_bytes(manifest_path))), True
-    names = [basename_of(f.path) for f in fs.list_files(join_path(root, LOG_DIR), recursive=False)]
+def load_state(fs: FileSystem, root: str, listing: list[FileInfo] | None = None) -> LoadedState:
+    """Merge the manifest with every record it does not cover yet.
+
+    `listing` (a recursive listing of `root`, if the caller has one) saves the lookups.
+    """
+    manifest_path, log_dir = join_path(root, MANIFEST_NAME), join_path(root, LOG_DIR)
+    if listing is None:
+        present = fs.exists(manifest_path)
+        log_files = fs.list_files(log_dir, recursive=False)
+    else:
+        present = any(f.path == manifest_path for f in listing)
+        log_files = [f for f in listing if f.path.startswith(log_dir + "/") and "/" not in f.path[len(log_dir) + 1:]]
+    state = DatasetState()
+    if present:
+        try:
+            state = DatasetState.from_manifest(json.loads(fs.read_bytes(manifest_path)))
+        except FileNotFoundError:
+            present = False  # replaced by a concurrent overwrite between listing and reading
+    has_manifest = present
+    names = [basename_of(f.path) for f in log_files]
     records = sorted(n for n in names if n.endswith(".json"))
     pending = sorted(n for n in names if n.endswith(PENDING_SUFFIX))
     covered = set(state.covered)
@@ -167,9 +180,13 @@ def read_dataset_files(path: str, options: Any = None) -> list[str] | None:
 
     root = normalize_path(path)
     fs = get_filesystem(root, options)
-    if not fs.isdir(root):
-        return None
-    loaded = load_state(fs, root)
+    listing = fs.list_files(root)
+    return committed_files(fs, root, listing) if listing else None
+
+
+def committed_files(fs: FileSystem, root: str, listing: list[FileInfo]) -> list[str] | None:
+    """read_dataset_files for a root already listed (recursively) by the caller."""
+    loaded = load_state(fs, root, listing)
     if loaded.has_commits:
         return [join_path(root, f["path"]) for f in loaded.state.sorted_files()]
     if not loaded.pending:
@@ -178,4 +195,4 @@ def read_dataset_files(path: str, options: Any = None) -> list[str] | None:
     from pond_core.io.paths import visible
 
     hidden = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
-    return [f.path for f in fs.list_files(root) if visible(f.path, root) and f.path not in hidden]
+    return [f.path for f in listing if visible(f.path, root) and f.path not in hidden]

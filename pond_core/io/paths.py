@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pond_core.errors import PondInputError
-from pond_core.io.fs import FileSystem, get_filesystem, has_glob, is_s3, normalize_path
-from pond_core.io.manifest import read_dataset_files
+from pond_core.io.fs import FileInfo, FileSystem, get_filesystem, has_glob, is_s3, normalize_path
+from pond_core.io.manifest import committed_files
 from pond_core.io.options import StorageOptions
 
 
@@ -59,19 +59,23 @@ def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> 
             _check_bucket(fs, path)
             raise PondInputError(f"no files match {path}")
         return found
-    if fs.isdir(path):
-        return _resolve_dir(fs, path, recursive, options)
-    if fs.exists(path):
+    # One recursive listing tells a file from a directory and holds the dataset's metadata.
+    listing = fs.list_files(path, recursive=True)
+    if len(listing) == 1 and listing[0].path == path:
         return [path]
+    if listing:
+        return _resolve_dir(fs, path, recursive, listing)
+    if fs.isdir(path):
+        raise PondInputError(f"no files in directory {path}")
     _check_bucket(fs, path)
     raise PondInputError(f"path not found: {path}")
 
 
-def _resolve_dir(fs: FileSystem, path: str, recursive: bool, options: StorageOptions | None) -> list[str]:
-    committed = read_dataset_files(path, options)
+def _resolve_dir(fs: FileSystem, path: str, recursive: bool, listing: list[FileInfo]) -> list[str]:
+    committed = committed_files(fs, path, listing)
     if committed is not None:
         return committed
-    files = [f.path for f in fs.list_files(path, recursive=recursive) if visible(f.path, path)]
+    files = [f.path for f in listing if visible(f.path, path) and (recursive or "/" not in f.path[len(path) + 1:])]
     if not files:
         how = "" if recursive else " (non-recursive; subdirectories were not searched)"
         raise PondInputError(f"no files in directory {path}{how}")

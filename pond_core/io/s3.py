@@ -99,13 +99,16 @@ class S3FileSystem(FileSystem):
         return sorted(f"s3://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.fullmatch(i.path))
 
     def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
-        info = self._info(prefix)
-        if info.type == pafs.FileType.File:
-            return [FileInfo(_url(info.path), info.size)]
+        # One LIST answers for a directory, the common case; only an empty answer costs a HEAD.
         bucket, key = split_url(prefix)
         infos = self._list(f"{bucket}/{key}".rstrip("/"), recursive=recursive, url=prefix)
-        files = (FileInfo(_url(i.path), i.size) for i in infos if i.type == pafs.FileType.File)
-        return sorted(files, key=lambda f: f.path)
+        files = sorted(
+            (FileInfo(_url(i.path), i.size) for i in infos if i.type == pafs.FileType.File), key=lambda f: f.path
+        )
+        if files or not key:
+            return files
+        info = self._info(prefix)
+        return [FileInfo(_url(info.path), info.size)] if info.type == pafs.FileType.File else []
 
     def exists(self, path: str) -> bool:
         return self._info(path).type != pafs.FileType.NotFound
