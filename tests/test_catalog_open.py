@@ -43,6 +43,9 @@ def test_an_object_store_root_gets_a_local_sqlite_named_after_bucket_and_prefix(
         f"sqlite:///{tmp_path}/.pond/catalog-s3-lake-team-a-pond.sqlite"
     )
     assert Catalog.default_url("s3://lake") == f"sqlite:///{tmp_path}/.pond/catalog-s3-lake.sqlite"
+    assert Catalog.default_url("s3://KEY:secret@Lake_B/x") == (
+        f"sqlite:///{tmp_path}/.pond/catalog-s3-Lake_B-x.sqlite"
+    )
 
 
 def test_opening_the_default_catalog_creates_it_in_wal_mode_from_any_directory(

@@ -7,7 +7,7 @@ one short transaction, and is safe to call from many processes at once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import URL, Connection
@@ -184,9 +184,12 @@ class Catalog:
         if mode not in datasets.MODES:
             raise PondConfigError(f"partition mode must be one of {datasets.MODES}, not {mode!r}")
         uri, rows, at = convert.dataset_uri(dataset_uri), datasets.partition_rows(partitions), now()
-        ids = self._dataset_ids([uri], at)
-        self._tx.write(
-            lambda c: datasets.record_partitions(c, ids[uri], rows, run_id, stage_id, mode, at)
+        self._with_datasets(
+            [uri],
+            at,
+            lambda c, ids: datasets.record_partitions(
+                c, ids[uri], rows, run_id, stage_id, mode, at
+            ),
         )
 
     def list_partitions(self, dataset_uri: str) -> list[dict[str, Any]]:
@@ -202,14 +205,26 @@ class Catalog:
         """Every dataset the catalog has seen, with its last recorded schema."""
         return self._tx.read(datasets.list_datasets)
 
-    def _dataset_ids(self, uris: list[str], at: dt.datetime) -> dict[str, int]:
-        # Datasets are created in their own short transaction (they are never deleted), so the
-        # recording transaction that follows holds no insert locks on them.
-        ids = self._tx.read(lambda c: datasets.find_datasets(c, uris))
-        missing = [uri for uri in uris if uri not in ids]
-        if missing:
-            ids.update(self._tx.write(lambda c: datasets.create_datasets(c, missing, at)))
-        return ids
+    def _with_datasets(
+        self, uris: list[str], at: dt.datetime, work: Callable[[Connection, dict[str, int]], None]
+    ) -> None:
+        """Run `work(conn, ids)` in one transaction once the datasets exist.
+
+        Missing datasets are created in a transaction of their own (they are never deleted), so
+        the recording transaction holds no insert locks on them; usually they exist already
+        and the whole call is a single transaction.
+        """
+
+        def attempt(conn: Connection) -> bool:
+            ids = datasets.find_datasets(conn, uris)
+            if len(ids) < len(set(uris)):
+                return False
+            work(conn, ids)
+            return True
+
+        if not self._tx.write(attempt):
+            self._tx.write(lambda c: datasets.create_datasets(c, uris, at))
+            self._tx.write(lambda c: work(c, datasets.find_datasets(c, uris)))
 
     # -- lineage --------------------------------------------------------------------------
 
@@ -228,13 +243,12 @@ class Catalog:
         times = (to_datetime(started_at, "started_at"), to_datetime(finished_at, "finished_at"))
         schemas = {ref["uri"]: ref["schema"] for ref in ins + outs if ref["schema"]}
         at = now()
-        ids = self._dataset_ids([r["uri"] for r in ins + outs], at)
 
-        def record(conn: Connection) -> None:
+        def record(conn: Connection, ids: dict[str, int]) -> None:
             lineage.record_lineage(conn, run_id, stage_id, ids, ins, outs, sql, times, at)
             datasets.set_schemas(conn, ids, schemas, at)
 
-        self._tx.write(record)
+        self._with_datasets([r["uri"] for r in ins + outs], at, record)
 
     def lineage(
         self, dataset_uri: str, *, limit: int | None = None

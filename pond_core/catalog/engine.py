@@ -69,7 +69,8 @@ def default_url(storage_root: str) -> str:
         path = os.path.join(os.path.abspath(os.path.expanduser(root)), "catalog.sqlite")
         return URL.create("sqlite", database=path).render_as_string()
     parts = urlsplit(root)
-    name = "-".join(p for p in (parts.scheme, parts.hostname or "", parts.path.strip("/")) if p)
+    bucket = parts.netloc.rsplit("@", 1)[-1]  # never put credentials in a file name
+    name = "-".join(p for p in (parts.scheme, bucket, parts.path.strip("/")) if p)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     path = os.path.join(os.path.expanduser("~"), ".pond", f"catalog-{name}.sqlite")
     return URL.create("sqlite", database=path).render_as_string()
