@@ -7,6 +7,7 @@ starting the same run id again skips committed stages and committed partitions: 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,8 @@ def execute(
     finally:
         session.shutdown()
     outcome.seconds = round(time.time() - display.started, 3)
+    order = {s.name: i for i, s in enumerate(plan.stages)}
+    display.rows.sort(key=lambda row: order[row["stage"]])  # independent stages finish in any order
     if outcome.status == "success" and display.rows:
         outcome.output = display.rows[-1]["location"]
     return outcome
@@ -108,12 +111,16 @@ def _record_failure(catalog: Catalog, run_id: str, error: str) -> None:
 
 
 class StageProgress:
-    """One bar per stage (partitions done / total), on stderr; collects the summary rows."""
+    """One bar per stage (partitions done / total), on stderr; collects the summary rows.
+
+    Independent stages run at once, so the callbacks may come from several threads.
+    """
 
     def __init__(self, plan: PhysicalPlan, *, started: float, enabled: bool) -> None:
         self.plan = plan
         self.started = started
         self.rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
         self._bars: Progress | None = None
         self._tasks: dict[str, Any] = {}
         if enabled:
@@ -141,7 +148,8 @@ class StageProgress:
 
     def finished(self, name: str, result: dict[str, Any]) -> None:
         skipped = float(result.get("finished_at") or 0) < self.started
-        self.rows.append(_stage_row(self.plan.stage(name), result, skipped))
+        with self._lock:
+            self.rows.append(_stage_row(self.plan.stage(name), result, skipped))
         if self._bars is not None:
             task, n = self._tasks[self.plan.stage(name).id], result.get("npartitions") or 0
             label = f"{name} (committed earlier)" if skipped else name

@@ -22,7 +22,8 @@ def err_console() -> Console:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    out = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    """A table; its title is a caption line above it that never wraps."""
+    out = Table(title=title, title_justify="left", title_style="bold", show_edge=False, header_style="bold", min_width=len(title or ""))
     for name in columns:
         out.add_column(name, overflow="fold", justify="right" if name in ("ROWS", "FILES", "BYTES", "SIZE", "PARTS", "SECONDS", "DURATION", "ATTEMPTS") else "left")
     for row in rows:
