@@ -144,6 +144,8 @@ def test_bad_partitions_are_refused_before_anything_is_recorded(catalog):
         PondConfigError, match="rows of partition 'dt=x' must be a non-negative integer"
     ):
         catalog.record_partitions(OUT, [{"key": "dt=x", "files": 1, "rows": -4}], "r1", "s1")
+    with pytest.raises(PondConfigError, match="values of partition 'dt=x' must be a dict"):
+        catalog.record_partitions(OUT, [{"key": "dt=x", "values": "dt=x"}], "r1", "s1")
     with pytest.raises(PondConfigError, match="partition key must be text"):
         catalog.record_partitions(OUT, [{"key": 7}], "r1", "s1")
     with pytest.raises(PondConfigError, match="dataset URI must be a non-empty string"):

@@ -206,8 +206,10 @@ def test_calls_out_of_order_or_with_bad_values_are_refused_with_the_reason(catal
         catalog.finish_stage(
             "r1", "s1", "success", rows=-1, bytes=1, files=1, duration_s=0.1, result={}, error=None
         )
-    with pytest.raises(PondConfigError, match="run_id must be a non-empty string"):
+    with pytest.raises(PondConfigError, match="run_id must be a non-empty string of at most 255"):
         catalog.start_run("", "daily", {}, None, "local")
+    with pytest.raises(PondConfigError, match="stage_id must be a non-empty string of at most 128"):
+        catalog.start_stage("r1", "s" * 129, "scan", 1)
     assert catalog.get_run("nope") is None
 
 

@@ -109,7 +109,8 @@ class Catalog:
 
     def start_stage(self, run_id: str, stage_id: str, stage_name: str, npartitions: int) -> int:
         """Mark a stage running and return its attempt number (1 on the first start)."""
-        _name(stage_id, "stage_id")
+        _name(stage_id, "stage_id", 128)
+        _name(stage_name, "stage_name")
         count(npartitions, f"npartitions of stage {stage_id!r}")
         at = now()
         return self._tx.write(
@@ -278,9 +279,12 @@ def _reopen(url: str, echo: bool) -> Catalog:
     return Catalog(url, echo=echo)
 
 
-def _name(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise PondConfigError(f"{what} must be a non-empty string, not {value!r}")
+def _name(value: Any, what: str, longest: int = 255) -> None:
+    # Checked here so SQLite (which ignores column lengths) fails like PostgreSQL would.
+    if not isinstance(value, str) or not value.strip() or len(value) > longest:
+        raise PondConfigError(
+            f"{what} must be a non-empty string of at most {longest} characters, not {value!r}"
+        )
 
 
 def _final(status: str) -> None:

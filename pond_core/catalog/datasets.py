@@ -52,9 +52,12 @@ def partition_rows(partitions: Sequence[Mapping[str, Any]]) -> list[dict[str, An
             raise PondConfigError(
                 f"partition key must be text of at most {MAX_KEY_LENGTH} chars, not {key!r}"
             )
+        values = part.get("values") or {}
+        if not isinstance(values, Mapping):
+            raise PondConfigError(f"values of partition {key!r} must be a dict, not {values!r}")
         row = {
             "partition_key": key,
-            "partition_values": dict(part.get("values") or {}),
+            "partition_values": dict(values),
             "file_count": count(part.get("files", 0), f"files of partition {key!r}") or 0,
             "row_count": count(part.get("rows"), f"rows of partition {key!r}"),
             "byte_count": count(part.get("bytes"), f"bytes of partition {key!r}"),

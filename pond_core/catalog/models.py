@@ -74,7 +74,7 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """One pipeline run; rerunning the same run_id bumps `attempts` instead of adding a row."""
+    """One pipeline run; rerunning a finished run_id bumps `attempts` instead of adding a row."""
 
     __tablename__ = "pond_runs"
 
