@@ -27,8 +27,8 @@ _LAZY = {
     "StageCache": "pond_prefect.cache",
     "retry_transient_only": "pond_prefect.cache",
     "PrefectTaskLogs": "pond_prefect.worker_logs",
-    "backfill": "pond_prefect.backfill",
-    "BackfillReport": "pond_prefect.backfill",
+    "backfill": "pond_prefect.backfills",
+    "BackfillReport": "pond_prefect.backfills",
     "asset_key": "pond_prefect.assets",
 }
 

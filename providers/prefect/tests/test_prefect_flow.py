@@ -30,9 +30,10 @@ def params(shop: str, out: str) -> dict:
     return {"ds": DS, "source_root": shop, "output_root": out}
 
 
-@pytest.fixture
-def first_run(shop, pond_root, tmp_path):
-    out = str(tmp_path / "revenue")
+@pytest.fixture(scope="module")
+def first_run(shop, prefect_api, tmp_path_factory):
+    base = tmp_path_factory.mktemp("daily")
+    pond_root, out = str(base / "pond"), str(base / "revenue")
     since = dt.datetime.now(dt.timezone.utc)
     state = daily_flow(DS, shop, out, pond_root, return_state=True)
     assert state.is_completed(), state

@@ -11,6 +11,8 @@ import psutil
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelling
 
 from pond_prefect import PondConfig, run_pipeline
@@ -60,7 +62,10 @@ def test_cancelling_the_flow_run_cancels_its_ray_tasks(shop, pond_root, tmp_path
     assert len(workers) == 2, "both partition tasks should be running on Ray workers"
 
     with get_client(sync_client=True) as client:
-        (flow_run,) = [r for r in client.read_flow_runs(limit=20) if r.state and r.state.is_running() and r.name]  # the one running flow
+        (flow_run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["pond-test-on-ray"])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+        )
         client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
     cancelled_at = time.monotonic()
     runner.join(timeout=60)
