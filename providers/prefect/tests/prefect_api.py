@@ -36,10 +36,20 @@ def logs(flow_run_id: UUID, until: Callable[[list[Log]], bool] = lambda _: True,
         time.sleep(0.5)
 
 
-def events(name: str, since: Any, until: Callable[[list[dict[str, Any]]], bool] = lambda _: True, timeout: float = 15.0) -> list[dict[str, Any]]:
-    """Events named `name` since `since`, via POST /events/filter, polled until `until(events)`."""
+def events(
+    name: str, flow_run_id: UUID, since: Any, until: Callable[[list[dict[str, Any]]], bool] = lambda _: True, timeout: float = 15.0
+) -> list[dict[str, Any]]:
+    """Events named `name` related to a flow run, via POST /events/filter, polled until `until(events)`."""
     deadline = time.monotonic() + timeout
-    body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}, "order": "ASC"}, "limit": 50}
+    body = {
+        "filter": {
+            "event": {"name": [name]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            "occurred": {"since": since.isoformat()},
+            "order": "ASC",
+        },
+        "limit": 50,
+    }
     while True:
         with get_client(sync_client=True) as client:
             response = client.request("POST", "/events/filter", json=body)

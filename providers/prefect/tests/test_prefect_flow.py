@@ -21,9 +21,9 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 @flow(name="pond-test-daily-revenue")
-def daily_flow(ds: str, source_root: str, output_root: str, storage_root: str) -> dict:
+def daily_flow(ds: str, source_root: str, output_root: str, storage_root: str, force: bool = False) -> dict:
     params = {"ds": ds, "source_root": source_root, "output_root": output_root}
-    return run_pipeline(PIPELINE, params, config=PondConfig(storage_root=storage_root, executor="local"), retry_delay_seconds=0)
+    return run_pipeline(PIPELINE, params, config=PondConfig(storage_root=storage_root, executor="local"), retry_delay_seconds=0, force=force)
 
 
 def params(shop: str, out: str) -> dict:
@@ -63,6 +63,16 @@ def test_rerun_with_unchanged_inputs_is_cached_and_does_no_work(first_run):
     assert again.result()["stages"] == first["stages"]  # the recorded results, not new ones
 
 
+def test_force_recomputes_every_stage(first_run):
+    forced = daily_flow(DS, first_run["shop"], first_run["out"], first_run["root"], force=True, return_state=True)
+    runs = prefect_api.task_runs(forced.state_details.flow_run_id)
+    assert {r.state.name for r in runs.values()} == {"Completed"}
+    before = first_run["state"].result()["stages"]
+    after = forced.result()["stages"]
+    assert all(after[name]["finished_at"] > before[name]["finished_at"] for name in before)
+    assert after[first_run["plan"].final.name]["rows"] == before[first_run["plan"].final.name]["rows"]
+
+
 def test_a_changed_input_invalidates_the_cache(first_run, tmp_path):
     import shutil
 
@@ -99,7 +109,8 @@ def test_assets_with_their_upstreams_and_lineage_on_cache_hits(first_run):
     def materialized(events):
         return {e["resource"]["prefect.resource.id"]: e for e in events}
 
-    found = materialized(prefect_api.events("prefect.asset.materialization.succeeded", first_run["since"], lambda ev: partition in materialized(ev)))
+    first_id = first_run["state"].state_details.flow_run_id
+    found = materialized(prefect_api.events("prefect.asset.materialization.succeeded", first_id, first_run["since"], lambda ev: partition in materialized(ev)))
     assert {stage_asset(plan, s).key for s in plan.stages} | {partition} <= set(found)
     related = {r["prefect.resource.id"] for r in found[final]["related"] if r.get("prefect.resource.role") == "asset"}
     assert upstream in related
@@ -110,7 +121,11 @@ def test_assets_with_their_upstreams_and_lineage_on_cache_hits(first_run):
 
     since = dt.datetime.now(dt.timezone.utc)
     again = daily_flow(DS, first_run["shop"], first_run["out"], first_run["root"], return_state=True)
-    cached = materialized(prefect_api.events("prefect.asset.materialization.succeeded", since, lambda ev: partition in materialized(ev)))
+    again_id = again.state_details.flow_run_id
+    cached = materialized(prefect_api.events("prefect.asset.materialization.succeeded", again_id, since, lambda ev: partition in materialized(ev)))
     assert partition in cached and final in cached
     assert cached[partition]["payload"]["pond.cached"] is True
-    assert str(again.state_details.flow_run_id) in {r["prefect.resource.id"].rsplit(".", 1)[-1] for r in cached[final]["related"]}
+    final_run = prefect_api.task_runs(again_id)[plan.final.name]
+    assert final_run.state.name == "Cached"
+    task_runs = {r["prefect.resource.id"] for r in cached[final]["related"] if r.get("prefect.resource.role") == "task-run"}
+    assert task_runs == {f"prefect.task-run.{final_run.id}"}
