@@ -1,36 +1,61 @@
 """pond: partitioned DuckDB SQL over Parquet, in-process or on Ray, with smallpond's API.
 
-`import pond_core as smallpond` runs smallpond programs unchanged.
+`import pond_core as smallpond` runs smallpond programs unchanged. Names are imported on first
+use, so `import pond_core.catalog` (or the CLI) does not pay for the whole engine.
 """
 
-from pond_core.dataframe import DataFrame
-from pond_core.errors import (
-    PondConfigError,
-    PondDataError,
-    PondError,
-    PondInputError,
-    PondSerializationError,
-    PondSqlError,
-    PondStorageError,
-    PondTransientError,
-)
-from pond_core.session import Session, init
-from pond_core.udf import UDF, udf
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataFrame",
-    "PondConfigError",
-    "PondDataError",
-    "PondError",
-    "PondInputError",
-    "PondSerializationError",
-    "PondSqlError",
-    "PondStorageError",
-    "PondTransientError",
-    "Session",
-    "UDF",
-    "init",
-    "udf",
-]
+_EXPORTS = {
+    "init": "pond_core.session",
+    "Session": "pond_core.session",
+    "DataFrame": "pond_core.dataframe",
+    "udf": "pond_core.udfs",
+    "UDF": "pond_core.udfs",
+    "PondError": "pond_core.errors",
+    "PondConfigError": "pond_core.errors",
+    "PondDataError": "pond_core.errors",
+    "PondInputError": "pond_core.errors",
+    "PondInternalError": "pond_core.errors",
+    "PondSerializationError": "pond_core.errors",
+    "PondSqlError": "pond_core.errors",
+    "PondStorageError": "pond_core.errors",
+    "PondTransientError": "pond_core.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pond_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from pond_core.dataframe import DataFrame
+    from pond_core.errors import (
+        PondConfigError,
+        PondDataError,
+        PondError,
+        PondInputError,
+        PondInternalError,
+        PondSerializationError,
+        PondSqlError,
+        PondStorageError,
+        PondTransientError,
+    )
+    from pond_core.session import Session, init
+    from pond_core.udfs import UDF, udf

@@ -111,7 +111,7 @@ def run_stage(
     """Run one stage for one run; return at once if that stage is already committed."""
     from pond_core.session import init
 
-    own_session = session is None
+    own_session, own_catalog = session is None, catalog is None
     session = session or init(job_id=run_id, **init_kwargs)
     catalog = catalog or open_catalog(session)
     try:
@@ -120,6 +120,8 @@ def run_stage(
         ctx = session.stage_context(run_id, progress=progress, recorder=recorder)
         return stage_runner.run_stage(plan, stage_id, ctx, force=force)
     finally:
+        if own_catalog:
+            catalog.close()
         if own_session:
             session.shutdown()
 
@@ -138,10 +140,11 @@ def run_pipeline(
     committed stages are skipped, so a rerun resumes."""
     from pond_core.session import init
 
-    own_session = session is None
+    own_session, own_catalog = session is None, catalog is None
     session = session or init(job_id=run_id, keep_intermediates=True, **init_kwargs)
     catalog = catalog or open_catalog(session)
     started = time.time()
+
     def run_one(stage: Stage) -> dict[str, Any]:
         result = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress)
         if on_stage:
@@ -153,8 +156,11 @@ def run_pipeline(
     except PondError as exc:
         catalog.finish_run(run_id, "failed", error=str(exc))
         raise
+    else:
+        catalog.finish_run(run_id, "success")
     finally:
+        if own_catalog:
+            catalog.close()
         if own_session:
             session.shutdown()
-    catalog.finish_run(run_id, "success")
     return {"run_id": run_id, "pipeline": plan.pipeline, "seconds": round(time.time() - started, 3), "stages": results}

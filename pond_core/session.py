@@ -25,7 +25,7 @@ from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.plan.logical import Node, Read, SourceSpec, Sql, UdfSpec, walk
 from pond_core.plan.physical import PhysicalPlan, StageOutput
 from pond_core.plan.pyfunc import PyFunc
-from pond_core.udf import as_udfs
+from pond_core.udfs import as_udfs
 
 log = logging.getLogger("pond")
 

@@ -80,6 +80,11 @@ def execute(
         job_id=run_id, data_root=settings.data_root, catalog_url=settings.catalog_url,
         executor=settings.executor, keep_intermediates=True,
     )
+    try:
+        session.executor()  # started here, on the main thread: a Ray that cannot start fails before any stage
+    except BaseException:
+        session.shutdown()
+        raise
     display = StageProgress(plan, started=time.time(), enabled=show_progress)
     outcome = Outcome(run_id, plan.pipeline or "session", dict(plan.params), "success", 0.0, display.rows)
     try:

@@ -115,7 +115,7 @@ def _configure_storage(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> None:
 def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step, raw: dict[str, Any]) -> None:
     if step.kind == "sql":
         for u in step.udfs:
-            from pond_core.udf import UDF
+            from pond_core.udfs import UDF
 
             UDF(u.name, u.func.load(), u.params, u.return_type).register(con)
         query = bind(step.query or "", [quote_ident(n) for n in step.inputs])
