@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "run_pipeline": "pond_prefect.flows",
     "pond_pipeline": "pond_prefect.flows",
+    "run_sql": "pond_prefect.sql",
+    "sql_pipeline": "pond_prefect.sql",
     "stage_task": "pond_prefect.stages",
     "run_pond_stage": "pond_prefect.stages",
     "StageCache": "pond_prefect.cache",

@@ -15,9 +15,15 @@ from pond_core.plan.physical import PhysicalPlan, Stage
 
 
 def artifact_key(plan: PhysicalPlan, what: str) -> str:
-    """`pond-<pipeline>-<what>`: lowercase letters, digits and dashes, as Prefect requires."""
-    name = (plan.pipeline or "session").rsplit(":", 1)[-1]
+    """`pond-<flow>-<what>` (the pipeline's name outside a flow): lowercase letters, digits and
+    dashes, as Prefect requires. Keyed by flow, each flow's artifacts form their own history."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    name = ctx.flow.name if ctx and ctx.flow else (plan.pipeline or "session").rsplit(":", 1)[-1]
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "pipeline"
+    if slug.startswith("pond-"):
+        slug = slug[len("pond-"):]
     return f"pond-{slug}-{what}"
 
 

@@ -38,12 +38,15 @@ def run_pipeline(
     retries: int = DEFAULT_RETRIES,
     retry_delay_seconds: float | list[float] = DEFAULT_RETRY_DELAY,
     cache: bool = True,
+    worker_logs: bool = True,
 ) -> dict[str, Any] | State:
     """Run `pipeline` (a `module:function` reference) with `params` inside the current flow.
 
     Returns `{"run_id", "pipeline", "stages": {name: result}}`; raises the first stage failure,
     or returns a Cancelled state if the flow run was cancelled. `force` re-runs every stage
-    (ignoring the cache and committed outputs).
+    (ignoring the cache and committed outputs). `retries` and `retry_delay_seconds` apply to
+    transient stage failures only; `cache=False` turns the stage cache off; `worker_logs=False`
+    stops shipping partition tasks' log records (e.g. when Ray workers cannot reach the API).
     """
     logger = get_run_logger()
     cfg = resolve_config(config)
@@ -54,8 +57,14 @@ def run_pipeline(
     progress = Progress(plan)
     flow_ctx = FlowRunContext.get()
     flow_run_id = flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None
+    stored = _run_stored(cfg, run_id)
+    if cache and not force and not stored:
+        logger.info("pond run %s has no stored stage outputs (new, or cleaned): every stage runs", run_id)
     with _driver(cfg), CancelGuard(flow_run_id) as guard:
-        futures = _submit(plan, run_id, cfg, force, retries, retry_delay_seconds, cache, progress, guard)
+        # A cache entry is only as good as the stage output it points to: after `pond clean`,
+        # refresh every stage rather than serve results whose files are gone.
+        options = {"retries": retries, "retry_delay_seconds": retry_delay_seconds, "cache": cache, "refresh_cache": force or not stored}
+        futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard)
         wait(list(futures.values()))
         outcomes = _outcomes(plan, futures, progress)
         create_stats_artifact(plan, outcomes)
@@ -72,12 +81,20 @@ def run_pipeline(
     return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id]["result"] for s in plan.stages}}
 
 
-def _submit(plan, run_id, cfg, force, retries, retry_delay_seconds, cache, progress, guard) -> dict[str, PrefectFuture]:
+def _submit(
+    plan: PhysicalPlan,
+    run_id: str,
+    cfg: PondConfig,
+    force: bool,
+    options: dict[str, Any],
+    worker_logs: bool,
+    progress: Progress,
+    guard: CancelGuard,
+) -> dict[str, PrefectFuture]:
     plan_json = plan.to_json()
     futures: dict[str, PrefectFuture] = {}
     for stage in plan.stages:
-        task = stage_task(plan, stage, retries=retries, retry_delay_seconds=retry_delay_seconds, cache=cache, refresh_cache=force)
-        futures[stage.id] = task.submit(
+        futures[stage.id] = stage_task(plan, stage, **options).submit(
             plan_json,
             stage.id,
             run_id,
@@ -86,6 +103,7 @@ def _submit(plan, run_id, cfg, force, retries, retry_delay_seconds, cache, progr
             upstream={sid: futures[sid] for sid in stage.depends_on},
             progress=progress,
             guard=guard,
+            worker_logs=worker_logs,
         )
     return futures
 
@@ -128,6 +146,18 @@ class _driver:
             import ray
 
             ray.shutdown()
+
+
+def _run_stored(cfg: PondConfig, run_id: str) -> bool:
+    """True if the pond run's folder (its staged stage outputs) exists in storage."""
+    import pond_core
+    from pond_core.io import get_filesystem
+
+    session = pond_core.init(job_id=run_id, **{**cfg.init_kwargs(), "executor": "local"})
+    try:
+        return get_filesystem(session.job_root, session.storage).exists(session.job_root)
+    finally:
+        session.shutdown()
 
 
 def _finish(cfg: PondConfig, run_id: str, status: str, error: str | None) -> None:

@@ -37,15 +37,18 @@ def run_pond_stage(
     upstream: dict[str, Any] | None = None,
     progress: Progress | None = None,
     guard: CancelGuard | None = None,
+    worker_logs: bool = True,
 ) -> dict[str, Any]:
     """The body of a stage task. `upstream` carries the upstream stages' results, so Prefect
-    records the dependencies; the stage itself reads their committed outputs from storage."""
+    records the dependencies; the stage itself reads their committed outputs from storage.
+    `worker_logs` ships log records written inside partition tasks to this task run."""
     plan = PhysicalPlan.from_json(plan_json)
     stage = plan.stage(stage_id)
     logger = get_run_logger()
     session = pond_core.init(job_id=run_id, **config.init_kwargs())
     executor = session.executor()
-    executor.task_hooks.append(PrefectTaskLogs.for_current_task_run())
+    if worker_logs:
+        executor.task_hooks.append(PrefectTaskLogs.for_current_task_run())
     if guard is not None:
         guard.register(executor)
     try:

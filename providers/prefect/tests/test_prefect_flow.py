@@ -129,3 +129,17 @@ def test_assets_with_their_upstreams_and_lineage_on_cache_hits(first_run):
     assert final_run.state.name == "Cached"
     task_runs = {r["prefect.resource.id"] for r in cached[final]["related"] if r.get("prefect.resource.role") == "task-run"}
     assert task_runs == {f"prefect.task-run.{final_run.id}"}
+
+
+def test_after_the_run_is_cleaned_every_stage_runs_again(shop, tmp_path):
+    import shutil
+
+    root, out = str(tmp_path / "pond"), str(tmp_path / "revenue")
+    first = daily_flow(DS, shop, out, root, return_state=True)
+    run_id = first.result()["run_id"]
+    shutil.rmtree(os.path.join(root, "jobs", run_id))  # what `pond clean` removes
+    again = daily_flow(DS, shop, out, root, return_state=True)
+    assert again.is_completed(), again
+    assert again.result()["run_id"] == run_id
+    runs = prefect_api.task_runs(again.state_details.flow_run_id)
+    assert {r.state.name for r in runs.values()} == {"Completed"}  # not Cached: their outputs are gone
