@@ -1,0 +1,197 @@
+"""A real Airflow on 127.0.0.1: `airflow standalone` with the LocalExecutor runs the example
+pipeline DAG, then `airflow backfill create` fills three days; the CLI lists the provider.
+
+Everything started here is stopped by PID: standalone with SIGINT (the only way it cleans up),
+then any process of its session that is left is killed and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+from airflow_rig import EXAMPLE_DAGS, expected_daily_revenue, read_dataset
+
+BIN = Path(sys.executable).parent
+DAG_ID = "pond_daily_revenue"
+BACKFILL_DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+TRIGGERED_DAY = "2026-11-10"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(root: Path) -> dict[str, str]:
+    """A clean Airflow deployment under `root`: nothing inherited from the dag.test rig."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "POND_", "PYTHONPATH"))}
+    home = root / "airflow_home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Only the runs this test asks for: no run for "today" from the daily schedules.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "AIRFLOW_CONN_POND_DEFAULT": json.dumps({"conn_type": "pond", "extra": {"storage_root": str(root / "pond"), "executor": "local"}}),
+            "POND_EXAMPLES_ROOT": str(root / "examples"),
+        }
+    )
+    return env
+
+
+def _airflow(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    for _ in range(3):
+        proc = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        # SQLite allows one writer: a CLI write can collide with the scheduler's; try again.
+        if proc.returncode == 0 or "database is locked" not in proc.stderr + proc.stdout:
+            break
+        time.sleep(2)
+    assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _query(db: Path, sql: str, *params: Any) -> list[tuple]:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return []
+    try:
+        return con.execute(sql, params).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+    finally:
+        con.close()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            print(f"{what}: {time.monotonic() - started:.1f}s")
+            return value
+        time.sleep(1)
+    tail = log.read_text()[-6000:] if log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; standalone log tail:\n{tail}")
+
+
+def _stop(proc: subprocess.Popen) -> list[int]:
+    """SIGINT standalone, wait, then kill whatever of its session is left; return those PIDs."""
+    try:
+        family = [proc.pid] + [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = [proc.pid]
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 15
+    leftovers = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.5)
+        leftovers = [pid for pid in leftovers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    return leftovers
+
+
+def _runs(db: Path, run_type: str) -> dict[str, str]:
+    rows = _query(db, "SELECT logical_date, state FROM dag_run WHERE dag_id = ? AND run_type = ?", DAG_ID, run_type)
+    return {str(day)[:10]: state for day, state in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
+    env = _env(tmp_path)
+    db = tmp_path / "airflow_home" / "airflow.db"
+    log = tmp_path / "standalone.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    leftovers: list[int] = []
+    try:
+        _wait("the DAG to be parsed and serialized", lambda: _query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID), 180, log)
+        _airflow(env, "dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00")
+        _airflow(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3")
+        _wait("the triggered run to succeed", lambda: _runs(db, "manual").get(TRIGGERED_DAY) == "success" or _failed(db, log), 240, log)
+        _wait(
+            "three backfill runs to succeed",
+            lambda: sorted(d for d, s in _runs(db, "backfill").items() if s == "success") == BACKFILL_DAYS or _failed(db, log),
+            240,
+            log,
+        )
+        tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
+        assert {(t, s) for t, s, _ in tasks} == {
+            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
+        }
+        assert all(n == 4 for _, _, n in tasks)  # one triggered + three backfill runs, one task per stage each
+    finally:
+        stopping = time.monotonic()
+        leftovers = _stop(proc)
+        print(f"stopping standalone: {time.monotonic() - stopping:.1f}s")
+    assert not leftovers, f"processes left after SIGINT: {leftovers}"
+
+    output = str(tmp_path / "examples" / "daily_revenue")
+    shop = str(tmp_path / "examples" / "shop")
+    assert [d for (d,) in read_dataset(output, "DISTINCT dt::VARCHAR")] == BACKFILL_DAYS + [TRIGGERED_DAY]
+    for day in BACKFILL_DAYS + [TRIGGERED_DAY]:
+        assert read_dataset(output, "segment, country, revenue, orders", f"dt = DATE '{day}'") == expected_daily_revenue(shop, day)
+    from pond_core.catalog import Catalog
+
+    catalog = Catalog(Catalog.default_url(str(tmp_path / "pond")))
+    assert [p["key"] for p in catalog.list_partitions(output)] == [f"dt={d}" for d in BACKFILL_DAYS + [TRIGGERED_DAY]]
+
+
+def _failed(db: Path, log: Path) -> bool:
+    failed = _query(db, "SELECT task_id, run_id FROM task_instance WHERE dag_id = ? AND state = 'failed'", DAG_ID)
+    if failed:
+        raise AssertionError(f"tasks failed: {failed}\n{log.read_text()[-6000:]}")
+    return False
+
+
+def test_cli_lists_the_provider_and_its_connection_form(tmp_path):
+    env = _env(tmp_path)
+    providers = json.loads(_airflow(env, "providers", "list", "-o", "json"))
+    (pond,) = [p for p in providers if p["package_name"] == "airflow-provider-pond"]
+    assert pond["version"] == "0.1.0"
+    widgets = json.loads(_airflow(env, "providers", "widgets", "-o", "json"))
+    names = {w["connection_parameter_name"] for w in widgets if w.get("package_name") == "airflow-provider-pond"}
+    assert {"extra__pond__ray_address", "extra__pond__storage_root", "extra__pond__catalog_url", "extra__pond__task_cpus",
+            "extra__pond__task_memory", "extra__pond__s3_endpoint_url", "extra__pond__s3_region", "extra__pond__s3_access_key_id"} <= names
