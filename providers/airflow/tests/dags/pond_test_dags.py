@@ -1,4 +1,4 @@
-"""Test-only DAGs (airflow): a transient failure, a data error, and a deferrable pipeline."""
+"""Test-only DAGs (airflow): failures, deferrable pipelines, SQL edge cases and S3."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG
 
+from pond_airflow.operators.sql import PondSqlOperator
 from pond_airflow.pipeline import pond_pipeline_group
 
 TEST_ROOT = os.environ.get("POND_AIRFLOW_TEST_ROOT", "/tmp/pond-airflow-tests")
@@ -41,8 +42,6 @@ with DAG("pond_test_deferrable", schedule=None, start_date=START, default_args={
     )
 
 with DAG("pond_test_sql", schedule=None, start_date=START, default_args={"retries": 2, "retry_delay": timedelta(0)}):
-    from pond_airflow.operators.sql import PondSqlOperator
-
     PondSqlOperator(
         task_id="segments",
         sql="WITH s AS (SELECT segment, count(*) AS n FROM customers GROUP BY ALL) SELECT * FROM s ORDER BY segment",
@@ -61,4 +60,18 @@ with DAG("pond_test_deferrable_bad_data", schedule=None, start_date=START, defau
         {"ds": "{{ ds }}", "source_root": SHOP, "output_root": os.path.join(TEST_ROOT, "deferred_bad_totals")},
         deferrable=True,
         poll_interval=0.5,
+    )
+
+S3_BUCKET = "pond-airflow-s3-test"  # created by test_airflow_s3 on the session's S3 server
+
+with DAG("pond_test_s3", schedule=None, start_date=START, default_args={"retries": 0}):
+    PondSqlOperator(
+        task_id="segment_revenue",
+        sql="SELECT o.dt, c.segment, sum(o.amount) AS revenue FROM orders o JOIN customers c USING (customer_id) GROUP BY ALL",
+        inputs={"orders": f"s3://{S3_BUCKET}/shop/orders", "customers": f"s3://{S3_BUCKET}/shop/customers.parquet"},
+        hive_partitioning=True,
+        output_path=f"s3://{S3_BUCKET}/segment_revenue",
+        partition_by="dt",
+        mode="overwrite_partitions",
+        pond_conn_id="pond_s3",
     )
