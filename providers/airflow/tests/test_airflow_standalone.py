@@ -1,5 +1,6 @@
 """A real Airflow on 127.0.0.1: `airflow standalone` with the LocalExecutor runs the example
-pipeline DAG, then `airflow backfill create` fills three days; the CLI lists the provider.
+pipeline DAG, then `airflow backfill create` fills three days, of the cron-scheduled DAG and of its
+partitioned twin; the CLI lists the provider.
 
 Everything started here is stopped by PID: standalone with SIGINT (the only way it cleans up),
 then any process of its session that is left is killed and reported.
@@ -25,6 +26,7 @@ from airflow_rig import EXAMPLE_DAGS, expected_daily_revenue, read_dataset
 
 BIN = Path(sys.executable).parent
 DAG_ID = "pond_daily_revenue"
+PARTITIONED_DAG_ID = "pond_daily_revenue_partitioned"
 BACKFILL_DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 TRIGGERED_DAY = "2026-11-10"
 
@@ -132,8 +134,8 @@ def _stop(proc: subprocess.Popen) -> list[int]:
     return leftovers
 
 
-def _runs(db: Path, run_type: str) -> dict[str, str]:
-    rows = _query(db, "SELECT logical_date, state FROM dag_run WHERE dag_id = ? AND run_type = ?", DAG_ID, run_type)
+def _runs(db: Path, run_type: str, dag_id: str = DAG_ID) -> dict[str, str]:
+    rows = _query(db, "SELECT coalesce(partition_key, logical_date), state FROM dag_run WHERE dag_id = ? AND run_type = ?", dag_id, run_type)
     return {str(day)[:10]: state for day, state in rows}
 
 
@@ -150,13 +152,18 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
         _wait("the DAG to be parsed and serialized", lambda: _query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID), 180, log)
         _airflow(env, "dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00")
         _airflow(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3")
+        _airflow(env, "backfill", "create", "--dag-id", PARTITIONED_DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1])
         _wait("the triggered run to succeed", lambda: _runs(db, "manual").get(TRIGGERED_DAY) == "success" or _failed(db, log), 240, log)
-        _wait(
-            "three backfill runs to succeed",
-            lambda: sorted(d for d, s in _runs(db, "backfill").items() if s == "success") == BACKFILL_DAYS or _failed(db, log),
-            240,
-            log,
-        )
+        for dag_id in (DAG_ID, PARTITIONED_DAG_ID):
+            _wait(
+                f"three backfill runs of {dag_id} to succeed",
+                lambda: sorted(d for d, s in _runs(db, "backfill", dag_id).items() if s == "success") == BACKFILL_DAYS or _failed(db, log),
+                240,
+                log,
+            )
+        keys = _query(db, "SELECT DISTINCT e.partition_key FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ?",
+                      "file://" + str(tmp_path / "examples" / "daily_revenue_by_partition"))
+        assert sorted(k for (k,) in keys) == BACKFILL_DAYS  # asset events carry the run's partition key
         tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
         assert {(t, s) for t, s, _ in tasks} == {
             (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
@@ -177,10 +184,14 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
 
     catalog = Catalog(Catalog.default_url(str(tmp_path / "pond")))
     assert [p["key"] for p in catalog.list_partitions(output)] == [f"dt={d}" for d in BACKFILL_DAYS + [TRIGGERED_DAY]]
+    by_partition = str(tmp_path / "examples" / "daily_revenue_by_partition")
+    for day in BACKFILL_DAYS:
+        assert read_dataset(by_partition, "segment, country, revenue, orders", f"dt = DATE '{day}'") == expected_daily_revenue(shop, day)
+    assert [p["key"] for p in catalog.list_partitions(by_partition)] == [f"dt={d}" for d in BACKFILL_DAYS]
 
 
 def _failed(db: Path, log: Path) -> bool:
-    failed = _query(db, "SELECT task_id, run_id FROM task_instance WHERE dag_id = ? AND state = 'failed'", DAG_ID)
+    failed = _query(db, "SELECT dag_id, task_id, run_id FROM task_instance WHERE state = 'failed'")
     if failed:
         raise AssertionError(f"tasks failed: {failed}\n{log.read_text()[-6000:]}")
     return False
