@@ -17,6 +17,7 @@ import json
 import os
 import re
 import traceback
+import types
 import typing
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -186,7 +187,7 @@ def _plain_type(hint: Any) -> type | None:
         names = [h.strip() for h in hint.replace("Optional[", "").rstrip("]").split("|") if h.strip() != "None"]
         return _NAMED_TYPES.get(names[0].split("[")[0]) if len(names) == 1 else None
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _plain_type(args[0]) if len(args) == 1 else None
     hint = origin or hint
