@@ -4,7 +4,8 @@ Starts its own moto server on 127.0.0.1 (stopped by PID at the end), uploads the
 objects once, then times one full scan (every column aggregated) per route, interleaved, and
 prints the median, min and max of the runs with MB/s over the objects' bytes:
 
-  pond            resolve_paths (one LIST) + configure_duckdb + DuckDB httpfs scan of the file list
+  pond            resolve_paths (one LIST) + duckdb_connect_config + configure_duckdb + DuckDB
+                  httpfs scan of the resolved file list (what a pond task does)
   duckdb-httpfs   plain DuckDB: httpfs loaded by hand, a secret, read_parquet('s3://.../*.parquet')
   pyarrow         pyarrow.dataset over pyarrow's S3FileSystem to an Arrow table, aggregated by DuckDB
   duckdb-fsspec   DuckDB reading through fsspec's wrapper around pyarrow's S3FileSystem
@@ -18,6 +19,7 @@ Nothing asserts on time; the script exits non-zero if a route returns a wrong re
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import time
@@ -32,7 +34,7 @@ import pyarrow.fs as pafs
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pond_core.io import StorageOptions, configure_duckdb, resolve_paths  # noqa: E402
+from pond_core.io import StorageOptions, configure_duckdb, duckdb_connect_config, resolve_paths  # noqa: E402
 from pond_core.io.duckdb_setup import httpfs_extension_path, secret_sql  # noqa: E402
 from tests.support.s3 import S3Server  # noqa: E402
 
@@ -60,8 +62,8 @@ def pyarrow_fs(opts: StorageOptions) -> pafs.S3FileSystem:
     )
 
 
-def duckdb_connection(threads: int | None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def duckdb_connection(threads: int | None, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config=config or {})
     if threads:
         con.execute(f"SET threads = {threads}")
     return con
@@ -69,7 +71,7 @@ def duckdb_connection(threads: int | None) -> duckdb.DuckDBPyConnection:
 
 def route_pond(opts: StorageOptions, bucket: str, query: str, threads: int | None) -> tuple:
     files = resolve_paths(f"s3://{bucket}/data", True, opts)
-    con = duckdb_connection(threads)
+    con = duckdb_connection(threads, duckdb_connect_config(files))
     configure_duckdb(con, opts, files)
     return con.execute(query.format(src=f"read_parquet({files!r})")).fetchone()
 
@@ -131,12 +133,14 @@ def measure(opts: StorageOptions, bucket: str, query: str, runs: int) -> tuple[d
             if name in failures:
                 continue
             start = time.perf_counter()
+            print(f"  {name} ...", end="", file=sys.stderr, flush=True)
             try:
                 got = route(opts, bucket, query, threads)
             except Exception as exc:  # a route that cannot work here is reported, not fatal
                 failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
                 continue
             times[name].append(time.perf_counter() - start)
+            print(f" {times[name][-1]:.2f}s", file=sys.stderr, flush=True)
             if not same(got, expected):
                 failures[name] = f"wrong result {got} != {expected}"
     return times, failures
@@ -162,6 +166,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
+    # SIGTERM (a timeout, a killed job) unwinds through `finally`, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     server = S3Server().start()
     try:
         bucket = server.new_bucket("bench")

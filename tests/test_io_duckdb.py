@@ -4,7 +4,7 @@ import duckdb
 import pytest
 
 from pond_core.errors import PondStorageError
-from pond_core.io import StorageOptions, configure_duckdb
+from pond_core.io import StorageOptions, configure_duckdb, duckdb_connect_config
 from pond_core.io.duckdb_setup import httpfs_extension_path
 
 
@@ -43,3 +43,12 @@ def test_duckdb_reads_and_writes_s3_with_redacted_secret(s3_server, s3_options):
     # Reconfiguring (a task reusing a connection) replaces the secret instead of failing.
     configure_duckdb(con, s3_options, [f"s3://{bucket}/t"])
     assert con.execute("SELECT count(*) FROM duckdb_secrets()").fetchone()[0] == 1
+
+
+def test_connect_config_skips_the_repeated_signature_check_only_for_s3():
+    assert duckdb_connect_config(["/tmp/x.parquet"]) == {}
+    config = duckdb_connect_config(["s3://b/x.parquet"])
+    assert config == {"allow_unsigned_extensions": True}
+    con = duckdb.connect(config=config)
+    configure_duckdb(con, StorageOptions(access_key_id="a", secret_access_key="b"), ["s3://b/x.parquet"])
+    assert loaded(con)

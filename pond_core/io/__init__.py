@@ -3,7 +3,7 @@
 See docs/storage.md for the guarantees each backend gives and why.
 """
 
-from pond_core.io.duckdb_setup import configure_duckdb
+from pond_core.io.duckdb_setup import configure_duckdb, duckdb_connect_config
 from pond_core.io.fs import FileInfo, FileSystem, get_filesystem, join_path
 from pond_core.io.hive import (
     detect_hive_partitioning,
@@ -25,6 +25,7 @@ __all__ = [
     "SinkWriter",
     "StorageOptions",
     "configure_duckdb",
+    "duckdb_connect_config",
     "detect_hive_partitioning",
     "get_filesystem",
     "hive_read_options",
