@@ -48,7 +48,7 @@ def test_log_lines_from_ray_workers_reach_the_flow_run(shop, pond_root):
     assert len(done) >= 2 and all(f"pid {os.getpid()}" not in log.message for log in done)
 
 
-def test_cancelling_the_flow_run_cancels_its_ray_tasks(shop, pond_root, tmp_path):
+def test_progress_shows_while_running_and_cancelling_the_flow_run_cancels_its_ray_tasks(shop, pond_root, tmp_path):
     beats = tmp_path / "beats"
     beats.mkdir()
     params = {"source_root": shop, "seconds": 120.0, "beat_dir": str(beats)}
@@ -66,6 +66,9 @@ def test_cancelling_the_flow_run_cancels_its_ray_tasks(shop, pond_root, tmp_path
             flow_filter=FlowFilter(name=FlowFilterName(any_=["pond-test-on-ray"])),
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
         )
+        # Mid-run progress: the exchange stage is done, the sleeping stage has no partition done.
+        (progress,) = [a for a in prefect_api.artifacts(flow_run.id) if a.type == "progress"]
+        assert float(progress.data) == 50.0
         client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
     cancelled_at = time.monotonic()
     runner.join(timeout=60)
