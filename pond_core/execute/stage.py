@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import time
+import uuid
 from typing import Any, Callable
 
 from pond_core.errors import PondConfigError, PondError, PondInternalError, is_retryable
@@ -66,7 +67,7 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
     if ctx.recorder:
         ctx.recorder.stage_started(stage, n)
     try:
-        result = _run_partitions(plan, stage, ctx, store, n, resolved, started)
+        result = _run_partitions(plan, stage, ctx, store, n, resolved, started, force)
     except PondError as exc:
         if ctx.recorder:
             ctx.recorder.stage_failed(stage, exc, time.time() - started)
@@ -85,8 +86,8 @@ def _upstream_manifest(store: StageStore, stage: Stage, upstream_id: str, run_id
     return manifest
 
 
-def _run_partitions(plan, stage, ctx, store, n, resolved, started) -> dict[str, Any]:
-    sink = _sink_writer(stage, ctx)
+def _run_partitions(plan, stage, ctx, store, n, resolved, started, force=False) -> dict[str, Any]:
+    sink = _sink_writer(stage, ctx, force)
     store.prepare(stage.id)
     done: dict[int, dict[str, Any]] = {}
     for k in range(n):
@@ -258,12 +259,15 @@ def _task_output(stage: Stage, store: StageStore, sink, k: int, attempt: int) ->
     return {"kind": "sink", "copy": sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", k, f"a{attempt}")}
 
 
-def _sink_writer(stage: Stage, ctx: StageContext) -> Any:
+def _sink_writer(stage: Stage, ctx: StageContext, force: bool = False) -> Any:
     if stage.output.kind != "sink":
         return None
     from pond_core.io import SinkSpec, SinkWriter
 
-    writer = SinkWriter(SinkSpec(**stage.output.sink), ctx.run_id, ctx.storage)
+    # The sink treats a write it already committed under this id as done (idempotence), so the
+    # id names one write: this run's stage (a rerun resumes it), or a new one when forced.
+    write_id = f"{ctx.run_id}-{stage.id}" + (f"-{uuid.uuid4().hex[:8]}" if force else "")
+    writer = SinkWriter(SinkSpec(**stage.output.sink), write_id, ctx.storage)
     writer.prepare()
     return writer
 
