@@ -133,3 +133,24 @@ def test_a_kill_after_the_sink_commit_but_before_the_stage_manifest_resumes(tmp_
     assert sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet")) == published
     assert output_rows(out) == (total, total, 2 * sum(range(total)))
     assert sorted(os.listdir(tmp_path)) == ["gate", "out", "root", "src"]  # no staging debris
+
+
+def test_a_forced_sink_stage_writes_anew_and_a_plain_rerun_does_not(tmp_path: Path) -> None:
+    from pond_core.pipeline import run_pipeline, run_stage
+
+    src, out, gate, root = tmp_path / "src", tmp_path / "out", tmp_path / "gate", tmp_path / "root"
+    total = write_parts(str(src))
+    gate.mkdir()
+    (gate / "open").touch()
+    params = {"source": str(src), "output_root": str(out), "gate_dir": str(gate), "ds": DAY, "gate_at": "sink"}
+    plan = compile_pipeline(REF, params, data_root=str(root))
+    settings = {"data_root": str(root), "executor": "local"}
+    run_pipeline(plan, RUN_ID, **settings)
+    first = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
+
+    run_stage(plan, plan.final.id, RUN_ID, **settings)  # committed: nothing happens
+    assert sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet")) == first
+    run_stage(plan, plan.final.id, RUN_ID, force=True, **settings)  # forced: a new write replaces the day
+    second = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
+    assert second != first and not set(second) & set(first)
+    assert output_rows(out) == (total, total, 2 * sum(range(total)))
