@@ -144,3 +144,18 @@ def test_duckdb_errors_do_not_carry_the_secret(auth_server):
         con.execute(f"SELECT * FROM read_parquet('s3://{bucket}/in/a.parquet')").fetchall()
     assert "403" in str(info.value) and users["nobody"][1] not in str(info.value)
     assert users["nobody"][1] not in str(con.execute("SELECT * FROM duckdb_secrets()").fetchall())
+
+
+def test_signed_deletes_work_where_signatures_are_checked(auth_server):
+    """The commit's own SigV4-signed deletes, against a server that verifies every signature."""
+    server, bucket, users = auth_server
+    opts = user_options(server, users["admin"])
+    admin = dict(zip(("access_key_id", "secret_access_key"), users["admin"]))
+    write(f"s3://{bucket}/signed", ["SELECT 1 AS x"], "j1", opts)
+    write(f"s3://{bucket}/signed", ["SELECT 2 AS x"], "j2", opts, mode="overwrite")
+    data = [k for k in prefix_keys(server, bucket, "signed/", **admin) if k.endswith(".parquet")]
+    assert data == ["signed/part-j2-00000-0.parquet"]
+    assert not [k for k in prefix_keys(server, bucket, "signed/", **admin) if "_pond_staging" in k]
+    reader = user_options(server, users["reader"])
+    with pytest.raises(PondStorageError, match=f"access denied to s3://{bucket} at .*cannot delete"):
+        get_filesystem(f"s3://{bucket}", reader).delete(f"s3://{bucket}/in/a.parquet")

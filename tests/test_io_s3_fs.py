@@ -74,12 +74,22 @@ def test_copy_rename_delete(fs, bucket):
     fs.rename(f"{root}/c/1", f"{root}/r/1")
     assert fs.read_bytes(f"{root}/r/1") == b"one" and not fs.exists(f"{root}/c/1")
     fs.rename(f"{root}/s", f"{root}/moved")
-    # pyarrow may leave an empty "directory" marker object behind; no file remains.
-    assert fs.list_files(f"{root}/s") == [] and fs.read_bytes(f"{root}/moved/d/2") == b"two"
+    assert not fs.exists(f"{root}/s") and fs.read_bytes(f"{root}/moved/d/2") == b"two"
     fs.delete(f"{root}/moved", recursive=True)
-    assert fs.list_files(f"{root}/moved") == []
+    assert not fs.exists(f"{root}/moved")
     fs.delete(f"{root}/never/was")
     fs.delete(f"{root}/never/was", recursive=True)
+
+
+def test_deletes_leave_no_directory_markers(fs, bucket, s3_server):
+    root = f"s3://{bucket}"
+    put(fs, f"{root}/ds/_pond_staging/job/tasks/p0/f.parquet")
+    s3_server.client().put_object(Bucket=bucket, Key="ds/_pond_staging/job/", Body=b"")  # a marker
+    fs.delete(f"{root}/ds/_pond_staging/job", recursive=True)
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    put(fs, f"{root}/a/b/c")
+    fs.delete(f"{root}/a/b/c")
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
 def test_missing_bucket_is_named(fs, s3_server):

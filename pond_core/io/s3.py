@@ -17,6 +17,7 @@ import pyarrow.fs as pafs
 from pond_core.errors import PondStorageError
 from pond_core.io.fs import GLOB_CHARS, FileInfo, FileSystem
 from pond_core.io.options import StorageOptions
+from pond_core.io.s3_delete import delete_keys
 
 T = TypeVar("T")
 
@@ -149,11 +150,16 @@ class S3FileSystem(FileSystem):
             self._call("copy", f.path, lambda s=f.path, d=target: self._fs.copy_file(_key(s), _key(d)))
 
     def delete(self, path: str, recursive: bool = False) -> None:
-        info = self._info(path)
-        if info.type == pafs.FileType.File:
-            self._call("delete", path, lambda: self._fs.delete_file(_key(path)))
-        elif info.type == pafs.FileType.Directory and recursive:
-            self._call("delete", path, lambda: self._fs.delete_dir_contents(_key(path), missing_dir_ok=True))
+        # Exact key deletes (s3_delete), not pyarrow's, which would leave parent markers behind.
+        bucket, key = split_url(path)
+        keys = [key]
+        if recursive:
+            infos = self._list(f"{bucket}/{key}".rstrip("/"), recursive=True, url=path)
+            prefix = len(bucket) + 1
+            keys += [i.path[prefix:] + ("/" if i.type == pafs.FileType.Directory else "") for i in infos]
+            keys.append(key + "/")  # the directory marker, if some tool wrote one
+        if key:
+            delete_keys(self.options, bucket, keys)
 
     # --- bucket-level checks ---------------------------------------------------------------
     def check_bucket(self, url: str) -> None:
