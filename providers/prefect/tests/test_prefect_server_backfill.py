@@ -116,6 +116,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         started.append(runner)
         yield {
             "api": api,
+            "env": runner_env,
             "runner": runner,
             "dataset": str(examples / "prefect" / "daily_revenue"),
             "pond_root": str(base / "pond"),
@@ -158,6 +159,12 @@ def test_backfill_three_days_through_a_served_deployment(server):
 
         third = backfill(DEPLOYMENT, DAYS[0], DAYS[-1], dataset=server["dataset"], config=config)
         assert third.runs == {} and third.skipped == DAYS
+        cli = subprocess.run(
+            [sys.executable, os.path.join(REPO, "flows", "daily_revenue.py"), "backfill", DAYS[0], DAYS[-1]],
+            env=server["env"], capture_output=True, text=True, timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert [line for line in cli.stdout.splitlines() if line.endswith("committed, skipped")] == [f"{d}: committed, skipped" for d in DAYS]
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
