@@ -55,8 +55,15 @@ def test_one_task_run_per_stage_named_after_it_with_the_plan_dependencies(first_
 
 
 def test_rerun_with_unchanged_inputs_is_cached_and_does_no_work(first_run):
+    from pond_core.catalog import Catalog
+
+    catalog = Catalog(Catalog.default_url(first_run["root"]))
+    run_id = first_run["state"].result()["run_id"]
+    attempts = lambda run: [run["attempts"], *[s["attempts"] for s in run["stages"]]]  # noqa: E731
+    before = attempts(catalog.get_run(run_id))
     again = daily_flow(DS, first_run["shop"], first_run["out"], first_run["root"], return_state=True)
     assert again.is_completed()
+    assert attempts(catalog.get_run(run_id)) == before  # pond ran nothing
     runs = prefect_api.task_runs(again.state_details.flow_run_id)
     assert {name: r.state.name for name, r in runs.items()} == {s.name: "Cached" for s in first_run["plan"].stages}
     first = first_run["state"].result()
