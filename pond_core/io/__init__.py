@@ -15,7 +15,8 @@ from pond_core.io.hive import (
 from pond_core.io.manifest import MANIFEST_NAME, read_dataset_files
 from pond_core.io.options import StorageOptions
 from pond_core.io.paths import resolve_paths
-from pond_core.io.sink import SinkSpec, SinkWriter
+from pond_core.io.sink import SinkWriter
+from pond_core.io.sink_spec import SinkSpec
 
 __all__ = [
     "MANIFEST_NAME",

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pond_core.errors import PondTransientError
 from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path
 
 MANIFEST_NAME = "_pond_manifest.json"
@@ -114,7 +115,7 @@ def load_state(fs: FileSystem, root: str, listing: list[FileInfo] | None = None)
         try:
             state = DatasetState.from_manifest(json.loads(fs.read_bytes(manifest_path)))
         except FileNotFoundError:
-            present = False  # replaced by a concurrent overwrite between listing and reading
+            raise PondTransientError(f"the dataset at {root} was replaced while being read; retry") from None
     has_manifest = present
     names = [basename_of(f.path) for f in log_files]
     records = sorted(n for n in names if n.endswith(".json"))
@@ -122,7 +123,10 @@ def load_state(fs: FileSystem, root: str, listing: list[FileInfo] | None = None)
     covered = set(state.covered)
     for name in records:
         if name[: -len(".json")] not in covered:
-            state.apply(json.loads(fs.read_bytes(join_path(root, LOG_DIR, name))))
+            try:
+                state.apply(json.loads(fs.read_bytes(join_path(root, LOG_DIR, name))))
+            except FileNotFoundError:
+                continue  # pruned (the manifest covers it) or swapped away with an old tree
     return LoadedState(state, has_manifest or bool(records), pending, records)
 
 

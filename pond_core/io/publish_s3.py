@@ -44,7 +44,31 @@ def commit_record(fs: FileSystem, root: str, record: dict[str, Any]) -> mf.Datas
 
 
 def delete_objects(fs: FileSystem, urls: list[str]) -> None:
-    if not urls:
-        return
-    with ThreadPoolExecutor(max_workers=min(COPY_THREADS, len(urls))) as pool:
-        list(pool.map(fs.delete, urls))
+    if urls:
+        fs.delete_files(urls)  # type: ignore[attr-defined]  # batched DeleteObjects
+
+
+def pending_debris(fs: FileSystem, root: str, loaded: mf.LoadedState | None) -> list[str]:
+    """Objects earlier interrupted first commits copied in, now that this one is the first."""
+    if loaded is None or loaded.has_commits or not loaded.pending:
+        return []
+    return [join_path(root, r) for r in mf.pending_files(fs, root, loaded.pending)]
+
+
+def superseded(
+    root: str, before: list[str], loaded: mf.LoadedState | None, state: mf.DatasetState, replaces: Any
+) -> list[str]:
+    """Objects this commit replaced and nobody references any more: only those are deleted.
+
+    `before` was listed before this commit copied anything, so objects a concurrent writer is
+    still copying in are never among them.
+    """
+    known = set(before) | {join_path(root, p) for p in (loaded.state.files if loaded else {})}
+    out = []
+    for path in sorted(known):
+        rel = path[len(root) + 1:]
+        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        in_scope = replaces == "all" or (isinstance(replaces, list) and folder in replaces)
+        if in_scope and rel not in state.files:
+            out.append(path)
+    return out

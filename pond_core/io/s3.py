@@ -8,7 +8,6 @@ Bulk data never flows here: DuckDB's httpfs reads and writes Parquet (see duckdb
 from __future__ import annotations
 
 import functools
-import posixpath
 import re
 from typing import Callable, TypeVar
 
@@ -161,6 +160,15 @@ class S3FileSystem(FileSystem):
         if key:
             delete_keys(self.options, bucket, keys)
 
+    def delete_files(self, urls: list[str]) -> None:
+        """Delete these objects (missing ones are fine), a thousand per request."""
+        by_bucket: dict[str, list[str]] = {}
+        for url in urls:
+            bucket, key = split_url(url)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            delete_keys(self.options, bucket, keys)
+
     # --- bucket-level checks ---------------------------------------------------------------
     def check_bucket(self, url: str) -> None:
         """Raise PondStorageError unless the bucket of `url` exists and is reachable."""
@@ -250,7 +258,3 @@ def scrub(text: str, options: StorageOptions) -> str:
     for secret in options.secrets():
         text = text.replace(secret, "***")
     return text
-
-
-def relative_key(url: str, root: str) -> str:
-    return posixpath.relpath(split_url(url)[1], split_url(root)[1] or ".")

@@ -9,14 +9,12 @@ Lifecycle (docs/storage.md has the per-backend guarantees):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondDataError, PondError, PondStorageError
@@ -26,61 +24,7 @@ from pond_core.io.fs import basename_of, fsync_dir, get_filesystem, is_s3, join_
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
 from pond_core.io.paths import visible
-
-MODES = ("error", "overwrite", "overwrite_partitions", "append")
-COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")
-S3_STAGING = "_pond_staging"
-NO_ROTATION = 1 << 50  # FILE_SIZE_BYTES that never splits, so DuckDB writes into a directory
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class SinkSpec:
-    """Where and how a dataset is written. `target_file_size` is in bytes."""
-
-    path: str
-    mode: str = "error"
-    partition_by: list[str] | None = None
-    compression: str = "snappy"
-    target_file_size: int | None = None
-    file_prefix: str = "part"
-    row_group_size: int | None = None
-    compression_level: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.partition_by, str):
-            object.__setattr__(self, "partition_by", [self.partition_by])
-        elif self.partition_by is not None:
-            object.__setattr__(self, "partition_by", list(self.partition_by) or None)
-        compression = "uncompressed" if self.compression in (None, "none") else str(self.compression).lower()
-        object.__setattr__(self, "compression", compression)
-        self._validate()
-
-    def _validate(self) -> None:
-        if self.mode not in MODES:
-            raise PondConfigError(f"unknown write mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if self.compression not in COMPRESSIONS:
-            raise PondConfigError(f"unknown compression {self.compression!r}; use one of {', '.join(COMPRESSIONS)}")
-        if self.mode == "overwrite_partitions" and not self.partition_by:
-            raise PondConfigError("mode 'overwrite_partitions' needs partition_by")
-        cols = self.partition_by or []
-        if len(set(cols)) != len(cols) or any(not c or "/" in c or "=" in c for c in cols):
-            raise PondConfigError(f"invalid partition_by {cols!r}: names must be distinct, non-empty, without '/' or '='")
-        if not _SAFE_NAME.match(self.file_prefix):
-            raise PondConfigError(f"file_prefix {self.file_prefix!r} must be letters, digits, '_', '-' or '.'")
-        for name in ("target_file_size", "row_group_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
-
-
-def job_tag(job_id: str) -> str:
-    """A short, filename-safe, stable tag for a job id."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", job_id).strip("_")[:24]
-    if safe == job_id and safe:
-        return safe
-    return f"{safe[:15]}_{hashlib.sha1(job_id.encode()).hexdigest()[:8]}".lstrip("_")
+from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 
 
 class SinkWriter:
@@ -391,25 +335,8 @@ class SinkWriter:
             self.fs.delete(join_path(self.root, mf.LOG_DIR, name))  # superseded by this commit
         if marker:
             self.fs.delete(marker)
-        debris = self._all_pending_debris(loaded)
-        publish_s3.delete_objects(self.fs, self._superseded(before + debris, loaded, state, replaces))
-
-    def _all_pending_debris(self, loaded: mf.LoadedState | None) -> list[str]:
-        """Objects earlier interrupted first commits copied in; ours is now the first commit."""
-        if loaded is None or loaded.has_commits or not loaded.pending:
-            return []
-        return [join_path(self.root, r) for r in mf.pending_files(self.fs, self.root, loaded.pending)]
-
-    def _superseded(self, before: list[str], loaded, state: mf.DatasetState, replaces: Any) -> list[str]:
-        """Objects this commit replaced and nobody references any more: only those are deleted."""
-        known = set(before) | {join_path(self.root, p) for p in (loaded.state.files if loaded else {})}
-        out = []
-        for path in sorted(known):
-            rel = path[len(self.root) + 1:]
-            in_scope = replaces == "all" or (isinstance(replaces, list) and _dir(rel) in replaces)
-            if in_scope and rel not in state.files:
-                out.append(path)
-        return out
+        debris = publish_s3.pending_debris(self.fs, self.root, loaded)
+        publish_s3.delete_objects(self.fs, publish_s3.superseded(self.root, before + debris, loaded, state, replaces))
 
     # --- result -------------------------------------------------------------------------------
     def _result(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
