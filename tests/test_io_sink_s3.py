@@ -68,3 +68,22 @@ def test_debris_of_a_dead_writer_is_never_read(s3_server, s3_options, root):
     fs.write_bytes(f"{root}/_pond_staging/dead/tasks/p0/part-00000-0.parquet", b"garbage")
     assert read(root, s3_options) == [(1,)]
     assert read_dataset_files(root, s3_options) == [f"{root}/part-00000-0.parquet"]
+
+
+def test_failed_copy_takes_back_what_it_copied(s3_server, s3_options, root):
+    write(root, ["SELECT 1 AS x"], "j1", s3_options)
+    writer = SinkWriter(SinkSpec(root, mode="append"), "j2", s3_options)
+    writer.prepare()
+    import duckdb
+    from pond_core.io import configure_duckdb
+
+    con = duckdb.connect()
+    configure_duckdb(con, s3_options, [root])
+    good = writer.run_copy(con, "SELECT 2 AS x", 0)
+    never_written = good["files"][0]["path"].rsplit("/", 1)[0] + "/part-j2-00001-0.parquet"
+    missing = {"partition": 1, "files": [{**good["files"][0], "path": never_written}]}
+    with pytest.raises(FileNotFoundError):
+        writer.commit([good, missing])  # the second object cannot be copied: it was never written
+    assert data_keys(s3_server, root) == ["part-00000-0.parquet"]
+    assert not [k for k in keys(s3_server, root) if k.startswith("_pond_staging/")]
+    assert read(root, s3_options) == [(1,)]

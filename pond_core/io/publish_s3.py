@@ -34,9 +34,12 @@ def mark_pending(fs: FileSystem, root: str, key: str, job_id: str, rels: list[st
     return marker
 
 
-def commit_record(fs: FileSystem, root: str, record: dict[str, Any]) -> mf.DatasetState:
-    """The atomic step: one PUT. Then refresh the manifest snapshot."""
+def write_record(fs: FileSystem, root: str, record: dict[str, Any]) -> None:
+    """The commit point: one PUT."""
     mf.write_record(fs, root, record)
+
+
+def refresh_manifest(fs: FileSystem, root: str) -> mf.DatasetState:
     loaded = mf.load_state(fs, root)
     mf.write_manifest(fs, root, loaded.state)
     mf.prune_records(fs, root, loaded.state, loaded.record_names)

@@ -140,6 +140,8 @@ class S3FileSystem(FileSystem):
 
     def link_or_copy(self, src: str, dst: str) -> None:
         info = self._info(src)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"cannot copy {src}: no such object")
         if info.type == pafs.FileType.File:
             self._call("copy", src, lambda: self._fs.copy_file(_key(src), _key(dst)))
             return

@@ -327,10 +327,19 @@ class SinkWriter:
         marker = None
         if loaded is None or not loaded.has_commits:
             marker = publish_s3.mark_pending(self.fs, self.root, key, self.job_id, rels)
-        publish_s3.copy_into_place(self.fs, [(src, rel) for src, rel, _, _ in staged], self.root)
         baseline = self._baseline(loaded, set(replaces) if isinstance(replaces, list) else set(), before)
         record = self._record(key, staged, replaces, [b for b in baseline if b["path"] not in set(rels)])
-        state = publish_s3.commit_record(self.fs, self.root, record)
+        try:
+            publish_s3.copy_into_place(self.fs, [(src, rel) for src, rel, _, _ in staged], self.root)
+            publish_s3.write_record(self.fs, self.root, record)
+        except BaseException:
+            # Not committed (a PUT that timed out may still have landed: look): take back what
+            # was copied in; no earlier commit uses these names.
+            if not self.fs.exists(join_path(self.root, mf.LOG_DIR, key + ".json")):
+                copied = [join_path(self.root, rel) for rel in rels]
+                publish_s3.delete_objects(self.fs, copied + ([marker] if marker else []))
+            raise
+        state = publish_s3.refresh_manifest(self.fs, self.root)
         for name in loaded.pending if loaded else []:
             self.fs.delete(join_path(self.root, mf.LOG_DIR, name))  # superseded by this commit
         if marker:
