@@ -95,13 +95,7 @@ class LineageRecorder:
 
 
 def _partitions(sink_result: dict[str, Any]) -> list[dict[str, Any]]:
-    parts = sink_result.get("partitions") or []
-    if not parts:
-        return [{"key": "", "values": {}, "files": sink_result.get("file_count"), "rows": sink_result.get("rows"), "bytes": sink_result.get("bytes")}]
-    out = []
-    for p in parts:
-        if isinstance(p, str):
-            out.append({"key": p, "values": dict(kv.split("=", 1) for kv in p.split("/") if "=" in kv)})
-        else:
-            out.append(p)
-    return out
+    """The written partitions with their counts; an unpartitioned dataset is one partition ''."""
+    return sink_result.get("partition_stats") or [
+        {"key": "", "values": {}, "files": None, "rows": sink_result.get("rows"), "bytes": sink_result.get("bytes")}
+    ]

@@ -89,7 +89,6 @@ class Session:
         self._recompute: set[str] = set()
         self._started = time.time()
         self._laid_out = False
-        atexit.register(self.shutdown)
 
     def _ensure_layout(self) -> None:
         """Create the job's folders on first use, so building a plan touches no storage."""
@@ -100,6 +99,7 @@ class Session:
                 self._fs.makedirs(join_path(self.job_root, name))
         os.makedirs(self.temp_dir, exist_ok=True)
         self._laid_out = True
+        atexit.register(self.shutdown)  # only sessions that touched storage need a final status
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -190,6 +190,7 @@ class Session:
                     self._executor = RayExecutor(self.config.ray_address, self.config.num_executors)
                 else:
                     self._executor = LocalExecutor(self.config.num_executors)
+                atexit.register(self.shutdown)
             return self._executor
 
     def stage_context(self, run_id: str | None = None, progress: Any = None, recorder: Any = None) -> StageContext:

@@ -99,6 +99,8 @@ class RayExecutor:
 
         with _ray_lock:
             if not ray.is_initialized():
+                if address:
+                    _check_reachable(address)
                 try:
                     if address:
                         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
@@ -148,6 +150,20 @@ def run_hooked(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]
         for hook in hooks:
             stack.enter_context(hook(spec))
         return run_task(spec)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a `host:port` nobody answers at (ray.init would wait a long time)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise PondConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
 
 
 def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:

@@ -60,10 +60,16 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
         if committed is not None:
             return committed["result"]
     started = time.time()
-    upstream = {sid: _upstream_manifest(store, stage, sid, ctx.run_id) for sid in stage.depends_on}
-    n, resolved = inputs_mod.resolve(
-        stage, upstream, lambda src: _list_source(src, ctx), lambda files: _row_counts(files, ctx), ctx.parallelism or ctx.executor.cores()
-    )
+    try:
+        upstream = {sid: _upstream_manifest(store, stage, sid, ctx.run_id) for sid in stage.depends_on}
+        n, resolved = inputs_mod.resolve(
+            stage, upstream, lambda src: _list_source(src, ctx), lambda files: _row_counts(files, ctx), ctx.parallelism or ctx.executor.cores()
+        )
+    except PondError as exc:
+        if ctx.recorder:
+            ctx.recorder.stage_started(stage, stage.npartitions)
+            ctx.recorder.stage_failed(stage, exc, time.time() - started)
+        raise
     if ctx.recorder:
         ctx.recorder.stage_started(stage, n)
     try:
@@ -297,7 +303,24 @@ def _manifest(stage, ctx, n, done, resolved, sink_result, started) -> dict[str, 
     }
     if sink_result:
         result["sink"] = {k: v for k, v in sink_result.items() if k != "files"}
+        result["sink"]["partition_stats"] = _sink_partition_stats(stage, done, sink_result)
     return {"version": 1, "stage_id": stage.id, "run_id": ctx.run_id, "partitions": partitions, "schema": schema, "result": result}
+
+
+def _sink_partition_stats(stage: Stage, done: dict[int, dict[str, Any]], sink_result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Files, rows and bytes per written dataset partition (`dt=2026-11-20`), for the catalog."""
+    columns = (stage.output.sink or {}).get("partition_by") or []
+    stats: dict[str, dict[str, Any]] = {}
+    for result in done.values():
+        for f in result["files"]:
+            values = {c: str((f.get("partition_keys") or {}).get(c, "")) for c in columns}
+            key = "/".join(f"{c}={v}" for c, v in values.items())
+            entry = stats.setdefault(key, {"key": key, "values": values, "files": 0, "rows": 0, "bytes": 0})
+            entry["files"] += 1
+            entry["rows"] += f["rows"]
+            entry["bytes"] += f["bytes"]
+    written = set(sink_result.get("partitions") or []) or {""}
+    return [stats[k] for k in sorted(stats) if k in written]
 
 
 def _describe_input(spec) -> dict[str, Any]:
