@@ -15,7 +15,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, task
 
-from _pond_example_data import ROOT, SHOP, ensure_shop_day
+from _pond_airflow_examples import ROOT, SHOP, ensure_shop_day
 from pond_airflow.operators.sql import PondSqlOperator
 
 with DAG(

@@ -15,6 +15,7 @@ import os
 import pathlib
 import sys
 import tempfile
+from typing import Iterator
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -35,7 +36,8 @@ BUNDLES = [
     {"name": "pond-tests", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(HERE / "dags")}},
 ]
 
-ENV = {
+# Airflow reads its settings when first imported, so these are set for the whole session.
+AIRFLOW_ENV = {
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
@@ -47,18 +49,30 @@ ENV = {
     "AIRFLOW_CONN_POND_DEFAULT": conn(),
     # Transient failures must reach Airflow's own retry: pond does not retry them inside the stage.
     "AIRFLOW_CONN_POND_NO_RETRY": conn(max_retries=0),
+}
+os.environ.update(AIRFLOW_ENV)
+
+# These only while this directory's tests run (other suites share the process).
+TEST_ENV = {
     "POND_EXAMPLES_ROOT": str(EXAMPLES_ROOT),
     "POND_AIRFLOW_TEST_ROOT": str(TMP / "outputs"),
     "POND_AIRFLOW_LINEAGE_FILE": str(LINEAGE_FILE),
+    # Test pipelines (pond_test_pipelines) must import in detached pond workers too.
     "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO / "dags"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
 }
-os.environ.update(ENV)
-# Test pipelines (pond_test_pipelines) must import here and in worker subprocesses alike.
 for path in (str(HERE), str(REPO / "dags")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pond_airflow_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in TEST_ENV.items():
+            patch.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ DAY = "2026-11-22"
 
 @pytest.fixture(scope="module")
 def shop(airflow_db, rig):
-    from _pond_example_data import ensure_shop_day
+    from _pond_airflow_examples import ensure_shop_day
 
     ensure_shop_day(DAY, str(rig["examples"] / "shop"))
     return str(rig["examples"] / "shop")

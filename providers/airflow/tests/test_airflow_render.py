@@ -55,12 +55,21 @@ print(json.dumps(out))
 
 def test_rendering_is_deterministic_across_processes():
     """Same DAG hash in processes with different hash seeds: Airflow records no new version."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SERIALIZE, str(EXAMPLE_DAGS)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
     hashes = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run([sys.executable, "-c", _SERIALIZE, str(EXAMPLE_DAGS)], env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        hashes.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-2000:]
+        hashes.append(json.loads(out.strip().splitlines()[-1]))
     assert hashes[0] == hashes[1]
     assert len(hashes[0]) == 3
 

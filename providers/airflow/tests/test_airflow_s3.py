@@ -18,7 +18,7 @@ DAY = "2026-11-20"
 
 @pytest.mark.s3
 def test_sql_operator_reads_and_writes_s3_without_leaking_credentials(airflow_db, rig, s3_server, monkeypatch, capfd):
-    from _pond_example_data import ensure_shop_day
+    from _pond_airflow_examples import ensure_shop_day
 
     local_day = ensure_shop_day(DAY, str(rig["examples"] / "shop"))
     bucket = "pond-airflow-s3-test"  # named in tests/dags/pond_test_dags.py

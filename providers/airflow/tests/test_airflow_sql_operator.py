@@ -49,7 +49,7 @@ def test_customer_spend_lineage_and_asset(spend_run, rig):
 
 
 def test_rows_to_xcom_and_sql_error_without_retry(airflow_db, rig):
-    from _pond_example_data import ensure_shop_day
+    from _pond_airflow_examples import ensure_shop_day
 
     ensure_shop_day(DAY, str(rig["examples"] / "shop"))
     run = run_dag("pond_test_sql", DAY)

@@ -1,6 +1,6 @@
 """A real Airflow on 127.0.0.1: `airflow standalone` with the LocalExecutor runs the example
 pipeline DAG, then `airflow backfill create` fills three days, of the cron-scheduled DAG and of its
-partitioned twin; the CLI lists the provider.
+partitioned twin (two days); the CLI lists the provider.
 
 Everything started here is stopped by PID: standalone with SIGINT (the only way it cleans up),
 then any process of its session that is left is killed and reported.
@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 DAG_ID = "pond_daily_revenue"
 PARTITIONED_DAG_ID = "pond_daily_revenue_partitioned"
 BACKFILL_DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+PARTITION_DAYS = BACKFILL_DAYS[1:]  # the partitioned twin: two runs are enough to see its keys
 TRIGGERED_DAY = "2026-11-10"
 
 
@@ -69,15 +70,27 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
-def _airflow(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+def _airflow(env: dict[str, str], *commands: list[str], timeout: float = 180) -> list[str]:
+    """Run airflow CLI commands concurrently (each start costs seconds); return their stdout."""
+    outputs: dict[int, str] = {}
+    todo = dict(enumerate(commands))
     for _ in range(3):
-        proc = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
-        # SQLite allows one writer: a CLI write can collide with the scheduler's; try again.
-        if proc.returncode == 0 or "database is locked" not in proc.stderr + proc.stdout:
-            break
+        procs = {
+            i: subprocess.Popen([str(BIN / "airflow"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i, args in todo.items()
+        }
+        for i, proc in procs.items():
+            out, err = proc.communicate(timeout=timeout)
+            if proc.returncode == 0:
+                outputs[i] = out
+                del todo[i]
+            # SQLite allows one writer: a CLI write can collide with the scheduler's; try again.
+            elif "database is locked" not in out + err:
+                raise AssertionError(f"airflow {' '.join(todo[i])} failed:\n{out[-3000:]}\n{err[-3000:]}")
+        if not todo:
+            return [outputs[i] for i in range(len(commands))]
         time.sleep(2)
-    assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    raise AssertionError(f"airflow commands kept meeting a locked database: {list(todo.values())}")
 
 
 def _query(db: Path, sql: str, *params: Any) -> list[tuple]:
@@ -140,7 +153,7 @@ def _runs(db: Path, run_type: str, dag_id: str = DAG_ID) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     env = _env(tmp_path)
     db = tmp_path / "airflow_home" / "airflow.db"
@@ -150,20 +163,23 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     leftovers: list[int] = []
     try:
         _wait("the DAG to be parsed and serialized", lambda: _query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID), 180, log)
-        _airflow(env, "dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00")
-        _airflow(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3")
-        _airflow(env, "backfill", "create", "--dag-id", PARTITIONED_DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1])
-        _wait("the triggered run to succeed", lambda: _runs(db, "manual").get(TRIGGERED_DAY) == "success" or _failed(db, log), 240, log)
-        for dag_id in (DAG_ID, PARTITIONED_DAG_ID):
+        _airflow(
+            env,
+            ["dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00"],
+            ["backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3"],
+            ["backfill", "create", "--dag-id", PARTITIONED_DAG_ID, "--from-date", PARTITION_DAYS[0], "--to-date", PARTITION_DAYS[-1]],
+        )
+        _wait("the triggered run to succeed", lambda: _runs(db, "manual").get(TRIGGERED_DAY) == "success" or _failed(db, log), 300, log)
+        for dag_id, days in ((DAG_ID, BACKFILL_DAYS), (PARTITIONED_DAG_ID, PARTITION_DAYS)):
             _wait(
-                f"three backfill runs of {dag_id} to succeed",
-                lambda: sorted(d for d, s in _runs(db, "backfill", dag_id).items() if s == "success") == BACKFILL_DAYS or _failed(db, log),
-                240,
+                f"the backfill runs of {dag_id} to succeed",
+                lambda: sorted(d for d, s in _runs(db, "backfill", dag_id).items() if s == "success") == days or _failed(db, log),
+                300,
                 log,
             )
         keys = _query(db, "SELECT DISTINCT e.partition_key FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ?",
                       "file://" + str(tmp_path / "examples" / "daily_revenue_by_partition"))
-        assert sorted(k for (k,) in keys) == BACKFILL_DAYS  # asset events carry the run's partition key
+        assert sorted(k for (k,) in keys) == PARTITION_DAYS  # asset events carry the run's partition key
         tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
         assert {(t, s) for t, s, _ in tasks} == {
             (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
@@ -185,9 +201,9 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     catalog = Catalog(Catalog.default_url(str(tmp_path / "pond")))
     assert [p["key"] for p in catalog.list_partitions(output)] == [f"dt={d}" for d in BACKFILL_DAYS + [TRIGGERED_DAY]]
     by_partition = str(tmp_path / "examples" / "daily_revenue_by_partition")
-    for day in BACKFILL_DAYS:
+    for day in PARTITION_DAYS:
         assert read_dataset(by_partition, "segment, country, revenue, orders", f"dt = DATE '{day}'") == expected_daily_revenue(shop, day)
-    assert [p["key"] for p in catalog.list_partitions(by_partition)] == [f"dt={d}" for d in BACKFILL_DAYS]
+    assert [p["key"] for p in catalog.list_partitions(by_partition)] == [f"dt={d}" for d in PARTITION_DAYS]
 
 
 def _failed(db: Path, log: Path) -> bool:
@@ -199,10 +215,10 @@ def _failed(db: Path, log: Path) -> bool:
 
 def test_cli_lists_the_provider_and_its_connection_form(tmp_path):
     env = _env(tmp_path)
-    providers = json.loads(_airflow(env, "providers", "list", "-o", "json"))
-    (pond,) = [p for p in providers if p["package_name"] == "airflow-provider-pond"]
+    listing, form = _airflow(env, ["providers", "list", "-o", "json"], ["providers", "widgets", "-o", "json"])
+    (pond,) = [p for p in json.loads(listing) if p["package_name"] == "airflow-provider-pond"]
     assert pond["version"] == "0.1.0"
-    widgets = json.loads(_airflow(env, "providers", "widgets", "-o", "json"))
+    widgets = json.loads(form)
     names = {w["connection_parameter_name"] for w in widgets if w.get("package_name") == "airflow-provider-pond"}
     assert {"extra__pond__ray_address", "extra__pond__storage_root", "extra__pond__catalog_url", "extra__pond__task_cpus",
             "extra__pond__task_memory", "extra__pond__s3_endpoint_url", "extra__pond__s3_region", "extra__pond__s3_access_key_id"} <= names
