@@ -86,6 +86,9 @@ def pond_pipeline_group(
     if not pipeline:
         raise ValueError("the precompiled plan names no pipeline; pass pipeline='module:function'")
     group_id = group_id or pipeline.rpartition(":")[2]
+    unknown = sorted(set(stage_kwargs or {}) - {stage.name for stage in plan.stages})
+    if unknown:
+        raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
     samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
     tasks: dict[str, PondStageOperator] = {}
     names = {stage.id: stage.name for stage in plan.stages}
@@ -93,7 +96,8 @@ def pond_pipeline_group(
         for stage in plan.stages:
             uri = dataset_uri(stage_dataset(plan, stage))
             per_run = any(sample in uri for sample in samples)
-            outlet = AssetAlias(name=f"pond.{group_id}.{stage.name}") if per_run else Asset(uri)
+            scope = f"{dag.dag_id}.{group.group_id}" if dag is not None else group.group_id
+            outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
             kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
             tasks[stage.id] = PondStageOperator(
                 task_id=stage.name,
@@ -201,9 +205,7 @@ def representative_context(dag: Any = None) -> dict[str, Any]:
     start = dt.datetime.fromtimestamp(start.timestamp(), tz=dt.timezone.utc)
     timetable = getattr(dag, "timetable", None)
     key_format = getattr(timetable, "key_format", None) or "%Y-%m-%d"
-    params = {}
-    if dag is not None:
-        params = {k: v.value if hasattr(v, "value") else v for k, v in dag.params.items()}
+    params = dag.params.dump() if dag is not None else {}
     return {
         "ds": start.strftime("%Y-%m-%d"),
         "ds_nodash": start.strftime("%Y%m%d"),

@@ -75,12 +75,19 @@ def test_rendering_is_deterministic_across_processes():
 
 
 def test_representative_params_use_the_dag_start_and_partition_format():
-    with DAG("p", schedule=CronPartitionTimetable("0 0 * * *", timezone="UTC", key_format="%Y/%m/%d"), start_date=START) as dag:
+    timetable = CronPartitionTimetable("0 0 * * *", timezone="UTC", key_format="%Y/%m/%d")
+    with DAG("p", schedule=timetable, start_date=START, params={"region": "eu"}) as dag:
         values = representative_params(
-            {"ds": "{{ ds }}", "next": "{{ macros.ds_add(ds, 1) }}", "key": "{{ partition_key }}", "n": 4, "paths": ["/a/{{ ds_nodash }}"]},
+            {
+                "ds": "{{ ds }}",
+                "next": "{{ macros.ds_add(ds, 1) }}",
+                "key": "{{ partition_key }}",
+                "n": 4,
+                "paths": ["/a/{{ ds_nodash }}/{{ params.region }}"],
+            },
             dag,
         )
-    assert values == {"ds": "2026-11-01", "next": "2026-11-02", "key": "2026/11/01", "n": 4, "paths": ["/a/20261101"]}
+    assert values == {"ds": "2026-11-01", "next": "2026-11-02", "key": "2026/11/01", "n": 4, "paths": ["/a/20261101/eu"]}
 
 
 def test_unrenderable_params_ask_for_parse_params():
@@ -97,7 +104,7 @@ def test_output_known_only_at_run_time_is_an_asset_alias():
     with DAG("r", schedule=None, start_date=START) as dag:
         pond_pipeline_group(PIPELINE, {"ds": "{{ ds }}", "source_root": "/s", "output_root": "/out/{{ ds }}"})
     (outlet,) = dag.get_task("daily_revenue.04_write").outlets
-    assert isinstance(outlet, AssetAlias) and outlet.name == "pond.daily_revenue.04_write"
+    assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.04_write"
     (exchange,) = dag.get_task("daily_revenue.01_hash_exchange").outlets
     assert exchange == Asset("pond://pond_core.examples.daily_revenue/01_hash_exchange")
 
@@ -127,3 +134,13 @@ def test_run_time_plan_must_match_the_rendered_shape():
     bad = PondStageOperator(task_id="bad", pipeline=PIPELINE, stage="03_sql", pipeline_params={**params, "ds": "yesterday"})
     with pytest.raises(AirflowFailException, match="PondConfigError"):
         bad.plan()
+
+
+def test_stage_kwargs_apply_to_their_stage_only():
+    params = {"ds": "2026-11-01", "source_root": "/s", "output_root": "/o"}
+    with DAG("t", schedule=None, start_date=START) as dag:
+        pond_pipeline_group(PIPELINE, params, retries=1, stage_kwargs={"04_write": {"retries": 5}})
+        with pytest.raises(ValueError, match="names no stage of .*: 05_sql"):
+            pond_pipeline_group(PIPELINE, params, group_id="other", stage_kwargs={"05_sql": {"retries": 0}})
+    assert dag.get_task("daily_revenue.04_write").retries == 5
+    assert dag.get_task("daily_revenue.03_sql").retries == 1

@@ -152,11 +152,14 @@ class PondStageOperator(BaseOperator):
         retryable = is_retryable(error) if retryable is None and isinstance(error, BaseException) else bool(retryable)
         if retryable and not final_try(context):
             return
-        catalog = self.hook.catalog()
         try:
-            catalog.finish_run(run_id, "failed", error=f"stage {self.stage}: {error}")
-        finally:
-            catalog.close()
+            catalog = self.hook.catalog()
+            try:
+                catalog.finish_run(run_id, "failed", error=f"stage {self.stage}: {error}")
+            finally:
+                catalog.close()
+        except Exception as exc:  # the stage's own error is what the task must report
+            self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
 
     def _defer(self, context: Context, stage: Stage, run_id: str, force: bool) -> Any:
         from pond_airflow.triggers.stage import PondStageTrigger
