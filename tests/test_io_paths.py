@@ -70,3 +70,17 @@ def test_s3_resolution(s3_server, s3_options):
         resolve_paths(f"{root}/zzz", True, s3_options)
     with pytest.raises(PondInputError, match=f"no files match s3://{bucket}/t/\\*.csv"):
         resolve_paths(f"{root}/*.csv", True, s3_options)
+
+
+def test_globs_and_partition_dirs_inside_a_committed_dataset_skip_debris(tmp_path):
+    from tests.test_io_sink import days, write
+
+    root = str(tmp_path / "ds")
+    write(root, [days((1, "a"), (2, "b"))], "j1", partition_by="dt")
+    # An interrupted append's file: in place, but no commit record lists it.
+    make(f"{root}/dt=a/part-dead-00000-0.parquet")
+    expected_a = [f"{root}/dt=a/part-00000-0.parquet"]
+    assert resolve_paths(f"{root}/dt=a") == expected_a
+    assert resolve_paths(f"{root}/dt=a/*.parquet") == expected_a
+    assert resolve_paths(f"{root}/*/*.parquet") == expected_a + [f"{root}/dt=b/part-00000-0.parquet"]
+    assert resolve_paths(f"{root}/dt=a/part-dead-00000-0.parquet") == [f"{root}/dt=a/part-dead-00000-0.parquet"]

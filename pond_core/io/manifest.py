@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pond_core.errors import PondTransientError
 from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path
@@ -178,12 +178,27 @@ def _dumps(data: dict[str, Any]) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True).encode()
 
 
-def read_dataset_files(path: str, options: Any = None) -> list[str] | None:
+def dataset_filter(fs: FileSystem, root: str) -> Callable[[str], bool] | None:
+    """For paths inside `root`: a test that keeps committed files only; None if pond never
+    wrote there. Costs the manifest lookup and one log listing, not a listing of the dataset."""
+    if not fs.isdir(root):
+        return None
+    loaded = load_state(fs, root)
+    if loaded.has_commits:
+        live = {join_path(root, p) for p in loaded.state.files}
+        return live.__contains__
+    if loaded.pending:
+        debris = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
+        return lambda path: path not in debris
+    return None
+
+
+def read_dataset_files(path: str, options: Any = None, fs: FileSystem | None = None) -> list[str] | None:
     """The committed files of the pond dataset at `path`, or None if pond never committed there."""
     from pond_core.io.fs import get_filesystem, normalize_path
 
     root = normalize_path(path)
-    fs = get_filesystem(root, options)
+    fs = fs or get_filesystem(root, options)
     listing = fs.list_files(root)
     return committed_files(fs, root, listing) if listing else None
 

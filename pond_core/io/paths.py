@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pond_core.errors import PondInputError
 from pond_core.io.fs import FileInfo, FileSystem, get_filesystem, has_glob, is_s3, normalize_path
-from pond_core.io.manifest import committed_files
+from pond_core.io.manifest import committed_files, dataset_filter
 from pond_core.io.options import StorageOptions
 
 
@@ -58,13 +58,13 @@ def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> 
         if not found:
             _check_bucket(fs, path)
             raise PondInputError(f"no files match {path}")
-        return found
+        return _committed_only(fs, root, found, root_resolved=False)
     # One recursive listing tells a file from a directory and holds the dataset's metadata.
     listing = fs.list_files(path, recursive=True)
     if len(listing) == 1 and listing[0].path == path:
         return [path]
     if listing:
-        return _resolve_dir(fs, path, recursive, listing)
+        return _committed_only(fs, path, _resolve_dir(fs, path, recursive, listing), root_resolved=True)
     if fs.isdir(path):
         raise PondInputError(f"no files in directory {path}")
     _check_bucket(fs, path)
@@ -80,6 +80,19 @@ def _resolve_dir(fs: FileSystem, path: str, recursive: bool, listing: list[FileI
         how = "" if recursive else " (non-recursive; subdirectories were not searched)"
         raise PondInputError(f"no files in directory {path}{how}")
     return files
+
+
+def _committed_only(fs: FileSystem, root: str, files: list[str], root_resolved: bool) -> list[str]:
+    """Inside a committed dataset (a glob over it, or a directory below its `k=v/` folders),
+    keep only committed files, so debris of an interrupted writer is never read."""
+    parts = root.rstrip("/").split("/")
+    depth = 0
+    while depth < len(parts) - 1 and "=" in parts[-1 - depth]:
+        depth += 1
+    if depth == 0 and root_resolved:
+        return files  # the directory itself was already resolved through its manifest
+    keep = dataset_filter(fs, "/".join(parts[: len(parts) - depth]))
+    return files if keep is None else [f for f in files if keep(f)]
 
 
 def _key_part(path: str) -> str:

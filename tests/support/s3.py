@@ -26,14 +26,18 @@ SECRET_ACCESS_KEY = "pond-test-secret-4d1c9e"
 REGION = "us-east-1"
 
 
+try:  # resolved here, not in the forked child, where dlopen could deadlock
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM the server if the process that started it dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
