@@ -30,6 +30,14 @@ def sleep_then(seconds: float, table: pa.Table) -> pa.Table:
     return table
 
 
+def beat_then_sleep(beat_dir: str, seconds: float, table: pa.Table) -> pa.Table:
+    """Leave `<pid>.beat` in beat_dir (so a test knows which process runs it), then sleep."""
+    with open(os.path.join(beat_dir, f"{os.getpid()}.beat"), "w") as f:
+        f.write("running")
+    time.sleep(seconds)
+    return table
+
+
 def _orders(sp: Any, source_root: str, ds: str) -> Any:
     return sp.read_parquet(os.path.join(source_root, "orders", f"dt={ds}", "*.parquet"), hive_partitioning=False)
 
@@ -53,6 +61,7 @@ def bad_totals(sp: Any, ds: str, source_root: str, output_root: str) -> Any:
     return _totals(sp, by_customer.map_batches(reject_all), ds).sink_parquet(output_root, partition_by="dt", mode="overwrite_partitions")
 
 
-def slow_copy(sp: Any, source_root: str, seconds: float) -> Any:
+def slow_copy(sp: Any, source_root: str, seconds: float, beat_dir: str | None = None) -> Any:
     """A stage that sleeps per partition: long enough to be killed."""
-    return sp.read_parquet(os.path.join(source_root, "customers.parquet")).map_batches(functools.partial(sleep_then, seconds))
+    step = functools.partial(beat_then_sleep, beat_dir, seconds) if beat_dir else functools.partial(sleep_then, seconds)
+    return sp.read_parquet(os.path.join(source_root, "customers.parquet")).map_batches(step)

@@ -48,11 +48,11 @@ def test_deferred_data_error_fails_without_retry(shop):
     assert states["bad_totals.02_write"] == ("failed", 1)
 
 
-def _submit_slow(shop: str, run_id: str, seconds: float) -> dict:
+def _submit_slow(shop: str, run_id: str, seconds: float, beat_dir: str | None = None, **settings: object) -> dict:
     from pond_core.pipeline import compile_pipeline
 
-    plan = compile_pipeline("pond_test_pipelines:slow_copy", {"source_root": shop, "seconds": seconds})
-    return worker.submit(plan, plan.final, run_id, PondHook().settings.init_kwargs(), force=True)
+    plan = compile_pipeline("pond_test_pipelines:slow_copy", {"source_root": shop, "seconds": seconds, "beat_dir": beat_dir})
+    return worker.submit(plan, plan.final, run_id, PondHook(**settings).settings.init_kwargs(), force=True)
 
 
 def _alive(pid: int) -> bool:
@@ -120,3 +120,31 @@ def test_a_lost_worker_is_a_transient_failure(shop):
     event = asyncio.run(_first_event(_trigger(handle, heartbeat_timeout=3), timeout=30))
     assert event["status"] == "lost" and event["retryable"] is True
     assert not _alive(handle["pid"])
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.ray
+def test_killing_the_task_cancels_the_stage_on_ray(shop, ray_instance, tmp_path):
+    """The worker is the Ray driver: when it goes, Ray stops the partition task it owned."""
+    address = ray_instance.get_runtime_context().gcs_address
+    beats = tmp_path / "beats"
+    beats.mkdir()
+    handle = _submit_slow(shop, "airflow-ray-kill-test", 120, str(beats), ray_address=address, executor="ray")
+    deadline = time.monotonic() + 90
+    while not list(beats.glob("*.beat")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (beat,) = beats.glob("*.beat")
+    ray_worker = int(beat.stem)
+    assert ray_worker != handle["pid"] and _running(ray_worker)  # the partition runs in a Ray worker
+
+    asyncio.run(_trigger(handle).on_kill())
+    deadline = time.monotonic() + 30
+    while (_alive(handle["pid"]) or _running(ray_worker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(handle["pid"])
+    assert not _running(ray_worker), "the Ray task kept running after the Airflow task was killed"
