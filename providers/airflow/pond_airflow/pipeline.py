@@ -18,13 +18,17 @@ How the graph is rendered without knowing the run's parameters:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
 
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.lineage import dataset_uri
 from pond_airflow.operators.stage import PondStageOperator
+
+if TYPE_CHECKING:
+    from pond_core.plan.physical import PhysicalPlan
 
 _DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -33,7 +37,7 @@ def pond_pipeline_group(
     pipeline: str | None = None,
     params: dict[str, Any] | None = None,
     *,
-    plan: Any = None,
+    plan: PhysicalPlan | str | os.PathLike[str] | None = None,
     group_id: str | None = None,
     parse_params: dict[str, Any] | None = None,
     pond_conn_id: str = PondHook.default_conn_name,
@@ -121,9 +125,7 @@ def pond_pipeline_group(
     return group
 
 
-def _load_plan(plan: Any, dag: Any) -> Any:
-    import os
-
+def _load_plan(plan: PhysicalPlan | str | os.PathLike[str], dag: Any) -> PhysicalPlan:
     from pond_core.plan.physical import PhysicalPlan
 
     if isinstance(plan, PhysicalPlan):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,7 @@ def submit(plan: Any, stage: Any, run_id: str, init_kwargs: dict[str, Any], *, f
     log_dir = os.path.join(tempfile.gettempdir(), "pond-airflow-workers")
     os.makedirs(log_dir, exist_ok=True)
     log_path = os.path.join(log_dir, f"{run_id}.{stage.name}.{token}.log")
+    spec["log"] = f"{socket.gethostname()}:{log_path}"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pond_airflow.worker"],
@@ -140,13 +142,18 @@ def main() -> int:
         for secret in secrets:
             text = text.replace(secret, "***")
         retryable = is_retryable(exc) or not isinstance(exc, PondError)
-        status = {"status": "failed", "error": text, "error_type": type(exc).__name__, "retryable": retryable}
+        status = {"status": "failed", "error": text, "error_type": type(exc).__name__, "retryable": retryable, "log": spec.get("log")}
     finally:
         if session is not None:
             session.shutdown()
     done.set()
     state.write_status(status)
     print(f"pond worker: stage {spec['stage_id']} of run {spec['run_id']}: {status['status']}", flush=True)
+    if status["status"] == "success" and spec.get("log"):
+        try:  # the log only matters when something went wrong
+            os.remove(spec["log"].split(":", 1)[1])
+        except OSError:
+            pass
     return 0 if status["status"] == "success" else 1
 
 

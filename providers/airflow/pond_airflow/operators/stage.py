@@ -186,6 +186,8 @@ class PondStageOperator(BaseOperator):
         if status == "success":
             return self._complete(context, run_id, event["result"])
         message = f"pond stage {self.stage} of run {run_id} {status}: {event.get('error')}"
+        if event.get("log"):
+            message += f" (worker log: {event['log']})"
         self._failed(context, run_id, message, retryable=bool(event.get("retryable")))
         if event.get("retryable"):
             from pond_core.errors import PondTransientError
