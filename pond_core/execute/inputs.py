@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Callable
 
 from pond_core.errors import PondConfigError, PondInputError
+from pond_core.io import hive_read_options
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import Stage, StageInput
 from pond_core.plan.sql import quote_ident, quote_str, sql_list
@@ -48,7 +49,7 @@ def resolve(
     for inp, files in zip(stage.inputs, files_by_input):
         manifest = upstream.get(inp.stage) if inp.stage else None
         parts = _split(inp, files, manifest, n, row_counts)
-        read = _reader(inp, manifest)
+        read = _reader(inp, manifest, files)
         upstream_files = files if manifest else []
         resolved.append(ResolvedInput(inp, parts, manifest.get("schema") if manifest else None, read, upstream_files))
     return n, resolved
@@ -108,48 +109,46 @@ def even_row_ranges(files: list[tuple[str, int]], n: int) -> list[list[tuple[str
     return parts
 
 
-def _reader(inp: StageInput, manifest: dict | None) -> Callable[[Part], str]:
+def _reader(inp: StageInput, manifest: dict | None, files: list[Any]) -> Callable[[Part], str]:
     if inp.source is not None:
-        return lambda part: source_sql(inp.source, part)
+        # Hive column types come from all of the input's files, so every task agrees on them.
+        opts = hive_read_options(files, None, inp.source.hive_partitioning) if inp.source.format != "json" else ""
+        return lambda part: source_sql(inp.source, part, opts)
     schema = manifest.get("schema") or []
     return lambda part: intermediate_sql(part, schema)
 
 
-def source_sql(src: SourceSpec, part: Part) -> str:
+def source_sql(src: SourceSpec, part: Part, hive_opts: str = "") -> str:
     if not part.files:
         raise PondInputError(f"no files to read for {', '.join(src.paths)}")
     cols = "*" if not src.columns else ", ".join(quote_ident(c) for c in src.columns)
+    opts = _parquet_opts(src, hive_opts)
     if part.ranges is not None:
         body = " UNION ALL ".join(
-            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_str(f)}, file_row_number=true{_parquet_opts(src)}) "
+            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_str(f)}, file_row_number=true{opts}) "
             f"WHERE file_row_number BETWEEN {a} AND {b}"
             for f, a, b in part.ranges
-        ) or f"SELECT * FROM read_parquet({sql_list(part.files[:1])}{_parquet_opts(src)}) WHERE false"
+        ) or f"SELECT * FROM read_parquet({sql_list(part.files[:1])}{opts}) WHERE false"
         sql = f"SELECT {cols} FROM ({body})"
     else:
-        sql = f"SELECT {cols} FROM {_scan(src, part.files)}"
+        sql = f"SELECT {cols} FROM {_scan(src, part.files, hive_opts)}"
     if src.limit is not None:
         sql += f" LIMIT {src.limit}"
     return sql
 
 
-def _parquet_opts(src: SourceSpec) -> str:
-    opts = ""
-    if src.union_by_name:
-        opts += ", union_by_name=true"
-    if src.hive_partitioning is not None:
-        opts += f", hive_partitioning={'true' if src.hive_partitioning else 'false'}"
-    return opts
+def _parquet_opts(src: SourceSpec, hive_opts: str) -> str:
+    return (", union_by_name=true" if src.union_by_name else "") + hive_opts
 
 
-def _scan(src: SourceSpec, files: list[str]) -> str:
+def _scan(src: SourceSpec, files: list[str], hive_opts: str) -> str:
     if src.format == "parquet":
-        return f"read_parquet({sql_list(files)}{_parquet_opts(src)})"
+        return f"read_parquet({sql_list(files)}{_parquet_opts(src, hive_opts)})"
     columns = "{" + ", ".join(f"{quote_str(n)}: {quote_str(t)}" for n, t in src.schema or ()) + "}"
     if src.format == "csv":
         return (
             f"read_csv({sql_list(files)}, columns={columns}, delim={quote_str(src.delim)}, "
-            f"header={'true' if src.header else 'false'}, auto_detect=false)"
+            f"header={'true' if src.header else 'false'}, auto_detect=false{hive_opts})"
         )
     if src.format == "json":
         return f"read_json({sql_list(files)}, columns={columns}, format='newline_delimited')"

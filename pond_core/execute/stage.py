@@ -262,7 +262,7 @@ def _task_output(stage: Stage, store: StageStore, sink, k: int, attempt: int) ->
         }
     from pond_core.execute.task import SELECT_TOKEN
 
-    return {"kind": "sink", "copy": sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", k, f"a{attempt}")}
+    return {"kind": "sink", "copy": sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", k, f"a{attempt}"), "sink": stage.output.sink}
 
 
 def _sink_writer(stage: Stage, ctx: StageContext, force: bool = False) -> Any:

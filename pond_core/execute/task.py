@@ -59,14 +59,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
     """Run one task and return its result; raise a PondError naming stage, partition and cause."""
     started = time.time()
     os.makedirs(spec.spill_dir, exist_ok=True)
-    con = duckdb.connect(
-        config={
-            "threads": spec.threads,
-            "memory_limit": spec.memory_limit,
-            "temp_directory": spec.spill_dir,
-            "preserve_insertion_order": True,
-        }
-    )
+    con = duckdb.connect(config=_connection_config(spec))
     try:
         _configure_storage(con, spec)
         current = "reading the inputs"
@@ -86,7 +79,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             files = _write_output(con, spec, schema)
             schema = [[name, _WIDE_INTEGERS.get(typ.upper(), typ)] for name, typ in schema]
         except duckdb.Error as exc:
-            raise classify(exc, spec.where, current, sql_text) from exc
+            raise _sink_error(spec, exc) or classify(exc, spec.where, current, sql_text) from exc
     finally:
         con.close()
     rows = sum(f["rows"] for f in files)
@@ -102,6 +95,20 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         "host": os.uname().nodename,
         "pid": os.getpid(),
     }
+
+
+def _connection_config(spec: TaskSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "threads": spec.threads,
+        "memory_limit": spec.memory_limit,
+        "temp_directory": spec.spill_dir,
+        "preserve_insertion_order": True,
+    }
+    if any(p.startswith("s3://") for p in spec.paths):
+        from pond_core.io import duckdb_connect_config
+
+        config.update(duckdb_connect_config(spec.paths))
+    return config
 
 
 def _configure_storage(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> None:
@@ -139,6 +146,19 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step, raw: d
 
 def _uses(spec: TaskSpec, name: str) -> int:
     return sum(name in s["inputs"] for s in spec.steps) + (spec.result == name)
+
+
+def _sink_error(spec: TaskSpec, exc: duckdb.Error) -> PondError | None:
+    """The sink's own explanation of a failed write (a bad partition value or column)."""
+    if spec.output["kind"] != "sink":
+        return None
+    from pond_core.io import SinkSpec, StorageOptions, SinkWriter
+
+    writer = SinkWriter(SinkSpec(**spec.output["sink"]), spec.run_id, StorageOptions.from_dict(spec.storage))
+    described = writer.describe_copy_error(exc)
+    if described is not None:
+        return type(described)(f"{spec.where}: {described}")
+    return None
 
 
 def _schema(con: duckdb.DuckDBPyConnection, relation: str) -> list[list[str]]:
@@ -235,6 +255,8 @@ def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError
         return PondTransientError(text)
     if isinstance(exc, _SQL_ERRORS):
         return PondSqlError(text)
+    if "Could not connect to server" in message or "Could not resolve host" in message:
+        return PondStorageError(text)
     if isinstance(exc, duckdb.HTTPException) or "HTTP" in message[:40]:
         if any(code in message for code in (" 500", " 502", " 503", " 504", "timed out", "Timeout")):
             return PondTransientError(text)
