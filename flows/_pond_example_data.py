@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import tempfile
 
 ROOT = os.path.abspath(os.path.expanduser(os.environ.get("POND_EXAMPLES_ROOT", "~/.pond/examples")))
 SHOP = os.path.join(ROOT, "shop")
@@ -40,12 +38,9 @@ def run_day(ds: str | None) -> str:
 
 def ensure_shop_day(ds: str, root: str = SHOP) -> str:
     """Write the shop's customers and the orders of day `ds` unless they exist; return the day's folder."""
-    from pond_core.examples import generate_shop
+    from pond_core.examples import ensure_shop_day as ensure
 
-    day = os.path.join(root, "orders", f"dt={ds}")
-    customers = os.path.join(root, "customers.parquet")
-    if os.path.isdir(day) and os.path.exists(customers):
-        return day
+    return ensure(ds, root)
     os.makedirs(os.path.join(root, "orders"), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".generate-", dir=root)
     try:

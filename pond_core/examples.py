@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import tempfile
 from typing import Any, Sequence
 
 import duckdb
@@ -52,6 +54,35 @@ def generate_shop(root: str, days: Sequence[str], orders_per_day: int = 20_000, 
     finally:
         con.close()
     return {"root": root, "days": list(days), "orders_per_day": orders_per_day, "customers": customers}
+
+
+def ensure_shop_day(ds: str, root: str) -> str:
+    """Write the shop's customers and the orders of day `ds` under `root` unless they exist.
+
+    Each day is generated in a scratch folder and published by a rename, so concurrent runs (a
+    backfill) never see half-written files. Returns the day's folder.
+    """
+    _check_day(ds)
+    day = os.path.join(root, "orders", f"dt={ds}")
+    customers = os.path.join(root, "customers.parquet")
+    if os.path.isdir(day) and os.path.exists(customers):
+        return day
+    os.makedirs(os.path.join(root, "orders"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".generate-", dir=root)
+    try:
+        generate_shop(scratch, [ds])
+        try:
+            os.link(os.path.join(scratch, "customers.parquet"), customers)
+        except FileExistsError:
+            pass
+        try:
+            os.rename(os.path.join(scratch, "orders", f"dt={ds}"), day)
+        except OSError:
+            if not os.path.isdir(day):
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return day
 
 
 def daily_revenue(sp: Any, ds: str, source_root: str, output_root: str, npartitions: int = 4) -> Sink:
