@@ -41,7 +41,7 @@ with DAG(
             GROUP BY ALL
         """,
         inputs={"orders": os.path.join(SHOP, "orders"), "customers": os.path.join(SHOP, "customers.parquet")},
-        hive_partitioning=True,
+        hive_partitioning={"orders": True},
         hash_by="customer_id",
         npartitions=4,
         output_path=os.path.join(ROOT, "customer_spend"),

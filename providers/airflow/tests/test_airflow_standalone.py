@@ -71,10 +71,13 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def _airflow(env: dict[str, str], *commands: list[str], timeout: float = 180) -> list[str]:
-    """Run airflow CLI commands concurrently (each start costs seconds); return their stdout."""
+    """Run airflow CLI commands concurrently (each start costs seconds); return their stdout.
+
+    Only read-only commands should share a call: SQLite takes one writer at a time.
+    """
     outputs: dict[int, str] = {}
     todo = dict(enumerate(commands))
-    for _ in range(3):
+    for _ in range(5):
         procs = {
             i: subprocess.Popen([str(BIN / "airflow"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i, args in todo.items()
@@ -163,12 +166,9 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     leftovers: list[int] = []
     try:
         _wait("the DAG to be parsed and serialized", lambda: _query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID), 180, log)
-        _airflow(
-            env,
-            ["dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00"],
-            ["backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3"],
-            ["backfill", "create", "--dag-id", PARTITIONED_DAG_ID, "--from-date", PARTITION_DAYS[0], "--to-date", PARTITION_DAYS[-1]],
-        )
+        _airflow(env, ["dags", "trigger", DAG_ID, "--logical-date", f"{TRIGGERED_DAY}T00:00:00+00:00"])
+        _airflow(env, ["backfill", "create", "--dag-id", DAG_ID, "--from-date", BACKFILL_DAYS[0], "--to-date", BACKFILL_DAYS[-1], "--max-active-runs", "3"])
+        _airflow(env, ["backfill", "create", "--dag-id", PARTITIONED_DAG_ID, "--from-date", PARTITION_DAYS[0], "--to-date", PARTITION_DAYS[-1]])
         _wait("the triggered run to succeed", lambda: _runs(db, "manual").get(TRIGGERED_DAY) == "success" or _failed(db, log), 300, log)
         for dag_id, days in ((DAG_ID, BACKFILL_DAYS), (PARTITIONED_DAG_ID, PARTITION_DAYS)):
             _wait(

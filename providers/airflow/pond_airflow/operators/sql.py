@@ -51,7 +51,8 @@ class PondSqlOperator(BaseOperator):
 
     :param sql: the query (templated; a `.sql` file path works too).
     :param inputs: table name -> path, glob, s3:// URL or (hive) dataset directory; templated.
-    :param hive_partitioning: read `key=value` directories as columns (default: pond decides).
+    :param hive_partitioning: read `key=value` directories as columns: True, False, or a dict
+        per input name; default (None): where the files are in such directories.
     :param hash_by: hash-repartition every input on these columns first.
     :param npartitions: partitions for `hash_by` (default 4), or an even split of one input.
     :param output_path: where to write the result as Parquet (templated); without it, the
@@ -71,7 +72,7 @@ class PondSqlOperator(BaseOperator):
         *,
         sql: str,
         inputs: dict[str, str | list[str]],
-        hive_partitioning: bool | None = None,
+        hive_partitioning: bool | dict[str, bool] | None = None,
         hash_by: str | Sequence[str] | None = None,
         npartitions: int | None = None,
         output_path: str | None = None,
@@ -85,6 +86,8 @@ class PondSqlOperator(BaseOperator):
         bad = [name for name in inputs if not _NAME.match(name)]
         if bad or not inputs:
             raise ValueError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
+        if isinstance(hive_partitioning, dict) and set(hive_partitioning) - set(inputs):
+            raise ValueError(f"hive_partitioning names no input: {', '.join(sorted(set(hive_partitioning) - set(inputs)))}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if npartitions is not None and hash_by is None and len(inputs) > 1:
@@ -112,8 +115,9 @@ class PondSqlOperator(BaseOperator):
 
     def _frame(self, sp: Any) -> Any:
         frames = []
-        for path in self.inputs.values():
-            df = sp.read_parquet(path, recursive=True, hive_partitioning=self.hive_partitioning)
+        for name, path in self.inputs.items():
+            hive = self.hive_partitioning.get(name) if isinstance(self.hive_partitioning, dict) else self.hive_partitioning
+            df = sp.read_parquet(path, recursive=True, hive_partitioning=hive)
             if self.hash_by:
                 df = df.repartition(self.npartitions or 4, hash_by=self.hash_by)
             else:

@@ -69,7 +69,7 @@ with DAG("pond_test_s3", schedule=None, start_date=START, default_args={"retries
         task_id="segment_revenue",
         sql="SELECT o.dt, c.segment, sum(o.amount) AS revenue FROM orders o JOIN customers c USING (customer_id) GROUP BY ALL",
         inputs={"orders": f"s3://{S3_BUCKET}/shop/orders", "customers": f"s3://{S3_BUCKET}/shop/customers.parquet"},
-        hive_partitioning=True,
+        hive_partitioning={"orders": True},
         output_path=f"s3://{S3_BUCKET}/segment_revenue",
         partition_by="dt",
         mode="overwrite_partitions",
