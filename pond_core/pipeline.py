@@ -18,9 +18,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from pond_core.catalog import Catalog
 from pond_core.config import resolve_config
 from pond_core.dataframe import DataFrame, Sink
 from pond_core.errors import PondConfigError, PondError
@@ -31,6 +30,9 @@ from pond_core.plan.compile import compile_plan
 from pond_core.execute.scheduler import run_dag
 from pond_core.plan.physical import PhysicalPlan, Stage, StageOutput
 from pond_core.session import Session
+
+if TYPE_CHECKING:
+    from pond_core.catalog import Catalog
 
 
 def load_pipeline(ref: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -93,7 +95,9 @@ def compile_pipeline(
     return compile_plan(root, output, pipeline=name, params=params)
 
 
-def open_catalog(session: Session) -> Catalog:
+def open_catalog(session: Session) -> "Catalog":
+    from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
+
     return Catalog(session.config.catalog_url or Catalog.default_url(session.config.data_root))
 
 
@@ -103,7 +107,7 @@ def run_stage(
     run_id: str,
     *,
     session: Session | None = None,
-    catalog: Catalog | None = None,
+    catalog: "Catalog | None" = None,
     force: bool = False,
     progress: stage_runner.Progress | None = None,
     **init_kwargs: Any,
@@ -131,7 +135,7 @@ def run_pipeline(
     run_id: str,
     *,
     session: Session | None = None,
-    catalog: Catalog | None = None,
+    catalog: "Catalog | None" = None,
     progress: stage_runner.Progress | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
     **init_kwargs: Any,

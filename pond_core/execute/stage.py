@@ -65,7 +65,7 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
         n, resolved = inputs_mod.resolve(
             stage, upstream, lambda src: _list_source(src, ctx), lambda files: _row_counts(files, ctx), ctx.parallelism or ctx.executor.cores()
         )
-    except PondError as exc:
+    except Exception as exc:
         if ctx.recorder:
             ctx.recorder.stage_started(stage, stage.npartitions)
             ctx.recorder.stage_failed(stage, exc, time.time() - started)
@@ -74,7 +74,7 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
         ctx.recorder.stage_started(stage, n)
     try:
         result = _run_partitions(plan, stage, ctx, store, n, resolved, started, force)
-    except PondError as exc:
+    except Exception as exc:
         if ctx.recorder:
             ctx.recorder.stage_failed(stage, exc, time.time() - started)
         raise

@@ -7,10 +7,12 @@ data and starts nothing; the same logical plan always gives the same stage ids.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any
+import sys
+from typing import Any, Iterator
 
-from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, Sql
+from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, Sql, walk
 from pond_core.plan.optimize import optimize
 from pond_core.plan.physical import PhysicalPlan, Stage, StageInput, StageOutput, Step, stage_id
 from pond_core.plan.sql import referenced_columns
@@ -25,10 +27,22 @@ def compile_plan(
     pipeline: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> PhysicalPlan:
-    builder = _Builder()
-    builder.stage_for(optimize(root), output)
+    with _recursion_room(len(walk(root))):
+        builder = _Builder()
+        builder.stage_for(optimize(root), output)
     stages = _prune_exchange_columns(builder.stages)
     return PhysicalPlan(stages=tuple(stages), pipeline=pipeline, params=dict(params or {}))
+
+
+@contextlib.contextmanager
+def _recursion_room(nodes: int) -> Iterator[None]:
+    """The compiler recurses once per plan level (a few frames each); give deep plans room."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, 1000 + 8 * nodes))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 class _Builder:

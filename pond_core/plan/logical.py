@@ -79,8 +79,12 @@ class Node:
     def id(self) -> str:
         cached = self.__dict__.get("_id")
         if cached is None:
-            cached = content_id(self.kind, self.params(), [i.id for i in self.inputs])
-            object.__setattr__(self, "_id", cached)
+            # Iterative, inputs first, so a plan thousands of nodes deep needs no deep recursion.
+            for node in _post_order(self, stop_at_known_ids=True):
+                if "_id" not in node.__dict__:
+                    ident = content_id(node.kind, node.params(), [i.__dict__["_id"] for i in node.inputs])
+                    object.__setattr__(node, "_id", ident)
+            cached = self.__dict__["_id"]
         return cached
 
     @property
@@ -209,21 +213,35 @@ class Limit(Node):
         return f"limit({self.n})"
 
 
-def walk(root: Node) -> list[Node]:
-    """Nodes reachable from root, inputs before the nodes that use them, each once."""
-    seen: dict[str, Node] = {}
+def _post_order(root: Node, stop_at_known_ids: bool = False) -> list[Node]:
+    """Every node object reachable from root, inputs before users, without recursion.
+
+    With stop_at_known_ids, nodes whose id is computed are not expanded (their inputs' ids are
+    known too)."""
     order: list[Node] = []
-
-    def visit(node: Node) -> None:
-        if node.id in seen:
-            return
-        seen[node.id] = node
-        for child in node.inputs:
-            visit(child)
-        order.append(node)
-
-    visit(root)
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if stop_at_known_ids and "_id" in node.__dict__:
+            continue
+        stack.extend((child, False) for child in reversed(node.inputs) if id(child) not in seen)
     return order
+
+
+def walk(root: Node) -> list[Node]:
+    """Distinct nodes reachable from root (by content id), inputs before the nodes that use them."""
+    out: dict[str, Node] = {}
+    for node in _post_order(root):
+        out.setdefault(node.id, node)
+    return list(out.values())
 
 
 def render(root: Node) -> str:

@@ -61,7 +61,7 @@ def push_limit(node: Node) -> Node:
         return node
     child = node.inputs[0]
     if isinstance(child, Limit):
-        return Limit(inputs=child.inputs, n=min(node.n, child.n))
+        return push_limit(Limit(inputs=child.inputs, n=min(node.n, child.n)))
     if isinstance(child, Read):
         current = child.source.limit
         if current is None or current > node.n:

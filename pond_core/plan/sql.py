@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from typing import Iterable
 
@@ -53,7 +54,8 @@ def bind(query: str, names: list[str]) -> str:
     return query.format(*names)
 
 
-def referenced_columns(query: str) -> set[str] | None:
+@functools.lru_cache(maxsize=4096)
+def referenced_columns(query: str) -> frozenset[str] | None:
     """Column names a query may read, or None when it may read every column.
 
     Used to prune columns written through an exchange. Conservative: `*` anywhere but
@@ -77,4 +79,4 @@ def referenced_columns(query: str) -> set[str] | None:
             return None
     names = {c.name for c in tree.find_all(exp.Column)}
     names |= {i.name for j in tree.find_all(exp.Join) for i in (j.args.get("using") or [])}
-    return names
+    return frozenset(names)
