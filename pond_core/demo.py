@@ -1,8 +1,8 @@
 """`python -m pond_core.demo`: the main job on embedded defaults.
 
 Generates a small shop dataset, runs the partitioned multi-stage `daily_revenue` pipeline for
-three days (local executor, SQLite catalog under the storage root), then prints the result,
-where it went, the stages of the last run and the lineage of the output dataset.
+three days (local executor, SQLite catalog under the storage root), then prints the result and
+where it went, and shows the last run's stages and the output's lineage with the `pond` command.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pond_core.examples import generate_shop
-from pond_core.pipeline import compile_pipeline, open_catalog, run_pipeline
+from pond_core.pipeline import compile_pipeline, run_pipeline
 from pond_core.session import init
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
@@ -42,12 +42,11 @@ def main(root: str | None = None) -> int:
             result = run_pipeline(plan, run_id, session=session, progress=_progress(console))
             console.print(f"run {run_id}: {len(result['stages'])} stages in {(dt.datetime.now() - started).total_seconds():.2f}s")
         _print_result(console, output)
-        _print_run(console, session, run_id)
-        _print_lineage(console, session, output)
     finally:
         session.shutdown()
+    _show_with_cli(console, data_root, run_id, output)
     console.print(f"\noutput dataset: [bold]{output}[/bold] (hive-partitioned by dt)")
-    console.print(f"catalog: {os.path.join(data_root, 'catalog.sqlite')}; try `pond runs --data-root {data_root}`")
+    console.print(f"catalog: {os.path.join(data_root, 'catalog.sqlite')}; more: `.venv/bin/pond --help`")
     return 0
 
 
@@ -72,21 +71,13 @@ def _print_result(console: Console, output: str) -> None:
     console.print(table)
 
 
-def _print_run(console: Console, session, run_id: str) -> None:
-    run = open_catalog(session).get_run(run_id)
-    table = Table(title=f"stages of run {run_id} ({run['status']})")
-    for col in ("stage", "status", "partitions", "rows", "seconds"):
-        table.add_column(col)
-    for stage in run["stages"]:
-        table.add_row(stage["stage_name"], stage["status"], str(stage.get("npartitions")), str(stage.get("rows")), f"{stage.get('duration_s') or 0:.3f}")
-    console.print(table)
+def _show_with_cli(console: Console, data_root: str, run_id: str, output: str) -> None:
+    """What the `pond` command shows about the last run and the output's lineage."""
+    from pond_core.cli import pond
 
-
-def _print_lineage(console: Console, session, output: str) -> None:
-    edges = open_catalog(session).lineage(output)
-    console.print(f"lineage of {output}:")
-    for edge in edges["upstream"][:5]:
-        console.print(f"  ← {edge['uri']} (run {edge['run_id']}, rows {edge.get('rows')})")
+    for args in (["runs", run_id], ["lineage", output]):
+        console.print(f"\n$ pond {' '.join(args)} --data-root {data_root}")
+        pond.main(args + ["--data-root", data_root], prog_name="pond", standalone_mode=False)
 
 
 if __name__ == "__main__":
