@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import pyarrow as pa
 
 from pond_core.errors import PondConfigError
 from pond_core.plan.logical import Limit, Node, PyMap, Repartition, Sql, render
@@ -18,6 +17,8 @@ from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import quote_ident
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from pond_core.session import Session
 
 SqlOrFunc = str | Callable[..., Any]
@@ -129,17 +130,17 @@ class DataFrame:
 
     def count(self) -> int:
         counted = Sql(inputs=(self._node,), query="SELECT count(*) AS n FROM {0}")
-        return int(sum(r["n"] for r in self._read(counted).to_pylist()))
+        return int(sum(r["n"] for r in self._rows(counted)))
 
     def take(self, n: int) -> list[dict[str, Any]]:
         return self.limit(n).take_all()
 
     def take_all(self) -> list[dict[str, Any]]:
-        return self._read(self._node).to_pylist()
+        return self._rows(self._node)
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self) -> "pa.Table":
         """The whole result in partition order; strings as large_string, as smallpond does."""
-        return _large_strings(self._read(self._node))
+        return self._read(self._node, large_strings=True)
 
     def to_pandas(self) -> Any:
         return self._read(self._node).to_pandas().reset_index(drop=True)
@@ -206,13 +207,18 @@ class DataFrame:
         node = PyMap(inputs=(self._node,), method=method, func=PyFunc.wrap(func, method), schema=schema, **options)
         return self._derive(node)
 
-    def _read(self, node: Node) -> pa.Table:
+    def _read(self, node: Node, large_strings: bool = False) -> "pa.Table":
         _, manifest = self.session.execute(node, StageOutput(kind="files"))
-        return read_manifest(self.session, manifest)
+        return read_manifest(self.session, manifest, large_strings)
+
+    def _rows(self, node: Node) -> list[dict[str, Any]]:
+        """Rows as dicts, read by DuckDB straight into Python (no Arrow on the way)."""
+        _, manifest = self.session.execute(node, StageOutput(kind="files"))
+        return read_manifest(self.session, manifest, as_rows=True)
 
 
-def read_manifest(session: "Session", manifest: dict[str, Any]) -> pa.Table:
-    """Read a stage's committed files back in partition order."""
+def read_manifest(session: "Session", manifest: dict[str, Any], large_strings: bool = False, as_rows: bool = False) -> Any:
+    """Read a stage's committed files back in partition order, as Arrow (or as row dicts)."""
     import duckdb
 
     from pond_core.execute.inputs import empty_sql
@@ -220,19 +226,18 @@ def read_manifest(session: "Session", manifest: dict[str, Any]) -> pa.Table:
     from pond_core.plan.sql import sql_list
 
     files = [f["path"] for p in manifest["partitions"] for f in p["files"]]
-    con = duckdb.connect(config={"preserve_insertion_order": True})
+    # arrow_large_buffer_size: DuckDB itself exports strings as large_string (no cast needed).
+    con = duckdb.connect(config={"preserve_insertion_order": True, "arrow_large_buffer_size": large_strings})
     try:
         configure_duckdb(con, session.storage, files)
-        if not files:
-            return con.execute(empty_sql(manifest.get("schema") or [])).to_arrow_table()
-        return con.execute(f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)").to_arrow_table()
+        query = empty_sql(manifest.get("schema") or []) if not files else f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)"
+        cursor = con.execute(query)
+        if as_rows:
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return cursor.to_arrow_table()
     finally:
         con.close()
-
-
-def _large_strings(table: pa.Table) -> pa.Table:
-    fields = [pa.field(f.name, pa.large_string(), f.nullable) if pa.types.is_string(f.type) else f for f in table.schema]
-    return table.cast(pa.schema(fields))
 
 
 def _sort_key(key: str) -> str:
@@ -250,6 +255,8 @@ def _schema_pairs(schema: Any) -> tuple[tuple[str, str], ...] | None:
         return None
     if isinstance(schema, dict):
         return tuple((str(k), str(v)) for k, v in schema.items())
+    import pyarrow as pa
+
     if isinstance(schema, pa.Schema):
         import duckdb
 

@@ -12,9 +12,7 @@ import os
 import tempfile
 import threading
 import time
-from typing import Any, Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pond_core.config import SessionConfig, resolve_config
 from pond_core.errors import PondConfigError, PondError
@@ -26,6 +24,9 @@ from pond_core.plan.logical import Node, Read, SourceSpec, Sql, UdfSpec, walk
 from pond_core.plan.physical import PhysicalPlan, StageOutput
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.udfs import as_udfs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("pond")
 
@@ -147,6 +148,8 @@ class Session:
         return self._frame(Read(inputs=(), source=SourceSpec(format="json", paths=_paths(paths), schema=_schema(schema, "read_json"))))
 
     def from_items(self, items: Sequence[Any]) -> "DataFrame":
+        import pyarrow as pa
+
         items = list(items)
         if items and all(isinstance(i, dict) for i in items):
             table = pa.Table.from_pylist(items)
@@ -157,10 +160,14 @@ class Session:
         return self.from_arrow(table)
 
     def from_pandas(self, df: Any) -> "DataFrame":
+        import pyarrow as pa
+
         return self.from_arrow(pa.Table.from_pandas(df, preserve_index=False))
 
-    def from_arrow(self, table: pa.Table) -> "DataFrame":
+    def from_arrow(self, table: "pa.Table") -> "DataFrame":
         """Store the table as Parquet under data_root (by content), so every task can read it."""
+        import pyarrow as pa
+
         if not isinstance(table, pa.Table):
             raise PondConfigError(f"from_arrow takes a pyarrow.Table, got {type(table).__name__}")
         import pyarrow.parquet as pq

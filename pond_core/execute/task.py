@@ -23,7 +23,6 @@ from pond_core.errors import (
     PondStorageError,
     PondTransientError,
 )
-from pond_core.execute import python_steps
 from pond_core.plan.physical import Step
 from pond_core.plan.sql import bind, quote_ident
 
@@ -128,6 +127,8 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step, raw: d
         query = bind(step.query or "", [quote_ident(n) for n in step.inputs])
         con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {query}")
         return
+    from pond_core.execute import python_steps  # pyarrow: loaded only for Python steps
+
     source = con.cursor().execute(f"SELECT * FROM {quote_ident(step.inputs[0])}")
     reader = source.to_arrow_reader(python_steps.DEFAULT_BATCH_ROWS)
     out = python_steps.apply(

@@ -16,7 +16,6 @@ import duckdb
 from pond_core.errors import PondConfigError, PondStorageError
 from pond_core.io.fs import is_s3
 from pond_core.io.options import StorageOptions
-from pond_core.io.s3 import bucket_of, scrub
 
 SECRET_NAME = "pond_s3"
 
@@ -109,7 +108,7 @@ def configure_duckdb(
     options = options or StorageOptions.from_env()
     if not options.has_credentials and not options.anonymous:
         raise PondStorageError(
-            f"no S3 credentials for s3://{bucket_of(s3_paths[0])}: set AWS_ACCESS_KEY_ID and "
+            f"no S3 credentials for s3://{_bucket_of(s3_paths[0])}: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass StorageOptions(anonymous=True)"
         )
     load_httpfs(con)
@@ -119,5 +118,13 @@ def configure_duckdb(
         con.execute(secret_sql(options))
     except duckdb.Error as exc:
         # DuckDB may quote the statement back; the statement holds the secret.
+        from pond_core.io.s3 import scrub  # pyarrow.fs: loaded only when S3 is in use
+
         raise PondConfigError(f"cannot configure DuckDB for S3: {scrub(str(exc), options)}") from None
     return True
+
+
+def _bucket_of(url: str) -> str:
+    from pond_core.io.s3 import bucket_of  # pyarrow.fs: loaded only when S3 is in use
+
+    return bucket_of(url)
