@@ -155,7 +155,9 @@ def run_pond(workload: str, li: list[str], orders: list[str], work: pathlib.Path
     result: Any
     if workload == "W1":
         df = sp.read_parquet(li)
-        result = arrow_rows(sp.partial_sql(Q1.replace("lineitem", "{0}"), df).to_arrow())
+        # Rows to Python, as the DuckDB baseline's fetchall(): take_all() (to_arrow() would add
+        # pyarrow's import, which the baseline does not pay).
+        result = dict_rows(sp.partial_sql(Q1.replace("lineitem", "{0}"), df).take_all())
     elif workload == "W2":
         out = work / "w2-out"
         sp.read_parquet(li).repartition(NPARTS, hash_by="l_orderkey").write_parquet(str(out))
@@ -165,8 +167,7 @@ def run_pond(workload: str, li: list[str], orders: list[str], work: pathlib.Path
         o = sp.read_parquet(orders).repartition(NPARTS, hash_by="o_orderkey")
         part = sp.partial_sql(W3_PARTIAL, l, o)
         final = sp.partial_sql(W3_FINAL, part.repartition(1))
-        table = final.to_arrow()
-        result = {p: float(r) for p, r in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
+        result = {r["o_orderpriority"]: float(r["revenue"]) for r in final.take_all()}
     t3 = time.perf_counter()
     sp.shutdown()
     t4 = time.perf_counter()
@@ -178,9 +179,9 @@ def as_rows(cursor: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
     return names, [tuple(r) for r in cursor.fetchall()]
 
 
-def arrow_rows(table: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-    names = list(table.column_names)
-    return names, [tuple(r[n] for n in names) for r in table.to_pylist()]
+def dict_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    names = list(rows[0]) if rows else []
+    return names, [tuple(r[n] for n in names) for r in rows]
 
 
 # ---------------------------------------------------------------- child: verification (untimed)
