@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pond-installed
 PROVIDERS := providers/airflow providers/prefect
+EDITABLES := -e ".[dev]" -e "providers/airflow[openlineage]" -e providers/prefect
 
 .PHONY: install demo test bench lock clean
 
@@ -11,7 +12,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PROVIDERS))
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]" $(addprefix -e ,$(PROVIDERS))
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(EDITABLES)
 	touch $(STAMP)
 
 demo: install
