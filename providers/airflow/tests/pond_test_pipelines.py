@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from typing import Any
 
+import cloudpickle
 import pyarrow as pa
 
 from pond_core.errors import PondTransientError
+
+# Ray workers of the session's shared cluster cannot import this tests-only module: ship its
+# functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def fail_once(marker: str, table: pa.Table) -> pa.Table:
