@@ -41,19 +41,3 @@ def ensure_shop_day(ds: str, root: str = SHOP) -> str:
     from pond_core.examples import ensure_shop_day as ensure
 
     return ensure(ds, root)
-    os.makedirs(os.path.join(root, "orders"), exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".generate-", dir=root)
-    try:
-        generate_shop(scratch, [ds])
-        try:
-            os.link(os.path.join(scratch, "customers.parquet"), customers)
-        except FileExistsError:
-            pass
-        try:
-            os.rename(os.path.join(scratch, "orders", f"dt={ds}"), day)
-        except OSError:
-            if not os.path.isdir(day):
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return day
