@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import string
 from typing import Iterable
 
@@ -52,6 +53,23 @@ def check_placeholders(query: str, ninputs: int) -> None:
 def bind(query: str, names: list[str]) -> str:
     """Replace `{i}` with relation names (already quoted)."""
     return query.format(*names)
+
+
+_LEADING_WITH = re.compile(r"^(\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*)WITH(\s+RECURSIVE)?\s", re.IGNORECASE | re.DOTALL)
+
+
+def bind_named_inputs(sql: str, names: list[str] | tuple[str, ...]) -> str:
+    """Plain SQL that names its inputs like tables, as a pond query: each name becomes a CTE over
+    the placeholder `{i}` of input i, and the SQL's own braces are escaped."""
+    body = sql.strip().rstrip(";").replace("{", "{{").replace("}", "}}")
+    if not names:
+        return body
+    ctes = ", ".join(f"{quote_ident(name)} AS (SELECT * FROM {{{i}}})" for i, name in enumerate(names))
+    match = _LEADING_WITH.match(body)
+    if match:
+        head = match.group(0)
+        return f"{head}{ctes}, {body[len(head):]}"
+    return f"WITH {ctes} {body}"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,22 +19,9 @@ import re
 from typing import Any, Sequence
 
 from pond_core.errors import PondConfigError
+from pond_core.plan.sql import bind_named_inputs as bind_inputs
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LEADING_WITH = re.compile(r"^(\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*)WITH(\s+RECURSIVE)?\s", re.IGNORECASE | re.DOTALL)
-
-
-def bind_inputs(sql: str, names: Sequence[str]) -> str:
-    """`sql` with each input name bound to pond's `{i}` placeholder through a CTE."""
-    body = sql.strip().rstrip(";").replace("{", "{{").replace("}", "}}")
-    if not names:
-        return body
-    ctes = ", ".join(f'"{name}" AS (SELECT * FROM {{{i}}})' for i, name in enumerate(names))
-    match = _LEADING_WITH.match(body)
-    if match:
-        head = match.group(0)
-        return f"{head}{ctes}, {body[len(head):]}"
-    return f"WITH {ctes} {body}"
 
 
 def sql_pipeline(

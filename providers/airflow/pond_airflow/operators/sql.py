@@ -24,26 +24,13 @@ from airflow.sdk import Asset, BaseOperator
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.lineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
+from pond_core.plan.sql import bind_named_inputs as bind_inputs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LEADING_WITH = re.compile(r"^(\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*)WITH(\s+RECURSIVE)?\s", re.IGNORECASE | re.DOTALL)
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
-
-
-def bind_inputs(sql: str, names: Sequence[str]) -> str:
-    """The user's SQL with each input name bound to pond's `{i}` placeholder through a CTE."""
-    ctes = ", ".join(f'"{name}" AS (SELECT * FROM {{{i}}})' for i, name in enumerate(names))
-    body = sql.strip().rstrip(";").replace("{", "{{").replace("}", "}}")
-    if not names:
-        return body
-    match = _LEADING_WITH.match(body)
-    if match:
-        head = match.group(0)
-        return f"{head}{ctes}, {body[len(head):]}"
-    return f"WITH {ctes} {body}"
 
 
 class PondSqlOperator(BaseOperator):
