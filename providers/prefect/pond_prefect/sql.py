@@ -15,13 +15,10 @@ input is one partition and the SQL sees whole tables.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Sequence
+from typing import Any
 
-from pond_core.errors import PondConfigError
-from pond_core.plan.sql import bind_named_inputs as bind_inputs
+from pond_core.named_sql import named_sql
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def sql_pipeline(
@@ -36,18 +33,7 @@ def sql_pipeline(
     hive_partitioning: bool | None = None,
 ) -> Any:
     """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`)."""
-    bad = [name for name in inputs if not _NAME.match(name)]
-    if bad or not inputs:
-        raise PondConfigError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
-    if npartitions is not None and hash_by is None and len(inputs) > 1:
-        raise PondConfigError("npartitions without hash_by splits a single input; with several inputs give hash_by")
-    keys = [hash_by] if isinstance(hash_by, str) else hash_by
-    frames = []
-    for path in inputs.values():
-        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive_partitioning)
-        df = df.repartition(npartitions or 4, hash_by=keys) if keys else df.repartition(npartitions or 1)
-        frames.append(df)
-    query = sp.partial_sql(bind_inputs(sql, list(inputs)), *frames)
+    query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
     return query.sink_parquet(output_path, partition_by=partition_by, mode=mode)
 
 

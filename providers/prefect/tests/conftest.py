@@ -36,17 +36,9 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[object]:
-    """The session's Ray: reuse one that is already up (the engine tests may start it)."""
-    import ray
-
-    started = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-        started = True
-    yield ray
-    if started and ray.is_initialized():
-        ray.shutdown()
+def ray_cluster(ray_instance: object) -> object:
+    """The session's one Ray instance (tests/support/ray.py starts and stops it)."""
+    return ray_instance
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ them. With only `npartitions`, the single input is split evenly (row-wise SQL on
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import Asset, BaseOperator
@@ -24,12 +23,11 @@ from airflow.sdk import Asset, BaseOperator
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.lineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
-from pond_core.plan.sql import bind_named_inputs as bind_inputs
+from pond_core.named_sql import check_named_inputs, named_sql
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
 
 
@@ -70,15 +68,9 @@ class PondSqlOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        bad = [name for name in inputs if not _NAME.match(name)]
-        if bad or not inputs:
-            raise ValueError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
-        if isinstance(hive_partitioning, dict) and set(hive_partitioning) - set(inputs):
-            raise ValueError(f"hive_partitioning names no input: {', '.join(sorted(set(hive_partitioning) - set(inputs)))}")
+        check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)  # raises ValueError
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if npartitions is not None and hash_by is None and len(inputs) > 1:
-            raise ValueError("npartitions without hash_by splits a single input; with several inputs give hash_by")
         if output_path and "outlets" not in kwargs and "{{" not in output_path:
             kwargs["outlets"] = [Asset(dataset_uri(output_path))]
         super().__init__(**kwargs)
@@ -101,16 +93,9 @@ class PondSqlOperator(BaseOperator):
         return PondHook(self.pond_conn_id, **self.hook_params)
 
     def _frame(self, sp: Any) -> Any:
-        frames = []
-        for name, path in self.inputs.items():
-            hive = self.hive_partitioning.get(name) if isinstance(self.hive_partitioning, dict) else self.hive_partitioning
-            df = sp.read_parquet(path, recursive=True, hive_partitioning=hive)
-            if self.hash_by:
-                df = df.repartition(self.npartitions or 4, hash_by=self.hash_by)
-            else:
-                df = df.repartition(self.npartitions or 1)
-            frames.append(df)
-        return sp.partial_sql(bind_inputs(self.sql, list(self.inputs)), *frames)
+        return named_sql(
+            sp, self.sql, self.inputs, hash_by=self.hash_by, npartitions=self.npartitions, hive_partitioning=self.hive_partitioning
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from pond_core.errors import PondError

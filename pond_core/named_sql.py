@@ -1,0 +1,59 @@
+"""One SQL statement over named inputs: the shape both orchestrator integrations offer.
+
+    named_sql(sp, "SELECT ... FROM orders JOIN customers USING (customer_id)",
+              {"orders": "s3://shop/orders", "customers": "/data/customers.parquet"},
+              hash_by="customer_id", npartitions=8)
+
+The SQL names its inputs like tables. Without `hash_by`/`npartitions` each input is one
+partition, so the SQL sees whole tables; with `hash_by` every input is hash-partitioned on those
+columns and the SQL runs per partition; `npartitions` alone splits a single input evenly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+from pond_core.dataframe import DataFrame
+from pond_core.errors import PondConfigError
+from pond_core.plan.sql import bind_named_inputs
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+HivePartitioning = bool | Mapping[str, bool] | None
+
+
+def check_named_inputs(
+    inputs: Mapping[str, Any],
+    hash_by: str | Sequence[str] | None = None,
+    npartitions: int | None = None,
+    hive_partitioning: HivePartitioning = None,
+) -> None:
+    """Raise PondConfigError (a ValueError) for arguments no run could accept."""
+    bad = [name for name in inputs if not _NAME.match(name)]
+    if bad or not inputs:
+        raise PondConfigError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
+    if isinstance(hive_partitioning, Mapping) and set(hive_partitioning) - set(inputs):
+        raise PondConfigError(f"hive_partitioning names no input: {', '.join(sorted(set(hive_partitioning) - set(inputs)))}")
+    if npartitions is not None and hash_by is None and len(inputs) > 1:
+        raise PondConfigError("npartitions without hash_by splits a single input; with several inputs give hash_by")
+
+
+def named_sql(
+    sp: Any,
+    sql: str,
+    inputs: Mapping[str, str | list[str]],
+    *,
+    hash_by: str | Sequence[str] | None = None,
+    npartitions: int | None = None,
+    hive_partitioning: HivePartitioning = None,
+) -> DataFrame:
+    """The DataFrame of `sql` over `inputs` (table name -> path, glob, s3:// URL or dataset dir)."""
+    check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
+    keys = [hash_by] if isinstance(hash_by, str) else (list(hash_by) if hash_by else None)
+    frames = []
+    for name, path in inputs.items():
+        hive = hive_partitioning.get(name) if isinstance(hive_partitioning, Mapping) else hive_partitioning
+        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive)
+        frames.append(df.repartition(npartitions or 4, hash_by=keys) if keys else df.repartition(npartitions or 1))
+    return sp.partial_sql(bind_named_inputs(sql, list(inputs)), *frames)
