@@ -52,6 +52,16 @@ def test_glob_list_and_stat(fs, tmp_path):
     assert not fs.isdir(str(tmp_path / "a/1.parquet"))
 
 
+def test_listing_skips_a_name_whose_file_is_gone_by_the_time_it_is_sized(fs, tmp_path):
+    # A concurrent writer's temp file can vanish between the directory read and the stat; a
+    # dangling symlink is a name whose file is gone at stat time, every time.
+    make(str(tmp_path / "ds/dt=x/part.parquet"), b"12345")
+    os.symlink(str(tmp_path / "gone"), str(tmp_path / "ds/._pond_manifest.json.tmp-1"))
+    os.symlink(str(tmp_path / "gone"), str(tmp_path / "ds/dt=x/.tmp-2"))
+    assert fs.list_files(str(tmp_path / "ds")) == [FileInfo(str(tmp_path / "ds/dt=x/part.parquet"), 5)]
+    assert fs.list_files(str(tmp_path / "ds"), recursive=False) == []
+
+
 def test_write_bytes_is_atomic_replace_with_no_temp_left(fs, tmp_path):
     target = str(tmp_path / "d/m.json")
     fs.write_bytes(target, b"old")

@@ -11,8 +11,10 @@ import glob as globlib
 import os
 import posixpath
 import shutil
+import stat
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pond_core.errors import PondConfigError, PondStorageError
@@ -134,11 +136,10 @@ class LocalFileSystem(FileSystem):
         if not os.path.isdir(root):
             return []
         if not recursive:
-            entries = (os.path.join(root, n) for n in os.listdir(root))
-            return sorted((FileInfo(p, os.path.getsize(p)) for p in entries if os.path.isfile(p)), key=lambda f: f.path)
+            return sorted(_regular_files(os.path.join(root, n) for n in os.listdir(root)), key=lambda f: f.path)
         out = []
         for dirpath, _dirs, files in os.walk(root):
-            out.extend(FileInfo(p, os.path.getsize(p)) for p in (os.path.join(dirpath, f) for f in files))
+            out.extend(_regular_files(os.path.join(dirpath, f) for f in files))
         return sorted(out, key=lambda f: f.path)
 
     def exists(self, path: str) -> bool:
@@ -259,3 +260,15 @@ def parent_of(path: str) -> str:
 
 def basename_of(path: str) -> str:
     return posixpath.basename(path.rstrip("/"))
+
+
+def _regular_files(paths: Iterable[str]) -> Iterator[FileInfo]:
+    """The regular files among `paths`, sized. A file another writer removed between the directory
+    listing and its stat (a manifest's temp file, say) was not there: it is skipped, not an error."""
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield FileInfo(p, st.st_size)
