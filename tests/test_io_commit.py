@@ -161,8 +161,13 @@ def test_interrupted_two_rename_swap_is_finished_by_the_next_writer(tmp_path):
 
 def concurrent_partition_writers(path, options, rounds=3):
     """Two writers overwrite different partitions of one dataset at the same moments."""
+    errors = []
+
     def one(day, value, job):
-        write(path, [f"SELECT {value} AS v, '{day}' AS dt"], job, options, partition_by="dt", mode="overwrite_partitions")
+        try:
+            write(path, [f"SELECT {value} AS v, '{day}' AS dt"], job, options, partition_by="dt", mode="overwrite_partitions")
+        except Exception as exc:  # a thread's exception would otherwise only be a warning
+            errors.append(exc)
 
     write(path, ["SELECT 0 AS v, 'base' AS dt"], "base", options, partition_by="dt")
     for r in range(rounds):
@@ -171,6 +176,7 @@ def concurrent_partition_writers(path, options, rounds=3):
             t.start()
         for t in threads:
             t.join()
+    assert errors == []
     return read(path, options)
 
 

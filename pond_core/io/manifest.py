@@ -98,6 +98,20 @@ class LoadedState:
     record_names: list[str]
 
 
+def _read_manifest(fs: FileSystem, path: str, root: str, tries: int = 5) -> DatasetState:
+    """The manifest, read whole. It is always replaced whole (a rename, or one S3 PUT), but an
+    S3 read is a HEAD for the size and then a ranged GET: a replacement in between yields a cut
+    document. Such a read is retried; one that keeps failing is reported as transient."""
+    for attempt in range(tries):
+        try:
+            return DatasetState.from_manifest(json.loads(fs.read_bytes(path)))
+        except FileNotFoundError:
+            raise PondTransientError(f"the dataset at {root} was replaced while being read; retry") from None
+        except json.JSONDecodeError:
+            time.sleep(0.05 * (attempt + 1))
+    raise PondTransientError(f"the manifest of the dataset at {root} changed on each of {tries} reads (or is corrupt); retry")
+
+
 def load_state(fs: FileSystem, root: str, listing: list[FileInfo] | None = None) -> LoadedState:
     """Merge the manifest with every record it does not cover yet.
 
@@ -112,10 +126,7 @@ def load_state(fs: FileSystem, root: str, listing: list[FileInfo] | None = None)
         log_files = [f for f in listing if f.path.startswith(log_dir + "/") and "/" not in f.path[len(log_dir) + 1:]]
     state = DatasetState()
     if present:
-        try:
-            state = DatasetState.from_manifest(json.loads(fs.read_bytes(manifest_path)))
-        except FileNotFoundError:
-            raise PondTransientError(f"the dataset at {root} was replaced while being read; retry") from None
+        state = _read_manifest(fs, manifest_path, root)
     has_manifest = present
     names = [basename_of(f.path) for f in log_files]
     records = sorted(n for n in names if n.endswith(".json"))
