@@ -73,6 +73,8 @@ class SessionConfig:
     spill_dir: str | None
     catalog_url: str | None
     keep_intermediates: bool
+    max_task_memory: int | None = None
+    speculation: bool | None = None
 
     @property
     def use_ray(self) -> bool:
@@ -95,6 +97,8 @@ def resolve_config(
     spill_dir: str | None = None,
     catalog_url: str | None = None,
     keep_intermediates: bool | None = None,
+    max_task_memory: int | str | None = None,
+    speculation: bool | None = None,
 ) -> SessionConfig:
     executor = setting("EXECUTOR", executor, str, "auto")
     if executor not in EXECUTORS:
@@ -123,6 +127,8 @@ def resolve_config(
         spill_dir=setting("SPILL_DIR", spill_dir, str, None),
         catalog_url=setting("CATALOG_URL", catalog_url, str, None),
         keep_intermediates=setting("KEEP_INTERMEDIATES", keep_intermediates, _bool, False),
+        max_task_memory=parse_bytes(setting("MAX_TASK_MEMORY", max_task_memory, str, None)),
+        speculation=setting("SPECULATION", speculation, _bool, None),
     )
 
 

@@ -36,6 +36,20 @@ class PondTransientError(PondError):
     """A failure that a retry may cure: a lost worker, memory exhaustion, a flaky network."""
 
 
+class PondNodeLostError(PondTransientError):
+    """The machine (Ray node) running a task died; the task runs again on another node."""
+
+
+class PondOutOfMemoryError(PondTransientError):
+    """A task ran out of memory: DuckDB could not stay within its limit, or the task's worker was
+    killed (by Ray's memory monitor or the kernel's OOM killer). Retried with more memory."""
+
+
+class PondResourceError(PondError):
+    """A task failed for lack of memory even with the most memory a task may have: retrying the
+    same work cannot help; give tasks more memory or split the work into more partitions."""
+
+
 class PondStorageError(PondError):
     """Storage refused an operation: no credentials, a wrong endpoint, a missing bucket, access denied."""
 

@@ -61,9 +61,12 @@ class LineageRecorder:
     def stage_started(self, stage: Stage, npartitions: int) -> None:
         self.catalog.start_stage(self.run_id, stage.id, stage.name, npartitions)
 
-    def stage_failed(self, stage: Stage, error: BaseException, seconds: float) -> None:
+    def stage_failed(self, stage: Stage, error: BaseException, seconds: float, counters: dict[str, int] | None = None) -> None:
+        """`counters`: task_retries, node_failures, speculative_attempts made before it failed."""
+        counters = counters or {}
         self.catalog.finish_stage(
-            self.run_id, stage.id, "failed", rows=None, bytes=None, files=None, duration_s=seconds, result=None, error=str(error)
+            self.run_id, stage.id, "failed", rows=None, bytes=None, files=None, duration_s=seconds, result=None, error=str(error),
+            **counters,
         )
 
     def stage_finished(self, stage: Stage, result: dict[str, Any], manifest: dict[str, Any] | None) -> None:
@@ -78,6 +81,8 @@ class LineageRecorder:
             result=result,
             error=None,
             task_retries=result.get("task_retries", 0),
+            node_failures=result.get("node_failures", 0),
+            speculative_attempts=result.get("speculative_attempts", 0),
         )
         upstream = {sid: self.catalog.stage_result(self.run_id, sid) or {} for sid in stage.depends_on}
         record = stage_lineage(self.plan, stage, result, upstream)

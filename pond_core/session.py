@@ -51,17 +51,23 @@ def init(
     catalog_url: str | None = None,
     storage_options: StorageOptions | dict[str, Any] | None = None,
     keep_intermediates: bool | None = None,
+    max_task_memory: int | str | None = None,
+    speculation: bool | None = None,
 ) -> "Session":
     """Start a pond session; every argument is optional and unknown ones are an error.
 
     smallpond's arguments keep their meaning. pond adds: `executor` ("auto": Ray only when a
     `ray_address` is given; "local"; "ray"), per-task `memory_limit` and `task_threads`,
     `max_retries` for transient task failures, `spill_dir`, `catalog_url`, `storage_options`
-    (S3 settings; default: the standard AWS environment) and `keep_intermediates`.
+    (S3 settings; default: the standard AWS environment), `keep_intermediates`,
+    `max_task_memory` (the most memory a task retried after running out of memory may get;
+    default: the largest node's) and `speculation` (copies of straggling tasks; default: on
+    with Ray, which can stop the losing copy).
     """
     config = resolve_config(
         job_id, job_time, job_name, data_root, num_executors, ray_address, bind_numa_node, platform,
         executor, memory_limit, task_threads, max_retries, spill_dir, catalog_url, keep_intermediates,
+        max_task_memory=max_task_memory, speculation=speculation,
     )
     return Session(config, _storage_options(storage_options))
 
@@ -210,6 +216,8 @@ class Session:
             spill_root=self.temp_dir,
             max_retries=self.config.max_retries,
             memory_limit=self.config.memory_limit,
+            max_task_memory=self.config.max_task_memory,
+            speculation=self.config.speculation,
             task_threads=self.config.task_threads,
             progress=progress,
             recorder=recorder,

@@ -28,7 +28,7 @@ def test_a_ray_worker_that_dies_is_retried(ray_instance, tmp_path):
 
 
 def test_larger_than_memory_work_spills_instead_of_failing(tmp_path):
-    session = pond_core.init(data_root=str(tmp_path / "p"), executor="local", memory_limit="80MB", task_threads=1)
+    session = pond_core.init(data_root=str(tmp_path / "p"), executor="local", memory_limit="80MB", max_task_memory="80MB", task_threads=1)  # no retry with more memory
     df = session.partial_sql(
         "SELECT i % 3000000 AS k, count(*) AS n, any_value(repeat('x', 40)) AS pad FROM range(6000000) t(i) GROUP BY k"
     )

@@ -22,7 +22,7 @@ import os
 import threading
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
-from pond_core.errors import PondConfigError, PondTransientError
+from pond_core.errors import PondConfigError, PondNodeLostError, PondOutOfMemoryError, PondTransientError
 from pond_core.execute.task import TaskSpec, run_task
 
 TaskHook = Callable[[TaskSpec], ContextManager[Any]]
@@ -30,12 +30,19 @@ TaskHook = Callable[[TaskSpec], ContextManager[Any]]
 
 class Executor(Protocol):
     name: str
+    stops_running_tasks: bool  # cancel() stops a task that already runs (needed for speculation)
 
     def cores(self) -> int:
         """CPU cores available to tasks in total."""
 
     def memory_bytes(self) -> int:
         """Memory available to tasks in total."""
+
+    def max_task_memory(self) -> int:
+        """The most memory one task can be given: what the largest machine has."""
+
+    def max_task_cores(self) -> int:
+        """The most CPU cores one task can be given: what the largest machine has."""
 
     def submit(self, spec: TaskSpec) -> cf.Future:
         """Start one task; the future's result is the task's result dict."""
@@ -52,6 +59,7 @@ class Executor(Protocol):
 
 class LocalExecutor:
     name = "local"
+    stops_running_tasks = False
 
     def __init__(self, num_workers: int | None = None, task_hooks: Sequence[TaskHook] = ()) -> None:
         self._cores = num_workers or os.cpu_count() or 1
@@ -64,6 +72,12 @@ class LocalExecutor:
 
     def memory_bytes(self) -> int:
         return available_memory()
+
+    def max_task_memory(self) -> int:
+        return available_memory()
+
+    def max_task_cores(self) -> int:
+        return self._cores
 
     def submit(self, spec: TaskSpec) -> cf.Future:
         return self._outstanding.track(self._pool.submit(run_hooked, spec, tuple(self.task_hooks)), None)
@@ -85,6 +99,7 @@ _ray_lock = threading.Lock()
 
 class RayExecutor:
     name = "ray"
+    stops_running_tasks = True  # ray.cancel(force=True) kills the task's worker
 
     def __init__(
         self,
@@ -118,13 +133,33 @@ class RayExecutor:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
     def memory_bytes(self) -> int:
-        total = self._ray.cluster_resources().get("memory")
-        return int(total) if total else available_memory()
+        return sum(self._task_node_memory()) or available_memory()
+
+    def max_task_memory(self) -> int:
+        return max(self._task_node_memory(), default=0) or available_memory()
+
+    def max_task_cores(self) -> int:
+        # A task runs on one node: asking for more CPUs than any node has never schedules.
+        return max((int(r["CPU"]) for r in self._task_nodes()), default=0) or 1
+
+    def _task_node_memory(self) -> list[int]:
+        return [int(r.get("memory", 0)) for r in self._task_nodes()]
+
+    def _task_nodes(self) -> list[dict[str, Any]]:
+        """The resources of each alive node that runs tasks (a head started with no CPUs only
+        schedules, so its memory is no task's)."""
+        return [n["Resources"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
 
     def submit(self, spec: TaskSpec) -> cf.Future:
-        ref = self._remote.options(num_cpus=spec.threads, max_retries=0, name=f"{spec.stage_name}[{spec.partition}]").remote(
-            spec, tuple(self.task_hooks)
-        )
+        # Pond retries (elsewhere, with more memory) itself, so Ray must not. SPREAD puts a
+        # stage's tasks on all nodes rather than filling the driver's node first.
+        options: dict[str, Any] = {
+            "num_cpus": spec.threads, "max_retries": 0, "scheduling_strategy": "SPREAD",
+            "name": f"{spec.stage_name}[{spec.partition}]",
+        }
+        if spec.memory_bytes:
+            options["memory"] = spec.memory_bytes
+        ref = self._remote.options(**options).remote(spec, tuple(self.task_hooks))
         return self._outstanding.track(_RayFuture(ref, self._ray), ref)
 
     def cancel(self, futures: list[cf.Future]) -> None:
@@ -182,6 +217,10 @@ def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, A
     return run_hooked(spec, hooks)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 class _Outstanding:
     """Futures not finished yet (and what cancels each), forgotten as they finish."""
 
@@ -226,8 +265,14 @@ def _unwrap_ray_error(exc: BaseException, ray: Any) -> BaseException:
         cause = exc.as_instanceof_cause()
         inner = getattr(exc, "cause", None)
         return inner if isinstance(inner, Exception) else cause
-    if isinstance(exc, (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError)):
-        return PondTransientError(f"Ray worker lost: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (exceptions.NodeDiedError, exceptions.LocalRayletDiedError)):
+        return PondNodeLostError(f"the node running the task died ({type(exc).__name__}): {_first_line(exc)}")
+    if isinstance(exc, exceptions.OutOfMemoryError):
+        return PondOutOfMemoryError(f"Ray's memory monitor killed the task's worker: {_first_line(exc)}")
+    if isinstance(exc, exceptions.WorkerCrashedError):
+        # Ray cannot tell why the process died; by far the most common cause is the kernel's
+        # OOM killer, so the retry gets more memory (bounded, so a crashing task still ends).
+        return PondOutOfMemoryError(f"the task's worker process died (most often the kernel's OOM killer): {_first_line(exc)}")
     if isinstance(exc, exceptions.TaskCancelledError):
         return cf.CancelledError(str(exc))
     if isinstance(exc, exceptions.RayError):

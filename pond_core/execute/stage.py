@@ -7,7 +7,6 @@ retried, data and SQL errors failing at once), and the stage is published with o
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import logging
 import os
@@ -15,7 +14,8 @@ import time
 import uuid
 from typing import Any, Callable
 
-from pond_core.errors import PondConfigError, PondError, PondInternalError, is_retryable
+from pond_core.errors import PondConfigError
+from pond_core.execute.attempts import AttemptPolicy, Speculation, StageAttempts
 from pond_core.execute import inputs as inputs_mod
 from pond_core.execute.executors import Executor
 from pond_core.execute.store import StageStore
@@ -40,6 +40,8 @@ class StageContext:
     spill_root: str  # local disk, always
     max_retries: int = 2
     memory_limit: int | None = None  # bytes per task; default: a share of the executor's memory
+    max_task_memory: int | None = None  # bound for retries with more memory; default: the largest node's
+    speculation: bool | None = None  # copies of stragglers; default: on where running tasks can be stopped (Ray)
     task_threads: int | None = None
     parallelism: int | None = None  # producers for source splits; default: executor cores
     progress: Progress | None = None
@@ -72,11 +74,12 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
         raise
     if ctx.recorder:
         ctx.recorder.stage_started(stage, n)
+    counters: dict[str, int] = {}  # retries made before a failure, for the catalog's stage row
     try:
-        result = _run_partitions(plan, stage, ctx, store, n, resolved, started, force)
+        result = _run_partitions(plan, stage, ctx, store, n, resolved, started, force, counters)
     except Exception as exc:
         if ctx.recorder:
-            ctx.recorder.stage_failed(stage, exc, time.time() - started)
+            ctx.recorder.stage_failed(stage, exc, time.time() - started, counters)
         raise
     if ctx.recorder:
         ctx.recorder.stage_finished(stage, result, store.manifest(stage.id))
@@ -92,7 +95,7 @@ def _upstream_manifest(store: StageStore, stage: Stage, upstream_id: str, run_id
     return manifest
 
 
-def _run_partitions(plan, stage, ctx, store, n, resolved, started, force=False) -> dict[str, Any]:
+def _run_partitions(plan, stage, ctx, store, n, resolved, started, force, counters) -> dict[str, Any]:
     sink = _sink_writer(stage, ctx, force)
     store.prepare(stage.id)
     done: dict[int, dict[str, Any]] = {}
@@ -107,10 +110,22 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started, force=False) 
         else:
             _reference_upstream(stage, ctx, store, resolved, todo, done, n)
         todo = []
-    threads, memory = _task_resources(ctx, len(todo) or 1)
-    make = lambda k, attempt: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
+    threads, policy = _task_resources(ctx, len(todo)) if todo else (1, None)
+    make = lambda k, attempt, memory: _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory)  # noqa: E731
+
+    def commit(k: int, result: dict[str, Any]) -> None:
+        store.commit_task(stage.id, k, result)
+        done[k] = result
+        if ctx.progress:
+            ctx.progress(stage, len(done), n)
+
     try:
-        _run_with_retries(stage, ctx, store, make, todo, done, n)
+        if todo:
+            attempts = StageAttempts(stage.name, ctx.executor, policy, make, commit)
+            try:
+                attempts.run(todo)
+            finally:
+                counters.update(attempts.counters())
     except BaseException:
         if sink is not None:
             sink.abort()  # the dataset keeps its previous contents and gains no debris
@@ -120,30 +135,6 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started, force=False) 
     store.write_manifest(stage.id, manifest)
     store.sweep(stage.id, {f["path"] for k in range(n) for f in done[k]["files"]})
     return manifest["result"]
-
-
-def _run_with_retries(stage, ctx, store, make, todo, done, n) -> None:
-    executor = ctx.executor
-    running: dict[cf.Future, tuple[int, int]] = {executor.submit(make(k, 1)): (k, 1) for k in todo}
-    while running:
-        finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-        for future in finished:
-            k, attempt = running.pop(future)
-            try:
-                result = future.result()
-            except Exception as exc:
-                if is_retryable(exc) and attempt <= ctx.max_retries:
-                    log.warning("stage %s partition %d attempt %d failed, retrying: %s", stage.name, k, attempt, exc)
-                    running[executor.submit(make(k, attempt + 1))] = (k, attempt + 1)
-                    continue
-                executor.cancel(list(running))
-                _wait_quietly(list(running))
-                raise _named(exc, stage, k) from exc
-            result["retries"] = attempt - 1
-            store.commit_task(stage.id, k, result)
-            done[k] = result
-            if ctx.progress:
-                ctx.progress(stage, len(done), n)
 
 
 def _moves_files_only(stage: Stage, resolved: list) -> bool:
@@ -201,25 +192,28 @@ def _commit_without_tasks(stage, ctx, store, resolved, todo, done, n, place) -> 
             ctx.progress(stage, len(done), n)
 
 
-def _wait_quietly(futures: list[cf.Future]) -> None:
-    cf.wait(futures, timeout=30)
-
-
-def _named(exc: BaseException, stage: Stage, partition: int) -> BaseException:
-    if isinstance(exc, PondError):
-        return exc
-    return PondInternalError(f"stage {stage.name} partition {partition}: {type(exc).__name__}: {exc}")
-
-
-def _task_resources(ctx: StageContext, ntasks: int) -> tuple[int, str]:
-    cores = ctx.executor.cores()
+def _task_resources(ctx: StageContext, ntasks: int) -> tuple[int, AttemptPolicy]:
+    """Threads per task, and the memory of first attempts, retries and speculation."""
+    executor = ctx.executor
+    cores = executor.cores()
     concurrent = max(1, min(ntasks, cores))
-    threads = ctx.task_threads or max(1, cores // concurrent)
-    memory = ctx.memory_limit or int(ctx.executor.memory_bytes() * 0.8 / concurrent)
-    return threads, f"{max(memory // (1 << 20), 64)}MiB"
+    # Few tasks get more threads each, but never more than one node has: a task runs on one node.
+    threads = min(ctx.task_threads or max(1, cores // concurrent), executor.max_task_cores())
+    max_memory = ctx.max_task_memory or executor.max_task_memory()
+    # 80% of the memory, shared by the tasks that can run at once; a retry can double it.
+    at_once = max(1, min(ntasks, cores // threads))
+    first = min(ctx.memory_limit or int(executor.memory_bytes() * 0.8 / at_once), max_memory)
+    speculation = executor.name == "ray" if ctx.speculation is None else ctx.speculation
+    policy = AttemptPolicy(
+        max_retries=ctx.max_retries,
+        first_memory=max(first, 64 << 20),
+        max_memory=max(max_memory, 64 << 20),
+        speculation=Speculation() if speculation else None,
+    )
+    return threads, policy
 
 
-def _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory) -> TaskSpec:
+def _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory: int) -> TaskSpec:
     relations = []
     paths = []
     for r in resolved:
@@ -239,7 +233,8 @@ def _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory) -
         result=stage.result,
         output=output,
         threads=threads,
-        memory_limit=memory,
+        memory_limit=f"{memory >> 20}MiB",
+        memory_bytes=memory,
         spill_dir=os.path.join(ctx.spill_root, ctx.run_id, f"{stage.id}-p{k}-a{attempt}"),
         storage=ctx.storage.to_dict(),
         paths=[p for p in paths if p],
@@ -298,6 +293,9 @@ def _manifest(stage, ctx, n, done, resolved, sink_result, started) -> dict[str, 
         "finished_at": finished,
         "seconds": round(finished - started, 3),
         "task_retries": sum(done[k].get("retries", 0) for k in range(n)),
+        "node_failures": sum(done[k].get("node_failures", 0) for k in range(n)),
+        "memory_retries": sum(done[k].get("memory_retries", 0) for k in range(n)),
+        "speculative_attempts": sum(done[k].get("speculative_attempts", 0) for k in range(n)),
         "inputs": [_describe_input(r.spec) for r in resolved],
         "executor": ctx.executor.name,
     }

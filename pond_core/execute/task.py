@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from pond_core.errors import (
     PondDataError,
     PondError,
     PondInputError,
+    PondOutOfMemoryError,
     PondSqlError,
     PondStorageError,
     PondTransientError,
@@ -44,10 +46,11 @@ class TaskSpec:
     result: str
     output: dict[str, Any]
     threads: int
-    memory_limit: str
+    memory_limit: str  # DuckDB's memory_limit, e.g. "512MiB"
     spill_dir: str
     storage: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
     paths: list[str] = dataclasses.field(default_factory=list)  # every URL the task touches
+    memory_bytes: int = 0  # what the task reserves where a scheduler reserves memory (Ray)
 
     @property
     def where(self) -> str:
@@ -81,6 +84,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
             raise _sink_error(spec, exc) or classify(exc, spec.where, current, sql_text) from exc
     finally:
         con.close()
+        shutil.rmtree(spec.spill_dir, ignore_errors=True)  # per attempt; on a worker node nobody else cleans it
     rows = sum(f["rows"] for f in files)
     return {
         "partition": spec.partition,
@@ -91,6 +95,7 @@ def run_task(spec: TaskSpec) -> dict[str, Any]:
         "schema": schema,
         "started_at": started,
         "seconds": time.time() - started,
+        "threads": spec.threads,
         "host": os.uname().nodename,
         "pid": os.getpid(),
     }
@@ -253,7 +258,7 @@ def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError
     if sql:
         text += f"\nSQL: {sql}"
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return PondTransientError(text)
+        return PondOutOfMemoryError(text)
     if isinstance(exc, _SQL_ERRORS):
         return PondSqlError(text)
     if "Could not connect to server" in message or "Could not resolve host" in message:

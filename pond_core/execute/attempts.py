@@ -1,0 +1,242 @@
+"""Run a stage's partition tasks until each partition has exactly one committed attempt.
+
+What happens to a failed attempt depends on why it failed:
+
+- data, SQL, input and configuration errors fail the stage at once (and stop its other tasks);
+- a task lost with its node (`PondNodeLostError`) runs again elsewhere. A lost machine is not
+  the task's fault, so this does not use up `max_retries` (bounded by `MAX_NODE_LOSSES`);
+- a task that ran out of memory (`PondOutOfMemoryError`) runs again with twice the memory, up
+  to `max_task_memory`; when an attempt that already had that much fails too, the stage fails
+  with a `PondResourceError` listing the memory of every attempt;
+- any other transient error is retried up to `max_retries` times.
+
+Speculation (executors that can stop a running task, i.e. Ray): once `quantile` of a stage's
+tasks have finished, a task running longer than `multiplier` × their median time (and at least
+`min_seconds`) gets one copy. Whichever attempt finishes first is committed; the other is
+cancelled and its output, written under its own attempt-scoped name, is never referenced.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import queue
+import statistics
+import time
+from typing import Any, Callable
+
+from pond_core.errors import (
+    PondError,
+    PondInternalError,
+    PondNodeLostError,
+    PondOutOfMemoryError,
+    PondResourceError,
+    is_retryable,
+)
+from pond_core.execute.executors import Executor
+from pond_core.execute.task import TaskSpec
+
+log = logging.getLogger("pond.stage")
+
+MAX_NODE_LOSSES = 5  # per partition: a task that kills every node it runs on is not "unlucky"
+POLL_SECONDS = 0.5  # how often stragglers are looked for while tasks run
+
+
+@dataclasses.dataclass(frozen=True)
+class Speculation:
+    quantile: float = 0.75
+    multiplier: float = 2.0
+    min_seconds: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptPolicy:
+    max_retries: int
+    first_memory: int  # bytes for a partition's first attempt
+    max_memory: int  # bytes no attempt may exceed
+    speculation: Speculation | None
+
+
+@dataclasses.dataclass
+class _Partition:
+    """The attempts of one partition so far."""
+
+    index: int
+    memory: int
+    launched: int = 0
+    retries: int = 0
+    failures: int = 0  # other transient failures, against max_retries
+    node_failures: int = 0
+    memory_retries: int = 0
+    speculative: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    running: dict[cf.Future, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    done: bool = False
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "retries": self.retries, "node_failures": self.node_failures, "memory_retries": self.memory_retries,
+            "speculative_attempts": self.speculative, "history": self.history,
+        }
+
+
+MakeSpec = Callable[[int, int, int], TaskSpec]  # (partition, attempt, memory bytes) -> spec
+Commit = Callable[[int, dict[str, Any]], None]  # (partition, winning result)
+
+
+class StageAttempts:
+    def __init__(self, stage_name: str, executor: Executor, policy: AttemptPolicy, make_spec: MakeSpec, commit: Commit) -> None:
+        self.stage_name = stage_name
+        self.executor = executor
+        self.policy = policy
+        self.make_spec = make_spec
+        self.commit = commit
+        self.speculation = policy.speculation if executor.stops_running_tasks else None
+        self._parts: list[_Partition] = []
+        self._owner: dict[cf.Future, _Partition] = {}
+        self._finished: queue.SimpleQueue[cf.Future] = queue.SimpleQueue()  # O(1) per task, unlike cf.wait
+        self._losers: list[cf.Future] = []
+        self._durations: list[float] = []
+        self._drained_at: float | None = None
+
+    def run(self, todo: list[int]) -> None:
+        """Run `todo` to one committed attempt each, or raise the error that ends the stage."""
+        parts = self._parts = [_Partition(k, self.policy.first_memory) for k in todo]
+        for part in parts:
+            self._launch(part)
+        looked = time.monotonic()
+        try:
+            while self._owner:
+                try:
+                    self._settle(self._finished.get(timeout=POLL_SECONDS if self.speculation else None))
+                except queue.Empty:
+                    pass
+                if self.speculation and time.monotonic() - looked >= POLL_SECONDS:
+                    self._speculate(parts)
+                    looked = time.monotonic()
+        except BaseException:
+            self._stop(list(self._owner))
+            raise
+        finally:
+            # Cancelled losers must be gone before the stage commits and sweeps their files.
+            cf.wait(self._losers, timeout=30)
+
+    def counters(self) -> dict[str, int]:
+        """Retries, lost nodes and speculative copies of every partition so far (for a stage
+        that failed: a committed stage sums its partition records instead)."""
+        parts = self._parts
+        return {
+            "task_retries": sum(p.retries for p in parts),
+            "node_failures": sum(p.node_failures for p in parts),
+            "speculative_attempts": sum(p.speculative for p in parts),
+        }
+
+    def _launch(self, part: _Partition, speculative: bool = False) -> None:
+        part.launched += 1
+        spec = self.make_spec(part.index, part.launched, part.memory)
+        future = self.executor.submit(spec)
+        future.add_done_callback(self._finished.put)
+        entry = {"attempt": part.launched, "memory": part.memory, "speculative": speculative, "submitted": time.time()}
+        part.running[future] = entry
+        part.history.append(entry)
+        self._owner[future] = part
+
+    def _settle(self, future: cf.Future) -> None:
+        part = self._owner.pop(future)
+        entry = part.running.pop(future)
+        entry.pop("submitted", None)
+        try:
+            result = future.result()
+        except (Exception, cf.CancelledError) as exc:
+            entry["error"] = f"{type(exc).__name__}: {_short(exc)}"
+            if part.done or part.running:  # the partition's other attempt decides
+                return
+            self._retry_or_raise(part, exc)
+            return
+        entry["host"] = result.get("host")
+        entry["seconds"] = round(result.get("seconds", 0.0), 3)
+        if part.done:
+            entry["outcome"] = "discarded"  # the other attempt committed first
+            return
+        entry["outcome"] = "committed"
+        part.done = True
+        self._durations.append(result.get("seconds", 0.0))
+        losers = list(part.running)
+        for loser in losers:
+            part.running[loser]["outcome"] = "cancelled"
+        self._stop(losers)
+        self.commit(part.index, {**result, **part.counters()})
+
+    def _retry_or_raise(self, part: _Partition, exc: BaseException) -> None:
+        where = f"stage {self.stage_name} partition {part.index}"
+        if isinstance(exc, PondNodeLostError) and part.node_failures < MAX_NODE_LOSSES:
+            part.node_failures += 1
+        elif isinstance(exc, PondOutOfMemoryError):
+            if part.memory >= self.policy.max_memory:
+                raise PondResourceError(self._out_of_memory_message(part, exc)) from exc
+            part.memory = min(part.memory * 2, self.policy.max_memory)
+            part.memory_retries += 1
+        elif is_retryable(exc) and part.failures < self.policy.max_retries:
+            part.failures += 1
+        else:
+            raise _located(exc, where) from exc
+        part.retries += 1
+        log.warning("%s attempt %d failed, retrying with %s: %s", where, part.launched, _size(part.memory), _short(exc))
+        self._launch(part)
+
+    def _out_of_memory_message(self, part: _Partition, exc: BaseException) -> str:
+        tried = ", ".join(_size(h["memory"]) for h in part.history if not h["speculative"])
+        return (
+            f"stage {self.stage_name} partition {part.index} ran out of memory on every attempt "
+            f"({part.launched} attempts with {tried}); {_size(self.policy.max_memory)} is the most a task may have "
+            f"(max_task_memory: the largest node's memory unless set). Give tasks more memory or split the work "
+            f"into more partitions. Last error: {_short(exc)}"
+        )
+
+    def _speculate(self, parts: list[_Partition]) -> None:
+        policy = self.speculation
+        now = time.time()
+        cores = self.executor.cores()
+        if self._drained_at is None:
+            if len(self._owner) > cores:
+                return  # tasks still wait for a slot: waiting is not straggling
+            self._drained_at = now
+        if not self._durations or len(self._durations) < policy.quantile * len(parts) or len(self._owner) >= cores:
+            return
+        threshold = max(policy.multiplier * statistics.median(self._durations), policy.min_seconds)
+        for part in parts:
+            if part.done or part.speculative or len(part.running) != 1:
+                continue
+            (entry,) = part.running.values()
+            if now - max(entry["submitted"], self._drained_at) > threshold:
+                log.warning("stage %s partition %d is a straggler (> %.1f s): starting a speculative copy", self.stage_name, part.index, threshold)
+                part.speculative += 1
+                self._launch(part, speculative=True)
+                if len(self._owner) >= cores:
+                    return
+
+    def _stop(self, futures: list[cf.Future]) -> None:
+        if futures:
+            self.executor.cancel(futures)
+            self._losers.extend(futures)
+
+
+def _located(exc: BaseException, where: str) -> BaseException:
+    """The error that ends the stage, naming the stage and partition."""
+    if not isinstance(exc, PondError):
+        return PondInternalError(f"{where}: {type(exc).__name__}: {exc}")
+    if where in str(exc):
+        return exc
+    return type(exc)(f"{where}: {exc}")
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
