@@ -6,7 +6,9 @@ starting the same run id again skips committed stages and committed partitions: 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -69,7 +71,16 @@ def execute(
     *,
     show_progress: bool,
 ) -> Outcome:
-    """Run (or resume) every stage of `plan` as `run_id`; failures become a failed Outcome."""
+    """Run (or resume) every stage of `plan` as `run_id`; failures become a failed Outcome.
+
+    While it runs, whatever writes to stdout (Ray prints its workers' and raylets' messages
+    there) goes to stderr: stdout carries only the report, so `--json` output stays parseable.
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        return _execute(plan, run_id, settings, catalog, show_progress)
+
+
+def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catalog, show_progress: bool) -> Outcome:
     from pond_core.pipeline import run_pipeline
 
     earlier = check_reuse(catalog, run_id, plan)
@@ -171,5 +182,8 @@ def _stage_row(stage: Stage, result: dict[str, Any], skipped: bool) -> dict[str,
         "files": result.get("files"),
         "bytes": result.get("bytes"),
         "seconds": result.get("seconds"),
+        "task_retries": result.get("task_retries", 0),
+        "node_failures": result.get("node_failures", 0),
+        "speculative_attempts": result.get("speculative_attempts", 0),
         "location": result.get("location"),
     }

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+NUMERIC_COLUMNS = ("ROWS", "FILES", "BYTES", "SIZE", "PARTS", "SECONDS", "DURATION", "ATTEMPTS", "RETRIES", "NODES LOST", "SPECULATIVE")
 STATUS_STYLE = {"success": "green", "ran": "green", "failed": "red", "running": "yellow", "skipped": "cyan"}
 
 
@@ -25,7 +26,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     """A table; its title is a caption line above it that never wraps."""
     out = Table(title=title, title_justify="left", title_style="bold", show_edge=False, header_style="bold", min_width=len(title or ""))
     for name in columns:
-        out.add_column(name, overflow="fold", justify="right" if name in ("ROWS", "FILES", "BYTES", "SIZE", "PARTS", "SECONDS", "DURATION", "ATTEMPTS") else "left")
+        out.add_column(name, overflow="fold", justify="right" if name in NUMERIC_COLUMNS else "left")
     for row in rows:
         out.add_row(*(cell(v) for v in row))
     return out

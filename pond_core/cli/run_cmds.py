@@ -87,11 +87,13 @@ def report(outcome: Outcome, as_json: bool) -> None:
         emit_json(outcome.to_dict())
     else:
         rows = [
-            (r["stage"], r["state"], r["partitions"], r["rows"], r["files"], render.size(r["bytes"]), render.seconds(r["seconds"]))
+            (r["stage"], r["state"], r["partitions"], r["rows"], r["files"], render.size(r["bytes"]), render.seconds(r["seconds"]),
+             r["task_retries"], r["node_failures"], r["speculative_attempts"])
             for r in outcome.stages
         ]
         out = render.console()
-        out.print(render.table(f"run {outcome.run_id}", ["STAGE", "STATE", "PARTS", "ROWS", "FILES", "BYTES", "SECONDS"], rows))
+        columns = ["STAGE", "STATE", "PARTS", "ROWS", "FILES", "BYTES", "SECONDS", "RETRIES", "NODES LOST", "SPECULATIVE"]
+        out.print(render.table(f"run {outcome.run_id}", columns, rows))
         if outcome.status == "success":
             out.print(f"run {outcome.run_id} [green]succeeded[/] in {render.seconds(outcome.seconds)}; output: {outcome.output}")
     if outcome.status != "success":

@@ -68,10 +68,11 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
         out.print(f"error     {render.cell(render.one_line(run['error'], 400))}")
     rows = [
         (s["stage_name"], s["status"], s["attempts"], s["npartitions"], s["rows"], s["files"], render.size(s["bytes"]),
-         render.seconds(s["duration_s"]), render.one_line(s["error"]))
+         render.seconds(s["duration_s"]), s["task_retries"], s["node_failures"], s["speculative_attempts"], render.one_line(s["error"]))
         for s in run["stages"]
     ]
-    out.print(render.table("stages", ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "ERROR"], rows))
+    columns = ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"]
+    out.print(render.table("stages", columns, rows))
 
 
 def known_dataset(catalog: Catalog, dataset: str) -> str:
