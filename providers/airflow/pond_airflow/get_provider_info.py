@@ -15,7 +15,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "ray_address": {
         "label": "Ray address",
         "schema": _STRING,
-        "description": "ray://head:10001 or auto; empty runs pond in the task's process.",
+        "description": "head:6379 (the worker must be a node of that cluster), ray://head:10001, or auto; empty: the worker's POND_RAY_ADDRESS, else pond runs in the task's process.",
     },
     "executor": {
         "label": "Executor",
@@ -46,6 +46,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Task retries inside a stage",
         "schema": _INTEGER,
         "description": "How often pond retries a partition task after a transient failure before the stage fails.",
+    },
+    "max_task_memory": {
+        "label": "Most memory per task",
+        "schema": _STRING,
+        "description": "A task that runs out of memory is retried with twice the memory up to this, e.g. 64GB; default: the largest node's.",
+    },
+    "speculation": {
+        "label": "Speculative copies of stragglers",
+        "schema": {"type": ["boolean", "null"]},
+        "description": "Copies of straggling tasks, the first to finish wins; default: on with Ray, off in-process.",
     },
     "s3_endpoint_url": {
         "label": "S3 endpoint URL",

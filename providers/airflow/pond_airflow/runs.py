@@ -52,7 +52,7 @@ def xcom_result(result: dict[str, Any]) -> dict[str, Any]:
     """The small, JSON-only part of a pond stage result that goes to XCom."""
     keep = (
         "run_id", "stage", "stage_id", "output_kind", "location", "npartitions", "files", "rows",
-        "bytes", "seconds", "task_retries", "executor",
+        "bytes", "seconds", "task_retries", "node_failures", "speculative_attempts", "executor",
     )
     out = {k: result.get(k) for k in keep if k in result}
     out["schema"] = [list(col) for col in result.get("schema") or []]

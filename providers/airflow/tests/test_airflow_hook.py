@@ -34,7 +34,8 @@ def test_provider_hook_and_connection_form_are_registered():
     assert "airflow-provider-pond" in manager.providers
     assert ProvidersManagerTaskRuntime().hooks["pond"].hook_class_name == "pond_airflow.hooks.pond.PondHook"
     widgets = manager.connection_form_widgets
-    for field in ("ray_address", "storage_root", "catalog_url", "task_cpus", "task_memory", "s3_endpoint_url", "s3_region", "s3_access_key_id"):
+    for field in ("ray_address", "storage_root", "catalog_url", "task_cpus", "task_memory", "max_task_memory", "speculation",
+                  "s3_endpoint_url", "s3_region", "s3_access_key_id"):
         assert f"extra__pond__{field}" in widgets, field
     assert widgets["extra__pond__task_cpus"].field["schema"]["type"] == ["integer", "null"]
     behaviour = manager.field_behaviours["pond"]
@@ -47,7 +48,8 @@ def test_argument_beats_extra_beats_default(monkeypatch, tmp_path):
         monkeypatch,
         "pond_custom",
         password=SECRET,
-        extra={"storage_root": str(tmp_path), "task_cpus": "2", "task_memory": "1GB", "s3_region": "eu-west-1", "s3_access_key_id": "AKID"},
+        extra={"storage_root": str(tmp_path), "task_cpus": "2", "task_memory": "1GB", "s3_region": "eu-west-1", "s3_access_key_id": "AKID",
+               "max_task_memory": "4GB", "speculation": "off"},
     )
     hook = PondHook("pond_custom", task_cpus=3, s3_endpoint_url="http://127.0.0.1:9000")
     settings = hook.settings
@@ -64,6 +66,7 @@ def test_argument_beats_extra_beats_default(monkeypatch, tmp_path):
         assert session.config.task_threads == 3
         assert session.config.memory_limit == 1_000_000_000
         assert session.config.max_retries == 2
+        assert (session.config.max_task_memory, session.config.speculation) == (4_000_000_000, False)
         assert session.storage.secret_access_key == SECRET
 
 

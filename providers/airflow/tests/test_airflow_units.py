@@ -47,14 +47,15 @@ def test_run_id_is_safe_stable_and_distinct():
 def test_xcom_result_is_small_and_plain():
     result = {
         "run_id": "r", "stage": "04_write", "stage_id": "abc", "output_kind": "sink", "location": "/o",
-        "npartitions": 1, "files": 3, "rows": 10, "bytes": 100, "seconds": 0.1, "task_retries": 0,
-        "executor": "local", "schema": [("dt", "DATE")], "inputs": [{"paths": ["/x"] * 1000}],
+        "npartitions": 1, "files": 3, "rows": 10, "bytes": 100, "seconds": 0.1, "task_retries": 2,
+        "node_failures": 1, "speculative_attempts": 1, "executor": "local", "schema": [("dt", "DATE")], "inputs": [{"paths": ["/x"] * 1000}],
         "sink": {"path": "/o", "mode": "overwrite_partitions", "rows": 10, "partitions": [f"dt={i}" for i in range(80)]},
         "started_at": 1.0,
     }
     out = xcom_result(result)
     assert "inputs" not in out and "started_at" not in out
     assert out["schema"] == [["dt", "DATE"]]
+    assert (out["task_retries"], out["node_failures"], out["speculative_attempts"]) == (2, 1, 1)
     assert len(out["sink"]["partitions"]) == 50 and out["sink"]["partition_count"] == 80
 
 

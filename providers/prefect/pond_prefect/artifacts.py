@@ -90,6 +90,8 @@ def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, dict[str, Any]
                 "files": result.get("files"),
                 "duration_s": result.get("seconds"),
                 "task_retries": result.get("task_retries"),
+                "node_failures": result.get("node_failures"),
+                "speculative_attempts": result.get("speculative_attempts"),
                 "executor": result.get("executor"),
                 "output": result.get("location"),
             }

@@ -30,12 +30,14 @@ class PondConfig(Block):
     _documentation_url = "https://github.com/pond/pond/blob/main/docs/prefect.md"  # type: ignore[assignment]
 
     storage_root: Optional[str] = Field(default=None, description="pond's data root: a local or shared path, or s3://bucket/prefix.")
-    executor: Literal["auto", "local", "ray"] = Field(default="auto", description="auto: Ray when a ray_address is set, else in-process threads.")
+    executor: Optional[Literal["auto", "local", "ray"]] = Field(default=None, description="auto: Ray when a ray_address is set, else in-process threads; unset: POND_EXECUTOR, else auto.")
     ray_address: Optional[str] = Field(default=None, description="Ray cluster address (ray://host:10001, or 'auto' for a local cluster).")
     catalog_url: Optional[SecretStr] = Field(default=None, description="SQLAlchemy URL of the catalog; default: SQLite under the storage root.")
     memory_limit: Optional[str] = Field(default=None, description="Memory per partition task, e.g. '4GB'.")
     task_threads: Optional[int] = Field(default=None, description="DuckDB threads per partition task.")
-    max_retries: int = Field(default=2, description="Retries of a transient partition-task failure inside a stage.")
+    max_retries: Optional[int] = Field(default=None, description="Retries of a transient partition-task failure inside a stage; unset: POND_MAX_RETRIES, else 2.")
+    max_task_memory: Optional[str] = Field(default=None, description="A task that runs out of memory is retried with twice the memory up to this, e.g. '64GB'; default: the largest node's.")
+    speculation: Optional[bool] = Field(default=None, description="Speculative copies of straggling tasks (first to finish wins); default: on with Ray, off in-process.")
     s3_endpoint_url: Optional[str] = Field(default=None, description="S3-compatible endpoint, e.g. http://minio:9000.")
     s3_region: Optional[str] = None
     s3_access_key_id: Optional[SecretStr] = None
@@ -63,7 +65,10 @@ class PondConfig(Block):
 
     @property
     def uses_ray(self) -> bool:
-        return self.executor == "ray" or (self.executor == "auto" and self.ray_address is not None)
+        """Whether pond will run on Ray, with unset fields taken from POND_* as pond does."""
+        from pond_core.config import resolve_config
+
+        return resolve_config(executor=self.executor, ray_address=self.ray_address).use_ray
 
     def init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `pond_core.init` (secrets included: never log them)."""
@@ -75,6 +80,8 @@ class PondConfig(Block):
             "memory_limit": self.memory_limit,
             "task_threads": self.task_threads,
             "max_retries": self.max_retries,
+            "max_task_memory": self.max_task_memory,
+            "speculation": self.speculation,
             "storage_options": self.storage_options(),
         }
         return {k: v for k, v in kwargs.items() if v is not None}

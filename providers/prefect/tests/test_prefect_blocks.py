@@ -60,3 +60,21 @@ def _result_file(run) -> str:
     data = run.state.data
     key = data["storage_key"] if isinstance(data, dict) else data.storage_key
     return key if os.path.isabs(key) else os.path.join(str(PREFECT_LOCAL_STORAGE_PATH.value()), key)
+
+
+def test_unset_fields_fall_back_to_pond_environment(monkeypatch):
+    monkeypatch.setenv("POND_EXECUTOR", "ray")
+    monkeypatch.setenv("POND_MAX_RETRIES", "5")
+    config = PondConfig()
+    assert config.uses_ray
+    assert "executor" not in config.init_kwargs() and "max_retries" not in config.init_kwargs()
+    assert not PondConfig(executor="local").uses_ray
+
+
+def test_memory_bound_and_speculation_reach_the_session(tmp_path):
+    import pond_core
+
+    config = PondConfig(storage_root=str(tmp_path), executor="local", max_task_memory="3GB", speculation=False)
+    session = pond_core.init(job_id="block", **config.init_kwargs())
+    assert (session.config.max_task_memory, session.config.speculation) == (3_000_000_000, False)
+    session.shutdown()

@@ -26,6 +26,8 @@ SETTINGS = (
     "task_cpus",
     "task_memory",
     "max_retries",
+    "max_task_memory",
+    "speculation",
     "s3_endpoint_url",
     "s3_region",
     "s3_access_key_id",
@@ -45,6 +47,8 @@ class PondSettings:
     task_cpus: int | None = None
     task_memory: str | None = None
     max_retries: int | None = None
+    max_task_memory: str | None = None
+    speculation: bool | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_access_key_id: str | None = dataclasses.field(default=None, repr=False)
@@ -71,6 +75,8 @@ class PondSettings:
         for name in _INTS:
             if name in values:
                 values[name] = int(values[name])
+        if isinstance(values.get("speculation"), str):  # from a connection's JSON or URI: "on", "false", ...
+            values["speculation"] = values["speculation"].strip().lower() in ("1", "true", "yes", "on")
         return cls(**values)
 
     def storage_options(self) -> dict[str, Any]:
@@ -92,6 +98,8 @@ class PondSettings:
             "task_threads": self.task_cpus,
             "memory_limit": self.task_memory,
             "max_retries": self.max_retries,
+            "max_task_memory": self.max_task_memory,
+            "speculation": self.speculation,
         }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         kwargs["storage_options"] = self.storage_options()
@@ -122,7 +130,7 @@ class PondHook(BaseHook):
 
     :param pond_conn_id: the connection; a missing `pond_default` means pond's defaults.
     :param overrides: any of the connection's settings (ray_address, executor, storage_root,
-        catalog_url, task_cpus, task_memory, max_retries, s3_endpoint_url, s3_region,
+        catalog_url, task_cpus, task_memory, max_retries, max_task_memory, speculation, s3_endpoint_url, s3_region,
         s3_access_key_id, s3_secret_access_key); they win over the connection.
     """
 
