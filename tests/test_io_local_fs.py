@@ -65,12 +65,16 @@ def test_listing_skips_a_name_whose_file_is_gone_by_the_time_it_is_sized(fs, tmp
 def test_write_bytes_is_atomic_replace_with_no_temp_left(fs, tmp_path):
     target = str(tmp_path / "d/m.json")
     fs.write_bytes(target, b"old")
-    seen = set()
+    seen, errors = set(), []
     stop = threading.Event()
 
     def reader():
         while not stop.is_set():
-            seen.add(fs.read_bytes(target))
+            try:
+                seen.add(fs.read_bytes(target))
+            except Exception as exc:  # a thread's exception would otherwise only be a warning
+                errors.append(exc)
+                return
 
     t = threading.Thread(target=reader)
     t.start()
@@ -79,6 +83,7 @@ def test_write_bytes_is_atomic_replace_with_no_temp_left(fs, tmp_path):
         fs.write_bytes(target, b"old")
     stop.set()
     t.join()
+    assert errors == []
     assert seen <= {b"old", b"new" * 1000}
     assert os.listdir(tmp_path / "d") == ["m.json"]
 
