@@ -114,6 +114,7 @@ class RayExecutor:
             if not ray.is_initialized():
                 if address:
                     _check_reachable(address)
+                    _check_driver_is_a_node(address)
                 try:
                     if address:
                         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
@@ -211,6 +212,23 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
     except OSError as exc:
         raise PondConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
+def _check_driver_is_a_node(address: str) -> None:
+    """Fail fast when this machine runs no raylet. Ray attaches a `HEAD:PORT` driver to a raylet
+    on the driver's own machine (found by its process); without one, `ray.init` waits 60 s and
+    then blames a crashed Ray instance. Ray Client addresses (`ray://`) need no local node."""
+    if address.startswith("ray://") or address == "auto":
+        return
+    import psutil
+
+    if any(p.info["name"] == "raylet" for p in psutil.process_iter(["name"])):
+        return
+    raise PondConfigError(
+        f"this machine is not a node of the Ray cluster at {address}, and Ray drives a cluster only from one of "
+        f"its nodes. Join it without CPUs first: `ray start --address={address} --num-cpus=0` (a node that runs "
+        f"no task), or connect through Ray Client with a ray://HEAD:10001 address"
+    )
 
 
 def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
