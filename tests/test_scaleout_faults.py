@@ -226,6 +226,10 @@ def test_a_straggler_gets_a_speculative_copy_and_the_first_to_commit_wins(ray_cl
     histories = [json.loads(p.read_text())["history"] for p in records.iterdir()]
     (raced,) = [h for h in histories if len(h) == 2]
     assert [(h["speculative"], h.get("outcome")) for h in raced] == [(False, "cancelled"), (True, "committed")]
+    # The copy ran away from the node the straggler said it runs on.
+    (copy,) = [m for m in started if m["keys"] == straggler["keys"] and not m["straggler"]]
+    assert raced[1]["avoided_node"] == straggler["node"] != copy["node"] == raced[1]["node"]
+    assert not list((records.parent / "_running").glob("*"))  # running records are swept on commit
 
 
 def test_a_partition_larger_than_its_memory_limit_completes_by_spilling(ray_cluster: LocalRayCluster, job: Job) -> None:

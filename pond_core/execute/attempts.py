@@ -12,8 +12,10 @@ What happens to a failed attempt depends on why it failed:
 
 Speculation (executors that can stop a running task, i.e. Ray): once `quantile` of a stage's
 tasks have finished, a task running longer than `multiplier` × their median time (and at least
-`min_seconds`) gets one copy. Whichever attempt finishes first is committed; the other is
-cancelled and its output, written under its own attempt-scoped name, is never referenced.
+`min_seconds`) gets one copy, on another node than the one the straggler said it runs on
+(a task still running after `min_seconds / 2` writes a running record). Whichever attempt
+finishes first is committed; the other is cancelled and its output, written under its own
+attempt-scoped name, is never referenced.
 """
 
 from __future__ import annotations
@@ -83,15 +85,20 @@ class _Partition:
 
 MakeSpec = Callable[[int, int, int], TaskSpec]  # (partition, attempt, memory bytes) -> spec
 Commit = Callable[[int, dict[str, Any]], None]  # (partition, winning result)
+WhereRunning = Callable[[int, int], "str | None"]  # (partition, attempt) -> the node it said it runs on
 
 
 class StageAttempts:
-    def __init__(self, stage_name: str, executor: Executor, policy: AttemptPolicy, make_spec: MakeSpec, commit: Commit) -> None:
+    def __init__(
+        self, stage_name: str, executor: Executor, policy: AttemptPolicy, make_spec: MakeSpec, commit: Commit,
+        where_running: WhereRunning = lambda partition, attempt: None,
+    ) -> None:
         self.stage_name = stage_name
         self.executor = executor
         self.policy = policy
         self.make_spec = make_spec
         self.commit = commit
+        self.where_running = where_running
         self.speculation = policy.speculation if executor.stops_running_tasks else None
         self._parts: list[_Partition] = []
         self._owner: dict[cf.Future, _Partition] = {}
@@ -132,12 +139,16 @@ class StageAttempts:
             "speculative_attempts": sum(p.speculative for p in parts),
         }
 
-    def _launch(self, part: _Partition, speculative: bool = False) -> None:
+    def _launch(self, part: _Partition, avoid_node: str | None = None, speculative: bool = False) -> None:
         part.launched += 1
         spec = self.make_spec(part.index, part.launched, part.memory)
+        if self.speculation:
+            spec = dataclasses.replace(spec, report_running_after=self.speculation.min_seconds / 2, avoid_node=avoid_node)
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
         entry = {"attempt": part.launched, "memory": part.memory, "speculative": speculative, "submitted": time.time()}
+        if avoid_node:
+            entry["avoided_node"] = avoid_node
         part.running[future] = entry
         part.history.append(entry)
         self._owner[future] = part
@@ -155,6 +166,8 @@ class StageAttempts:
             self._retry_or_raise(part, exc)
             return
         entry["host"] = result.get("host")
+        if result.get("node"):
+            entry["node"] = result["node"]
         entry["seconds"] = round(result.get("seconds", 0.0), 3)
         if part.done:
             entry["outcome"] = "discarded"  # the other attempt committed first
@@ -210,11 +223,22 @@ class StageAttempts:
                 continue
             (entry,) = part.running.values()
             if now - max(entry["submitted"], self._drained_at) > threshold:
-                log.warning("stage %s partition %d is a straggler (> %.1f s): starting a speculative copy", self.stage_name, part.index, threshold)
+                node = self._node_running(part, entry["attempt"])
+                log.warning(
+                    "stage %s partition %d is a straggler (> %.1f s): starting a speculative copy%s",
+                    self.stage_name, part.index, threshold, f" away from node {node}" if node else "",
+                )
                 part.speculative += 1
-                self._launch(part, speculative=True)
+                self._launch(part, avoid_node=node, speculative=True)
                 if len(self._owner) >= cores:
                     return
+
+    def _node_running(self, part: _Partition, attempt: int) -> str | None:
+        try:
+            return self.where_running(part.index, attempt)
+        except Exception as exc:  # only a placement hint: a copy can still run anywhere
+            log.warning("stage %s partition %d: cannot read where attempt %d runs: %s", self.stage_name, part.index, attempt, exc)
+            return None
 
     def _stop(self, futures: list[cf.Future]) -> None:
         if futures:

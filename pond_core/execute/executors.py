@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import os
 import threading
 from typing import Any, Callable, ContextManager, Protocol, Sequence
@@ -26,6 +27,8 @@ from pond_core.errors import PondConfigError, PondNodeLostError, PondOutOfMemory
 from pond_core.execute.task import TaskSpec, run_task
 
 TaskHook = Callable[[TaskSpec], ContextManager[Any]]
+
+NODE_ID_LABEL = "ray.io/node-id"  # a label Ray gives every node
 
 
 class Executor(Protocol):
@@ -141,15 +144,15 @@ class RayExecutor:
 
     def max_task_cores(self) -> int:
         # A task runs on one node: asking for more CPUs than any node has never schedules.
-        return max((int(r["CPU"]) for r in self._task_nodes()), default=0) or 1
+        return max((int(n["Resources"]["CPU"]) for n in self._task_nodes()), default=0) or 1
 
     def _task_node_memory(self) -> list[int]:
-        return [int(r.get("memory", 0)) for r in self._task_nodes()]
+        return [int(n["Resources"].get("memory", 0)) for n in self._task_nodes()]
 
     def _task_nodes(self) -> list[dict[str, Any]]:
-        """The resources of each alive node that runs tasks (a head started with no CPUs only
+        """Ray's entry of each alive node that runs tasks (a head started with no CPUs only
         schedules, so its memory is no task's)."""
-        return [n["Resources"] for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
+        return [n for n in self._ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
 
     def submit(self, spec: TaskSpec) -> cf.Future:
         # Pond retries (elsewhere, with more memory) itself, so Ray must not. SPREAD puts a
@@ -160,6 +163,9 @@ class RayExecutor:
         }
         if spec.memory_bytes:
             options["memory"] = spec.memory_bytes
+        if spec.avoid_node and any(n["NodeID"] != spec.avoid_node for n in self._task_nodes()):
+            # A straggler's node is often the reason it straggles; a copy there would race itself.
+            options["label_selector"] = {NODE_ID_LABEL: f"!{spec.avoid_node}"}
         ref = self._remote.options(**options).remote(spec, tuple(self.task_hooks))
         return self._outstanding.track(_RayFuture(ref, self._ray), ref)
 
@@ -232,7 +238,33 @@ def _check_driver_is_a_node(address: str) -> None:
 
 
 def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
-    return run_hooked(spec, hooks)
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    report = None
+    if spec.running_record and spec.report_running_after is not None:
+        report = threading.Timer(spec.report_running_after, _write_running_record, (spec, node))
+        report.daemon = True
+        report.start()
+    try:
+        return {**run_hooked(spec, hooks), "node": node}
+    finally:
+        if report is not None:
+            report.cancel()
+
+
+def _write_running_record(spec: TaskSpec, node: str) -> None:
+    """Say where this attempt runs (best effort: without it a copy may land on the same node)."""
+    import json
+
+    from pond_core.io import StorageOptions, get_filesystem
+
+    record = {"node": node, "host": os.uname().nodename, "pid": os.getpid()}
+    try:
+        fs = get_filesystem(spec.running_record, StorageOptions.from_dict(spec.storage) if spec.storage else None)
+        fs.write_bytes(spec.running_record, json.dumps(record).encode())
+    except Exception as exc:  # the task itself must not fail for this
+        logging.getLogger("pond.task").warning("%s: could not write its running record: %s", spec.where, exc)
 
 
 def _first_line(exc: BaseException) -> str:

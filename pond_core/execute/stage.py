@@ -121,7 +121,8 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started, force, counte
 
     try:
         if todo:
-            attempts = StageAttempts(stage.name, ctx.executor, policy, make, commit)
+            where = lambda k, attempt: store.running_node(stage.id, k, attempt)  # noqa: E731
+            attempts = StageAttempts(stage.name, ctx.executor, policy, make, commit, where)
             try:
                 attempts.run(todo)
             finally:
@@ -238,6 +239,7 @@ def _task_spec(stage, ctx, store, sink, resolved, k, attempt, threads, memory: i
         spill_dir=os.path.join(ctx.spill_root, ctx.run_id, f"{stage.id}-p{k}-a{attempt}"),
         storage=ctx.storage.to_dict(),
         paths=[p for p in paths if p],
+        running_record=store.running_path(stage.id, k, attempt),
     )
 
 

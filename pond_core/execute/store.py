@@ -5,6 +5,7 @@ Layout under a run's root (`<data_root>/jobs/<run_id>/staging/`):
     <stage_id>/p00003-a1-<token>.parquet      a task attempt's output (files kind)
     <stage_id>/p00003-a1-<token>/__pond_bucket=K/data_0.parquet   (exchange kind)
     <stage_id>/_tasks/p00003.json             the attempt that won partition 3
+    <stage_id>/_running/p00003-a1.json        the node a long-running attempt runs on (Ray)
     <stage_id>/_manifest.json                 the stage is committed
 
 Readers trust only `_manifest.json` and `_tasks/*.json`, which are written atomically after the
@@ -21,6 +22,7 @@ from pond_core.io import FileSystem, join_path
 
 MANIFEST = "_manifest.json"
 TASKS = "_tasks"
+RUNNING = "_running"
 
 
 class StageStore:
@@ -50,6 +52,14 @@ class StageStore:
             return record
         return None
 
+    def running_path(self, stage_id: str, partition: int, attempt: int) -> str:
+        return join_path(self.stage_dir(stage_id), RUNNING, f"p{partition:05d}-a{attempt}.json")
+
+    def running_node(self, stage_id: str, partition: int, attempt: int) -> str | None:
+        """The node a running attempt said it runs on, or None if it has not said (yet)."""
+        record = self._read_json(self.running_path(stage_id, partition, attempt))
+        return record.get("node") if record else None
+
     def commit_task(self, stage_id: str, partition: int, result: dict[str, Any]) -> None:
         self._write_json(self._task_path(stage_id, partition), result)
 
@@ -57,7 +67,7 @@ class StageStore:
         self.fs.makedirs(self.stage_dir(stage_id))
 
     def sweep(self, stage_id: str, keep: set[str]) -> None:
-        """Delete attempt outputs that lost (failed, duplicated or superseded)."""
+        """Delete attempt outputs that lost (failed, duplicated or superseded), and running records."""
         stage_dir = self.stage_dir(stage_id)
         for info in self.fs.list_files(stage_dir, recursive=True):
             name = info.path[len(stage_dir) + 1 :]

@@ -51,6 +51,11 @@ class TaskSpec:
     storage: dict[str, Any] = dataclasses.field(repr=False, default_factory=dict)
     paths: list[str] = dataclasses.field(default_factory=list)  # every URL the task touches
     memory_bytes: int = 0  # what the task reserves where a scheduler reserves memory (Ray)
+    # Speculation on Ray: a task still running after `report_running_after` seconds writes the
+    # node it runs on to `running_record`, so a copy of it can be placed on another node.
+    running_record: str = ""
+    report_running_after: float | None = None
+    avoid_node: str | None = None  # a speculative copy: run anywhere but on this node
 
     @property
     def where(self) -> str:
