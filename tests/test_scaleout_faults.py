@@ -121,6 +121,11 @@ def dataset_files(root: Path) -> list[Path]:
     return [p for p in sorted(root.rglob("*.parquet")) if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
 
 
+def spill_dirs(job: Job, stage_id: str) -> list[Path]:
+    """Spill directories of the stage's attempts left on disk (the rig's nodes share one disk)."""
+    return sorted((job.root / "data").rglob(f"{stage_id}-p*-a*"))
+
+
 def stage_of(report: dict[str, Any], stage_id: str) -> dict[str, Any]:
     return next(s for s in report["stages"] if s["stage_id"] == stage_id)
 
@@ -161,6 +166,7 @@ def test_a_node_lost_mid_stage_costs_only_its_tasks(ray_cluster: LocalRayCluster
     shown_row = dict(zip(header, cells))
     assert [shown_row[c] for c in ("RETRIES", "NODES LOST", "SPECULATIVE")] == [str(len(lost)), str(len(lost)), "0"], shown.stdout
     assert file_checksums(job.output) == clean  # every partition identical to the clean run's
+    assert spill_dirs(job, stage_id) == []  # the lost attempts' too, removed from the nodes left
 
 
 def test_a_stage_with_fewer_partitions_than_cluster_cpus_fits_on_one_node(ray_cluster: LocalRayCluster, job: Job) -> None:
@@ -230,6 +236,7 @@ def test_a_straggler_gets_a_speculative_copy_and_the_first_to_commit_wins(ray_cl
     (copy,) = [m for m in started if m["keys"] == straggler["keys"] and not m["straggler"]]
     assert raced[1]["avoided_node"] == straggler["node"] != copy["node"] == raced[1]["node"]
     assert not list((records.parent / "_running").glob("*"))  # running records are swept on commit
+    assert spill_dirs(job, stage_id) == []  # the killed loser could not remove its own
 
 
 def test_a_partition_larger_than_its_memory_limit_completes_by_spilling(ray_cluster: LocalRayCluster, job: Job) -> None:
@@ -294,6 +301,7 @@ def test_a_task_killed_for_memory_is_retried_with_twice_the_memory(small_node_cl
     row = job.stage_row("oom-retry", stage_id)
     assert (row["status"], row["task_retries"], row["node_failures"]) == ("success", len(killed), 0)
     assert file_checksums(job.output) == clean
+    assert spill_dirs(job, stage_id) == []
 
 
 def test_a_task_out_of_memory_at_the_bound_fails_naming_stage_and_partition(small_node_cluster: LocalRayCluster, job: Job) -> None:
@@ -303,6 +311,8 @@ def test_a_task_out_of_memory_at_the_bound_fails_naming_stage_and_partition(smal
     pattern = r"stage \S+ partition \d ran out of memory on every attempt \(3 attempts with 1\.0 GiB, 2\.0 GiB, 2\.5 GiB\); 2\.5 GiB is the most a task may have"
     assert re.search(pattern, err), err[-3000:]
     assert dataset_files(job.output) == []  # nothing half-written is visible
-    row = job.stage_row("oom-bound", job.plan_stage_id(partitions=2, hog_mb=3000, hog_key=0))
+    stage_id = job.plan_stage_id(partitions=2, hog_mb=3000, hog_key=0)
+    row = job.stage_row("oom-bound", stage_id)
     assert row["status"] == "failed" and re.search(pattern, row["error"])
     assert (row["task_retries"], row["node_failures"]) == (2, 0)  # with 2.0 GiB, then 2.5 GiB
+    assert spill_dirs(job, stage_id) == []  # a failed stage removes its killed attempts' too

@@ -104,6 +104,8 @@ class StageAttempts:
         self._owner: dict[cf.Future, _Partition] = {}
         self._finished: queue.SimpleQueue[cf.Future] = queue.SimpleQueue()  # O(1) per task, unlike cf.wait
         self._losers: list[cf.Future] = []
+        self._spill_dirs: dict[cf.Future, str] = {}
+        self._killed: list[str] = []  # spill directories of attempts whose process was killed
         self._durations: list[float] = []
         self._drained_at: float | None = None
 
@@ -128,6 +130,7 @@ class StageAttempts:
         finally:
             # Cancelled losers must be gone before the stage commits and sweeps their files.
             cf.wait(self._losers, timeout=30)
+            self._remove_killed_spill()
 
     def counters(self) -> dict[str, int]:
         """Retries, lost nodes and speculative copies of every partition so far (for a stage
@@ -146,6 +149,7 @@ class StageAttempts:
             spec = dataclasses.replace(spec, report_running_after=self.speculation.min_seconds / 2, avoid_node=avoid_node)
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
+        self._spill_dirs[future] = spec.spill_dir
         entry = {"attempt": part.launched, "memory": part.memory, "speculative": speculative, "submitted": time.time()}
         if avoid_node:
             entry["avoided_node"] = avoid_node
@@ -157,10 +161,13 @@ class StageAttempts:
         part = self._owner.pop(future)
         entry = part.running.pop(future)
         entry.pop("submitted", None)
+        spill_dir = self._spill_dirs.pop(future)
         try:
             result = future.result()
         except (Exception, cf.CancelledError) as exc:
             entry["error"] = f"{type(exc).__name__}: {_short(exc)}"
+            if isinstance(exc, (PondNodeLostError, PondOutOfMemoryError)):
+                self._killed.append(spill_dir)  # its process may have died before its cleanup ran
             if part.done or part.running:  # the partition's other attempt decides
                 return
             self._retry_or_raise(part, exc)
@@ -233,6 +240,14 @@ class StageAttempts:
                 if len(self._owner) >= cores:
                     return
 
+    def _remove_killed_spill(self) -> None:
+        if not self._killed:
+            return
+        try:
+            self.executor.remove_dirs(self._killed)
+        except Exception as exc:  # leftovers on a local disk must not hide how the stage ended
+            log.warning("stage %s: could not remove the spill directories of killed attempts: %s", self.stage_name, exc)
+
     def _node_running(self, part: _Partition, attempt: int) -> str | None:
         try:
             return self.where_running(part.index, attempt)
@@ -244,6 +259,8 @@ class StageAttempts:
         if futures:
             self.executor.cancel(futures)
             self._losers.extend(futures)
+            if self.executor.stops_running_tasks:  # a stopped task's process is killed mid-task
+                self._killed.extend(self._spill_dirs[f] for f in futures if f in self._spill_dirs)
 
 
 def _located(exc: BaseException, where: str) -> BaseException:

@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import contextlib
 import logging
 import os
+import shutil
 import threading
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
@@ -55,6 +56,10 @@ class Executor(Protocol):
 
     def cancel_all(self) -> None:
         """Stop every task submitted here that has not finished (best effort)."""
+
+    def remove_dirs(self, paths: list[str]) -> None:
+        """Remove these local directories on every machine that runs tasks (best effort): the
+        spill directories of tasks whose process was killed before it could remove its own."""
 
     def shutdown(self) -> None:
         """Release workers; idempotent."""
@@ -92,6 +97,9 @@ class LocalExecutor:
     def cancel_all(self) -> None:
         # A task already running on a thread finishes; only queued ones are stopped.
         self.cancel([f for f, _ in self._outstanding.items()])
+
+    def remove_dirs(self, paths: list[str]) -> None:
+        _remove_dirs(paths)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -178,6 +186,16 @@ class RayExecutor:
     def cancel_all(self) -> None:
         self.cancel([f for f, _ in self._outstanding.items()])
 
+    def remove_dirs(self, paths: list[str], timeout: float = 30.0) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remove = self._ray.remote(_remove_dirs)
+        refs = [
+            remove.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(paths)
+            for node in self._task_nodes()
+        ]
+        self._ray.wait(refs, num_returns=len(refs), timeout=timeout)  # a node that fails to answer keeps its leftovers
+
     def shutdown(self) -> None:
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
@@ -235,6 +253,11 @@ def _check_driver_is_a_node(address: str) -> None:
         f"its nodes. Join it without CPUs first: `ray start --address={address} --num-cpus=0` (a node that runs "
         f"no task), or connect through Ray Client with a ray://HEAD:10001 address"
     )
+
+
+def _remove_dirs(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
