@@ -50,6 +50,11 @@ class PondResourceError(PondError):
     same work cannot help; give tasks more memory or split the work into more partitions."""
 
 
+class PondInterruptedError(PondError):
+    """The run was interrupted (Ctrl-C on the driver) while this stage ran: its tasks were
+    stopped and nothing of it was committed. Resume the run to finish it."""
+
+
 class PondStorageError(PondError):
     """Storage refused an operation: no credentials, a wrong endpoint, a missing bucket, access denied."""
 

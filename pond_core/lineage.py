@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pond_core.heartbeat import Heartbeat
 from pond_core.plan.physical import PhysicalPlan, Stage
 
 
@@ -57,19 +58,25 @@ class LineageRecorder:
         self.catalog = catalog
         self.plan = plan
         self.run_id = run_id
+        self._heartbeats: dict[str, Heartbeat] = {}
 
     def stage_started(self, stage: Stage, npartitions: int) -> None:
         self.catalog.start_stage(self.run_id, stage.id, stage.name, npartitions)
+        beat = lambda: self.catalog.heartbeat(self.run_id, stage.id)  # noqa: E731
+        self._heartbeats[stage.id] = Heartbeat(beat, stage.name).start()
 
     def stage_failed(self, stage: Stage, error: BaseException, seconds: float, counters: dict[str, int] | None = None) -> None:
         """`counters`: task_retries, node_failures, speculative_attempts made before it failed."""
+        self._stop_heartbeat(stage)
         counters = counters or {}
         self.catalog.finish_stage(
-            self.run_id, stage.id, "failed", rows=None, bytes=None, files=None, duration_s=seconds, result=None, error=str(error),
+            self.run_id, stage.id, "failed", rows=None, bytes=None, files=None, duration_s=seconds, result=None,
+            error=str(error) if isinstance(error, Exception) else f"interrupted ({type(error).__name__})",
             **counters,
         )
 
     def stage_finished(self, stage: Stage, result: dict[str, Any], manifest: dict[str, Any] | None) -> None:
+        self._stop_heartbeat(stage)
         self.catalog.finish_stage(
             self.run_id,
             stage.id,
@@ -97,6 +104,12 @@ class LineageRecorder:
                 stage.id,
                 mode=stage.output.sink.get("mode", "error"),
             )
+
+
+    def _stop_heartbeat(self, stage: Stage) -> None:
+        heartbeat = self._heartbeats.pop(stage.id, None)
+        if heartbeat is not None:
+            heartbeat.stop()
 
 
 def _partitions(sink_result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -110,9 +111,11 @@ def run_stage(
     catalog: "Catalog | None" = None,
     force: bool = False,
     progress: stage_runner.Progress | None = None,
+    stop: threading.Event | None = None,
     **init_kwargs: Any,
 ) -> dict[str, Any]:
-    """Run one stage for one run; return at once if that stage is already committed."""
+    """Run one stage for one run; return at once if that stage is already committed. Setting
+    `stop` (from another thread) stops the stage's tasks and fails it with PondInterruptedError."""
     from pond_core.session import init
 
     own_session, own_catalog = session is None, catalog is None
@@ -121,7 +124,7 @@ def run_stage(
     try:
         catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, session.executor().name)
         recorder = LineageRecorder(catalog, plan, run_id)
-        ctx = session.stage_context(run_id, progress=progress, recorder=recorder)
+        ctx = session.stage_context(run_id, progress=progress, recorder=recorder, stop=stop)
         return stage_runner.run_stage(plan, stage_id, ctx, force=force)
     finally:
         if own_catalog:
@@ -148,15 +151,16 @@ def run_pipeline(
     session = session or init(job_id=run_id, keep_intermediates=True, **init_kwargs)
     catalog = catalog or open_catalog(session)
     started = time.time()
+    stop = threading.Event()  # set by run_dag when this thread is interrupted (Ctrl-C)
 
     def run_one(stage: Stage) -> dict[str, Any]:
-        result = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress)
+        result = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress, stop=stop)
         if on_stage:
             on_stage(stage.name, result)
         return result
 
     try:
-        results = run_dag(plan, run_one)
+        results = run_dag(plan, run_one, stop=stop)
     except PondError as exc:
         catalog.finish_run(run_id, "failed", error=str(exc))
         raise

@@ -206,7 +206,9 @@ class Session:
                 atexit.register(self.shutdown)
             return self._executor
 
-    def stage_context(self, run_id: str | None = None, progress: Any = None, recorder: Any = None) -> StageContext:
+    def stage_context(
+        self, run_id: str | None = None, progress: Any = None, recorder: Any = None, stop: threading.Event | None = None
+    ) -> StageContext:
         run_id = run_id or self.config.job_id
         return StageContext(
             run_id=run_id,
@@ -221,6 +223,7 @@ class Session:
             task_threads=self.config.task_threads,
             progress=progress,
             recorder=recorder,
+            stop=stop,
         )
 
     def execute(self, root: Node, output: StageOutput) -> tuple[PhysicalPlan, dict[str, Any]]:

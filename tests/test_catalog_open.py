@@ -186,4 +186,20 @@ def test_the_alembic_environment_needs_no_ini_file_in_the_working_directory(tmp_
     config = migrate.alembic_config()
     assert config.config_file_name is None
     assert os.path.isdir(config.get_main_option("script_location"))
-    assert migrate.head_revision() == "0001"
+    assert migrate.head_revision() == "0002"
+
+
+def test_a_catalog_of_the_first_schema_is_upgraded_in_place_keeping_its_runs(catalog_db_url):
+    with Catalog(catalog_db_url) as catalog:
+        catalog.start_run("r1", "daily", {"ds": "2026-11-20"}, None, "local")
+        catalog.start_stage("r1", "s1", "scan", 2)
+        migrate.downgrade(catalog._tx.engine, "0001")  # as a catalog written before heartbeats
+        with catalog._tx.engine.connect() as conn:
+            assert migrate.current_revision(conn) == "0001"
+            assert "heartbeat_at" not in {c["name"] for c in inspect(conn).get_columns("pond_stage_runs")}
+    with Catalog(catalog_db_url) as catalog:  # opening upgrades it
+        run = catalog.get_run("r1")
+        assert (run["params"], run["status"], run["stale"]) == ({"ds": "2026-11-20"}, "running", False)
+        assert (run["stages"][0]["heartbeat_at"], run["stages"][0]["stale"]) == (None, False)  # unknown is not stale
+        catalog.heartbeat("r1", "s1")
+        assert catalog.get_run("r1")["stages"][0]["heartbeat_at"] is not None

@@ -127,7 +127,7 @@ def test_stage_attempts_count_up_and_counters_add_up_over_attempts(catalog):
     )
 
     stage = catalog.get_run("r1")["stages"][0]
-    assert {k: stage[k] for k in stage if k not in ("started_at", "finished_at")} == {
+    assert {k: stage[k] for k in stage if k not in ("started_at", "finished_at", "heartbeat_at")} == {
         "run_id": "r1",
         "stage_id": "s1",
         "stage_name": "scan",
@@ -143,6 +143,7 @@ def test_stage_attempts_count_up_and_counters_add_up_over_attempts(catalog):
         "duration_s": 1.25,
         "result": {"path": "/out", "rows": 100},
         "error": None,
+        "stale": False,
     }
     assert catalog.stage_result("r1", "s1") == {"path": "/out", "rows": 100}
 
@@ -260,3 +261,36 @@ def test_retention_finds_old_runs_and_deleting_one_takes_its_stages_and_lineage(
 def test_a_bad_timestamp_is_refused(catalog):
     with pytest.raises(PondConfigError, match="timestamp 'yesterday' is not an ISO 8601 timestamp"):
         catalog.runs_older_than("yesterday")
+
+
+def test_a_running_stage_without_heartbeats_goes_stale_and_a_beat_revives_it(catalog, monkeypatch):
+    monkeypatch.setenv("POND_HEARTBEAT_SECONDS", "0.1")  # stale after 3 intervals: 0.3 s
+    catalog.start_run("r1", "daily", {}, None, "local")
+    catalog.start_stage("r1", "s1", "scan", 2)
+    run = catalog.get_run("r1")
+    assert (run["stale"], run["stages"][0]["stale"]) == (False, False)
+    assert run["heartbeat_at"] == run["stages"][0]["heartbeat_at"] == run["stages"][0]["started_at"]
+
+    time.sleep(0.5)  # its driver stopped beating
+    run = catalog.get_run("r1")
+    assert (run["status"], run["stale"], run["stages"][0]["status"], run["stages"][0]["stale"]) == ("running", True, "running", True)
+    assert [(r["run_id"], r["stale"]) for r in catalog.list_runs()] == [("r1", True)]
+
+    catalog.heartbeat("r1", "s1")
+    run = catalog.get_run("r1")
+    assert _parse(run["stages"][0]["heartbeat_at"]) > _parse(run["stages"][0]["started_at"])
+    assert (run["stale"], run["stages"][0]["stale"], catalog.list_runs()[0]["stale"]) == (False, False, False)
+
+    catalog.finish_stage("r1", "s1", "success", rows=1, bytes=1, files=1, duration_s=0.5)
+    catalog.heartbeat("r1", "s1")  # a late beat does not touch a finished stage
+    time.sleep(0.5)
+    run = catalog.get_run("r1")
+    assert (run["stale"], run["stages"][0]["stale"]) == (False, False)  # finished, and between stages: no beat expected
+    assert run["heartbeat_at"] is None  # a run's heartbeat is its running stages' latest
+
+
+def test_a_bad_heartbeat_interval_is_refused_naming_the_setting(catalog, monkeypatch):
+    monkeypatch.setenv("POND_HEARTBEAT_SECONDS", "soon")
+    catalog.start_run("r1", "daily", {}, None, "local")
+    with pytest.raises(PondConfigError, match="POND_HEARTBEAT_SECONDS must be a positive number of seconds, not 'soon'"):
+        catalog.get_run("r1")

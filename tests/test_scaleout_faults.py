@@ -79,10 +79,12 @@ class Job:
         plan = compile_pipeline(REF, parse_params(probed, pairs), data_root=str(self.root / "data"))
         return plan.final.id
 
-    def stage_row(self, run_id: str, stage_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> dict[str, Any]:
         with Catalog(self.catalog_url) as catalog:
-            run = catalog.get_run(run_id)
-        return next(s for s in run["stages"] if s["stage_id"] == stage_id)
+            return catalog.get_run(run_id)
+
+    def stage_row(self, run_id: str, stage_id: str) -> dict[str, Any]:
+        return next(s for s in self.run(run_id)["stages"] if s["stage_id"] == stage_id)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, dict[str, Any] | None, str]:
@@ -179,32 +181,41 @@ def test_a_stage_with_fewer_partitions_than_cluster_cpus_fits_on_one_node(ray_cl
     assert record["threads"] == 2 and record["rows"] == 1000
 
 
-def test_a_driver_killed_mid_pipeline_resumes_with_the_same_run_id(ray_cluster: LocalRayCluster, job: Job) -> None:
+def test_a_driver_killed_mid_pipeline_resumes_with_the_same_run_id(ray_cluster: LocalRayCluster, job: Job, monkeypatch) -> None:
     params = job.params(seconds=2)
     clean = job.clean_checksums(seconds=0)
     stage_id = job.plan_stage_id(seconds=2)
     records = job.root / "data" / "jobs" / "driver-kill" / "staging" / stage_id / "_tasks"
-    proc = job.start(ray_cluster, "driver-kill", params, POND_SPECULATION="off")
+    beats = {"POND_SPECULATION": "off", "POND_HEARTBEAT_SECONDS": "0.5"}  # stale after 1.5 s without a beat
+    monkeypatch.setenv("POND_HEARTBEAT_SECONDS", "0.5")  # for this process's catalog reads too
+    proc = job.start(ray_cluster, "driver-kill", params, **beats)
     try:
         wait_for(lambda: len(list(records.glob("p*.json"))) >= 3, proc, "three committed partitions")
+        alive = job.run("driver-kill")  # the stage has run for more than 2 s: its driver beats
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert (alive["stale"], {s["stage_id"]: s["stale"] for s in alive["stages"]}[stage_id]) == (False, False)
     kept = {p: p.stat().st_mtime_ns for p in records.glob("p*.json")}  # (not a record being written at the kill)
     assert 3 <= len(kept) < 8 and dataset_files(job.output) == []  # nothing of the run is visible yet
     started_before = len(markers(str(job.marker_dir), "started"))
+    assert wait_until(lambda: job.run("driver-kill")["stale"], timeout=20), "the dead driver's run never went stale"
+    dead = job.run("driver-kill")
+    assert dead["status"] == "running" and [s["stage_id"] for s in dead["stages"] if s["stale"]] == [stage_id]
+    listed = subprocess.run([*pond_command(), "runs"], env=pond_driver_env(ray_cluster, job.root / "data", job.catalog_url, **beats),
+                            capture_output=True, text=True, timeout=60)
+    assert re.search(r"driver-kill\s.*\sstale\s", listed.stdout) and "pond resume RUN_ID" in listed.stdout, listed.stdout
     time.sleep(2)  # Ray stops the dead driver's tasks; a late marker would be theirs, not the rerun's
     started_before = max(started_before, len(markers(str(job.marker_dir), "started")))
 
-    code, report, err = finish(job.start(ray_cluster, "driver-kill", params, POND_SPECULATION="off"))
+    code, report, err = finish(job.start(ray_cluster, "driver-kill", params, **beats))
     assert code == 0, err[-3000:]
     assert [s["state"] for s in report["stages"]] == ["skipped", "ran"]  # the exchange stage was committed
     assert len(markers(str(job.marker_dir), "started")) - started_before == 8 - len(kept)  # only what was not committed ran
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert file_checksums(job.output) == clean and len(dataset_files(job.output)) == 8
-    with Catalog(job.catalog_url) as catalog:
-        run = catalog.get_run("driver-kill")
-    assert run["status"] == "success"  # (a run left "running" by a dead driver is joined, not counted again)
+    run = job.run("driver-kill")
+    assert (run["status"], run["stale"]) == ("success", False)  # (a run left "running" by a dead driver is joined, not counted again)
     assert {s["stage_id"]: s["attempts"] for s in run["stages"]}[stage_id] == 2
 
 

@@ -11,6 +11,7 @@ PostgreSQL (what a multi-machine deployment sets) behave the same. See docs/cata
     catalog.start_stage(run_id, stage_id, stage_name, npartitions) -> attempt number
     catalog.finish_stage(run_id, stage_id, status, rows=, bytes=, files=, duration_s=,
                          result=, error=, task_retries=, node_failures=, speculative_attempts=)
+    catalog.heartbeat(run_id, stage_id)           # a running stage's driver is alive
     catalog.stage_result(run_id, stage_id) -> dict | None
     catalog.get_run(run_id) -> dict | None        catalog.list_runs(limit, pipeline, status)
     catalog.record_partitions(dataset_uri, partitions, run_id, stage_id, mode=...)

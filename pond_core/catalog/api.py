@@ -18,6 +18,7 @@ from pond_core.catalog.convert import Timestamp, count, now, to_datetime
 from pond_core.catalog.models import FINAL_STATES
 from pond_core.catalog.transactions import Transactions
 from pond_core.errors import PondConfigError
+from pond_core.heartbeat import stale_before
 
 
 class Catalog:
@@ -154,16 +155,24 @@ class Catalog:
         """The result recorded by the stage's last attempt if it succeeded, else None."""
         return self._tx.read(lambda c: runs.stage_result(c, run_id, stage_id))
 
+    def heartbeat(self, run_id: str, stage_id: str) -> None:
+        """Stamp a running stage as alive (see `pond_core.heartbeat`)."""
+        at = now()
+        self._tx.write(lambda c: runs.heartbeat(c, run_id, stage_id, at))
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run with its stage runs under "stages", or None."""
-        return self._tx.read(lambda c: runs.get_run(c, run_id))
+        """The run with its stage runs under "stages", or None. Running stages and runs carry
+        `stale`: no heartbeat for three intervals, so whatever ran them is gone."""
+        cutoff = stale_before(now())
+        return self._tx.read(lambda c: runs.get_run(c, run_id, cutoff))
 
     def list_runs(
         self, limit: int = 20, pipeline: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
         """The most recently started runs first."""
         count(limit, "limit")
-        return self._tx.read(lambda c: runs.list_runs(c, limit, pipeline, status))
+        cutoff = stale_before(now())
+        return self._tx.read(lambda c: runs.list_runs(c, limit, pipeline, status, cutoff))
 
     # -- datasets and partitions ----------------------------------------------------------
 

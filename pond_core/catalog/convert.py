@@ -111,6 +111,7 @@ def stage_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "error": row["error"],
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),
+        "heartbeat_at": iso(row["heartbeat_at"]),
     }
 
 

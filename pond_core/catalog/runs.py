@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, select, update
 
-from pond_core.catalog.convert import run_dict, stage_dict
+from pond_core.catalog.convert import iso, run_dict, stage_dict
 from pond_core.catalog.models import RUNNING, SUCCESS, Run, StageRun
 from pond_core.catalog.statements import upsert
 from pond_core.errors import PondConfigError
+from pond_core.heartbeat import is_stale
 
 RUNS = Run.__table__
 STAGES = StageRun.__table__
@@ -116,6 +117,7 @@ def start_stage(
         node_failures=0,
         speculative_attempts=0,
         started_at=at,
+        heartbeat_at=at,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[STAGES.c.run_id, STAGES.c.stage_id],
@@ -132,9 +134,18 @@ def start_stage(
             "error": None,
             "started_at": at,
             "finished_at": None,
+            "heartbeat_at": at,
         },
     )
     return int(conn.execute(stmt.returning(STAGES.c.attempts)).scalar_one())
+
+
+def heartbeat(conn: Connection, run_id: str, stage_id: str, at: dt.datetime) -> None:
+    conn.execute(
+        update(STAGES)
+        .where(STAGES.c.run_id == run_id, STAGES.c.stage_id == stage_id, STAGES.c.status == RUNNING)
+        .values(heartbeat_at=at)
+    )
 
 
 def finish_stage(
@@ -166,27 +177,44 @@ def stage_result(conn: Connection, run_id: str, stage_id: str) -> dict[str, Any]
     return row.result if row.result is not None else {}
 
 
-def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
+def get_run(conn: Connection, run_id: str, cutoff: dt.datetime) -> dict[str, Any] | None:
     row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).mappings().first()
     if row is None:
         return None
-    stages = conn.execute(
+    rows = conn.execute(
         select(STAGES)
         .where(STAGES.c.run_id == run_id)
         .order_by(STAGES.c.started_at, STAGES.c.stage_id)
-    ).mappings()
-    return {**run_dict(row), "stages": [stage_dict(s) for s in stages]}
+    ).mappings().all()
+    stages = [{**stage_dict(s), "stale": is_stale(s["status"], s["heartbeat_at"], cutoff)} for s in rows]
+    latest = max((s["heartbeat_at"] for s in rows if s["status"] == RUNNING and s["heartbeat_at"]), default=None)
+    return {**_with_heartbeat(run_dict(row), latest, cutoff), "stages": stages}
 
 
 def list_runs(
-    conn: Connection, limit: int, pipeline: str | None, status: str | None
+    conn: Connection, limit: int, pipeline: str | None, status: str | None, cutoff: dt.datetime
 ) -> list[dict[str, Any]]:
     query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc()).limit(limit)
     if pipeline is not None:
         query = query.where(RUNS.c.pipeline == pipeline)
     if status is not None:
         query = query.where(RUNS.c.status == status)
-    return [run_dict(row) for row in conn.execute(query).mappings()]
+    runs = [run_dict(row) for row in conn.execute(query).mappings()]
+    running = [r["run_id"] for r in runs if r["status"] == RUNNING]
+    beats = dict(
+        conn.execute(
+            select(STAGES.c.run_id, func.max(STAGES.c.heartbeat_at))
+            .where(STAGES.c.run_id.in_(running), STAGES.c.status == RUNNING)
+            .group_by(STAGES.c.run_id)
+        ).all()
+    ) if running else {}
+    return [_with_heartbeat(r, beats.get(r["run_id"]), cutoff) for r in runs]
+
+
+def _with_heartbeat(run: dict[str, Any], latest: dt.datetime | None, cutoff: dt.datetime) -> dict[str, Any]:
+    """A run's latest stage heartbeat, and whether it is stale: running, yet none of its running
+    stages was stamped lately (its drivers are gone). Between stages a run has no beat."""
+    return {**run, "heartbeat_at": iso(latest), "stale": is_stale(run["status"], latest, cutoff)}
 
 
 def delete_run(conn: Connection, run_id: str) -> bool:

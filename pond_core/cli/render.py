@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 NUMERIC_COLUMNS = ("ROWS", "FILES", "BYTES", "SIZE", "PARTS", "SECONDS", "DURATION", "ATTEMPTS", "RETRIES", "NODES LOST", "SPECULATIVE")
-STATUS_STYLE = {"success": "green", "ran": "green", "failed": "red", "running": "yellow", "skipped": "cyan"}
+STATUS_STYLE = {"success": "green", "ran": "green", "failed": "red", "running": "yellow", "skipped": "cyan", "stale": "magenta"}
 
 
 def console() -> Console:

@@ -9,6 +9,7 @@ import click
 
 from pond_core.cli import render
 from pond_core.cli.common import CliError, Settings, emit_json, json_option, storage_options, with_catalog
+from pond_core.heartbeat import MISSED_BEATS, heartbeat_seconds
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
@@ -50,10 +51,25 @@ def _list_runs(runs: list[dict[str, Any]], as_json: bool) -> None:
         emit_json(runs)
         return
     rows = [
-        (r["run_id"], r["pipeline"], r["status"], r["attempts"], render.when(r["started_at"]), render.seconds(r["duration_s"]), render.compact(r["params"]))
+        (r["run_id"], r["pipeline"], _status(r), r["attempts"], render.when(r["started_at"]), render.seconds(r["duration_s"]), render.compact(r["params"]))
         for r in runs
     ]
     render.console().print(render.table(None, ["RUN ID", "PIPELINE", "STATUS", "ATTEMPTS", "STARTED (UTC)", "DURATION", "PARAMS"], rows))
+    if any(r["stale"] for r in runs):
+        render.console().print(_stale_note("RUN_ID"))
+
+
+def _stale_note(run_id: str) -> str:
+    silence = MISSED_BEATS * heartbeat_seconds()
+    return (
+        f"stale: marked running, but its driver has sent no heartbeat for {silence:g} s or more (killed, or its "
+        f"machine lost); finish it with `pond resume {run_id}`"
+    )
+
+
+def _status(record: dict[str, Any]) -> str:
+    """`stale` for a run or stage still marked running whose driver stopped beating."""
+    return "stale" if record.get("stale") else record["status"]
 
 
 def _show_run(run: dict[str, Any], as_json: bool) -> None:
@@ -62,12 +78,14 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
         return
     out = render.console()
     out.print(f"run       {run['run_id']}\npipeline  {run['pipeline']}\nparams    {render.compact(run['params'])}")
-    out.print(f"status    {render.cell(run['status'])} (attempt {run['attempts']}, executor {run['executor']})")
+    out.print(f"status    {render.cell(_status(run))} (attempt {run['attempts']}, executor {run['executor']})")
+    if run["stale"]:
+        out.print(f"          last heartbeat {render.when(run['heartbeat_at'])} UTC; " + _stale_note(run["run_id"]))
     out.print(f"started   {render.when(run['started_at'])} UTC, duration {render.seconds(run['duration_s']) or '-'}")
     if run["error"]:
         out.print(f"error     {render.cell(render.one_line(run['error'], 400))}")
     rows = [
-        (s["stage_name"], s["status"], s["attempts"], s["npartitions"], s["rows"], s["files"], render.size(s["bytes"]),
+        (s["stage_name"], _status(s), s["attempts"], s["npartitions"], s["rows"], s["files"], render.size(s["bytes"]),
          render.seconds(s["duration_s"]), s["task_retries"], s["node_failures"], s["speculative_attempts"], render.one_line(s["error"]))
         for s in run["stages"]
     ]

@@ -25,12 +25,14 @@ import dataclasses
 import logging
 import queue
 import statistics
+import threading
 import time
 from typing import Any, Callable
 
 from pond_core.errors import (
     PondError,
     PondInternalError,
+    PondInterruptedError,
     PondNodeLostError,
     PondOutOfMemoryError,
     PondResourceError,
@@ -42,7 +44,7 @@ from pond_core.execute.task import TaskSpec
 log = logging.getLogger("pond.stage")
 
 MAX_NODE_LOSSES = 5  # per partition: a task that kills every node it runs on is not "unlucky"
-POLL_SECONDS = 0.5  # how often stragglers are looked for while tasks run
+POLL_SECONDS = 0.5  # how often stragglers are looked for, and Ctrl-C noticed, while tasks run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +93,7 @@ WhereRunning = Callable[[int, int], "str | None"]  # (partition, attempt) -> the
 class StageAttempts:
     def __init__(
         self, stage_name: str, executor: Executor, policy: AttemptPolicy, make_spec: MakeSpec, commit: Commit,
-        where_running: WhereRunning = lambda partition, attempt: None,
+        where_running: WhereRunning = lambda partition, attempt: None, stop: threading.Event | None = None,
     ) -> None:
         self.stage_name = stage_name
         self.executor = executor
@@ -99,6 +101,7 @@ class StageAttempts:
         self.make_spec = make_spec
         self.commit = commit
         self.where_running = where_running
+        self.stop = stop
         self.speculation = policy.speculation if executor.stops_running_tasks else None
         self._parts: list[_Partition] = []
         self._owner: dict[cf.Future, _Partition] = {}
@@ -118,9 +121,13 @@ class StageAttempts:
         try:
             while self._owner:
                 try:
-                    self._settle(self._finished.get(timeout=POLL_SECONDS if self.speculation else None))
+                    # Never block without a timeout: a signal handler (Ctrl-C) runs only once
+                    # the wait returns to Python.
+                    self._settle(self._finished.get(timeout=POLL_SECONDS))
                 except queue.Empty:
                     pass
+                if self.stop is not None and self.stop.is_set():
+                    raise PondInterruptedError(f"stage {self.stage_name} stopped: the run was interrupted")
                 if self.speculation and time.monotonic() - looked >= POLL_SECONDS:
                     self._speculate(parts)
                     looked = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -46,6 +47,7 @@ class StageContext:
     parallelism: int | None = None  # producers for source splits; default: executor cores
     progress: Progress | None = None
     recorder: Any = None  # catalog hooks: stage_started(...), stage_finished(...), stage_failed(...)
+    stop: threading.Event | None = None  # set when the run is interrupted: the stage stops its tasks
 
     @property
     def staging_root(self) -> str:
@@ -77,7 +79,7 @@ def run_stage(plan: PhysicalPlan, stage_ref: str, ctx: StageContext, force: bool
     counters: dict[str, int] = {}  # retries made before a failure, for the catalog's stage row
     try:
         result = _run_partitions(plan, stage, ctx, store, n, resolved, started, force, counters)
-    except Exception as exc:
+    except BaseException as exc:  # also Ctrl-C or an orchestrator's timeout: the stage no longer runs
         if ctx.recorder:
             ctx.recorder.stage_failed(stage, exc, time.time() - started, counters)
         raise
@@ -122,7 +124,7 @@ def _run_partitions(plan, stage, ctx, store, n, resolved, started, force, counte
     try:
         if todo:
             where = lambda k, attempt: store.running_node(stage.id, k, attempt)  # noqa: E731
-            attempts = StageAttempts(stage.name, ctx.executor, policy, make, commit, where)
+            attempts = StageAttempts(stage.name, ctx.executor, policy, make, commit, where, ctx.stop)
             try:
                 attempts.run(todo)
             finally:
