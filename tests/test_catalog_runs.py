@@ -264,14 +264,14 @@ def test_a_bad_timestamp_is_refused(catalog):
 
 
 def test_a_running_stage_without_heartbeats_goes_stale_and_a_beat_revives_it(catalog, monkeypatch):
-    monkeypatch.setenv("POND_HEARTBEAT_SECONDS", "0.1")  # stale after 3 intervals: 0.3 s
+    monkeypatch.setenv("POND_HEARTBEAT_SECONDS", "0.2")  # stale after 3 intervals: 0.6 s
     catalog.start_run("r1", "daily", {}, None, "local")
     catalog.start_stage("r1", "s1", "scan", 2)
     run = catalog.get_run("r1")
     assert (run["stale"], run["stages"][0]["stale"]) == (False, False)
     assert run["heartbeat_at"] == run["stages"][0]["heartbeat_at"] == run["stages"][0]["started_at"]
 
-    time.sleep(0.5)  # its driver stopped beating
+    time.sleep(1.0)  # its driver stopped beating
     run = catalog.get_run("r1")
     assert (run["status"], run["stale"], run["stages"][0]["status"], run["stages"][0]["stale"]) == ("running", True, "running", True)
     assert [(r["run_id"], r["stale"]) for r in catalog.list_runs()] == [("r1", True)]
@@ -283,7 +283,7 @@ def test_a_running_stage_without_heartbeats_goes_stale_and_a_beat_revives_it(cat
 
     catalog.finish_stage("r1", "s1", "success", rows=1, bytes=1, files=1, duration_s=0.5)
     catalog.heartbeat("r1", "s1")  # a late beat does not touch a finished stage
-    time.sleep(0.5)
+    time.sleep(1.0)
     run = catalog.get_run("r1")
     assert (run["stale"], run["stages"][0]["stale"]) == (False, False)  # finished, and between stages: no beat expected
     assert run["heartbeat_at"] is None  # a run's heartbeat is its running stages' latest
