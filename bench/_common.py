@@ -88,13 +88,23 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def write_json(name: str, payload: dict[str, Any]) -> pathlib.Path:
-    """Write ``bench/out/<name>-<timestamp>.json`` and return its path."""
+    """Write ``bench/out/<name>-<timestamp>.json`` (with the command that made it and when) and
+    return its path."""
     out = BENCH_DIR / "out"
     out.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    path = out / f"{name}-{stamp}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    now = _dt.datetime.now()
+    path = out / f"{name}-{now.strftime('%Y%m%dT%H%M%S')}.json"
+    made = {"command": " ".join([os.path.relpath(sys.executable), *sys.argv]), "time": now.isoformat(timespec="seconds")}
+    path.write_text(json.dumps({**made, **payload}, indent=2, default=str) + "\n")
     return path
+
+
+def exit_status(failures: list[str], what: str) -> int:
+    """The script's exit code: 1, after naming them on stderr, if any measurement failed."""
+    if failures:
+        print(f"\n{len(failures)} {what} FAILED: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def machine_info() -> dict[str, Any]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import json
 import math
 import os
@@ -140,22 +139,29 @@ def open_session(config: str, address: str | None, root: pathlib.Path) -> Any:
     return pond_core.init(executor="ray", ray_address=address, data_root=str(root))
 
 
-def run_hash(config: str, address: str | None, files: list[str], partitions: int, root: pathlib.Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def timed_session(config: str, address: str | None, root: pathlib.Path, timings: dict[str, float]) -> Iterator[Any]:
+    """A pond session for one job; its shutdown time lands in `timings["shutdown_s"]`."""
     sp = open_session(config, address, root / "pond")
-    out = root / "out"
     try:
+        yield sp
+    finally:
+        t1 = time.perf_counter()
+        sp.shutdown()
+        timings["shutdown_s"] = time.perf_counter() - t1
+
+
+def run_hash(config: str, address: str | None, files: list[str], partitions: int, root: pathlib.Path) -> dict[str, Any]:
+    out, timings = root / "out", {}
+    with timed_session(config, address, root, timings) as sp:
         t0 = time.perf_counter()
         df = sp.read_parquet(files).repartition(partitions, hash_by="key")
         result = sp.partial_sql(HASH_SQL, df).write_parquet(str(out))
         job_s = time.perf_counter() - t0
         stages = stage_results(sp)
-    finally:
-        t1 = time.perf_counter()
-        sp.shutdown()
-        shutdown_s = time.perf_counter() - t1
     return {
         "job_s": job_s,
-        "shutdown_s": shutdown_s,
+        "shutdown_s": timings["shutdown_s"],
         "stages": [
             {"stage": s["stage"], "seconds": s["seconds"], "npartitions": s["npartitions"], "rows": s["rows"], "executor": s["executor"]}
             for s in stages
@@ -182,22 +188,18 @@ def verify_hash(run: dict[str, Any], files: list[str], partitions: int) -> None:
 
 
 def run_tiny(config: str, address: str | None, path: str, partitions: int, root: pathlib.Path) -> dict[str, Any]:
-    sp = open_session(config, address, root / "pond")
-    try:
+    timings: dict[str, float] = {}
+    with timed_session(config, address, root, timings) as sp:
         t0, c0 = time.perf_counter(), time.process_time()
         df = sp.read_parquet(path).repartition(partitions, by_rows=True)
         rows = sp.partial_sql(TINY_SQL, df).take_all()
         job_s, driver_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         stages = stage_results(sp)
         tasks = task_records(sp, stages[0]["stage_id"]) if stages else []
-    finally:
-        t1 = time.perf_counter()
-        sp.shutdown()
-        shutdown_s = time.perf_counter() - t1
     return {
         "job_s": job_s,
         "driver_cpu_s": driver_cpu_s,  # CPU time of the driver process (all its threads) during the job
-        "shutdown_s": shutdown_s,
+        "shutdown_s": timings["shutdown_s"],
         "stages": [{"stage": s["stage"], "seconds": s["seconds"], "npartitions": s["npartitions"], "rows": s["rows"],
                     "started_at": s["started_at"], "executor": s["executor"]} for s in stages],
         "tasks": summarize_tasks(tasks, stages[0] if stages else None),
@@ -572,17 +574,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average at start {machine['loadavg']}, at end {load_end} ({machine['cpus']} cpus); "
           f"total {time.perf_counter() - started:.0f}s")
     path = _common.write_json("scaleout", {
-        "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
-        "time": _dt.datetime.now().isoformat(timespec="seconds"),
         "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items() if not k.startswith(("child", "address", "workdir", "workloads", "hash_dir", "tiny_path"))},
         "machine": machine, "loadavg_end": load_end, "loadavg_rounds": round_load, "rigs": rigs,
         "summary": summary, "reports": reports, "errors": errors,
     })
     print(f"wrote {path}")
-    if errors:
-        print(f"\n{len(errors)} configuration(s) FAILED: {', '.join(errors)}", file=sys.stderr)
-        return 1
-    return 0
+    return _common.exit_status(errors, "configuration(s)")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ checks its result against DuckDB's and exits non-zero when it is wrong.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -28,7 +26,7 @@ import sys
 import tempfile
 import time
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import _common
 from _common import BenchFailure, ChildRun
@@ -399,16 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + render(rows))
     print(f"\nload average at start {machine['loadavg']}, at end {load_end} ({machine['cpus']} cpus)")
     path = _common.write_json("tpch", {
-        "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
-        "time": _dt.datetime.now().isoformat(timespec="seconds"),
         "sf": args.sf, "runs": args.runs, "machine": machine, "loadavg_end": load_end,
         "targets": TARGETS, "results": rows,
     })
     print(f"\nwrote {path}")
-    if errors:
-        print(f"\n{len(errors)} measurement(s) FAILED: {', '.join(f'{w}/{v}' for w, v in errors)}", file=sys.stderr)
-        return 1
-    return 0
+    return _common.exit_status([f"{w}/{v}" for w, v in errors], "measurement(s)")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ class RayExecutor:
                 self._owns_ray = False
         self._ray = ray
         self._remote = ray.remote(_ray_run_task)
+        self._remote_remove_dirs = ray.remote(_remove_dirs)
         self.task_hooks: list[TaskHook] = list(task_hooks)
         self._outstanding = _Outstanding()
 
@@ -189,9 +190,8 @@ class RayExecutor:
     def remove_dirs(self, paths: list[str], timeout: float = 30.0) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        remove = self._ray.remote(_remove_dirs)
         refs = [
-            remove.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(paths)
+            self._remote_remove_dirs.options(num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(paths)
             for node in self._task_nodes()
         ]
         self._ray.wait(refs, num_returns=len(refs), timeout=timeout)  # a node that fails to answer keeps its leftovers

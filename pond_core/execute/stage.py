@@ -206,7 +206,7 @@ def _task_resources(ctx: StageContext, ntasks: int) -> tuple[int, AttemptPolicy]
     # 80% of the memory, shared by the tasks that can run at once; a retry can double it.
     at_once = max(1, min(ntasks, cores // threads))
     first = min(ctx.memory_limit or int(executor.memory_bytes() * 0.8 / at_once), max_memory)
-    speculation = executor.name == "ray" if ctx.speculation is None else ctx.speculation
+    speculation = executor.stops_running_tasks if ctx.speculation is None else ctx.speculation
     policy = AttemptPolicy(
         max_retries=ctx.max_retries,
         first_memory=max(first, 64 << 20),
