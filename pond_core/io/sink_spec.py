@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from pond_core.errors import PondConfigError
 
@@ -36,6 +38,17 @@ class SinkSpec:
         compression = "uncompressed" if self.compression in (None, "none") else str(self.compression).lower()
         object.__setattr__(self, "compression", compression)
         self._validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SinkSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PondConfigError(f"unknown sink option(s): {', '.join(unknown)}")
+        return cls(**data)
 
     def _validate(self) -> None:
         if self.mode not in MODES:

@@ -10,14 +10,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, Sql, walk
+from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, RepartitionMethod, Sql, walk
 from pond_core.plan.optimize import optimize
-from pond_core.plan.physical import PhysicalPlan, Stage, StageInput, StageOutput, Step, stage_id
+from pond_core.plan.physical import (
+    FILES,
+    ExchangeOutput,
+    PhysicalPlan,
+    PythonStep,
+    SinkOutput,
+    SourceInput,
+    Split,
+    SqlStep,
+    Stage,
+    StageInput,
+    StageOutput,
+    Step,
+    UpstreamInput,
+    stage_id,
+)
 from pond_core.plan.sql import referenced_columns
-
-FILES = StageOutput(kind="files")
 
 
 def compile_plan(
@@ -51,10 +65,10 @@ class _Builder:
 
     def stage_for(self, node: Node, output: StageOutput) -> Stage:
         ctx = _StageContext(self, node.npartitions)
-        if output.kind == "exchange" and isinstance(node, Read):
+        if isinstance(output, ExchangeOutput) and isinstance(node, Read):
             # Nothing to compute before the exchange: split the files over many producers.
             ctx.npartitions = 0
-            result = ctx.add_input(StageInput(name="", source=node.source, split="files"))
+            result = ctx.add_input(SourceInput("", node.source, Split.FILES))
         else:
             result = ctx.relation(node)
         inputs, steps = tuple(ctx.inputs), tuple(ctx.steps)
@@ -88,16 +102,27 @@ class _StageContext:
 
     def add_input(self, spec: StageInput) -> str:
         for existing in self.inputs:
-            if (existing.source, existing.stage, existing.split) == (spec.source, spec.stage, spec.split):
+            if dataclasses.replace(existing, name="") == spec:
                 return existing.name
         name = f"in{len(self.inputs)}"
         self.inputs.append(dataclasses.replace(spec, name=name))
         return name
 
-    def add_step(self, **fields: Any) -> str:
+    def add_sql(self, inputs: tuple[str, ...], query: str, udfs: tuple[Any, ...] = ()) -> str:
         name = f"s{len(self.steps)}"
-        self.steps.append(Step(id=name, **fields))
+        self.steps.append(SqlStep(name, inputs, query, udfs))
         return name
+
+    def add_python(self, node: PyMap) -> str:
+        name = f"s{len(self.steps)}"
+        inputs = (self.relation(node.inputs[0]),)
+        self.steps.append(PythonStep(name, inputs, node.method, node.func, node.schema, node.batch_size, node.streaming))
+        return name
+
+    def upstream(self, node: Node, output: StageOutput = FILES, split: Split = Split.ALL) -> str:
+        """An input reading the stage that computes `node`."""
+        stage = self.builder.stage_for(node, output)
+        return self.add_input(UpstreamInput("", stage.id, split))
 
     def relation(self, node: Node) -> str:
         if node.id not in self.names:
@@ -106,63 +131,49 @@ class _StageContext:
 
     def _build(self, node: Node) -> str:
         if isinstance(node, Read):
-            return self.add_input(StageInput(name="", source=node.source, split="all"))
+            return self.add_input(SourceInput("", node.source, Split.ALL))
         if isinstance(node, Repartition):
             return self._exchange(node)
         if isinstance(node, Limit):
             return self._limit(node)
         if node.npartitions == 1 and self.npartitions > 1:
             # A single-partition result used by every partition: compute it once, broadcast it.
-            upstream = self.builder.stage_for(node, FILES)
-            return self.add_input(StageInput(name="", stage=upstream.id, split="all"))
+            return self.upstream(node)
         if isinstance(node, Sql):
-            names = tuple(self.relation(i) for i in node.inputs)
-            return self.add_step(kind="sql", inputs=names, query=node.query, udfs=node.udfs)
+            return self.add_sql(tuple(self.relation(i) for i in node.inputs), node.query, node.udfs)
         if isinstance(node, PyMap):
-            return self.add_step(
-                kind="python",
-                inputs=(self.relation(node.inputs[0]),),
-                method=node.method,
-                func=node.func,
-                schema=node.schema,
-                batch_size=node.batch_size,
-                streaming=node.streaming,
-            )
+            return self.add_python(node)
         raise TypeError(f"cannot compile node {node.kind}")
 
     def _exchange(self, node: Repartition) -> str:
         child = node.inputs[0]
         if node.n == 1:
-            upstream = self.builder.stage_for(child, FILES)
-            return self.add_input(StageInput(name="", stage=upstream.id, split="all"))
-        if node.method in ("files", "rows"):
+            return self.upstream(child)
+        if not node.method.is_exchange:
+            split = Split.FILES if node.method is RepartitionMethod.FILES else Split.ROWS
             if isinstance(child, Read):
-                return self.add_input(StageInput(name="", source=child.source, split=node.method))
-            upstream = self.builder.stage_for(child, FILES)
-            return self.add_input(StageInput(name="", stage=upstream.id, split=node.method))
-        out = StageOutput(kind="exchange", method=node.method, keys=node.keys, expr=node.expr, npartitions=node.n)
-        upstream = self.builder.stage_for(child, out)
-        return self.add_input(StageInput(name="", stage=upstream.id, split="bucket"))
+                return self.add_input(SourceInput("", child.source, split))
+            return self.upstream(child, split=split)
+        out = ExchangeOutput(node.method, node.n, node.keys, node.expr)
+        return self.upstream(child, out, Split.BUCKET)
 
     def _limit(self, node: Limit) -> str:
         child = node.inputs[0]
         query = f"SELECT * FROM {{0}} LIMIT {node.n}"
         if child.npartitions == 1:
-            return self.add_step(kind="sql", inputs=(self.relation(child),), query=query)
+            return self.add_sql((self.relation(child),), query)
         # Each partition keeps at most n rows; one task then keeps the first n of them all.
-        partial = Sql(inputs=(child,), query=query)
-        upstream = self.builder.stage_for(partial, FILES)
-        gathered = self.add_input(StageInput(name="", stage=upstream.id, split="all"))
-        return self.add_step(kind="sql", inputs=(gathered,), query=query)
+        gathered = self.upstream(Sql(inputs=(child,), query=query))
+        return self.add_sql((gathered,), query)
 
 
 def _stage_kind(node: Node, output: StageOutput) -> str:
-    if output.kind == "exchange":
-        return f"{output.method}_exchange"
-    if output.kind == "sink":
+    if isinstance(output, ExchangeOutput):
+        return f"{output.method.value}_exchange"
+    if isinstance(output, SinkOutput):
         return "write"
     if isinstance(node, PyMap):
-        return node.method
+        return node.method.value
     return node.kind
 
 
@@ -175,10 +186,11 @@ def _prune_exchange_columns(stages: list[Stage]) -> list[Stage]:
     out: list[Stage] = []
     for stage in stages:
         inputs = tuple(
-            dataclasses.replace(i, stage=renamed.get(i.stage, i.stage)) if i.stage else i for i in stage.inputs
+            dataclasses.replace(i, stage=renamed.get(i.stage, i.stage)) if isinstance(i, UpstreamInput) else i
+            for i in stage.inputs
         )
         output = stage.output
-        if output.kind == "exchange":
+        if isinstance(output, ExchangeOutput):
             columns = _columns_needed(stage.id, stages)
             if columns is not None:
                 output = dataclasses.replace(output, columns=tuple(sorted(columns)))
@@ -192,13 +204,13 @@ def _columns_needed(producer_id: str, stages: list[Stage]) -> set[str] | None:
     needed: set[str] = set()
     for consumer in stages:
         for inp in consumer.inputs:
-            if inp.stage != producer_id:
+            if not isinstance(inp, UpstreamInput) or inp.stage != producer_id:
                 continue
             if consumer.result == inp.name:
                 return None
             users = [s for s in consumer.steps if inp.name in s.inputs]
             for step in users:
-                if step.kind != "sql" or step.query is None:
+                if not isinstance(step, SqlStep):
                     return None
                 refs = referenced_columns(step.query.format(*["__pond_rel"] * len(step.inputs)))
                 if refs is None:

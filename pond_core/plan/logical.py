@@ -9,11 +9,40 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pond_core.errors import PondConfigError
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
+from pond_core.textenum import TextEnum
+
+
+class RepartitionMethod(TextEnum):
+    """How a repartition assigns rows: an exchange (hash, value, random) or an even split."""
+
+    HASH = "hash"  # by a hash of key columns
+    VALUE = "value"  # an expression's integer value is the partition index
+    RANDOM = "random"
+    FILES = "files"  # contiguous groups of the input's files
+    ROWS = "rows"  # contiguous ranges of the input's rows
+
+    @property
+    def is_exchange(self) -> bool:
+        return self in (RepartitionMethod.HASH, RepartitionMethod.VALUE, RepartitionMethod.RANDOM)
+
+
+class SourceFormat(TextEnum):
+    PARQUET = "parquet"
+    CSV = "csv"
+    JSON = "json"  # newline-delimited
+
+
+class PyMethod(TextEnum):
+    MAP = "map"
+    FILTER = "filter"
+    FLAT_MAP = "flat_map"
+    MAP_BATCHES = "map_batches"
 
 
 def content_id(*parts: Any) -> str:
@@ -34,7 +63,7 @@ class UdfSpec:
         return {"name": self.name, "params": list(self.params), "return_type": self.return_type, "func": self.func.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UdfSpec":
+    def from_dict(cls, d: dict[str, Any]) -> UdfSpec:
         return cls(d["name"], tuple(d["params"]), d["return_type"], PyFunc.from_dict(d["func"]))
 
 
@@ -42,7 +71,7 @@ class UdfSpec:
 class SourceSpec:
     """Files to read and how: parquet, csv or ndjson; paths may hold globs or s3:// URLs."""
 
-    format: str
+    format: SourceFormat
     paths: tuple[str, ...]
     recursive: bool = False
     columns: tuple[str, ...] | None = None
@@ -53,11 +82,14 @@ class SourceSpec:
     header: bool = False
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", SourceFormat(self.format))
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "format": self.format.value}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SourceSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> SourceSpec:
         d = dict(d)
         d["paths"] = tuple(d["paths"])
         if d.get("columns") is not None:
@@ -70,7 +102,7 @@ class SourceSpec:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Node:
     kind: ClassVar[str] = "node"
-    inputs: tuple["Node", ...]
+    inputs: tuple[Node, ...]
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -110,7 +142,7 @@ class Read(Node):
     def label(self) -> str:
         paths = ", ".join(self.source.paths[:3]) + (" …" if len(self.source.paths) > 3 else "")
         extra = f" limit {self.source.limit}" if self.source.limit is not None else ""
-        return f"read_{self.source.format}({paths}){extra}"
+        return f"read_{self.source.format.value}({paths}){extra}"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,15 +178,18 @@ class PyMap(Node):
     """A Python function over one input: map, filter, flat_map or map_batches."""
 
     kind: ClassVar[str] = "python"
-    method: str = "map"
+    method: PyMethod = PyMethod.MAP
     func: PyFunc = None  # type: ignore[assignment]
     schema: tuple[tuple[str, str], ...] | None = None
     batch_size: int = 122880
     streaming: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", PyMethod(self.method))
+
     def params(self) -> dict[str, Any]:
         return {
-            "method": self.method,
+            "method": self.method.value,
             "func": self.func.digest,
             "schema": self.schema,
             "batch_size": self.batch_size,
@@ -166,7 +201,7 @@ class PyMap(Node):
         return self.inputs[0].npartitions
 
     def label(self) -> str:
-        return f"{self.method}({self.func.label})"
+        return f"{self.method.value}({self.func.label})"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -175,23 +210,24 @@ class Repartition(Node):
 
     kind: ClassVar[str] = "repartition"
     n: int = 1
-    method: str = "files"
+    method: RepartitionMethod = RepartitionMethod.FILES
     keys: tuple[str, ...] = ()
     expr: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", RepartitionMethod(self.method))
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
             raise PondConfigError(f"npartitions must be an integer >= 1, got {self.n!r}")
 
     def params(self) -> dict[str, Any]:
-        return {"n": self.n, "method": self.method, "keys": list(self.keys), "expr": self.expr}
+        return {"n": self.n, "method": self.method.value, "keys": list(self.keys), "expr": self.expr}
 
     @property
     def npartitions(self) -> int:
         return self.n
 
     def label(self) -> str:
-        how = {"hash": f"hash_by={list(self.keys)}", "value": f"by={self.expr}"}.get(self.method, self.method)
+        how = {"hash": f"hash_by={list(self.keys)}", "value": f"by={self.expr}"}.get(self.method.value, self.method.value)
         return f"repartition({self.n}, {how})"
 
 

@@ -12,7 +12,7 @@ runs as one DuckDB query over chained views.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from pond_core.plan.logical import Limit, Node, Read, Repartition
 

@@ -3,6 +3,9 @@
 A stage reads its inputs (sources or upstream stages' committed outputs), runs a small DAG of
 steps (SQL views and Python transforms) per partition in one DuckDB connection, and writes one
 output: plain files, an exchange (buckets for the next stage) or a sink (a user dataset).
+
+Inputs, steps and outputs are tagged unions (one dataclass per kind); the tag appears only in
+their JSON form, which is the plan's boundary with orchestrators and other processes.
 """
 
 from __future__ import annotations
@@ -10,110 +13,203 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Union
 
 from pond_core.errors import PondSerializationError
-from pond_core.plan.logical import SourceSpec, UdfSpec, content_id
+from pond_core.io.sink_spec import SinkSpec
+from pond_core.plan.logical import PyMethod, RepartitionMethod, SourceSpec, UdfSpec, content_id
 from pond_core.plan.pyfunc import PyFunc
+from pond_core.textenum import TextEnum
 
 PLAN_FORMAT = "pond.physical-plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: tagged inputs, steps and outputs; the sink spec in full
 
-# How a stage's partition k maps onto one input:
-#   all      every partition reads every file (single-partition stages, broadcasts, gathers)
-#   bucket   partition k reads bucket k of an upstream exchange
-#   files    the input's files, in order, split into contiguous even groups
-#   rows     the input's rows, in order, split into contiguous even ranges
-SPLITS = ("all", "bucket", "files", "rows")
+Schema = tuple[tuple[str, str], ...]  # (column, DuckDB type)
+
+
+class Split(TextEnum):
+    """How a stage's partition k maps onto one input."""
+
+    ALL = "all"  # every partition reads every file (single-partition stages, broadcasts, gathers)
+    BUCKET = "bucket"  # partition k reads bucket k of an upstream exchange
+    FILES = "files"  # the input's files, in order, split into contiguous even groups
+    ROWS = "rows"  # the input's rows, in order, split into contiguous even ranges
+
+
+# -- inputs --------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class StageInput:
+class SourceInput:
+    """Files named by the user (paths, globs, s3:// URLs)."""
+
     name: str
-    source: SourceSpec | None = None
-    stage: str | None = None
-    split: str = "all"
+    source: SourceSpec
+    split: Split = Split.ALL
+
+    kind = "source"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source.to_dict() if self.source else None,
-            "stage": self.stage,
-            "split": self.split,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageInput":
-        src = SourceSpec.from_dict(d["source"]) if d.get("source") else None
-        return cls(d["name"], src, d.get("stage"), d["split"])
+        return {"kind": self.kind, "name": self.name, "source": self.source.to_dict(), "split": self.split.value}
 
 
 @dataclasses.dataclass(frozen=True)
-class Step:
-    """One view inside a task: SQL over named relations, or a Python transform of one."""
+class UpstreamInput:
+    """The committed output of an upstream stage of the same plan."""
+
+    name: str
+    stage: str  # the upstream stage's id
+    split: Split = Split.ALL
+
+    kind = "upstream"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "stage": self.stage, "split": self.split.value}
+
+
+StageInput = Union[SourceInput, UpstreamInput]
+
+
+def input_from_dict(d: Mapping[str, Any]) -> StageInput:
+    split = Split(d["split"])
+    if d["kind"] == "source":
+        return SourceInput(d["name"], SourceSpec.from_dict(d["source"]), split)
+    if d["kind"] == "upstream":
+        return UpstreamInput(d["name"], d["stage"], split)
+    raise PondSerializationError(f"unknown stage input kind {d['kind']!r}")
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SqlStep:
+    """A view: SQL over named relations (`{i}` is input i), with the UDFs it calls."""
 
     id: str
-    kind: str  # "sql" | "python"
     inputs: tuple[str, ...]
-    query: str | None = None
+    query: str
     udfs: tuple[UdfSpec, ...] = ()
-    method: str | None = None
-    func: PyFunc | None = None
-    schema: tuple[tuple[str, str], ...] | None = None
-    batch_size: int = 122880
-    streaming: bool = False
+
+    kind = "sql"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["inputs"] = list(self.inputs)
-        d["udfs"] = [u.to_dict() for u in self.udfs]
-        d["func"] = self.func.to_dict() if self.func else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Step":
-        d = dict(d)
-        d["inputs"] = tuple(d["inputs"])
-        d["udfs"] = tuple(UdfSpec.from_dict(u) for u in d.get("udfs") or ())
-        d["func"] = PyFunc.from_dict(d["func"]) if d.get("func") else None
-        if d.get("schema") is not None:
-            d["schema"] = tuple(tuple(x) for x in d["schema"])
-        return cls(**d)
+        return {"kind": self.kind, "id": self.id, "inputs": list(self.inputs), "query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
 
     def identity(self) -> dict[str, Any]:
-        """What defines the step's result (the pickled payload is identified by its digest)."""
+        """What defines the step's result (a pickled function is identified by its digest)."""
         d = self.to_dict()
-        if self.func:
-            d["func"] = self.func.digest
         d["udfs"] = [[u.name, u.func.digest, list(u.params), u.return_type] for u in self.udfs]
         return d
 
 
 @dataclasses.dataclass(frozen=True)
-class StageOutput:
-    """'files' (one file set per partition), 'exchange' (buckets) or 'sink' (a user dataset)."""
+class PythonStep:
+    """A Python transform of one relation: map, filter, flat_map or map_batches."""
 
-    kind: str
-    method: str | None = None  # exchange: hash | value | random
-    keys: tuple[str, ...] = ()
-    expr: str | None = None
-    npartitions: int | None = None  # exchange: number of buckets
-    columns: tuple[str, ...] | None = None  # exchange: the only columns consumers read
-    sink: dict[str, Any] | None = None
+    id: str
+    inputs: tuple[str, ...]
+    method: PyMethod
+    func: PyFunc
+    schema: Schema | None = None
+    batch_size: int = 122880
+    streaming: bool = False
+
+    kind = "python"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["keys"] = list(self.keys)
-        d["columns"] = list(self.columns) if self.columns is not None else None
-        return d
+        return {
+            "kind": self.kind, "id": self.id, "inputs": list(self.inputs), "method": self.method.value,
+            "func": self.func.to_dict(), "schema": _schema_json(self.schema), "batch_size": self.batch_size,
+            "streaming": self.streaming,
+        }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageOutput":
-        d = dict(d)
-        d["keys"] = tuple(d.get("keys") or ())
-        if d.get("columns") is not None:
-            d["columns"] = tuple(d["columns"])
-        return cls(**d)
+    def identity(self) -> dict[str, Any]:
+        return {**self.to_dict(), "func": self.func.digest}
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.value}({self.func.label})"
+
+
+Step = Union[SqlStep, PythonStep]
+
+
+def step_from_dict(d: Mapping[str, Any]) -> Step:
+    if d["kind"] == "sql":
+        return SqlStep(d["id"], tuple(d["inputs"]), d["query"], tuple(UdfSpec.from_dict(u) for u in d.get("udfs") or ()))
+    if d["kind"] == "python":
+        return PythonStep(
+            d["id"], tuple(d["inputs"]), PyMethod(d["method"]), PyFunc.from_dict(d["func"]), _schema_from_json(d.get("schema")),
+            int(d["batch_size"]), bool(d["streaming"]),
+        )
+    raise PondSerializationError(f"unknown step kind {d['kind']!r}")
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FilesOutput:
+    """One file set per partition, read by later stages or returned to the user."""
+
+    kind = "files"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExchangeOutput:
+    """Rows bucketed for the next stage: by hash of `keys`, by the value of `expr`, or at random."""
+
+    method: RepartitionMethod  # hash, value or random
+    npartitions: int  # number of buckets
+    keys: tuple[str, ...] = ()
+    expr: str | None = None
+    columns: tuple[str, ...] | None = None  # the only columns consumers read; None: all
+
+    kind = "exchange"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "method": self.method.value, "npartitions": self.npartitions, "keys": list(self.keys),
+            "expr": self.expr, "columns": None if self.columns is None else list(self.columns),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkOutput:
+    """A user dataset, written and committed atomically per the spec's mode."""
+
+    sink: SinkSpec
+
+    kind = "sink"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "sink": self.sink.to_dict()}
+
+
+StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput]
+FILES = FilesOutput()
+
+
+def output_from_dict(d: Mapping[str, Any]) -> StageOutput:
+    if d["kind"] == "files":
+        return FILES
+    if d["kind"] == "exchange":
+        columns = d.get("columns")
+        return ExchangeOutput(
+            RepartitionMethod(d["method"]), int(d["npartitions"]), tuple(d.get("keys") or ()), d.get("expr"),
+            None if columns is None else tuple(columns),
+        )
+    if d["kind"] == "sink":
+        return SinkOutput(SinkSpec.from_dict(d["sink"]))
+    raise PondSerializationError(f"unknown stage output kind {d['kind']!r}")
+
+
+# -- stages and plans ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +225,15 @@ class Stage:
 
     @property
     def depends_on(self) -> list[str]:
-        return sorted({i.stage for i in self.inputs if i.stage})
+        return sorted({i.stage for i in self.inputs if isinstance(i, UpstreamInput)})
 
     @property
     def sql(self) -> list[str]:
-        return [s.query for s in self.steps if s.kind == "sql" and s.query]
+        return [s.query for s in self.steps if isinstance(s, SqlStep) and s.query]
+
+    @property
+    def sources(self) -> list[SourceInput]:
+        return [i for i in self.inputs if isinstance(i, SourceInput)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,15 +248,15 @@ class Stage:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stage":
+    def from_dict(cls, d: Mapping[str, Any]) -> Stage:
         return cls(
             id=d["id"],
             name=d["name"],
-            inputs=tuple(StageInput.from_dict(i) for i in d["inputs"]),
-            steps=tuple(Step.from_dict(s) for s in d["steps"]),
+            inputs=tuple(input_from_dict(i) for i in d["inputs"]),
+            steps=tuple(step_from_dict(s) for s in d["steps"]),
             result=d["result"],
-            npartitions=d["npartitions"],
-            output=StageOutput.from_dict(d["output"]),
+            npartitions=int(d["npartitions"]),
+            output=output_from_dict(d["output"]),
             description=d.get("description", ""),
         )
 
@@ -199,7 +299,7 @@ class PhysicalPlan:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhysicalPlan":
+    def from_dict(cls, d: Mapping[str, Any]) -> PhysicalPlan:
         if d.get("format") != PLAN_FORMAT:
             raise PondSerializationError(f"not a pond physical plan (format {d.get('format')!r})")
         if d.get("version") != PLAN_VERSION:
@@ -209,7 +309,7 @@ class PhysicalPlan:
         body = {k: d.get(k) for k in ("stages", "pipeline", "params")}
         if d.get("checksum") != _checksum(body):
             raise PondSerializationError("plan checksum does not match its content: the plan JSON was modified after it was compiled")
-        stages = tuple(Stage.from_dict(s) for s in body["stages"])
+        stages = tuple(Stage.from_dict(s) for s in body["stages"] or ())
         for s in stages:
             expected = stage_id(s.inputs, s.steps, s.result, s.npartitions, s.output)
             if expected != s.id:
@@ -217,33 +317,45 @@ class PhysicalPlan:
         return cls(stages=stages, pipeline=body["pipeline"], params=body["params"] or {})
 
     @classmethod
-    def from_json(cls, text: str) -> "PhysicalPlan":
+    def from_json(cls, text: str) -> PhysicalPlan:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PondSerializationError(f"plan is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise PondSerializationError(f"a plan is a JSON object, not {type(data).__name__}")
         return cls.from_dict(data)
 
     def render(self) -> str:
         lines = []
         for s in self.stages:
             parts = "auto" if s.npartitions == 0 else str(s.npartitions)
-            out = s.output.kind
-            if s.output.kind == "exchange":
-                out += f" {s.output.method}→{s.output.npartitions}"
-                if s.output.columns is not None:
-                    out += f" columns={list(s.output.columns)}"
-            elif s.output.kind == "sink":
-                out += f" {s.output.sink.get('path')}"
-            lines.append(f"{s.name} ({s.id}) partitions={parts} output={out}")
+            lines.append(f"{s.name} ({s.id}) partitions={parts} output={describe_output(s.output)}")
             for i in s.inputs:
-                what = f"stage {i.stage}" if i.stage else f"{i.source.format} {', '.join(i.source.paths[:3])}"
-                lines.append(f"    input {i.name}: {what} [{i.split}]")
+                what = f"stage {self.stage(i.stage).name}" if isinstance(i, UpstreamInput) else f"{i.source.format} {', '.join(i.source.paths[:3])}"
+                lines.append(f"    input {i.name}: {what} [{i.split.value}]")
             for st in s.steps:
-                body = " ".join((st.query or "").split()) if st.kind == "sql" else f"{st.method}({st.func.label if st.func else ''})"
+                body = " ".join(st.query.split()) if isinstance(st, SqlStep) else st.label
                 lines.append(f"    step {st.id}: {body}")
         return "\n".join(lines)
 
 
-def _checksum(body: dict[str, Any]) -> str:
+def describe_output(output: StageOutput) -> str:
+    if isinstance(output, ExchangeOutput):
+        text = f"exchange {output.method.value}→{output.npartitions}"
+        return text + (f" columns={list(output.columns)}" if output.columns is not None else "")
+    if isinstance(output, SinkOutput):
+        return f"sink {output.sink.path}"
+    return "files"
+
+
+def _checksum(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _schema_json(schema: Schema | None) -> list[list[str]] | None:
+    return None if schema is None else [list(c) for c in schema]
+
+
+def _schema_from_json(value: Any) -> Schema | None:
+    return None if value is None else tuple((str(n), str(t)) for n, t in value)

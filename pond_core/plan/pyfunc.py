@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 
@@ -26,7 +27,7 @@ class PyFunc:
     label: str
 
     @classmethod
-    def wrap(cls, func: Callable[..., Any], method: str) -> "PyFunc":
+    def wrap(cls, func: Callable[..., Any], method: str) -> PyFunc:
         if not callable(func):
             raise PondSerializationError(f"{method}() expects a SQL string or a callable, got {func!r}")
         label = getattr(func, "__qualname__", None) or type(func).__name__
@@ -56,5 +57,5 @@ class PyFunc:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> "PyFunc":
+    def from_dict(cls, data: dict[str, str]) -> PyFunc:
         return cls(**data)

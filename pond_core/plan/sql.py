@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import string
-from typing import Iterable
+from collections.abc import Iterable
 
 from pond_core.errors import PondConfigError
 
