@@ -7,22 +7,36 @@ run its stages and read back only what they return.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Sequence
-
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pond_core.errors import PondConfigError
-from pond_core.plan.logical import Limit, Node, PyMap, Repartition, Sql, render
-from pond_core.plan.physical import StageOutput
+from pond_core.execute.results import StageManifest
+from pond_core.io.options import StorageOptions
+from pond_core.io.sink_spec import MODES, SinkSpec
+from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Repartition, RepartitionMethod, Sql, render
+from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import quote_ident
+from pond_core.settings import parse_bytes
+from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pond_core.session import Session
-
 SqlOrFunc = str | Callable[..., Any]
-SINK_MODES = ("error", "overwrite", "overwrite_partitions", "append")
+
+
+class PlanRunner(Protocol):
+    """What a DataFrame needs of its session (`pond_core.session.Session`)."""
+
+    storage: StorageOptions
+
+    def run(self, root: Node, output: StageOutput) -> StageManifest:
+        """Compile and run the plan ending in `root`; return its final stage's manifest."""
+
+    def mark_recompute(self, node: Node) -> None:
+        """Ignore committed results of this node's plan the next time it runs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +44,11 @@ class Sink:
     """A lazy dataset write: what a pipeline returns to end in a Parquet dataset."""
 
     node: Node
-    spec: dict[str, Any]
+    spec: SinkSpec
 
 
 class DataFrame:
-    def __init__(self, session: "Session", node: Node) -> None:
+    def __init__(self, session: PlanRunner, node: Node) -> None:
         self.session = session
         self._node = node
 
@@ -45,7 +59,7 @@ class DataFrame:
     def num_partitions(self) -> int:
         return self._node.npartitions
 
-    def _derive(self, node: Node) -> "DataFrame":
+    def _derive(self, node: Node) -> DataFrame:
         return DataFrame(self.session, node)
 
     # -- transformations -----------------------------------------------------------------------
@@ -56,36 +70,36 @@ class DataFrame:
         hash_by: str | Sequence[str] | None = None,
         by: str | None = None,
         by_rows: bool = False,
-    ) -> "DataFrame":
+    ) -> DataFrame:
         if hash_by is not None and by is not None:
             raise PondConfigError("repartition takes hash_by= or by=, not both")
         if hash_by is not None:
             keys = (hash_by,) if isinstance(hash_by, str) else tuple(hash_by)
             if not keys:
                 raise PondConfigError("hash_by= needs at least one column")
-            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method="hash", keys=keys))
+            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method=RepartitionMethod.HASH, keys=keys))
         if by is not None:
-            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method="value", expr=by))
-        method = "rows" if by_rows else "files"
+            return self._derive(Repartition(inputs=(self._node,), n=npartitions, method=RepartitionMethod.VALUE, expr=by))
+        method = RepartitionMethod.ROWS if by_rows else RepartitionMethod.FILES
         return self._derive(Repartition(inputs=(self._node,), n=npartitions, method=method))
 
-    def map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> "DataFrame":
+    def map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> DataFrame:
         """SQL: a select list run per partition. Callable: row dict -> row dict."""
         if isinstance(sql_or_func, str):
             return self._sql(f"SELECT {sql_or_func} FROM {{0}}", udfs)
-        return self._python("map", sql_or_func, schema=schema)
+        return self._python(PyMethod.MAP, sql_or_func, schema=schema)
 
-    def flat_map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> "DataFrame":
+    def flat_map(self, sql_or_func: SqlOrFunc, *, schema: Any = None, udfs: Sequence[Any] | None = None) -> DataFrame:
         """SQL: a select list that may unnest. Callable: row dict -> list of row dicts."""
         if isinstance(sql_or_func, str):
             return self._sql(f"SELECT {sql_or_func} FROM {{0}}", udfs)
-        return self._python("flat_map", sql_or_func, schema=schema)
+        return self._python(PyMethod.FLAT_MAP, sql_or_func, schema=schema)
 
-    def filter(self, sql_or_func: SqlOrFunc, *, udfs: Sequence[Any] | None = None) -> "DataFrame":
+    def filter(self, sql_or_func: SqlOrFunc, *, udfs: Sequence[Any] | None = None) -> DataFrame:
         """SQL: a predicate. Callable: row dict -> bool."""
         if isinstance(sql_or_func, str):
             return self._sql(f"SELECT * FROM {{0}} WHERE {sql_or_func}", udfs)
-        return self._python("filter", sql_or_func)
+        return self._python(PyMethod.FILTER, sql_or_func)
 
     def map_batches(
         self,
@@ -94,31 +108,31 @@ class DataFrame:
         batch_size: int = 122880,
         streaming: bool = False,
         schema: Any = None,
-    ) -> "DataFrame":
+    ) -> DataFrame:
         """`func` gets Arrow tables of exactly batch_size rows (the last smaller)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PondConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        return self._python("map_batches", func, schema=schema, batch_size=batch_size, streaming=streaming)
+        return self._python(PyMethod.MAP_BATCHES, func, schema=schema, batch_size=batch_size, streaming=streaming)
 
-    def random_shuffle(self) -> "DataFrame":
+    def random_shuffle(self) -> DataFrame:
         """A random permutation of all rows; the partition count is kept."""
-        spread = Repartition(inputs=(self._node,), n=self.num_partitions, method="random")
+        spread = Repartition(inputs=(self._node,), n=self.num_partitions, method=RepartitionMethod.RANDOM)
         return self._derive(Sql(inputs=(spread,), query="SELECT * FROM {0} ORDER BY random()"))
 
-    def partial_sort(self, by: str | Sequence[str]) -> "DataFrame":
+    def partial_sort(self, by: str | Sequence[str]) -> DataFrame:
         """Sort within each partition; entries may read 'col desc'."""
         keys = [by] if isinstance(by, str) else list(by)
         if not keys:
             raise PondConfigError("partial_sort needs at least one key")
         return self._sql(f"SELECT * FROM {{0}} ORDER BY {', '.join(_sort_key(k) for k in keys)}", None)
 
-    def limit(self, n: int) -> "DataFrame":
+    def limit(self, n: int) -> DataFrame:
         """At most n rows in total; the result has one partition."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise PondConfigError(f"limit takes an integer >= 0, got {n!r}")
         return self._derive(Limit(inputs=(self._node,), n=n))
 
-    def recompute(self) -> "DataFrame":
+    def recompute(self) -> DataFrame:
         """Ignore cached results of this DataFrame's plan the next time it runs."""
         self.session.mark_recompute(self._node)
         return self
@@ -126,7 +140,7 @@ class DataFrame:
     # -- actions -------------------------------------------------------------------------------
 
     def compute(self) -> None:
-        self.session.execute(self._node, StageOutput(kind="files"))
+        self.session.run(self._node, FILES)
 
     def count(self) -> int:
         counted = Sql(inputs=(self._node,), query="SELECT count(*) AS n FROM {0}")
@@ -138,7 +152,7 @@ class DataFrame:
     def take_all(self) -> list[dict[str, Any]]:
         return self._rows(self._node)
 
-    def to_arrow(self) -> "pa.Table":
+    def to_arrow(self) -> pa.Table:
         """The whole result in partition order; strings as large_string, as smallpond does."""
         return self._read(self._node, large_strings=True)
 
@@ -160,8 +174,7 @@ class DataFrame:
         (replace exactly the partitions present in this data), or "append".
         """
         sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size)
-        _, manifest = self.session.execute(self._node, StageOutput(kind="sink", sink=sink.spec))
-        return manifest["result"]
+        return self.session.run(self._node, SinkOutput(sink.spec)).result.to_dict()
 
     def sink_parquet(
         self,
@@ -171,20 +184,18 @@ class DataFrame:
         compression: str = "snappy",
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
-    ) -> "Sink":
+    ) -> Sink:
         """The lazy form of write_parquet, for pipelines: the write happens when the plan runs."""
-        from pond_core.config import parse_bytes
-
-        if mode not in SINK_MODES:
-            raise PondConfigError(f"mode must be one of {', '.join(SINK_MODES)}, got {mode!r}")
-        spec = {
-            "path": path,
-            "mode": mode,
-            "partition_by": [partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
-            "compression": compression,
-            "target_file_size": parse_bytes(target_file_size),
-            "row_group_size": row_group_size,
-        }
+        if mode not in MODES:
+            raise PondConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        spec = SinkSpec(
+            path=path,
+            mode=mode,
+            partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            compression=compression,
+            target_file_size=parse_bytes(target_file_size),
+            row_group_size=row_group_size,
+        )
         return Sink(self._node, spec)
 
     def explain(self) -> str:
@@ -197,27 +208,23 @@ class DataFrame:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _sql(self, query: str, udfs: Sequence[Any] | None) -> "DataFrame":
-        from pond_core.session import udf_specs
-
+    def _sql(self, query: str, udfs: Sequence[Any] | None) -> DataFrame:
         return self._derive(Sql(inputs=(self._node,), query=query, udfs=udf_specs(udfs)))
 
-    def _python(self, method: str, func: Callable[..., Any], **options: Any) -> "DataFrame":
+    def _python(self, method: PyMethod, func: Callable[..., Any], **options: Any) -> DataFrame:
         schema = _schema_pairs(options.pop("schema", None))
-        node = PyMap(inputs=(self._node,), method=method, func=PyFunc.wrap(func, method), schema=schema, **options)
+        node = PyMap(inputs=(self._node,), method=method, func=PyFunc.wrap(func, method.value), schema=schema, **options)
         return self._derive(node)
 
-    def _read(self, node: Node, large_strings: bool = False) -> "pa.Table":
-        _, manifest = self.session.execute(node, StageOutput(kind="files"))
-        return read_manifest(self.session, manifest, large_strings)
+    def _read(self, node: Node, large_strings: bool = False) -> pa.Table:
+        return read_result(self.session, self.session.run(node, FILES), large_strings)
 
     def _rows(self, node: Node) -> list[dict[str, Any]]:
         """Rows as dicts, read by DuckDB straight into Python (no Arrow on the way)."""
-        _, manifest = self.session.execute(node, StageOutput(kind="files"))
-        return read_manifest(self.session, manifest, as_rows=True)
+        return read_result(self.session, self.session.run(node, FILES), as_rows=True)
 
 
-def read_manifest(session: "Session", manifest: dict[str, Any], large_strings: bool = False, as_rows: bool = False) -> Any:
+def read_result(session: PlanRunner, manifest: StageManifest, large_strings: bool = False, as_rows: bool = False) -> Any:
     """Read a stage's committed files back in partition order, as Arrow (or as row dicts)."""
     import duckdb
 
@@ -225,12 +232,12 @@ def read_manifest(session: "Session", manifest: dict[str, Any], large_strings: b
     from pond_core.io import configure_duckdb
     from pond_core.plan.sql import sql_list
 
-    files = [f["path"] for p in manifest["partitions"] for f in p["files"]]
+    files = [f.path for f in manifest.files]
     # arrow_large_buffer_size: DuckDB itself exports strings as large_string (no cast needed).
     con = duckdb.connect(config={"preserve_insertion_order": True, "arrow_large_buffer_size": large_strings})
     try:
         configure_duckdb(con, session.storage, files)
-        query = empty_sql(manifest.get("schema") or []) if not files else f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)"
+        query = empty_sql(manifest.schema) if not files else f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)"
         cursor = con.execute(query)
         if as_rows:
             names = [d[0] for d in cursor.description]

@@ -10,14 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from collections.abc import Callable
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
 
 from pond_core.examples import generate_shop
-from pond_core.pipeline import compile_pipeline, run_pipeline
-from pond_core.session import init
+from pond_core.execute.executors import make_executor
+from pond_core.pipeline import compile_pipeline
+from pond_core.plan.physical import Stage
+from pond_core.runner import run_plan
+from pond_core.settings import Settings
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
 
@@ -29,7 +33,8 @@ def main(root: str | None = None) -> int:
     console.print(f"[bold]pond demo[/bold] — data under {root}")
     generate_shop(source, DAYS)
     console.print(f"generated {len(DAYS)} days of orders under {source}")
-    session = init(data_root=data_root, executor="local", keep_intermediates=True)
+    settings = Settings.resolve(data_root=data_root, executor="local")
+    executor = make_executor(settings)
     try:
         for day in DAYS:
             plan = compile_pipeline(
@@ -39,19 +44,19 @@ def main(root: str | None = None) -> int:
             )
             run_id = f"demo-daily-revenue-{day}"
             started = dt.datetime.now()
-            result = run_pipeline(plan, run_id, session=session, progress=_progress(console))
-            console.print(f"run {run_id}: {len(result['stages'])} stages in {(dt.datetime.now() - started).total_seconds():.2f}s")
+            result = run_plan(plan, run_id, settings=settings, executor=executor, progress=_progress(console))
+            console.print(f"run {run_id}: {len(result.stages)} stages in {(dt.datetime.now() - started).total_seconds():.2f}s")
         _print_result(console, output)
     finally:
-        session.shutdown()
+        executor.shutdown()
     _show_with_cli(console, data_root, run_id, output)
     console.print(f"\noutput dataset: [bold]{output}[/bold] (hive-partitioned by dt)")
     console.print(f"catalog: {os.path.join(data_root, 'catalog.sqlite')}; more: `.venv/bin/pond --help`")
     return 0
 
 
-def _progress(console: Console):
-    def report(stage, done: int, total: int) -> None:
+def _progress(console: Console) -> Callable[[Stage, int, int], None]:
+    def report(stage: Stage, done: int, total: int) -> None:
         if done == total:
             console.print(f"  {stage.name:<22} {done}/{total} partitions")
 

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from pond_core.errors import PondConfigError
 
@@ -56,7 +56,7 @@ class Heartbeat:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pond-heartbeat-{name}", daemon=True)
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self._thread.start()
         return self
 

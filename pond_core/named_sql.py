@@ -12,7 +12,8 @@ columns and the SQL runs per partition; `npartitions` alone splits a single inpu
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError

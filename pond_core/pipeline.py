@@ -8,32 +8,24 @@ first and its parameters as keywords, and returns a DataFrame (its result is kep
         orders = sp.read_parquet(f"/data/orders/dt={ds}/*.parquet")
         return orders.repartition(4, hash_by="customer").sink_parquet("/data/sales", partition_by="dt", mode="overwrite_partitions")
 
-`compile_pipeline` touches no data and starts no cluster. `run_stage` runs one stage for one
-run id and is idempotent; `run_pipeline` runs them all. Every run and stage is recorded in the
-catalog with its lineage.
+`compile_pipeline` touches no data and starts no cluster; `pond_core.runner.run_plan` runs
+the plan it returns.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import threading
-import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from pond_core.config import resolve_config
 from pond_core.dataframe import DataFrame, Sink
-from pond_core.errors import PondConfigError, PondError
-from pond_core.execute import stage as stage_runner
+from pond_core.errors import PondConfigError
 from pond_core.io import StorageOptions
-from pond_core.lineage import LineageRecorder
 from pond_core.plan.compile import compile_plan
-from pond_core.execute.scheduler import run_dag
-from pond_core.plan.physical import PhysicalPlan, Stage, StageOutput
+from pond_core.plan.physical import FILES, PhysicalPlan, SinkOutput, StageOutput
 from pond_core.session import Session
-
-if TYPE_CHECKING:
-    from pond_core.catalog import Catalog
+from pond_core.settings import Settings
 
 
 def load_pipeline(ref: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -85,90 +77,13 @@ def compile_pipeline(
     func = load_pipeline(ref)
     name = pipeline_name(ref)
     check_params(func, params, name)
-    planner = Session(resolve_config(data_root=data_root, job_id="planning"), StorageOptions.from_env())
+    planner = Session(Settings.resolve(data_root=data_root, job_id="planning"), StorageOptions.from_env())
     result = func(planner, **params)
+    output: StageOutput
     if isinstance(result, Sink):
-        root, output = result.node, StageOutput(kind="sink", sink=result.spec)
+        root, output = result.node, SinkOutput(result.spec)
     elif isinstance(result, DataFrame):
-        root, output = result._node, StageOutput(kind="files")
+        root, output = result._node, FILES
     else:
         raise PondConfigError(f"pipeline {name} must return a DataFrame or df.sink_parquet(...), got {type(result).__name__}")
     return compile_plan(root, output, pipeline=name, params=params)
-
-
-def open_catalog(session: Session) -> "Catalog":
-    from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
-
-    return Catalog(session.config.catalog_url or Catalog.default_url(session.config.data_root))
-
-
-def run_stage(
-    plan: PhysicalPlan,
-    stage_id: str,
-    run_id: str,
-    *,
-    session: Session | None = None,
-    catalog: "Catalog | None" = None,
-    force: bool = False,
-    progress: stage_runner.Progress | None = None,
-    stop: threading.Event | None = None,
-    **init_kwargs: Any,
-) -> dict[str, Any]:
-    """Run one stage for one run; return at once if that stage is already committed. Setting
-    `stop` (from another thread) stops the stage's tasks and fails it with PondInterruptedError."""
-    from pond_core.session import init
-
-    own_session, own_catalog = session is None, catalog is None
-    session = session or init(job_id=run_id, **init_kwargs)
-    catalog = catalog or open_catalog(session)
-    try:
-        catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, session.executor().name)
-        recorder = LineageRecorder(catalog, plan, run_id)
-        ctx = session.stage_context(run_id, progress=progress, recorder=recorder, stop=stop)
-        return stage_runner.run_stage(plan, stage_id, ctx, force=force)
-    finally:
-        if own_catalog:
-            catalog.close()
-        if own_session:
-            session.shutdown()
-
-
-def run_pipeline(
-    plan: PhysicalPlan,
-    run_id: str,
-    *,
-    session: Session | None = None,
-    catalog: "Catalog | None" = None,
-    progress: stage_runner.Progress | None = None,
-    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
-    **init_kwargs: Any,
-) -> dict[str, Any]:
-    """Run every stage, each as soon as its inputs are committed (independent stages at once);
-    committed stages are skipped, so a rerun resumes."""
-    from pond_core.session import init
-
-    own_session, own_catalog = session is None, catalog is None
-    session = session or init(job_id=run_id, keep_intermediates=True, **init_kwargs)
-    catalog = catalog or open_catalog(session)
-    started = time.time()
-    stop = threading.Event()  # set by run_dag when this thread is interrupted (Ctrl-C)
-
-    def run_one(stage: Stage) -> dict[str, Any]:
-        result = run_stage(plan, stage.id, run_id, session=session, catalog=catalog, progress=progress, stop=stop)
-        if on_stage:
-            on_stage(stage.name, result)
-        return result
-
-    try:
-        results = run_dag(plan, run_one, stop=stop)
-    except PondError as exc:
-        catalog.finish_run(run_id, "failed", error=str(exc))
-        raise
-    else:
-        catalog.finish_run(run_id, "success")
-    finally:
-        if own_catalog:
-            catalog.close()
-        if own_session:
-            session.shutdown()
-    return {"run_id": run_id, "pipeline": plan.pipeline, "seconds": round(time.time() - started, 3), "stages": results}

@@ -1,4 +1,9 @@
-"""`init()` and `Session`: configuration, storage, executor, and the sources of DataFrames."""
+"""`init()` and `Session`: settings, storage, the executor, and the sources of DataFrames.
+
+A session is a job (smallpond's word): its DataFrame actions run as the run named by its
+job id, through `pond_core.runner.run_plan`, on the session's executor, without recording in
+the catalog (pipelines are recorded; see pond_core.runner).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,27 @@ import hashlib
 import io as _io
 import json
 import logging
-import os
-import tempfile
+import shutil
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from pond_core.config import SessionConfig, resolve_config
+from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError, PondError
-from pond_core.execute.executors import Executor, LocalExecutor, RayExecutor
-from pond_core.execute.scheduler import run_dag
-from pond_core.execute.stage import StageContext, run_stage
+from pond_core.execute.executors import Executor, make_executor
+from pond_core.execute.results import StageManifest
 from pond_core.io import StorageOptions, get_filesystem, join_path
-from pond_core.plan.logical import Node, Read, SourceSpec, Sql, UdfSpec, walk
-from pond_core.plan.physical import PhysicalPlan, StageOutput
-from pond_core.plan.pyfunc import PyFunc
-from pond_core.udfs import as_udfs
+from pond_core.layout import RunLayout
+from pond_core.plan.logical import Node, Read, SourceFormat, SourceSpec, Sql, walk
+from pond_core.plan.physical import SinkOutput, StageOutput
+from pond_core.settings import Settings
+from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger("pond")
-
-JOB_DIRS = ("queue", "staging", "temp", "output", "log")
 
 
 def init(
@@ -53,23 +56,23 @@ def init(
     keep_intermediates: bool | None = None,
     max_task_memory: int | str | None = None,
     speculation: bool | None = None,
-) -> "Session":
+) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
 
-    smallpond's arguments keep their meaning. pond adds: `executor` ("auto": Ray only when a
-    `ray_address` is given; "local"; "ray"), per-task `memory_limit` and `task_threads`,
-    `max_retries` for transient task failures, `spill_dir`, `catalog_url`, `storage_options`
-    (S3 settings; default: the standard AWS environment), `keep_intermediates`,
-    `max_task_memory` (the most memory a task retried after running out of memory may get;
-    default: the largest node's) and `speculation` (copies of straggling tasks; default: on
-    with Ray, which can stop the losing copy).
+    smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
+    `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
+    and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
+    `max_task_memory`, `speculation`; and `storage_options` (S3 settings; default: the
+    standard AWS environment).
     """
-    config = resolve_config(
-        job_id, job_time, job_name, data_root, num_executors, ray_address, bind_numa_node, platform,
-        executor, memory_limit, task_threads, max_retries, spill_dir, catalog_url, keep_intermediates,
-        max_task_memory=max_task_memory, speculation=speculation,
+    settings = Settings.resolve(
+        job_id=job_id, job_time=job_time, job_name=job_name, data_root=data_root, num_executors=num_executors,
+        ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform, executor=executor,
+        memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
+        catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
+        speculation=speculation,
     )
-    return Session(config, _storage_options(storage_options))
+    return Session(settings, _storage_options(storage_options))
 
 
 def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOptions:
@@ -85,9 +88,10 @@ def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOp
 class Session:
     """A job: its storage under `data_root`, its executor, and the DataFrames built from it."""
 
-    def __init__(self, config: SessionConfig, storage: StorageOptions) -> None:
+    def __init__(self, config: Settings, storage: StorageOptions) -> None:
         self.config = config
         self.storage = storage
+        self.layout = RunLayout(config.data_root, config.job_id, config.spill_dir)
         self._fs = get_filesystem(config.data_root, storage)
         self._executor: Executor | None = None
         self._lock = threading.Lock()
@@ -97,35 +101,27 @@ class Session:
         self._started = time.time()
         self._laid_out = False
 
-    def _ensure_layout(self) -> None:
-        """Create the job's folders on first use, so building a plan touches no storage."""
-        if self._laid_out:
-            return
-        for name in JOB_DIRS:
-            if name != "temp":
-                self._fs.makedirs(join_path(self.job_root, name))
-        os.makedirs(self.temp_dir, exist_ok=True)
-        self._laid_out = True
-        atexit.register(self.shutdown)  # only sessions that touched storage need a final status
-
-    # -- layout ------------------------------------------------------------------------------
-
     @property
     def job_id(self) -> str:
         return self.config.job_id
 
     @property
     def job_root(self) -> str:
-        return join_path(self.config.data_root, "jobs", self.config.job_id)
+        return self.layout.run_root
 
     @property
     def temp_dir(self) -> str:
-        """Local scratch (spill files); under the job when data_root is local."""
-        if self.config.spill_dir:
-            return os.path.join(self.config.spill_dir, self.config.job_id)
-        if "://" in self.config.data_root:
-            return os.path.join(tempfile.gettempdir(), "pond", self.config.job_id)
-        return os.path.join(self.job_root, "temp")
+        """Local scratch (spill files) of the job."""
+        return self.layout.spill_root
+
+    def _ensure_layout(self) -> None:
+        """Create the job's folders on first use, so building a plan touches no storage."""
+        if self._laid_out:
+            return
+        for folder in self.layout.job_dirs():
+            self._fs.makedirs(folder)
+        self._laid_out = True
+        atexit.register(self.shutdown)  # only sessions that touched storage need a final status
 
     # -- sources -----------------------------------------------------------------------------
 
@@ -136,9 +132,9 @@ class Session:
         columns: Sequence[str] | None = None,
         union_by_name: bool = False,
         hive_partitioning: bool | None = None,
-    ) -> "DataFrame":
+    ) -> DataFrame:
         spec = SourceSpec(
-            format="parquet",
+            format=SourceFormat.PARQUET,
             paths=_paths(paths),
             recursive=recursive,
             columns=tuple(columns) if columns else None,
@@ -147,13 +143,15 @@ class Session:
         )
         return self._frame(Read(inputs=(), source=spec))
 
-    def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",", header: bool = False) -> "DataFrame":
-        return self._frame(Read(inputs=(), source=SourceSpec(format="csv", paths=_paths(paths), schema=_schema(schema, "read_csv"), delim=delim, header=header)))
+    def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",", header: bool = False) -> DataFrame:
+        spec = SourceSpec(SourceFormat.CSV, _paths(paths), schema=_schema(schema, "read_csv"), delim=delim, header=header)
+        return self._frame(Read(inputs=(), source=spec))
 
-    def read_json(self, paths: str | Sequence[str], schema: dict[str, str]) -> "DataFrame":
-        return self._frame(Read(inputs=(), source=SourceSpec(format="json", paths=_paths(paths), schema=_schema(schema, "read_json"))))
+    def read_json(self, paths: str | Sequence[str], schema: dict[str, str]) -> DataFrame:
+        spec = SourceSpec(SourceFormat.JSON, _paths(paths), schema=_schema(schema, "read_json"))
+        return self._frame(Read(inputs=(), source=spec))
 
-    def from_items(self, items: Sequence[Any]) -> "DataFrame":
+    def from_items(self, items: Sequence[Any]) -> DataFrame:
         import pyarrow as pa
 
         items = list(items)
@@ -165,12 +163,12 @@ class Session:
             table = pa.table({"item": items})
         return self.from_arrow(table)
 
-    def from_pandas(self, df: Any) -> "DataFrame":
+    def from_pandas(self, df: Any) -> DataFrame:
         import pyarrow as pa
 
         return self.from_arrow(pa.Table.from_pandas(df, preserve_index=False))
 
-    def from_arrow(self, table: "pa.Table") -> "DataFrame":
+    def from_arrow(self, table: pa.Table) -> DataFrame:
         """Store the table as Parquet under data_root (by content), so every task can read it."""
         import pyarrow as pa
 
@@ -181,12 +179,12 @@ class Session:
         buffer = _io.BytesIO()
         pq.write_table(table, buffer)
         data = buffer.getvalue()
-        path = join_path(self.config.data_root, "inputs", hashlib.sha256(data).hexdigest()[:24] + ".parquet")
+        path = join_path(self.layout.inputs_dir, hashlib.sha256(data).hexdigest()[:24] + ".parquet")
         if not self._fs.exists(path):
             self._fs.write_bytes(path, data)
         return self.read_parquet(path)
 
-    def partial_sql(self, query: str, *inputs: "DataFrame", udfs: Sequence[Any] | None = None) -> "DataFrame":
+    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None) -> DataFrame:
         """Run `query` on each partition; `{0}`, `{1}` … name the inputs."""
         for i, df in enumerate(inputs):
             if not isinstance(df, DataFrame):
@@ -198,52 +196,34 @@ class Session:
 
     def executor(self) -> Executor:
         with self._lock:
+            if self._closed:
+                raise PondConfigError(f"session {self.job_id} was shut down; start a new one with init()")
             if self._executor is None:
-                if self.config.use_ray:
-                    self._executor = RayExecutor(self.config.ray_address, self.config.num_executors)
-                else:
-                    self._executor = LocalExecutor(self.config.num_executors)
+                self._executor = make_executor(self.config)
                 atexit.register(self.shutdown)
             return self._executor
 
-    def stage_context(
-        self, run_id: str | None = None, progress: Any = None, recorder: Any = None, stop: threading.Event | None = None
-    ) -> StageContext:
-        run_id = run_id or self.config.job_id
-        return StageContext(
-            run_id=run_id,
-            run_root=join_path(self.config.data_root, "jobs", run_id),
-            executor=self.executor(),
-            storage=self.storage,
-            spill_root=self.temp_dir,
-            max_retries=self.config.max_retries,
-            memory_limit=self.config.memory_limit,
-            max_task_memory=self.config.max_task_memory,
-            speculation=self.config.speculation,
-            task_threads=self.config.task_threads,
-            progress=progress,
-            recorder=recorder,
-            stop=stop,
-        )
+    def run(self, root: Node, output: StageOutput) -> StageManifest:
+        """Compile and run a logical plan as this job; return the final stage's manifest.
 
-    def execute(self, root: Node, output: StageOutput) -> tuple[PhysicalPlan, dict[str, Any]]:
-        """Compile and run a logical plan; return the plan and the final stage's manifest."""
+        Writes always write anew (a sink stage is forced); other stages committed earlier in
+        this job are reused unless `recompute()` asked otherwise."""
         from pond_core.plan.compile import compile_plan
+        from pond_core.runner import run_plan
 
         plan = compile_plan(root, output)
         self._ensure_layout()
-        force_all = any(n.id in self._recompute for n in walk(root))
-        ctx = self.stage_context()
+        recompute = any(n.id in self._recompute for n in walk(root))
+        force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
         try:
-            run_dag(plan, lambda stage: run_stage(plan, stage.id, ctx, force=force_all or stage.output.kind == "sink"))
+            result = run_plan(
+                plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), record=False, force=force,
+            )
         except PondError:
             self._failed = True
             raise
         self._recompute -= {n.id for n in walk(root)}
-        from pond_core.execute.store import StageStore
-
-        store = StageStore(get_filesystem(ctx.staging_root, self.storage), ctx.staging_root)
-        return plan, store.manifest(plan.final.id)
+        return result.manifests[plan.final.name]
 
     def mark_recompute(self, node: Node) -> None:
         self._recompute.add(node.id)
@@ -266,23 +246,20 @@ class Session:
             "finished_at": time.time(),
         }
         try:
-            self._fs.write_bytes(join_path(self.job_root, "status.json"), json.dumps(status).encode())
+            self._fs.write_bytes(self.layout.status_file, json.dumps(status).encode())
             if not self._failed and not self.config.keep_intermediates:
-                self._fs.delete(join_path(self.job_root, "staging"), recursive=True)
-                self._fs.delete(self.temp_dir, recursive=True) if "://" not in self.temp_dir else None
-                import shutil
-
-                shutil.rmtree(self.temp_dir, ignore_errors=True)
+                self._fs.delete(self.layout.staging, recursive=True)
+                shutil.rmtree(self.layout.spill_root, ignore_errors=True)
         except Exception as exc:  # at interpreter exit, storage may be gone; never raise there
             log.warning("pond session %s: cleanup failed: %s", self.config.job_id, exc)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
-    def _frame(self, node: Node) -> "DataFrame":
+    def _frame(self, node: Node) -> DataFrame:
         return DataFrame(self, node)
 
 
@@ -299,12 +276,3 @@ def _schema(schema: dict[str, str], method: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(schema, dict) or not schema:
         raise PondConfigError(f"{method} needs schema= as a dict of column name to DuckDB type, e.g. {{'id': 'BIGINT'}}")
     return tuple((str(k), str(v)) for k, v in schema.items())
-
-
-def udf_specs(udfs: Sequence[Any] | None) -> tuple[UdfSpec, ...]:
-    return tuple(
-        UdfSpec(u.name, u.params, u.return_type, PyFunc.wrap(u.func, "udf")) for u in as_udfs(udfs)
-    )
-
-
-from pond_core.dataframe import DataFrame  # noqa: E402  (DataFrame needs Session defined first)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pond_core.errors import PondConfigError
+
+if TYPE_CHECKING:
+    from pond_core.plan.logical import UdfSpec
 
 
 def _type_name(duckdb_type: Any) -> str:
@@ -68,3 +72,11 @@ def as_udfs(udfs: Sequence[Any] | None) -> tuple[UDF, ...]:
             )
         out.append(item)
     return tuple(out)
+
+
+def udf_specs(udfs: Sequence[Any] | None) -> tuple[UdfSpec, ...]:
+    """A `udfs=[...]` argument as plan data: each function's signature and pickled body."""
+    from pond_core.plan.logical import UdfSpec
+    from pond_core.plan.pyfunc import PyFunc
+
+    return tuple(UdfSpec(u.name, u.params, u.return_type, PyFunc.wrap(u.func, "udf")) for u in as_udfs(udfs))

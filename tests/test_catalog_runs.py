@@ -294,3 +294,11 @@ def test_a_bad_heartbeat_interval_is_refused_naming_the_setting(catalog, monkeyp
     catalog.start_run("r1", "daily", {}, None, "local")
     with pytest.raises(PondConfigError, match="POND_HEARTBEAT_SECONDS must be a positive number of seconds, not 'soon'"):
         catalog.get_run("r1")
+
+
+def test_a_runs_stages_are_listed_in_plan_order_whatever_order_they_started_in(catalog):
+    catalog.start_run("r-order", "daily", {}, None, "local")
+    catalog.start_stage("r-order", "s-b", "customers_by_id", 4, position=1)
+    catalog.start_stage("r-order", "s-a", "orders_by_customer", 4, position=0)
+    catalog.start_stage("r-order", "s-c", "unpositioned", 1)
+    assert [s["stage_name"] for s in catalog.get_run("r-order")["stages"]] == ["orders_by_customer", "customers_by_id", "unpositioned"]

@@ -105,7 +105,7 @@ def test_run_prints_a_table_of_stages(shop: str, root: Path, out: Path) -> None:
     assert result.exit_code == 0, result.stderr
     for name in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write"):
         assert name in result.stdout
-    assert f"run table succeeded in" in result.stdout and f"output: {out}" in result.stdout
+    assert "run table succeeded in" in result.stdout and f"output: {out}" in result.stdout
     assert "run table: pond_core.examples:daily_revenue, 4 stages" in result.stderr
     assert "4/4" in result.stderr  # the progress bar of 03_sql: partitions done / total
 

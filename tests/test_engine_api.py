@@ -8,7 +8,6 @@ import os
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 import pond_core
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import duckdb
-import pytest
 
 import pond_core
 from pond_core.execute.executors import LocalExecutor, RayExecutor

@@ -14,7 +14,8 @@ import pytest
 
 import pond_core
 from pond_core.catalog import Catalog
-from pond_core.pipeline import compile_pipeline, run_pipeline
+from pond_core.pipeline import compile_pipeline
+from pond_core.runner import run_plan
 
 
 def one_big_list(sp):
@@ -26,7 +27,7 @@ def run(tmp_path, **settings):
     catalog = Catalog(Catalog.default_url(str(tmp_path)))
     plan = compile_pipeline(one_big_list, data_root=str(tmp_path))
     try:
-        return plan, catalog, run_pipeline(plan, "mem-run", session=session, catalog=catalog)
+        return plan, catalog, run_plan(plan, "mem-run", settings=session.config, executor=session.executor(), catalog=catalog)
     finally:
         session.shutdown()
 

@@ -11,8 +11,8 @@ import time
 import duckdb
 import pytest
 
-from pond_core.io import SinkSpec, SinkWriter, read_dataset_files, resolve_paths
 from pond_core.errors import PondTransientError
+from pond_core.io import SinkSpec, SinkWriter, read_dataset_files, resolve_paths
 from pond_core.io.fs import LocalFileSystem
 from tests.test_io_sink import read, write
 

@@ -54,11 +54,11 @@ def test_unpartitioned_write_names_manifest_and_result(tmp_path):
     assert rel_files(out) == sorted(
         ["part-00000-0.parquet", "part-00001-0.parquet", MANIFEST_NAME, f"_pond_log/{os.listdir(out + '/_pond_log')[0]}"]
     )
-    assert result["rows"] == 15 and result["path"] == out and result["partitions"] == []
-    assert result["files"] == [f"{out}/part-00000-0.parquet", f"{out}/part-00001-0.parquet"]
+    assert result.rows == 15 and result.path == out and result.partitions == ()
+    assert list(result.files) == [f"{out}/part-00000-0.parquet", f"{out}/part-00001-0.parquet"]
     manifest = json.loads(open(f"{out}/{MANIFEST_NAME}").read())
     assert manifest["rows"] == 15 and [f["path"] for f in manifest["files"]] == ["part-00000-0.parquet", "part-00001-0.parquet"]
-    assert read_dataset_files(out) == result["files"]
+    assert read_dataset_files(out) == list(result.files)
     assert [r[0] for r in read(out)] == list(range(15))
     # No staging left next to the dataset.
     assert sorted(os.listdir(tmp_path)) == ["ds"]
@@ -92,7 +92,7 @@ def test_overwrite_partitions_replaces_exactly_the_new_partitions(tmp_path):
         "dt=2024-01-01/part-00000-0.parquet", "dt=2024-01-02/part-00000-0.parquet", "dt=2024-01-03/part-00001-0.parquet"
     ]
     result = write(out, [days((20, "2024-01-02"), (40, "2024-01-04"))], "j2", partition_by="dt", mode="overwrite_partitions")
-    assert result["partitions"] == ["dt=2024-01-02", "dt=2024-01-04"]
+    assert list(result.partitions) == ["dt=2024-01-02", "dt=2024-01-04"]
     assert [(r[0], str(r[1])) for r in read(out)] == [(1, "2024-01-01"), (3, "2024-01-03"), (20, "2024-01-02"), (40, "2024-01-04")]
     assert parquet_files(out) == [
         "dt=2024-01-01/part-00000-0.parquet", "dt=2024-01-02/part-j2-00000-0.parquet",
@@ -142,9 +142,9 @@ def test_target_file_size_compression_and_row_groups(tmp_path):
     out = str(tmp_path / "ds")
     sql = "SELECT range AS x, md5(range::VARCHAR) AS s FROM range(200000)"
     result = write(out, [sql], "j1", target_file_size=1_000_000, compression="zstd", compression_level=9, row_group_size=20000)
-    names = [os.path.basename(f) for f in result["files"]]
+    names = [os.path.basename(f) for f in result.files]
     assert len(names) >= 3 and names[:3] == ["part-00000-0.parquet", "part-00000-1.parquet", "part-00000-2.parquet"]
-    assert all(os.path.getsize(f) < 1_500_000 for f in result["files"])
+    assert all(os.path.getsize(f) < 1_500_000 for f in result.files)
     meta = duckdb.sql(f"SELECT DISTINCT compression FROM parquet_metadata('{out}/*.parquet')").fetchall()
     assert meta == [("ZSTD",)]
     sizes = duckdb.sql(f"SELECT max(row_group_num_rows) FROM parquet_metadata('{out}/*.parquet')").fetchone()[0]

@@ -1,11 +1,13 @@
 """SinkWriter against the real S3-compatible server: every mode, manifests and staging."""
 
+import dataclasses
 import json
 
 import pytest
 
 from pond_core.errors import PondConfigError
 from pond_core.io import MANIFEST_NAME, SinkSpec, SinkWriter, get_filesystem, read_dataset_files
+from pond_core.io.written import PartitionFiles
 from tests.test_io_sink import days, read, write
 
 pytestmark = pytest.mark.s3
@@ -28,7 +30,7 @@ def data_keys(s3_server, root):
 
 def test_error_mode_write_and_read(s3_server, s3_options, root):
     result = write(root, ["SELECT range AS x FROM range(100)", "SELECT 100 AS x"], "j1", s3_options)
-    assert result["rows"] == 101
+    assert result.rows == 101
     assert data_keys(s3_server, root) == ["part-00000-0.parquet", "part-00001-0.parquet"]
     assert not any(k.startswith("_pond_staging/") for k in keys(s3_server, root))
     assert [r[0] for r in read(root, s3_options)] == list(range(101))
@@ -75,13 +77,14 @@ def test_failed_copy_takes_back_what_it_copied(s3_server, s3_options, root):
     writer = SinkWriter(SinkSpec(root, mode="append"), "j2", s3_options)
     writer.prepare()
     import duckdb
+
     from pond_core.io import configure_duckdb
 
     con = duckdb.connect()
     configure_duckdb(con, s3_options, [root])
     good = writer.run_copy(con, "SELECT 2 AS x", 0)
-    never_written = good["files"][0]["path"].rsplit("/", 1)[0] + "/part-j2-00001-0.parquet"
-    missing = {"partition": 1, "files": [{**good["files"][0], "path": never_written}]}
+    never_written = good.files[0].path.rsplit("/", 1)[0] + "/part-j2-00001-0.parquet"
+    missing = PartitionFiles(1, (dataclasses.replace(good.files[0], path=never_written),))
     with pytest.raises(FileNotFoundError):
         writer.commit([good, missing])  # the second object cannot be copied: it was never written
     assert data_keys(s3_server, root) == ["part-00000-0.parquet"]

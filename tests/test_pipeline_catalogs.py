@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from pond_core.catalog import Catalog
 from pond_core.cli import pond
-from pond_core.pipeline import compile_pipeline, run_pipeline
+from pond_core.pipeline import compile_pipeline
+from pond_core.runner import run_plan
 from tests.test_pipeline_defs import make_shop, revenue_by_day, written_revenue
 
 REVENUE = "pond_core.examples:daily_revenue"
@@ -63,9 +64,9 @@ def test_a_rerun_through_the_api_skips_stages_the_catalog_and_storage_hold(catal
     root, out = tmp_path / "root", tmp_path / "revenue"
     plan = compile_pipeline(REVENUE, {"ds": DAY, "source_root": shop, "output_root": str(out)}, data_root=str(root))
     settings = {"data_root": str(root), "catalog_url": catalog_db_url, "executor": "local"}
-    first = run_pipeline(plan, "cat-2", **settings)
-    again = run_pipeline(plan, "cat-2", **settings)
-    assert again["stages"] == first["stages"]
+    first = run_plan(plan, "cat-2", settings=settings)
+    again = run_plan(plan, "cat-2", settings=settings)
+    assert again.stages == first.stages
     with Catalog(catalog_db_url) as catalog:
         run = catalog.get_run("cat-2")
         assert (run["status"], run["attempts"], run["plan_fingerprint"]) == ("success", 2, plan.fingerprint)

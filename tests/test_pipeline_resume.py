@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pytest
@@ -115,7 +115,7 @@ def test_a_kill_after_the_sink_commit_but_before_the_stage_manifest_resumes(tmp_
     """The one window a mid-stage kill cannot hit: the dataset is published, the stage is not
     recorded. The state is made exactly (the stage's manifest removed after a full run); a rerun
     must finish, keep the dataset as published, and leave no staging next to it."""
-    from pond_core.pipeline import run_pipeline
+    from pond_core.runner import run_plan
 
     src, out, gate, root = tmp_path / "src", tmp_path / "out", tmp_path / "gate", tmp_path / "root"
     total = write_parts(str(src))
@@ -123,20 +123,20 @@ def test_a_kill_after_the_sink_commit_but_before_the_stage_manifest_resumes(tmp_
     (gate / "open").touch()
     params = {"source": str(src), "output_root": str(out), "gate_dir": str(gate), "ds": DAY, "gate_at": "sink"}
     plan = compile_pipeline(REF, params, data_root=str(root))
-    run_pipeline(plan, RUN_ID, data_root=str(root), executor="local")
+    run_plan(plan, RUN_ID, settings={"data_root": str(root), "executor": "local"})
     published = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
     (root / "jobs" / RUN_ID / "staging" / plan.final.id / "_manifest.json").unlink()
 
-    result = run_pipeline(plan, RUN_ID, data_root=str(root), executor="local")
+    result = run_plan(plan, RUN_ID, settings={"data_root": str(root), "executor": "local"})
 
-    assert result["stages"][plan.final.name]["rows"] == total
+    assert result.stages[plan.final.name].rows == total
     assert sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet")) == published
     assert output_rows(out) == (total, total, 2 * sum(range(total)))
     assert sorted(os.listdir(tmp_path)) == ["gate", "out", "root", "src"]  # no staging debris
 
 
 def test_a_forced_sink_stage_writes_anew_and_a_plain_rerun_does_not(tmp_path: Path) -> None:
-    from pond_core.pipeline import run_pipeline, run_stage
+    from pond_core.runner import run_plan, run_stage
 
     src, out, gate, root = tmp_path / "src", tmp_path / "out", tmp_path / "gate", tmp_path / "root"
     total = write_parts(str(src))
@@ -145,12 +145,12 @@ def test_a_forced_sink_stage_writes_anew_and_a_plain_rerun_does_not(tmp_path: Pa
     params = {"source": str(src), "output_root": str(out), "gate_dir": str(gate), "ds": DAY, "gate_at": "sink"}
     plan = compile_pipeline(REF, params, data_root=str(root))
     settings = {"data_root": str(root), "executor": "local"}
-    run_pipeline(plan, RUN_ID, **settings)
+    run_plan(plan, RUN_ID, settings=settings)
     first = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
 
-    run_stage(plan, plan.final.id, RUN_ID, **settings)  # committed: nothing happens
+    run_stage(plan, plan.final.id, RUN_ID, settings=settings)  # committed: nothing happens
     assert sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet")) == first
-    run_stage(plan, plan.final.id, RUN_ID, force=True, **settings)  # forced: a new write replaces the day
+    run_stage(plan, plan.final.id, RUN_ID, force=True, settings=settings)  # forced: a new write replaces the day
     second = sorted(p.name for p in out.glob(f"dt={DAY}/*.parquet"))
     assert second != first and not set(second) & set(first)
     assert output_rows(out) == (total, total, 2 * sum(range(total)))

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pond_core.catalog import Catalog
-
 from tests.support.ray_cluster import LocalRayCluster, pond_command, pond_driver_env
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,8 +17,9 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import psutil
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def job(tmp_path: Path, postgres_schema_url: str) -> "Job":
+def job(tmp_path: Path, postgres_schema_url: str) -> Job:
     source = tmp_path / "source"
     write_source(str(source))
     return Job(tmp_path, source, postgres_schema_url)

@@ -108,14 +108,15 @@ class Catalog:
         at = now()
         self._tx.write(lambda c: runs.finish_run(c, run_id, status, error, at))
 
-    def start_stage(self, run_id: str, stage_id: str, stage_name: str, npartitions: int) -> int:
-        """Mark a stage running and return its attempt number (1 on the first start)."""
+    def start_stage(self, run_id: str, stage_id: str, stage_name: str, npartitions: int, position: int | None = None) -> int:
+        """Mark a stage running and return its attempt number (1 on the first start).
+        `position`: the stage's index in its plan, which orders a run's stages."""
         _name(stage_id, "stage_id", 128)
         _name(stage_name, "stage_name")
         count(npartitions, f"npartitions of stage {stage_id!r}")
         at = now()
         return self._tx.write(
-            lambda c: runs.start_stage(c, run_id, stage_id, stage_name, npartitions, at)
+            lambda c: runs.start_stage(c, run_id, stage_id, stage_name, npartitions, at, position)
         )
 
     def finish_stage(
@@ -281,6 +282,8 @@ class Catalog:
     def runs_older_than(self, timestamp: Timestamp) -> list[str]:
         """Ids of runs last active (finished, else started) before `timestamp`, oldest first."""
         cutoff = to_datetime(timestamp, "timestamp")
+        if cutoff is None:
+            raise PondConfigError("runs_older_than needs a timestamp")
         return self._tx.read(lambda c: runs.runs_older_than(c, cutoff))
 
 

@@ -75,7 +75,7 @@ def count(value: Any, what: str) -> int | None:
     return value
 
 
-def run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "run_id": row["run_id"],
         "pipeline": row["pipeline"],
@@ -92,7 +92,7 @@ def run_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def stage_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def stage_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "run_id": row["run_id"],
         "stage_id": row["stage_id"],

@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from pond_core.catalog.convert import count, iso
-from pond_core.catalog.models import Dataset, Partition
+from pond_core.catalog.models import Dataset, Partition, table_of
 from pond_core.catalog.statements import chunks, upsert
 from pond_core.errors import PondConfigError
 
-DATASETS = Dataset.__table__
-PARTITIONS = Partition.__table__
+DATASETS = table_of(Dataset)
+PARTITIONS = table_of(Partition)
 
 # Sink modes: "error" writes a dataset that did not exist, so it replaces all like "overwrite".
 MODES = ("overwrite_partitions", "overwrite", "append", "error")
@@ -146,7 +146,7 @@ def list_partitions(conn: Connection, uri: str) -> list[dict[str, Any]]:
     return list(by_key.values())
 
 
-def _partition_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _partition_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "key": row["partition_key"],
         "values": row["partition_values"] or {},

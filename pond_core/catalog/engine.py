@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -62,18 +61,9 @@ def _scrub(text: str) -> str:
 
 def default_url(storage_root: str) -> str:
     """The embedded catalog for a storage root (see `Catalog.default_url`)."""
-    root = storage_root
-    if root.startswith("file://"):
-        root = urlsplit(root).path
-    if "://" not in root:
-        path = os.path.join(os.path.abspath(os.path.expanduser(root)), "catalog.sqlite")
-        return URL.create("sqlite", database=path).render_as_string()
-    parts = urlsplit(root)
-    bucket = parts.netloc.rsplit("@", 1)[-1]  # never put credentials in a file name
-    name = "-".join(p for p in (parts.scheme, bucket, parts.path.strip("/")) if p)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
-    path = os.path.join(os.path.expanduser("~"), ".pond", f"catalog-{name}.sqlite")
-    return URL.create("sqlite", database=path).render_as_string()
+    from pond_core.settings import default_catalog_url
+
+    return default_catalog_url(storage_root)
 
 
 def create_catalog_engine(url: URL, *, echo: bool = False) -> Engine:

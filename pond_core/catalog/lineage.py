@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from pond_core.catalog.convert import count, dataset_ref, dataset_uri, iso
-from pond_core.catalog.models import Dataset, LineageEdge, LineageRecord, Run
+from pond_core.catalog.models import Dataset, LineageEdge, LineageRecord, Run, table_of
 from pond_core.catalog.statements import upsert
 from pond_core.errors import PondConfigError
 
-DATASETS = Dataset.__table__
-RECORDS = LineageRecord.__table__
-EDGES = LineageEdge.__table__
-RUNS = Run.__table__
+DATASETS = table_of(Dataset)
+RECORDS = table_of(LineageRecord)
+EDGES = table_of(LineageEdge)
+RUNS = table_of(Run)
 INPUT, OUTPUT = "input", "output"
 
 
@@ -141,7 +141,7 @@ def _neighbours(
     return [_edge_dict(row) for row in conn.execute(query).mappings()]
 
 
-def _edge_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+def _edge_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         **dataset_ref(row["uri"], row["schema_fields"], row["row_count"]),
         "run_id": row["run_id"],
@@ -180,7 +180,7 @@ def run_lineage(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _record_dict(record: Mapping[str, Any], edges: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _record_dict(record: Mapping[Any, Any], edges: list[Mapping[Any, Any]]) -> dict[str, Any]:
     def refs(direction: str) -> list[dict[str, Any]]:
         return [
             dataset_ref(e["uri"], e["schema_fields"], e["row_count"])

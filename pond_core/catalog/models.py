@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -116,6 +117,7 @@ class StageRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # see pond_core/heartbeat.py
+    position: Mapped[int | None] = mapped_column(Integer)  # the stage's index in its plan
 
 
 class Dataset(Base):
@@ -188,3 +190,10 @@ class LineageEdge(Base):
     position: Mapped[int] = mapped_column(Integer)
     schema_fields: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     row_count: Mapped[int | None] = mapped_column(BigInteger)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table (SQLAlchemy types `__table__` as a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

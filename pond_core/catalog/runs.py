@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, func, select, update
 
 from pond_core.catalog.convert import iso, run_dict, stage_dict
-from pond_core.catalog.models import RUNNING, SUCCESS, Run, StageRun
+from pond_core.catalog.models import RUNNING, SUCCESS, Run, StageRun, table_of
 from pond_core.catalog.statements import upsert
 from pond_core.errors import PondConfigError
 from pond_core.heartbeat import is_stale
 
-RUNS = Run.__table__
-STAGES = StageRun.__table__
+RUNS = table_of(Run)
+STAGES = table_of(StageRun)
 
 
 def start_run(
@@ -100,7 +100,7 @@ def finish_run(
 
 
 def start_stage(
-    conn: Connection, run_id: str, stage_id: str, stage_name: str, npartitions: int, at: dt.datetime
+    conn: Connection, run_id: str, stage_id: str, stage_name: str, npartitions: int, at: dt.datetime, position: int | None = None
 ) -> int:
     if conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)).first() is None:
         raise PondConfigError(
@@ -118,12 +118,14 @@ def start_stage(
         speculative_attempts=0,
         started_at=at,
         heartbeat_at=at,
+        position=position,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[STAGES.c.run_id, STAGES.c.stage_id],
         set_={
             "stage_name": stage_name,
             "npartitions": npartitions,
+            "position": position,
             "status": RUNNING,
             "attempts": STAGES.c.attempts + 1,
             "row_count": None,
@@ -184,7 +186,7 @@ def get_run(conn: Connection, run_id: str, cutoff: dt.datetime) -> dict[str, Any
     rows = conn.execute(
         select(STAGES)
         .where(STAGES.c.run_id == run_id)
-        .order_by(STAGES.c.started_at, STAGES.c.stage_id)
+        .order_by(func.coalesce(STAGES.c.position, 1 << 30), STAGES.c.started_at, STAGES.c.stage_id)
     ).mappings().all()
     stages = [{**stage_dict(s), "stale": is_stale(s["status"], s["heartbeat_at"], cutoff)} for s in rows]
     latest = max((s["heartbeat_at"] for s in rows if s["status"] == RUNNING and s["heartbeat_at"]), default=None)
@@ -201,13 +203,14 @@ def list_runs(
         query = query.where(RUNS.c.status == status)
     runs = [run_dict(row) for row in conn.execute(query).mappings()]
     running = [r["run_id"] for r in runs if r["status"] == RUNNING]
-    beats = dict(
-        conn.execute(
+    beats: dict[str, dt.datetime | None] = {}
+    if running:
+        latest = (
             select(STAGES.c.run_id, func.max(STAGES.c.heartbeat_at))
             .where(STAGES.c.run_id.in_(running), STAGES.c.status == RUNNING)
             .group_by(STAGES.c.run_id)
-        ).all()
-    ) if running else {}
+        )
+        beats = {run_id: at for run_id, at in conn.execute(latest).all()}
     return [_with_heartbeat(r, beats.get(r["run_id"]), cutoff) for r in runs]
 
 

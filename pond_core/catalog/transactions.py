@@ -27,6 +27,9 @@ RACE_BUDGET_S = 30.0
 PG_RETRY_STATES = {"40001", "40P01", "55P03"}
 
 
+PING_LOCKED_SECONDS = 30.0
+
+
 class Transactions:
     """Runs functions of a Connection inside one transaction each, retrying lost races."""
 
@@ -41,12 +44,21 @@ class Transactions:
         return self._run(work, write=True)
 
     def ping(self) -> None:
+        """Connect once; a SQLite file that another process is switching to WAL mode (its first
+        open) answers "database is locked" without waiting, so that is retried for a while."""
         self._after_fork()
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except (DBAPIError, OSError) as exc:
-            raise self.no_answer(exc, PondConfigError) from None
+        deadline = time.monotonic() + PING_LOCKED_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return
+            except (DBAPIError, OSError) as exc:
+                if "database is locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise self.no_answer(exc, PondConfigError) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def no_answer(self, exc: BaseException, kind: type[PondError]) -> PondError:
         return kind(f"catalog at {mask(self.engine.url)} does not answer: {self.cause(exc)}")

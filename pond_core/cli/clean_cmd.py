@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pond_core.cli import render
-from pond_core.cli.common import CliError, Settings, emit_json, json_option, parse_duration, storage_options, with_catalog
+from pond_core.cli.common import CliError, emit_json, json_option, parse_duration, storage_options, with_catalog
 from pond_core.cli.execution import run_dir
 from pond_core.io import FileSystem, StorageOptions, get_filesystem
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
+    from pond_core.settings import Settings
 
 DEFAULT_RETENTION = "7d"
 

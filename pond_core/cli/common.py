@@ -9,7 +9,6 @@ Exit codes (see docs/cli.md):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import inspect
@@ -19,18 +18,19 @@ import re
 import traceback
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from pond_core.config import resolve_config
 from pond_core.errors import PondConfigError, PondError, PondSerializationError
+from pond_core.layout import check_run_id as _check_run_id
+from pond_core.settings import BY_NAME, Kind, Settings, Surface, parse_bool
 
 if TYPE_CHECKING:  # the catalog pulls in SQLAlchemy and Alembic: import it only when used
     from pond_core.catalog import Catalog
 
 OK, FAILED, INVALID, INTERRUPTED = 0, 1, 2, 130
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=@-]{0,199}$")
 
 
 class CliError(Exception):
@@ -73,38 +73,39 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 # -- settings --------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Where runs live and which catalog records them: option > POND_* env > default."""
+def resolve_settings(data_root: str | None, catalog_url: str | None, executor: str | None = None) -> Settings:
+    """The settings a command works with: option > POND_* environment > default."""
+    return Settings.resolve(data_root=data_root, catalog_url=catalog_url, executor=executor, job_id="pond-cli")
 
-    data_root: str
-    catalog_url: str
-    executor: str
 
-    @classmethod
-    def resolve(cls, data_root: str | None, catalog_url: str | None, executor: str | None = None) -> "Settings":
-        from pond_core.catalog import Catalog
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog, opened (and pinged) now, so a dead URL fails before anything runs."""
+    from pond_core.runner import open_catalog as open_settings_catalog
 
-        config = resolve_config(data_root=data_root, catalog_url=catalog_url, executor=executor, job_id="pond-cli")
-        return cls(config.data_root, config.catalog_url or Catalog.default_url(config.data_root), config.executor)
+    return open_settings_catalog(settings)
 
-    def catalog(self) -> Catalog:
-        """The catalog, opened (and pinged) now, so a dead URL fails before anything runs."""
-        from pond_core.catalog import Catalog
 
-        return Catalog(self.catalog_url)
+_METAVARS = {Kind.TEXT: "TEXT", Kind.SIZE: "SIZE", Kind.INTEGER: "N", Kind.TIMESTAMP: "TIME"}
+_METAVAR_BY_NAME = {"data_root": "DIR", "catalog_url": "URL"}
+
+
+def setting_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The flag of a CLI setting, derived from its declaration in pond_core.settings."""
+    setting = BY_NAME[name]
+    assert Surface.CLI in setting.surfaces and setting.cli_flag, f"{name} is not a CLI setting"
+    help_text = f"{setting.doc} Environment: ${setting.env_names[0]}."
+    if setting.kind is Kind.CHOICE:
+        return click.option(setting.cli_flag, name, type=click.Choice(list(setting.choices)), help=help_text)
+    return click.option(setting.cli_flag, name, metavar=_METAVAR_BY_NAME.get(name, _METAVARS.get(setting.kind, "VALUE")), help=help_text)
 
 
 def storage_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--data-root and --catalog, on every command that touches runs or the catalog."""
-    func = click.option(
-        "--catalog", "catalog_url", metavar="URL",
-        help="Catalog URL (sqlite:///… or postgresql://…). Default: $POND_CATALOG_URL, else <data-root>/catalog.sqlite.",
-    )(func)
-    return click.option(
-        "--data-root", metavar="DIR",
-        help="Storage root for run outputs (a path or s3://…). Default: $POND_DATA_ROOT, else ~/.pond/data.",
-    )(func)
+    return setting_option("data_root")(setting_option("catalog_url")(func))
+
+
+def executor_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return setting_option("executor")(func)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,12 +127,10 @@ def emit_json(data: Any) -> None:
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id) or ".." in run_id:
-        raise CliError(
-            f"run id {run_id!r} is not allowed: use letters, digits and . _ - : + = @ "
-            "(it names a folder under <data-root>/jobs/)"
-        )
-    return run_id
+    try:
+        return _check_run_id(run_id)
+    except PondConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -206,17 +205,15 @@ def cast_param(name: str, value: str, kind: type | None) -> Any:
                 raise ValueError(f"expected a JSON {kind.__name__}")
             return parsed
     except ValueError as exc:
-        raise CliError(f"parameter {name}={value!r} is not a valid {kind.__name__}: {exc}") from None
+        raise CliError(f"parameter {name}={value!r} is not a valid {getattr(kind, '__name__', 'value')}: {exc}") from None
     return value
 
 
 def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("use true or false")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ValueError("use true or false") from None
 
 
 def with_catalog(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -224,8 +221,8 @@ def with_catalog(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, data_root: str | None, catalog_url: str | None, **kwargs: Any) -> Any:
-        settings = Settings.resolve(data_root, catalog_url)
-        catalog = settings.catalog()
+        settings = resolve_settings(data_root, catalog_url)
+        catalog = open_catalog(settings)
         try:
             return func(*args, settings=settings, catalog=catalog, **kwargs)
         finally:

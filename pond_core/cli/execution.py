@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import pond_core
 from pond_core.cli import render
-from pond_core.cli.common import CliError, Settings
+from pond_core.cli.common import CliError
 from pond_core.errors import PondError
-from pond_core.io import join_path
+from pond_core.execute.results import StageManifest, StageResult
+from pond_core.layout import RunLayout
 from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core.settings import Settings
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
@@ -44,7 +45,7 @@ class Outcome:
 
 
 def run_dir(settings: Settings, run_id: str) -> str:
-    return join_path(settings.data_root, "jobs", run_id)
+    return RunLayout(settings.data_root, run_id).run_root
 
 
 def check_reuse(catalog: Catalog, run_id: str, plan: PhysicalPlan) -> dict[str, Any] | None:
@@ -81,49 +82,32 @@ def execute(
 
 
 def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catalog, show_progress: bool) -> Outcome:
-    from pond_core.pipeline import run_pipeline
+    from pond_core.execute.executors import make_executor
+    from pond_core.runner import run_plan
 
     earlier = check_reuse(catalog, run_id, plan)
     if show_progress:
         again = f" (resuming: it was {earlier['status']} after {earlier['attempts']} attempt(s))" if earlier else ""
         render.err_console().print(f"run {run_id}: {plan.pipeline or 'plan'}, {len(plan.stages)} stages{again}")
-    session = pond_core.init(
-        job_id=run_id, data_root=settings.data_root, catalog_url=settings.catalog_url,
-        executor=settings.executor, keep_intermediates=True,
-    )
-    try:
-        session.executor()  # started here, on the main thread: a Ray that cannot start fails before any stage
-    except BaseException:
-        session.shutdown()
-        raise
+    # Started here, before anything is recorded: a Ray that cannot start is an invalid command.
+    executor = make_executor(settings)
     display = StageProgress(plan, started=time.time(), enabled=show_progress)
     outcome = Outcome(run_id, plan.pipeline or "session", dict(plan.params), "success", 0.0, display.rows)
     try:
         with display:
-            run_pipeline(plan, run_id, session=session, catalog=catalog, progress=display.update, on_stage=display.finished)
-    except PondError as exc:  # run_pipeline has recorded the failure
+            run_plan(
+                plan, run_id, settings=settings, executor=executor, catalog=catalog, progress=display.update, on_stage=display.finished,
+            )
+    except PondError as exc:  # run_plan has recorded the failure
         outcome.status, outcome.error = "failed", str(exc)
-    except BaseException as exc:
-        _record_failure(catalog, run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-        raise
     finally:
-        session.shutdown()
+        executor.shutdown()
     outcome.seconds = round(time.time() - display.started, 3)
     order = {s.name: i for i, s in enumerate(plan.stages)}
     display.rows.sort(key=lambda row: order[row["stage"]])  # independent stages finish in any order
     if outcome.status == "success" and display.rows:
         outcome.output = display.rows[-1]["location"]
     return outcome
-
-
-def _record_failure(catalog: Catalog, run_id: str, error: str) -> None:
-    """Mark a run failed after an unexpected error, so `pond runs` does not show it running."""
-    try:
-        run = catalog.get_run(run_id)
-        if run is not None and run["status"] == "running":
-            catalog.finish_run(run_id, "failed", error=error)
-    except Exception:  # the original error matters more than this bookkeeping
-        pass
 
 
 class StageProgress:
@@ -145,7 +129,7 @@ class StageProgress:
                 console=render.err_console(),
             )
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         if self._bars is not None:
             self._bars.start()
             for stage in self.plan.stages:
@@ -162,28 +146,29 @@ class StageProgress:
             self._bars.start_task(task)
             self._bars.update(task, completed=done, total=total)
 
-    def finished(self, name: str, result: dict[str, Any]) -> None:
-        skipped = float(result.get("finished_at") or 0) < self.started
+    def finished(self, stage: Stage, manifest: StageManifest) -> None:
+        result = manifest.result
+        skipped = result.finished_at < self.started
         with self._lock:
-            self.rows.append(_stage_row(self.plan.stage(name), result, skipped))
+            self.rows.append(_stage_row(stage, result, skipped))
         if self._bars is not None:
-            task, n = self._tasks[self.plan.stage(name).id], result.get("npartitions") or 0
-            label = f"{name} (committed earlier)" if skipped else name
+            task, n = self._tasks[stage.id], result.npartitions
+            label = f"{stage.name} (committed earlier)" if skipped else stage.name
             self._bars.update(task, completed=n, total=n, description=label)
 
 
-def _stage_row(stage: Stage, result: dict[str, Any], skipped: bool) -> dict[str, Any]:
+def _stage_row(stage: Stage, result: StageResult, skipped: bool) -> dict[str, Any]:
     return {
         "stage": stage.name,
         "stage_id": stage.id,
         "state": "skipped" if skipped else "ran",
-        "partitions": result.get("npartitions"),
-        "rows": result.get("rows"),
-        "files": result.get("files"),
-        "bytes": result.get("bytes"),
-        "seconds": result.get("seconds"),
-        "task_retries": result.get("task_retries", 0),
-        "node_failures": result.get("node_failures", 0),
-        "speculative_attempts": result.get("speculative_attempts", 0),
-        "location": result.get("location"),
+        "partitions": result.npartitions,
+        "rows": result.rows,
+        "files": result.files,
+        "bytes": result.bytes,
+        "seconds": result.seconds,
+        "task_retries": result.task_retries,
+        "node_failures": result.node_failures,
+        "speculative_attempts": result.speculative_attempts,
+        "location": result.location,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from xml.sax.saxutils import escape
 
-from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core.plan.physical import ExchangeOutput, PhysicalPlan, SinkOutput, Stage, UpstreamInput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,17 +29,17 @@ def plan_graph(plan: PhysicalPlan) -> tuple[list[GraphNode], list[tuple[str, str
         sid = f"s_{stage.id}"
         nodes[sid] = GraphNode(sid, stage.name, _stage_detail(stage), "stage")
         for inp in stage.inputs:
-            if inp.stage is not None:
+            if isinstance(inp, UpstreamInput):
                 edges.append((f"s_{inp.stage}", sid))
                 continue
             for path in inp.source.paths:
                 src = sources.setdefault(path, f"src_{len(sources)}")
-                nodes.setdefault(src, GraphNode(src, path, inp.source.format, "source"))
+                nodes.setdefault(src, GraphNode(src, path, inp.source.format.value, "source"))
                 edges.append((src, sid))
-        if stage.output.kind == "sink":
-            sink = stage.output.sink or {}
-            parts = f"partition_by {', '.join(sink['partition_by'])}" if sink.get("partition_by") else "unpartitioned"
-            nodes[f"sink_{stage.id}"] = GraphNode(f"sink_{stage.id}", str(sink.get("path")), f"{sink.get('mode')}, {parts}", "sink")
+        if isinstance(stage.output, SinkOutput):
+            sink = stage.output.sink
+            parts = f"partition_by {', '.join(sink.partition_by)}" if sink.partition_by else "unpartitioned"
+            nodes[f"sink_{stage.id}"] = GraphNode(f"sink_{stage.id}", sink.path, f"{sink.mode}, {parts}", "sink")
             edges.append((sid, f"sink_{stage.id}"))
     return list(nodes.values()), list(dict.fromkeys(edges))
 
@@ -47,9 +47,9 @@ def plan_graph(plan: PhysicalPlan) -> tuple[list[GraphNode], list[tuple[str, str
 def _stage_detail(stage: Stage) -> str:
     parts = "auto" if stage.npartitions == 0 else str(stage.npartitions)
     out = stage.output
-    if out.kind == "exchange":
+    if isinstance(out, ExchangeOutput):
         keys = ", ".join(out.keys) or out.expr or ""
-        return f"{parts} partitions → {out.method}({keys}) × {out.npartitions}"
+        return f"{parts} partitions → {out.method.value}({keys}) × {out.npartitions}"
     return f"{parts} partitions → {out.kind}"
 
 

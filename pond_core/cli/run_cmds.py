@@ -12,23 +12,27 @@ import click
 
 from pond_core.cli import render
 from pond_core.cli.common import (
-    FAILED, CliError, Settings, check_run_id, emit_json, json_option, param_option, parse_params, storage_options,
+    FAILED,
+    CliError,
+    check_run_id,
+    emit_json,
+    executor_option,
+    json_option,
+    open_catalog,
+    param_option,
+    parse_params,
+    resolve_settings,
+    storage_options,
 )
 from pond_core.cli.execution import Outcome, execute
 from pond_core.errors import PondError
-from pond_core.plan.physical import PhysicalPlan
+from pond_core.plan.physical import PhysicalPlan, SinkOutput
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
+    from pond_core.settings import Settings
 
 MAX_BACKFILL_DAYS = 3660
-
-
-def executor_option(func: Any) -> Any:
-    return click.option(
-        "--executor", type=click.Choice(["auto", "local", "ray"]),
-        help="Where tasks run. Default: $POND_EXECUTOR, else auto (Ray only when $POND_RAY_ADDRESS is set).",
-    )(func)
 
 
 def compile_ref(ref: str, pairs: tuple[str, ...], data_root: str | None, extra: dict[str, Any] | None = None) -> PhysicalPlan:
@@ -122,10 +126,10 @@ def run_command(
       pond run pond_core.examples:daily_revenue -p ds=2026-11-20 \\
           -p source_root=/data/shop -p output_root=/data/revenue
     """
-    settings = Settings.resolve(data_root, catalog_url, executor)
+    settings = resolve_settings(data_root, catalog_url, executor)
     plan = load_plan(pipeline, plan_file, params, settings.data_root)
     run_id = check_run_id(run_id) if run_id else new_run_id(plan)
-    with settings.catalog() as catalog:
+    with open_catalog(settings) as catalog:
         report(execute(plan, run_id, settings, catalog, show_progress=not as_json), as_json)
 
 
@@ -140,8 +144,8 @@ def resume_command(run_id: str, executor: str | None, data_root: str | None, cat
     Committed stages and partitions are kept; the rest runs. Same as `pond run PIPELINE -p ...
     --run-id RUN_ID`.
     """
-    settings = Settings.resolve(data_root, catalog_url, executor)
-    with settings.catalog() as catalog:
+    settings = resolve_settings(data_root, catalog_url, executor)
+    with open_catalog(settings) as catalog:
         earlier = catalog.get_run(run_id)
         if earlier is None:
             raise CliError(f"no run {run_id} in the catalog at {catalog.url}")
@@ -179,13 +183,12 @@ def forced_run_id(base: str) -> str:
 def committed_days(catalog: Catalog, plan: PhysicalPlan, days: list[str]) -> dict[str, str] | None:
     """{day: run id that committed it} for days whose sink partition `<partition_by[0]>=<day>`
     is in the catalog; None when the pipeline has no sink partitioned by a column."""
-    final = plan.final
-    sink = final.output.sink if final.output.kind == "sink" else None
-    if not sink or not sink.get("partition_by"):
+    output = plan.final.output
+    if not isinstance(output, SinkOutput) or not output.sink.partition_by:
         return None
-    column = sink["partition_by"][0]
+    column = output.sink.partition_by[0]
     found: dict[str, str] = {}
-    for part in catalog.list_partitions(sink["path"]):
+    for part in catalog.list_partitions(output.sink.path):
         day = part["key"].split("/", 1)[0].removeprefix(f"{column}=")
         if day in days and part["key"].startswith(f"{column}="):
             found[day] = part["run_id"]
@@ -218,10 +221,10 @@ def backfill_command(
       pond backfill pond_core.examples:daily_revenue --from 2026-11-01 --to 2026-11-03 \\
           -p source_root=/data/shop -p output_root=/data/revenue
     """
-    settings = Settings.resolve(data_root, catalog_url, executor)
+    settings = resolve_settings(data_root, catalog_url, executor)
     days = days_between(start, end)
     plans = [compile_ref(pipeline, params, settings.data_root, {param_name: day}) for day in days]
-    with settings.catalog() as catalog:
+    with open_catalog(settings) as catalog:
         done = committed_days(catalog, plans[0], days)
         results = [_backfill_day(catalog, settings, day, plan, done, force, as_json) for day, plan in zip(days, plans)]
     _backfill_report(pipeline, start, end, results, as_json)

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pond_core.cli import render
-from pond_core.cli.common import CliError, Settings, emit_json, json_option, storage_options, with_catalog
+from pond_core.cli.common import CliError, emit_json, json_option, storage_options, with_catalog
 from pond_core.heartbeat import MISSED_BEATS, heartbeat_seconds
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
+    from pond_core.settings import Settings
 
 STATUSES = ("running", "success", "failed")
 

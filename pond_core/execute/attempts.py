@@ -27,7 +27,8 @@ import queue
 import statistics
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 from pond_core.errors import (
     PondError,
@@ -39,7 +40,8 @@ from pond_core.errors import (
     is_retryable,
 )
 from pond_core.execute.executors import Executor
-from pond_core.execute.task import TaskSpec
+from pond_core.execute.results import Attempt, AttemptCounters, CommittedPartition, TaskResult
+from pond_core.execute.task_spec import TaskSpec
 
 log = logging.getLogger("pond.stage")
 
@@ -63,6 +65,27 @@ class AttemptPolicy:
 
 
 @dataclasses.dataclass
+class _AttemptEntry:
+    """One attempt while it runs (mutable until it settles)."""
+
+    attempt: int
+    memory: int
+    speculative: bool
+    submitted: float
+    avoided_node: str | None = None
+    outcome: str | None = None
+    error: str | None = None
+    host: str | None = None
+    node: str | None = None
+    seconds: float | None = None
+
+    def record(self) -> Attempt:
+        return Attempt(
+            self.attempt, self.memory, self.speculative, self.outcome, self.error, self.host, self.node, self.seconds, self.avoided_node
+        )
+
+
+@dataclasses.dataclass
 class _Partition:
     """The attempts of one partition so far."""
 
@@ -74,33 +97,42 @@ class _Partition:
     node_failures: int = 0
     memory_retries: int = 0
     speculative: int = 0
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    running: dict[cf.Future, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    history: list[_AttemptEntry] = dataclasses.field(default_factory=list)
+    running: dict[cf.Future, _AttemptEntry] = dataclasses.field(default_factory=dict)
     done: bool = False
 
-    def counters(self) -> dict[str, Any]:
-        return {
-            "retries": self.retries, "node_failures": self.node_failures, "memory_retries": self.memory_retries,
-            "speculative_attempts": self.speculative, "history": self.history,
-        }
+    def committed(self, result: TaskResult) -> CommittedPartition:
+        return CommittedPartition(
+            partition=self.index, attempt=result.attempt, files=result.files, schema=result.schema, seconds=result.seconds,
+            retries=self.retries, node_failures=self.node_failures, memory_retries=self.memory_retries,
+            speculative_attempts=self.speculative, history=tuple(h.record() for h in self.history),
+            host=result.host, pid=result.pid, node=result.node, threads=result.threads,
+        )
 
 
-MakeSpec = Callable[[int, int, int], TaskSpec]  # (partition, attempt, memory bytes) -> spec
-Commit = Callable[[int, dict[str, Any]], None]  # (partition, winning result)
-WhereRunning = Callable[[int, int], "str | None"]  # (partition, attempt) -> the node it said it runs on
+class TaskFactory(Protocol):
+    """Makes the attempts of a stage's partition tasks, and says where one runs."""
+
+    def task(self, partition: int, attempt: int, memory: int) -> TaskSpec:
+        """The spec of `attempt` (1, 2, ...) of `partition`, with `memory` bytes."""
+
+    def running_node(self, partition: int, attempt: int) -> str | None:
+        """The node a running attempt said it runs on, or None if it has not said (yet)."""
+
+
+OnCommit = Callable[[CommittedPartition], None]
 
 
 class StageAttempts:
     def __init__(
-        self, stage_name: str, executor: Executor, policy: AttemptPolicy, make_spec: MakeSpec, commit: Commit,
-        where_running: WhereRunning = lambda partition, attempt: None, stop: threading.Event | None = None,
+        self, stage_name: str, executor: Executor, policy: AttemptPolicy, tasks: TaskFactory, on_commit: OnCommit,
+        stop: threading.Event | None = None,
     ) -> None:
         self.stage_name = stage_name
         self.executor = executor
         self.policy = policy
-        self.make_spec = make_spec
-        self.commit = commit
-        self.where_running = where_running
+        self.tasks = tasks
+        self.on_commit = on_commit
         self.stop = stop
         self.speculation = policy.speculation if executor.stops_running_tasks else None
         self._parts: list[_Partition] = []
@@ -139,27 +171,26 @@ class StageAttempts:
             cf.wait(self._losers, timeout=30)
             self._remove_killed_spill()
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> AttemptCounters:
         """Retries, lost nodes and speculative copies of every partition so far (for a stage
         that failed: a committed stage sums its partition records instead)."""
         parts = self._parts
-        return {
-            "task_retries": sum(p.retries for p in parts),
-            "node_failures": sum(p.node_failures for p in parts),
-            "speculative_attempts": sum(p.speculative for p in parts),
-        }
+        return AttemptCounters(
+            task_retries=sum(p.retries for p in parts),
+            node_failures=sum(p.node_failures for p in parts),
+            memory_retries=sum(p.memory_retries for p in parts),
+            speculative_attempts=sum(p.speculative for p in parts),
+        )
 
     def _launch(self, part: _Partition, avoid_node: str | None = None, speculative: bool = False) -> None:
         part.launched += 1
-        spec = self.make_spec(part.index, part.launched, part.memory)
+        spec = self.tasks.task(part.index, part.launched, part.memory)
         if self.speculation:
             spec = dataclasses.replace(spec, report_running_after=self.speculation.min_seconds / 2, avoid_node=avoid_node)
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
         self._spill_dirs[future] = spec.spill_dir
-        entry = {"attempt": part.launched, "memory": part.memory, "speculative": speculative, "submitted": time.time()}
-        if avoid_node:
-            entry["avoided_node"] = avoid_node
+        entry = _AttemptEntry(part.launched, part.memory, speculative, time.time(), avoid_node)
         part.running[future] = entry
         part.history.append(entry)
         self._owner[future] = part
@@ -167,33 +198,29 @@ class StageAttempts:
     def _settle(self, future: cf.Future) -> None:
         part = self._owner.pop(future)
         entry = part.running.pop(future)
-        entry.pop("submitted", None)
         spill_dir = self._spill_dirs.pop(future)
         try:
-            result = future.result()
+            result: TaskResult = future.result()
         except (Exception, cf.CancelledError) as exc:
-            entry["error"] = f"{type(exc).__name__}: {_short(exc)}"
+            entry.error = f"{type(exc).__name__}: {_short(exc)}"
             if isinstance(exc, (PondNodeLostError, PondOutOfMemoryError)):
                 self._killed.append(spill_dir)  # its process may have died before its cleanup ran
             if part.done or part.running:  # the partition's other attempt decides
                 return
             self._retry_or_raise(part, exc)
             return
-        entry["host"] = result.get("host")
-        if result.get("node"):
-            entry["node"] = result["node"]
-        entry["seconds"] = round(result.get("seconds", 0.0), 3)
+        entry.host, entry.node, entry.seconds = result.host, result.node, round(result.seconds, 3)
         if part.done:
-            entry["outcome"] = "discarded"  # the other attempt committed first
+            entry.outcome = "discarded"  # the other attempt committed first
             return
-        entry["outcome"] = "committed"
+        entry.outcome = "committed"
         part.done = True
-        self._durations.append(result.get("seconds", 0.0))
+        self._durations.append(result.seconds)
         losers = list(part.running)
         for loser in losers:
-            part.running[loser]["outcome"] = "cancelled"
+            part.running[loser].outcome = "cancelled"
         self._stop(losers)
-        self.commit(part.index, {**result, **part.counters()})
+        self.on_commit(part.committed(result))
 
     def _retry_or_raise(self, part: _Partition, exc: BaseException) -> None:
         where = f"stage {self.stage_name} partition {part.index}"
@@ -213,7 +240,7 @@ class StageAttempts:
         self._launch(part)
 
     def _out_of_memory_message(self, part: _Partition, exc: BaseException) -> str:
-        tried = ", ".join(_size(h["memory"]) for h in part.history if not h["speculative"])
+        tried = ", ".join(_size(h.memory) for h in part.history if not h.speculative)
         return (
             f"stage {self.stage_name} partition {part.index} ran out of memory on every attempt "
             f"({part.launched} attempts with {tried}); {_size(self.policy.max_memory)} is the most a task may have "
@@ -223,6 +250,7 @@ class StageAttempts:
 
     def _speculate(self, parts: list[_Partition]) -> None:
         policy = self.speculation
+        assert policy is not None
         now = time.time()
         cores = self.executor.cores()
         if self._drained_at is None:
@@ -236,8 +264,8 @@ class StageAttempts:
             if part.done or part.speculative or len(part.running) != 1:
                 continue
             (entry,) = part.running.values()
-            if now - max(entry["submitted"], self._drained_at) > threshold:
-                node = self._node_running(part, entry["attempt"])
+            if now - max(entry.submitted, self._drained_at) > threshold:
+                node = self._node_running(part, entry.attempt)
                 log.warning(
                     "stage %s partition %d is a straggler (> %.1f s): starting a speculative copy%s",
                     self.stage_name, part.index, threshold, f" away from node {node}" if node else "",
@@ -257,7 +285,7 @@ class StageAttempts:
 
     def _node_running(self, part: _Partition, attempt: int) -> str | None:
         try:
-            return self.where_running(part.index, attempt)
+            return self.tasks.running_node(part.index, attempt)
         except Exception as exc:  # only a placement hint: a copy can still run anywhere
             log.warning("stage %s partition %d: cannot read where attempt %d runs: %s", self.stage_name, part.index, attempt, exc)
             return None

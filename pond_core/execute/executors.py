@@ -18,16 +18,23 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import threading
-from typing import Any, Callable, ContextManager, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pond_core.errors import PondConfigError, PondNodeLostError, PondOutOfMemoryError, PondTransientError
-from pond_core.execute.task import TaskSpec, run_task
+from pond_core.execute.results import TaskResult
+from pond_core.execute.task import run_task
+from pond_core.execute.task_spec import TaskSpec
 
-TaskHook = Callable[[TaskSpec], ContextManager[Any]]
+if TYPE_CHECKING:
+    from pond_core.settings import Settings
+
+TaskHook = Callable[[TaskSpec], contextlib.AbstractContextManager[Any]]
 
 NODE_ID_LABEL = "ray.io/node-id"  # a label Ray gives every node
 
@@ -49,7 +56,7 @@ class Executor(Protocol):
         """The most CPU cores one task can be given: what the largest machine has."""
 
     def submit(self, spec: TaskSpec) -> cf.Future:
-        """Start one task; the future's result is the task's result dict."""
+        """Start one task; the future's result is its TaskResult."""
 
     def cancel(self, futures: list[cf.Future]) -> None:
         """Stop tasks that have not finished (best effort)."""
@@ -63,6 +70,13 @@ class Executor(Protocol):
 
     def shutdown(self) -> None:
         """Release workers; idempotent."""
+
+
+def make_executor(settings: Settings, task_hooks: Sequence[TaskHook] = ()) -> Executor:
+    """The executor the settings ask for: Ray (a local one, or the cluster at ray_address) or threads."""
+    if settings.use_ray:
+        return RayExecutor(settings.ray_address, settings.num_executors, task_hooks=task_hooks)
+    return LocalExecutor(settings.num_executors, task_hooks=task_hooks)
 
 
 class LocalExecutor:
@@ -175,7 +189,8 @@ class RayExecutor:
         if spec.avoid_node and any(n["NodeID"] != spec.avoid_node for n in self._task_nodes()):
             # A straggler's node is often the reason it straggles; a copy there would race itself.
             options["label_selector"] = {NODE_ID_LABEL: f"!{spec.avoid_node}"}
-        ref = self._remote.options(**options).remote(spec, tuple(self.task_hooks))
+        remote: Any = self._remote.options(**options)
+        ref = remote.remote(spec, tuple(self.task_hooks))
         return self._outstanding.track(_RayFuture(ref, self._ray), ref)
 
     def cancel(self, futures: list[cf.Future]) -> None:
@@ -202,7 +217,7 @@ class RayExecutor:
             self._owns_ray = False
 
 
-def run_hooked(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
+def run_hooked(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> TaskResult:
     """Run one task inside its hooks' contexts."""
     with contextlib.ExitStack() as stack:
         for hook in hooks:
@@ -260,7 +275,7 @@ def _remove_dirs(paths: list[str]) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, Any]:
+def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> TaskResult:
     import ray
 
     node = ray.get_runtime_context().get_node_id()
@@ -270,7 +285,7 @@ def _ray_run_task(spec: TaskSpec, hooks: Sequence[TaskHook] = ()) -> dict[str, A
         report.daemon = True
         report.start()
     try:
-        return {**run_hooked(spec, hooks), "node": node}
+        return dataclasses.replace(run_hooked(spec, hooks), node=node)
     finally:
         if report is not None:
             report.cancel()
@@ -280,11 +295,11 @@ def _write_running_record(spec: TaskSpec, node: str) -> None:
     """Say where this attempt runs (best effort: without it a copy may land on the same node)."""
     import json
 
-    from pond_core.io import StorageOptions, get_filesystem
+    from pond_core.io.filesystems import get_filesystem
 
     record = {"node": node, "host": os.uname().nodename, "pid": os.getpid()}
     try:
-        fs = get_filesystem(spec.running_record, StorageOptions.from_dict(spec.storage) if spec.storage else None)
+        fs = get_filesystem(spec.running_record, spec.storage)
         fs.write_bytes(spec.running_record, json.dumps(record).encode())
     except Exception as exc:  # the task itself must not fail for this
         logging.getLogger("pond.task").warning("%s: could not write its running record: %s", spec.where, exc)

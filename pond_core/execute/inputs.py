@@ -7,78 +7,110 @@ manifests read, so a partition task receives exact file lists (and row ranges), 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
 
 from pond_core.errors import PondConfigError, PondInputError
+from pond_core.execute.results import StageManifest
 from pond_core.io import hive_read_options
-from pond_core.plan.logical import SourceSpec
-from pond_core.plan.physical import Stage, StageInput
+from pond_core.io.written import WrittenFile
+from pond_core.plan.logical import SourceFormat, SourceSpec
+from pond_core.plan.physical import Schema, SourceInput, Split, Stage, StageInput, UpstreamInput
 from pond_core.plan.sql import quote_ident, quote_str, sql_list
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Part:
     """The files (or row ranges of files) one partition reads from one input."""
 
-    files: list[str]
-    ranges: list[tuple[str, int, int]] | None = None  # (file, first row, last row), inclusive
+    files: tuple[str, ...]
+    ranges: tuple[tuple[str, int, int], ...] | None = None  # (file, first row, last row), inclusive
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ResolvedInput:
     spec: StageInput
-    parts: list[Part]  # one per partition of the consuming stage
-    schema: list[list[str]] | None  # (name, DuckDB type), for empty partitions
-    read: Callable[[Part], str]
-    upstream_files: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # path, rows, bytes
+    parts: tuple[Part, ...]  # one per partition of the consuming stage
+    read: Callable[[Part], str]  # the SQL that reads a part
+    schema: Schema = ()  # an upstream input's columns, for its empty partitions
+    upstream_files: tuple[WrittenFile, ...] = ()  # an upstream input's committed files
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStage:
+    """A stage's partition count and, per input, what each partition reads."""
+
+    npartitions: int
+    inputs: tuple[ResolvedInput, ...]
+
+
+ListSource = Callable[[SourceSpec], list[str]]
+RowCounts = Callable[[list[str]], dict[str, int]]
 
 
 def resolve(
     stage: Stage,
-    upstream: dict[str, dict[str, Any]],
-    list_source: Callable[[SourceSpec], list[str]],
-    row_counts: Callable[[list[str]], dict[str, int]],
+    upstream: dict[str, StageManifest],
+    list_source: ListSource,
+    row_counts: RowCounts,
     parallelism: int,
-) -> tuple[int, list[ResolvedInput]]:
-    """The stage's partition count and, per input, what each partition reads."""
-    files_by_input = [_input_files(i, upstream, list_source) for i in stage.inputs]
+) -> ResolvedStage:
+    """Expand the stage's sources and upstream manifests into what each partition reads."""
+    listed = {i.name: list_source(i.source) for i in stage.inputs if isinstance(i, SourceInput)}
     n = stage.npartitions
     if n == 0:
-        n = max(1, min(len(files_by_input[0]), parallelism))
+        n = max(1, min(len(_paths(stage.inputs[0], listed, upstream)), parallelism))
     resolved = []
-    for inp, files in zip(stage.inputs, files_by_input):
-        manifest = upstream.get(inp.stage) if inp.stage else None
-        parts = _split(inp, files, manifest, n, row_counts)
-        read = _reader(inp, manifest, files)
-        upstream_files = files if manifest else []
-        resolved.append(ResolvedInput(inp, parts, manifest.get("schema") if manifest else None, read, upstream_files))
-    return n, resolved
-
-
-def _input_files(inp: StageInput, upstream: dict[str, dict[str, Any]], list_source: Callable) -> list[Any]:
-    if inp.source is not None:
-        return list_source(inp.source)
-    manifest = upstream[inp.stage]
-    return [f for p in manifest["partitions"] for f in p["files"]]
-
-
-def _split(inp: StageInput, files: list[Any], manifest: dict | None, n: int, row_counts: Callable) -> list[Part]:
-    paths = [f if isinstance(f, str) else f["path"] for f in files]
-    if inp.split == "all":
-        return [Part(paths)] * n
-    if inp.split == "bucket":
-        return [Part([f["path"] for f in files if f.get("bucket") == k]) for k in range(n)]
-    if inp.split == "files":
-        return [Part(group) for group in even_groups(paths, n)]
-    if inp.split == "rows":
-        if manifest is not None:
-            counts = {f["path"]: f["rows"] for f in files}
+    for inp in stage.inputs:
+        if isinstance(inp, SourceInput):
+            resolved.append(_resolve_source(inp, listed[inp.name], n, row_counts))
         else:
-            if inp.source.format != "parquet":
-                raise PondConfigError("repartition(by_rows=True) reads row counts from Parquet metadata; read CSV/JSON input through a step first")
-            counts = row_counts(paths)
-        return [Part([r[0] for r in rs], rs) for rs in even_row_ranges([(p, counts[p]) for p in paths], n)]
-    raise ValueError(f"unknown split {inp.split}")
+            resolved.append(_resolve_upstream(inp, upstream[inp.stage], n))
+    return ResolvedStage(n, tuple(resolved))
+
+
+def _paths(inp: StageInput, listed: dict[str, list[str]], upstream: dict[str, StageManifest]) -> list[str]:
+    if isinstance(inp, SourceInput):
+        return listed[inp.name]
+    return [f.path for f in upstream[inp.stage].files]
+
+
+def _resolve_source(inp: SourceInput, files: list[str], n: int, row_counts: RowCounts) -> ResolvedInput:
+    if inp.split is Split.ROWS:
+        if inp.source.format is not SourceFormat.PARQUET:
+            raise PondConfigError("repartition(by_rows=True) reads row counts from Parquet metadata; read CSV/JSON input through a step first")
+        counts = row_counts(files)
+        parts = _row_parts([(p, counts[p]) for p in files], n)
+    else:
+        parts = _split(inp.split, files, n, [])
+    # Hive column types come from all of the input's files, so every task agrees on them.
+    opts = hive_read_options(files, None, inp.source.hive_partitioning) if inp.source.format is not SourceFormat.JSON else ""
+    source = inp.source
+    return ResolvedInput(inp, parts, lambda part: source_sql(source, part, opts))
+
+
+def _resolve_upstream(inp: UpstreamInput, manifest: StageManifest, n: int) -> ResolvedInput:
+    files = manifest.files
+    paths = [f.path for f in files]
+    if inp.split is Split.ROWS:
+        parts = _row_parts([(f.path, f.rows) for f in files], n)
+    else:
+        parts = _split(inp.split, paths, n, files)
+    schema = manifest.schema
+    return ResolvedInput(inp, parts, lambda part: intermediate_sql(part, schema), schema, tuple(files))
+
+
+def _split(split: Split, paths: list[str], n: int, files: Sequence[WrittenFile]) -> tuple[Part, ...]:
+    if split is Split.ALL:
+        return (Part(tuple(paths)),) * n
+    if split is Split.BUCKET:
+        return tuple(Part(tuple(f.path for f in files if f.bucket == k)) for k in range(n))
+    if split is Split.FILES:
+        return tuple(Part(tuple(group)) for group in even_groups(paths, n))
+    raise ValueError(f"unknown split {split}")
+
+
+def _row_parts(counts: list[tuple[str, int]], n: int) -> tuple[Part, ...]:
+    return tuple(Part(tuple(r[0] for r in rs), tuple(rs)) for rs in even_row_ranges(counts, n))
 
 
 def even_groups(items: list[str], n: int) -> list[list[str]]:
@@ -109,15 +141,6 @@ def even_row_ranges(files: list[tuple[str, int]], n: int) -> list[list[tuple[str
     return parts
 
 
-def _reader(inp: StageInput, manifest: dict | None, files: list[Any]) -> Callable[[Part], str]:
-    if inp.source is not None:
-        # Hive column types come from all of the input's files, so every task agrees on them.
-        opts = hive_read_options(files, None, inp.source.hive_partitioning) if inp.source.format != "json" else ""
-        return lambda part: source_sql(inp.source, part, opts)
-    schema = manifest.get("schema") or []
-    return lambda part: intermediate_sql(part, schema)
-
-
 def source_sql(src: SourceSpec, part: Part, hive_opts: str = "") -> str:
     if not part.files:
         raise PondInputError(f"no files to read for {', '.join(src.paths)}")
@@ -128,10 +151,10 @@ def source_sql(src: SourceSpec, part: Part, hive_opts: str = "") -> str:
             f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_str(f)}, file_row_number=true{opts}) "
             f"WHERE file_row_number BETWEEN {a} AND {b}"
             for f, a, b in part.ranges
-        ) or f"SELECT * FROM read_parquet({sql_list(part.files[:1])}{opts}) WHERE false"
+        ) or f"SELECT * FROM read_parquet({sql_list(list(part.files[:1]))}{opts}) WHERE false"
         sql = f"SELECT {cols} FROM ({body})"
     else:
-        sql = f"SELECT {cols} FROM {_scan(src, part.files, hive_opts)}"
+        sql = f"SELECT {cols} FROM {_scan(src, list(part.files), hive_opts)}"
     if src.limit is not None:
         sql += f" LIMIT {src.limit}"
     return sql
@@ -142,20 +165,20 @@ def _parquet_opts(src: SourceSpec, hive_opts: str) -> str:
 
 
 def _scan(src: SourceSpec, files: list[str], hive_opts: str) -> str:
-    if src.format == "parquet":
+    if src.format is SourceFormat.PARQUET:
         return f"read_parquet({sql_list(files)}{_parquet_opts(src, hive_opts)})"
     columns = "{" + ", ".join(f"{quote_str(n)}: {quote_str(t)}" for n, t in src.schema or ()) + "}"
-    if src.format == "csv":
+    if src.format is SourceFormat.CSV:
         return (
             f"read_csv({sql_list(files)}, columns={columns}, delim={quote_str(src.delim)}, "
             f"header={'true' if src.header else 'false'}, auto_detect=false{hive_opts})"
         )
-    if src.format == "json":
+    if src.format is SourceFormat.JSON:
         return f"read_json({sql_list(files)}, columns={columns}, format='newline_delimited')"
     raise PondConfigError(f"unknown source format {src.format!r}")
 
 
-def intermediate_sql(part: Part, schema: list[list[str]]) -> str:
+def intermediate_sql(part: Part, schema: Schema) -> str:
     if part.ranges is not None:
         if not part.ranges:
             return empty_sql(schema)
@@ -166,10 +189,10 @@ def intermediate_sql(part: Part, schema: list[list[str]]) -> str:
         )
     if not part.files:
         return empty_sql(schema)
-    return f"SELECT * FROM read_parquet({sql_list(part.files)}, hive_partitioning=false)"
+    return f"SELECT * FROM read_parquet({sql_list(list(part.files))}, hive_partitioning=false)"
 
 
-def empty_sql(schema: list[list[str]]) -> str:
+def empty_sql(schema: Schema) -> str:
     if not schema:
         return "SELECT NULL AS empty WHERE false"
     cols = ", ".join(f"CAST(NULL AS {typ}) AS {quote_ident(name)}" for name, typ in schema)

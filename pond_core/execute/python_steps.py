@@ -6,7 +6,8 @@ streamed on as record batches, so a partition larger than memory still flows thr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 

@@ -1,36 +1,42 @@
-"""Run a plan's stages as a DAG: each stage starts as soon as the stages it reads are committed.
+"""Run stages as a DAG: each starts as soon as the stages it reads are committed.
 
 Independent stages (the two sides of a join, say) run at the same time; their partition tasks
 share the executor. On one failure no new stage starts, running ones finish, and the first
-error is raised.
+error is raised. A dependency outside the stages given counts as committed already (an
+orchestrator runs one stage per task, after its upstream tasks).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core.plan.physical import Stage
+
+R = TypeVar("R")
 
 
 def run_dag(
-    plan: PhysicalPlan, run_one: Callable[[Stage], dict[str, Any]], max_parallel: int = 2, stop: threading.Event | None = None
-) -> dict[str, dict[str, Any]]:
-    """Run every stage with `run_one`; return results by stage name, in plan order.
+    stages: Sequence[Stage], run_one: Callable[[Stage], R], max_parallel: int = 2, stop: threading.Event | None = None
+) -> dict[str, R]:
+    """Run every stage with `run_one`; return results by stage name, in the order given.
 
     Stages run on worker threads, so Ctrl-C reaches only this (main) thread: it sets `stop`,
     which running stages watch, and waits for them to stop their tasks before re-raising."""
-    results: dict[str, dict[str, Any]] = {}
-    pending = list(plan.stages)
+    results: dict[str, R] = {}
+    pending = list(stages)
+    selected = {s.id for s in stages}
     done_ids: set[str] = set()
     error: BaseException | None = None
     with cf.ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="pond-stage") as pool:
-        running: dict[cf.Future, Stage] = {}
+        running: dict[cf.Future[R], Stage] = {}
         try:
             while pending or running:
                 if error is None:
-                    for stage in [s for s in pending if set(s.depends_on) <= done_ids][: max_parallel - len(running)]:
+                    ready = [s for s in pending if all(d in done_ids or d not in selected for d in s.depends_on)]
+                    for stage in ready[: max_parallel - len(running)]:
                         pending.remove(stage)
                         running[pool.submit(run_one, stage)] = stage
                 if not running:
@@ -49,4 +55,4 @@ def run_dag(
             raise
     if error is not None:
         raise error
-    return {s.name: results[s.name] for s in plan.stages}
+    return {s.name: results[s.name] for s in stages}

@@ -18,7 +18,11 @@ import json
 import uuid
 from typing import Any
 
-from pond_core.io import FileSystem, join_path
+from pond_core.execute.results import CommittedPartition, StageManifest
+from pond_core.io.filesystems import get_filesystem
+from pond_core.io.fs import FileSystem, join_path
+from pond_core.io.options import StorageOptions
+from pond_core.layout import RunLayout
 
 MANIFEST = "_manifest.json"
 TASKS = "_tasks"
@@ -30,6 +34,10 @@ class StageStore:
         self.fs = fs
         self.root = staging_root
 
+    @classmethod
+    def of(cls, layout: RunLayout, storage: StorageOptions | None) -> StageStore:
+        return cls(get_filesystem(layout.staging, storage), layout.staging)
+
     def stage_dir(self, stage_id: str) -> str:
         return join_path(self.root, stage_id)
 
@@ -37,18 +45,20 @@ class StageStore:
         token = uuid.uuid4().hex[:8]
         return join_path(self.stage_dir(stage_id), f"p{partition:05d}-a{attempt}-{token}{suffix}")
 
-    def manifest(self, stage_id: str) -> dict[str, Any] | None:
-        return self._read_json(join_path(self.stage_dir(stage_id), MANIFEST))
+    def manifest(self, stage_id: str) -> StageManifest | None:
+        data = self._read_json(join_path(self.stage_dir(stage_id), MANIFEST))
+        return None if data is None else StageManifest.from_dict(data)
 
-    def write_manifest(self, stage_id: str, manifest: dict[str, Any]) -> None:
-        self._write_json(join_path(self.stage_dir(stage_id), MANIFEST), manifest)
+    def write_manifest(self, manifest: StageManifest) -> None:
+        self._write_json(join_path(self.stage_dir(manifest.stage_id), MANIFEST), manifest.to_dict())
 
-    def task_record(self, stage_id: str, partition: int) -> dict[str, Any] | None:
-        record = self._read_json(self._task_path(stage_id, partition))
-        if record is None:
+    def task_record(self, stage_id: str, partition: int) -> CommittedPartition | None:
+        data = self._read_json(self._task_path(stage_id, partition))
+        if data is None:
             return None
+        record = CommittedPartition.from_dict(data)
         # A record whose files were cleaned away is not a commit any more.
-        if all(self.fs.exists(f["path"]) for f in record["files"][:1]):
+        if all(self.fs.exists(f.path) for f in record.files[:1]):
             return record
         return None
 
@@ -60,8 +70,8 @@ class StageStore:
         record = self._read_json(self.running_path(stage_id, partition, attempt))
         return record.get("node") if record else None
 
-    def commit_task(self, stage_id: str, partition: int, result: dict[str, Any]) -> None:
-        self._write_json(self._task_path(stage_id, partition), result)
+    def commit_task(self, stage_id: str, record: CommittedPartition) -> None:
+        self._write_json(self._task_path(stage_id, record.partition), record.to_dict())
 
     def prepare(self, stage_id: str) -> None:
         self.fs.makedirs(self.stage_dir(stage_id))

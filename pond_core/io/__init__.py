@@ -4,7 +4,8 @@ See docs/storage.md for the guarantees each backend gives and why.
 """
 
 from pond_core.io.duckdb_setup import configure_duckdb, duckdb_connect_config
-from pond_core.io.fs import FileInfo, FileSystem, get_filesystem, join_path
+from pond_core.io.filesystems import get_filesystem
+from pond_core.io.fs import FileInfo, FileSystem, join_path
 from pond_core.io.hive import (
     detect_hive_partitioning,
     hive_read_options,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from pond_core.errors import PondConfigError, PondStorageError
 from pond_core.io import threefs
-from pond_core.io.options import StorageOptions
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -102,17 +101,6 @@ def join_path(base: str, *parts: str) -> str:
     return out
 
 
-def get_filesystem(url_or_path: str, options: StorageOptions | None = None) -> FileSystem:
-    """The filesystem that serves `url_or_path`."""
-    if is_s3(url_or_path):
-        from pond_core.io.s3 import s3_filesystem
-
-        return s3_filesystem(options or StorageOptions.from_env(), url_or_path)
-    if "://" in url_or_path and not url_or_path.startswith("file://"):
-        raise PondConfigError(f"unsupported storage scheme in {url_or_path!r} (use a local path or s3://)")
-    return LocalFileSystem()
-
-
 class LocalFileSystem(FileSystem):
     """POSIX paths, including shared mounts (NFS, Lustre, 3FS FUSE).
 
@@ -137,7 +125,7 @@ class LocalFileSystem(FileSystem):
             return []
         if not recursive:
             return sorted(_regular_files(os.path.join(root, n) for n in os.listdir(root)), key=lambda f: f.path)
-        out = []
+        out: list[FileInfo] = []
         for dirpath, _dirs, files in os.walk(root):
             out.extend(_regular_files(os.path.join(dirpath, f) for f in files))
         return sorted(out, key=lambda f: f.path)
@@ -260,6 +248,17 @@ def parent_of(path: str) -> str:
 
 def basename_of(path: str) -> str:
     return posixpath.basename(path.rstrip("/"))
+
+
+def is_hidden_part(name: str) -> bool:
+    """Names that Hive, Spark and pond treat as metadata or scratch: `_x` and `.x`."""
+    return name.startswith(("_", "."))
+
+
+def visible(path: str, root: str) -> bool:
+    """True unless a path component below `root` is hidden (staging, logs, manifests, ...)."""
+    rel = path[len(root.rstrip("/")):].strip("/")
+    return not any(is_hidden_part(part) for part in rel.split("/") if part)
 
 
 def _regular_files(paths: Iterable[str]) -> Iterator[FileInfo]:

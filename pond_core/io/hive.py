@@ -119,7 +119,7 @@ def infer_hive_types(files: list[str], root: str | None = None) -> dict[str, str
     rows = partition_values(files, root)
     if not rows:
         return {}
-    return {col: _infer(sorted({r[col] for r in rows if r[col] is not None})) for col in rows[0]}
+    return {col: _infer(sorted({v for r in rows if (v := r[col]) is not None})) for col in rows[0]}
 
 
 def hive_read_options(files: list[str], root: str | None = None, hive_partitioning: bool | None = None) -> str:

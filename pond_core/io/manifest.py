@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pond_core.errors import PondTransientError
-from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path
+from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path, visible
 
 MANIFEST_NAME = "_pond_manifest.json"
 LOG_DIR = "_pond_log"
@@ -206,7 +207,8 @@ def dataset_filter(fs: FileSystem, root: str) -> Callable[[str], bool] | None:
 
 def read_dataset_files(path: str, options: Any = None, fs: FileSystem | None = None) -> list[str] | None:
     """The committed files of the pond dataset at `path`, or None if pond never committed there."""
-    from pond_core.io.fs import get_filesystem, normalize_path
+    from pond_core.io.filesystems import get_filesystem
+    from pond_core.io.fs import normalize_path
 
     root = normalize_path(path)
     fs = fs or get_filesystem(root, options)
@@ -222,7 +224,5 @@ def committed_files(fs: FileSystem, root: str, listing: list[FileInfo]) -> list[
     if not loaded.pending:
         return None
     # Only an interrupted first commit was here: what was there before it is the dataset.
-    from pond_core.io.paths import visible
-
     hidden = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
     return [f.path for f in listing if visible(f.path, root) and f.path not in hidden]

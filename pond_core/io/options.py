@@ -9,9 +9,10 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pond_core.errors import PondConfigError
 

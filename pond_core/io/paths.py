@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from pond_core.errors import PondInputError
-from pond_core.io.fs import FileInfo, FileSystem, get_filesystem, has_glob, is_s3, normalize_path
+from pond_core.io.filesystems import get_filesystem
+from pond_core.io.fs import FileInfo, FileSystem, has_glob, is_s3, normalize_path, visible
 from pond_core.io.manifest import committed_files, dataset_filter
 from pond_core.io.options import StorageOptions
-
-
-def is_hidden_part(name: str) -> bool:
-    """Names that Hive, Spark and pond treat as metadata or scratch: `_x` and `.x`."""
-    return name.startswith(("_", "."))
-
-
-def visible(path: str, root: str) -> bool:
-    """True unless a path component below `root` is hidden (staging, logs, manifests, ...)."""
-    rel = path[len(root.rstrip("/")):].strip("/")
-    return not any(is_hidden_part(part) for part in rel.split("/") if part)
 
 
 def glob_root(pattern: str) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pyarrow.fs as pafs
 
@@ -33,11 +34,11 @@ def bucket_of(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached(options: StorageOptions) -> "S3FileSystem":
+def _cached(options: StorageOptions) -> S3FileSystem:
     return S3FileSystem(options)
 
 
-def s3_filesystem(options: StorageOptions, url: str) -> "S3FileSystem":
+def s3_filesystem(options: StorageOptions, url: str) -> S3FileSystem:
     if not options.has_credentials and not options.anonymous:
         raise PondStorageError(
             f"no S3 credentials for s3://{bucket_of(url)}: set AWS_ACCESS_KEY_ID and "
@@ -148,7 +149,7 @@ class S3FileSystem(FileSystem):
         for f in self.list_files(src):
             rel = f.path[len(src.rstrip("/")) + 1:]
             target = f"{dst.rstrip('/')}/{rel}"
-            self._call("copy", f.path, lambda s=f.path, d=target: self._fs.copy_file(_key(s), _key(d)))
+            self._call("copy", f.path, functools.partial(self._fs.copy_file, _key(f.path), _key(target)))
 
     def delete(self, path: str, recursive: bool = False) -> None:
         # Exact key deletes (s3_delete), not pyarrow's, which would leave parent markers behind.

@@ -15,16 +15,18 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondDataError, PondError, PondStorageError
 from pond_core.io import manifest as mf
 from pond_core.io import publish_local, publish_s3, swap
-from pond_core.io.fs import basename_of, fsync_dir, get_filesystem, is_s3, join_path, normalize_path, parent_of
+from pond_core.io.filesystems import get_filesystem
+from pond_core.io.fs import basename_of, fsync_dir, is_s3, join_path, normalize_path, parent_of, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
-from pond_core.io.paths import visible
 from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
+from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 
 
 class SinkWriter:
@@ -43,7 +45,7 @@ class SinkWriter:
         else:
             self.staging = join_path(parent_of(self.root), f".{basename_of(self.root)}.pond-staging-{self.tag}")
         self._prepared = False
-        self._done: dict[str, Any] | None = None
+        self._done: SinkCommit | None = None
 
     # --- prepare ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -61,6 +63,9 @@ class SinkWriter:
 
     def _check_target(self) -> None:
         if self.on_s3:
+            from pond_core.io.s3 import S3FileSystem
+
+            assert isinstance(self.fs, S3FileSystem)
             self.fs.check_bucket(self.root)
             if not self.root.split("://", 1)[1].strip("/").count("/"):
                 raise PondConfigError(f"write to a prefix inside the bucket, not the bucket root: {self.root}")
@@ -131,7 +136,7 @@ class SinkWriter:
         # On S3 this is also the earliest proof that we may write here.
         self.fs.write_bytes(join_path(self.staging, "_pond_job.json"), json.dumps(info).encode())
 
-    def _prior_result(self, loaded: mf.LoadedState | None) -> dict[str, Any] | None:
+    def _prior_result(self, loaded: mf.LoadedState | None) -> SinkCommit | None:
         """The result of an earlier run of this same job that already committed (idempotence)."""
         if loaded is None:
             return None
@@ -171,7 +176,7 @@ class SinkWriter:
         opts += [f"FILENAME_PATTERN '{self.base_name(partition)}-{{i}}'", "RETURN_STATS true"]
         return f"COPY ({source}) TO '{_sql_escape(dest)}' ({', '.join(opts)})"
 
-    def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> dict[str, Any]:
+    def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> PartitionFiles:
         """Run copy_statement on `con` and return the task output that commit() expects."""
         try:
             cursor = con.execute(self.copy_statement(select_sql, partition, attempt))
@@ -180,19 +185,7 @@ class SinkWriter:
             if mapped is None:
                 raise
             raise mapped from exc
-        names = [d[0] for d in cursor.description]
-        files = []
-        for row in cursor.fetchall():
-            rec = dict(zip(names, row))
-            files.append(
-                {
-                    "path": rec["filename"],
-                    "rows": int(rec["count"]),
-                    "bytes": int(rec["file_size_bytes"]),
-                    "partition_keys": dict(rec.get("partition_keys") or {}),
-                }
-            )
-        return {"partition": partition, "files": files}
+        return PartitionFiles(partition, written_files(cursor))
 
     def describe_copy_error(self, exc: BaseException) -> PondError | None:
         """A clear pond error for a COPY failure this sink caused (bad partition value, missing
@@ -212,7 +205,7 @@ class SinkWriter:
         return None
 
     # --- commit -------------------------------------------------------------------------------
-    def commit(self, task_outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    def commit(self, task_outputs: list[PartitionFiles]) -> SinkCommit:
         """Publish the tasks' files atomically per the mode; returns what was committed."""
         if not self._prepared:
             raise PondConfigError("SinkWriter.commit() called before prepare()")
@@ -239,23 +232,23 @@ class SinkWriter:
         """Remove staging. The dataset keeps its previous contents."""
         self.fs.delete(self.staging, recursive=True)
 
-    def _staged_files(self, task_outputs: list[dict[str, Any]]) -> list[tuple[str, str, int, int]]:
+    def _staged_files(self, task_outputs: list[PartitionFiles]) -> list[tuple[str, str, int, int]]:
         tasks_dir = join_path(self.staging, "tasks") + "/"
         out = []
-        for output in sorted(task_outputs, key=lambda o: o.get("partition", 0)):
-            for f in output.get("files", []):
-                path = normalize_path(f["path"])
+        for output in sorted(task_outputs, key=lambda o: o.partition):
+            for f in output.files:
+                path = normalize_path(f.path)
                 if not path.startswith(tasks_dir):
                     raise PondConfigError(f"task file {path} is not in this job's staging area {tasks_dir}")
                 rel = path[len(tasks_dir):].split("/", 1)[1]
-                self._check_rel(rel, f.get("partition_keys"))
-                out.append((path, rel, int(f.get("rows", 0)), int(f.get("bytes", 0))))
+                self._check_rel(rel, f.partition_keys)
+                out.append((path, rel, f.rows, f.bytes))
         names = [rel for _, rel, _, _ in out]
         if len(set(names)) != len(names):
             raise PondConfigError("two task outputs would publish the same file name; was a partition reported twice?")
         return out
 
-    def _check_rel(self, rel: str, keys: dict[str, Any] | None) -> None:
+    def _check_rel(self, rel: str, keys: Mapping[str, str] | None) -> None:
         parsed = parse_partition_dir(_dir(rel))
         expected = self.spec.partition_by or []
         if parsed is None or [k for k, _ in parsed] != expected or ".." in rel.split("/"):
@@ -348,17 +341,37 @@ class SinkWriter:
         publish_s3.delete_objects(self.fs, publish_s3.superseded(self.root, before + debris, loaded, state, replaces))
 
     # --- result -------------------------------------------------------------------------------
-    def _result(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "path": self.root,
-            "mode": self.spec.mode,
-            "job_id": self.job_id,
-            "files": [join_path(self.root, e["path"]) for e in entries],
-            "rows": sum(int(e.get("rows") or 0) for e in entries),
-            "bytes": sum(int(e.get("bytes") or 0) for e in entries),
-            "partitions": sorted({e.get("partition", "") for e in entries} - {""}),
-            "manifest": join_path(self.root, mf.MANIFEST_NAME),
-        }
+    def _result(self, entries: list[dict[str, Any]]) -> SinkCommit:
+        return SinkCommit(
+            path=self.root,
+            mode=self.spec.mode,
+            job_id=self.job_id,
+            files=tuple(join_path(self.root, e["path"]) for e in entries),
+            rows=sum(int(e.get("rows") or 0) for e in entries),
+            bytes=sum(int(e.get("bytes") or 0) for e in entries),
+            partitions=tuple(sorted({e.get("partition", "") for e in entries} - {""})),
+            manifest=join_path(self.root, mf.MANIFEST_NAME),
+        )
+
+
+def written_files(cursor: Any) -> tuple[WrittenFile, ...]:
+    """The files a `COPY ... RETURN_STATS true` reports, sorted by bucket and path."""
+    names = [d[0] for d in cursor.description]
+    files = []
+    for row in cursor.fetchall():
+        rec = dict(zip(names, row))
+        keys = {str(k): str(v) for k, v in (rec.get("partition_keys") or {}).items()}
+        bucket = keys.pop("__pond_bucket", None)
+        files.append(
+            WrittenFile(
+                path=rec["filename"],
+                rows=int(rec["count"]),
+                bytes=int(rec["file_size_bytes"]),
+                bucket=None if bucket is None else int(bucket),
+                partition_keys=keys or None,
+            )
+        )
+    return tuple(sorted(files, key=lambda f: (f.bucket or 0, f.path)))
 
 
 def _dir(rel: str) -> str:

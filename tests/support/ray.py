@@ -15,7 +15,9 @@ def ray_instance():
 
     started_here = False
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        # address="local": a new instance of our own, even when another Ray runs on this machine
+        # (a plain ray.init() would join a cluster that `ray start` left running).
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
         started_here = True
     yield ray
     if started_here and ray.is_initialized():

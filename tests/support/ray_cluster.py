@@ -16,7 +16,8 @@ import pathlib
 import shutil
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -9,6 +9,7 @@ POND_CATALOG_URL or the ini's `sqlalchemy.url`.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic import context
 
@@ -17,7 +18,7 @@ from pond_core.catalog.migrate import VERSION_TABLE
 from pond_core.catalog.models import Base
 
 config = context.config
-OPTIONS = dict(
+OPTIONS: dict[str, Any] = dict(
     target_metadata=Base.metadata,
     version_table=VERSION_TABLE,
     render_as_batch=True,  # SQLite can only ALTER by rebuilding tables

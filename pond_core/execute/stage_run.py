@@ -1,0 +1,324 @@
+"""StageRun: one stage of a physical plan for one run — resolve inputs, run every partition
+task, commit, and hand the whole result back.
+
+A stage run is idempotent. A committed stage returns its manifest at once; otherwise
+partitions already committed by an earlier attempt are kept, the rest run (transient failures
+retried, data and SQL errors failing at once), and the stage is published with one manifest,
+which is also what `run()` returns, so no caller reads back what was just written.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from pond_core.errors import PondConfigError
+from pond_core.execute import inputs as stage_inputs
+from pond_core.execute.attempts import StageAttempts
+from pond_core.execute.context import RunContext, size_tasks
+from pond_core.execute.inputs import ResolvedInput, ResolvedStage
+from pond_core.execute.results import (
+    AttemptCounters,
+    CommittedPartition,
+    InputSummary,
+    PartitionOutput,
+    PartitionStats,
+    SinkSummary,
+    StageManifest,
+    StageResult,
+)
+from pond_core.execute.store import StageStore
+from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
+from pond_core.execute.task_spec import ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
+from pond_core.io import SinkWriter, join_path, resolve_paths
+from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.plan.logical import SourceSpec
+from pond_core.plan.physical import ExchangeOutput, FilesOutput, PhysicalPlan, SinkOutput, SourceInput, Stage, UpstreamInput
+
+
+class StageRun:
+    """Runs `stage` of `plan` for the run `ctx` describes; `run()` returns its manifest."""
+
+    def __init__(self, plan: PhysicalPlan, stage: Stage, ctx: RunContext, *, force: bool = False) -> None:
+        self.plan = plan
+        self.stage = stage
+        self.ctx = ctx
+        self.force = force
+        self.store = StageStore.of(ctx.layout, ctx.storage)
+        self.counters = AttemptCounters()
+        # The sink treats a write it already committed under this id as done (idempotence), so
+        # the id names one write: this run's stage (a rerun resumes it), or a new one when forced.
+        self.write_id = f"{ctx.run_id}-{stage.id}" + (f"-{uuid.uuid4().hex[:8]}" if force else "")
+
+    def run(self) -> StageManifest:
+        if self.force:
+            self.store.forget(self.stage.id)
+        else:
+            committed = self.store.manifest(self.stage.id)
+            if committed is not None:
+                return committed
+        started = time.time()
+        resolved = self._resolve(started)
+        self.ctx.events.stage_started(self.stage, resolved.npartitions)
+        try:
+            manifest = self._run_partitions(resolved, started)
+        except BaseException as exc:  # also Ctrl-C or an orchestrator's timeout: the stage no longer runs
+            self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
+            raise
+        self.ctx.events.stage_finished(self.stage, manifest)
+        return manifest
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _resolve(self, started: float) -> ResolvedStage:
+        try:
+            upstream = {sid: self._upstream_manifest(sid) for sid in self.stage.depends_on}
+            parallelism = self.ctx.limits.parallelism or self.ctx.executor.cores()
+            return stage_inputs.resolve(self.stage, upstream, self._list_source, self._row_counts, parallelism)
+        except Exception as exc:
+            self.ctx.events.stage_started(self.stage, self.stage.npartitions)
+            self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
+            raise
+
+    def _upstream_manifest(self, upstream_id: str) -> StageManifest:
+        manifest = self.store.manifest(upstream_id)
+        if manifest is None:
+            name = self.plan.stage(upstream_id).name
+            raise PondConfigError(
+                f"stage {self.stage.name} reads the output of stage {name}, which is not committed for run "
+                f"{self.ctx.run_id}; run that stage first"
+            )
+        return manifest
+
+    def _list_source(self, source: SourceSpec) -> list[str]:
+        return resolve_paths(list(source.paths), source.recursive, self.ctx.storage)
+
+    def _row_counts(self, files: list[str]) -> dict[str, int]:
+        import duckdb
+
+        from pond_core.io import configure_duckdb
+        from pond_core.plan.sql import sql_list
+
+        con = duckdb.connect()
+        try:
+            configure_duckdb(con, self.ctx.storage, files)
+            query = f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({sql_list(files)}) GROUP BY file_name"
+            rows = con.execute(query).fetchall()
+        finally:
+            con.close()
+        return {name: int(count) for name, count in rows}
+
+    # -- partitions --------------------------------------------------------------------------
+
+    def _run_partitions(self, resolved: ResolvedStage, started: float) -> StageManifest:
+        sink = self._open_sink()
+        self.store.prepare(self.stage.id)
+        n = resolved.npartitions
+        done = {k: r for k in range(n) if (r := self.store.task_record(self.stage.id, k)) is not None}
+        todo = [k for k in range(n) if k not in done]
+        try:
+            if _moves_files_only(self.stage, resolved):
+                self._commit_without_tasks(resolved, sink, todo, done)
+            elif todo:
+                self._run_tasks(resolved, sink, todo, done)
+        except BaseException:
+            if sink is not None:
+                sink.abort()  # the dataset keeps its previous contents and gains no debris
+            raise
+        commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+        manifest = self._manifest(resolved, done, commit, started)
+        self.store.write_manifest(manifest)
+        self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
+        return manifest
+
+    def _run_tasks(
+        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+    ) -> None:
+        sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
+        factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
+
+        def committed(record: CommittedPartition) -> None:
+            self._commit_partition(record, done, resolved.npartitions)
+
+        attempts = StageAttempts(self.stage.name, self.ctx.executor, sizing.policy, factory, committed, self.ctx.stop)
+        try:
+            attempts.run(todo)
+        finally:
+            self.counters = attempts.counters()
+
+    def _commit_partition(self, record: CommittedPartition, done: dict[int, CommittedPartition], n: int) -> None:
+        self.store.commit_task(self.stage.id, record)
+        done[record.partition] = record
+        if self.ctx.progress:
+            self.ctx.progress(self.stage, len(done), n)
+
+    def _commit_without_tasks(
+        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+    ) -> None:
+        """Reference the upstream files (files output) or link them into the sink."""
+        (upstream,) = resolved.inputs
+        by_path = {f.path: f for f in upstream.upstream_files}
+        for k in todo:
+            files = tuple(by_path[p] for p in upstream.parts[k].files)
+            if sink is not None:
+                files = _link_into(sink, k, files)
+            record = CommittedPartition(partition=k, attempt=1, files=files, schema=upstream.schema, seconds=0.0)
+            self._commit_partition(record, done, resolved.npartitions)
+
+    def _open_sink(self) -> SinkWriter | None:
+        output = self.stage.output
+        if not isinstance(output, SinkOutput):
+            return None
+        writer = SinkWriter(output.sink, self.write_id, self.ctx.storage)
+        writer.prepare()
+        return writer
+
+    # -- result ------------------------------------------------------------------------------
+
+    def _manifest(
+        self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float
+    ) -> StageManifest:
+        n = resolved.npartitions
+        partitions = tuple(PartitionOutput(k, done[k].files) for k in range(n))
+        schema = next((done[k].schema for k in range(n) if done[k].schema), ())
+        finished = time.time()
+        records = [done[k] for k in range(n)]
+        result = StageResult(
+            run_id=self.ctx.run_id,
+            stage_id=self.stage.id,
+            stage=self.stage.name,
+            output_kind=self.stage.output.kind,
+            location=commit.path if commit else self.ctx.layout.stage_dir(self.stage.id),
+            npartitions=n,
+            files=len(commit.files) if commit else sum(len(p.files) for p in partitions),
+            rows=sum(p.rows for p in partitions),
+            bytes=sum(p.bytes for p in partitions),
+            schema=schema,
+            started_at=started,
+            finished_at=finished,
+            seconds=round(finished - started, 3),
+            inputs=tuple(_summary(r) for r in resolved.inputs),
+            executor=self.ctx.executor.name,
+            task_retries=sum(r.retries for r in records),
+            node_failures=sum(r.node_failures for r in records),
+            memory_retries=sum(r.memory_retries for r in records),
+            speculative_attempts=sum(r.speculative_attempts for r in records),
+            sink=_sink_summary(self.stage, records, commit) if commit else None,
+        )
+        return StageManifest(self.stage.id, self.ctx.run_id, partitions, schema, result)
+
+
+class _PartitionTasks:
+    """The TaskFactory of one stage run: the spec of each attempt of each partition."""
+
+    def __init__(
+        self, stage: Stage, ctx: RunContext, store: StageStore, sink: SinkWriter | None,
+        inputs: tuple[ResolvedInput, ...], threads: int,
+    ) -> None:
+        self.stage, self.ctx, self.store, self.sink, self.inputs, self.threads = stage, ctx, store, sink, inputs, threads
+
+    def task(self, partition: int, attempt: int, memory: int) -> TaskSpec:
+        relations = tuple(Relation(r.spec.name, r.read(r.parts[partition])) for r in self.inputs)
+        target = self._target(partition, attempt)
+        paths = [p for r in self.inputs for p in r.parts[partition].files[:1]] + [_target_path(target)]
+        return TaskSpec(
+            run_id=self.ctx.run_id,
+            stage_id=self.stage.id,
+            stage_name=self.stage.name,
+            partition=partition,
+            attempt=attempt,
+            relations=relations,
+            steps=self.stage.steps,
+            result=self.stage.result,
+            target=target,
+            threads=self.threads,
+            memory_bytes=memory,
+            spill_dir=self.ctx.layout.task_spill_dir(self.stage.id, partition, attempt),
+            storage=self.ctx.storage,
+            paths=tuple(p for p in paths if p),
+            running_record=self.store.running_path(self.stage.id, partition, attempt),
+        )
+
+    def running_node(self, partition: int, attempt: int) -> str | None:
+        return self.store.running_node(self.stage.id, partition, attempt)
+
+    def _target(self, partition: int, attempt: int) -> TaskTarget:
+        output = self.stage.output
+        if isinstance(output, FilesOutput):
+            return FilesTarget(self.store.attempt_path(self.stage.id, partition, attempt, ".parquet"))
+        if isinstance(output, ExchangeOutput):
+            return ExchangeTarget(self.store.attempt_path(self.stage.id, partition, attempt), output)
+        assert self.sink is not None
+        copy_sql = self.sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", partition, f"a{attempt}")
+        return SinkTarget(copy_sql, output.sink, self.sink.job_id)
+
+
+def _target_path(target: TaskTarget) -> str:
+    if isinstance(target, FilesTarget):
+        return target.path
+    if isinstance(target, ExchangeTarget):
+        return target.dir
+    return target.sink.path
+
+
+def _moves_files_only(stage: Stage, resolved: ResolvedStage) -> bool:
+    """A stage that computes nothing over whole upstream files (repartition → write_parquet,
+    repartition → to_arrow) needs no task: the upstream Parquet files already hold exactly its
+    rows. Its partitions reference them (files output) or link them into the sink."""
+    if stage.steps or len(resolved.inputs) != 1 or not isinstance(resolved.inputs[0].spec, UpstreamInput):
+        return False
+    if any(part.ranges is not None for part in resolved.inputs[0].parts):
+        return False
+    output = stage.output
+    if isinstance(output, FilesOutput):
+        return True
+    if not isinstance(output, SinkOutput):
+        return False
+    sink = output.sink
+    return (
+        not sink.partition_by and not sink.target_file_size and not sink.row_group_size
+        and sink.compression_level is None and sink.compression == EXCHANGE_COMPRESSION
+    )
+
+
+def _link_into(sink: SinkWriter, partition: int, files: tuple[WrittenFile, ...]) -> tuple[WrittenFile, ...]:
+    task_dir = join_path(sink.staging, "tasks", f"p{partition:05d}-link-{uuid.uuid4().hex[:8]}")
+    out = []
+    for i, f in enumerate(files):
+        dst = join_path(task_dir, f"{sink.base_name(partition)}-{i}.parquet")
+        sink.fs.link_or_copy(f.path, dst)
+        out.append(WrittenFile(dst, f.rows, f.bytes))
+    return tuple(out)
+
+
+def _summary(resolved: ResolvedInput) -> InputSummary:
+    spec = resolved.spec
+    if isinstance(spec, SourceInput):
+        return InputSummary(spec.name, spec.split.value, spec.source.format.value, spec.source.paths)
+    return InputSummary(spec.name, spec.split.value, stage=spec.stage)
+
+
+def _sink_summary(stage: Stage, records: list[CommittedPartition], commit: SinkCommit) -> SinkSummary:
+    return SinkSummary(
+        path=commit.path, mode=commit.mode, job_id=commit.job_id, rows=commit.rows, bytes=commit.bytes,
+        partitions=commit.partitions, manifest=commit.manifest, partition_stats=_partition_stats(stage, records, commit),
+    )
+
+
+def _partition_stats(stage: Stage, records: list[CommittedPartition], commit: SinkCommit) -> tuple[PartitionStats, ...]:
+    """Files, rows and bytes per written dataset partition (`dt=2026-11-20`), for the catalog."""
+    assert isinstance(stage.output, SinkOutput)
+    columns = stage.output.sink.partition_by or []
+    stats: dict[str, dict[str, int]] = {}
+    values_of: dict[str, dict[str, str]] = {}
+    for record in records:
+        for f in record.files:
+            values = {c: str((f.partition_keys or {}).get(c, "")) for c in columns}
+            key = "/".join(f"{c}={v}" for c, v in values.items())
+            values_of[key] = values
+            entry = stats.setdefault(key, {"files": 0, "rows": 0, "bytes": 0})
+            entry["files"] += 1
+            entry["rows"] += f.rows
+            entry["bytes"] += f.bytes
+    written = set(commit.partitions) or {""}
+    return tuple(PartitionStats(k, values_of[k], **stats[k]) for k in sorted(stats) if k in written)

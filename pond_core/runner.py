@@ -1,0 +1,203 @@
+"""`run_plan`: the one way to run a physical plan, used by sessions, the CLI, Airflow and Prefect.
+
+    result = run_plan(plan, "daily-2026-11-20", settings={"data_root": "/data/pond"})
+    result.stages["04_write"].rows
+
+A run is named by its run id: its stage outputs live under the run's layout, so running the
+same run id again skips committed stages and committed partitions (that is resume). Stages run
+as a DAG, independent ones at once. `stages=[name]` runs only those stages (their upstream
+stages must be committed): what an orchestrator does, one stage per task.
+
+Unless `record=False`, the run and its stages are recorded in the catalog with their lineage;
+the run is marked finished when its final stage commits (or failed, when a whole-plan run
+fails; an orchestrator running single stages decides itself when a failure is final, see
+`close_run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
+from pond_core.execute.executors import Executor, TaskHook, make_executor
+from pond_core.execute.results import StageManifest, StageResult
+from pond_core.execute.scheduler import run_dag
+from pond_core.execute.stage_run import StageRun
+from pond_core.io.options import StorageOptions
+from pond_core.layout import RunLayout
+from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core.recorder import CatalogRecorder
+from pond_core.settings import Settings
+
+if TYPE_CHECKING:
+    from pond_core.catalog import Catalog
+
+OnStage = Callable[[Stage, StageManifest], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    """The stages a run_plan call ran (or found committed), by name in plan order."""
+
+    run_id: str
+    pipeline: str | None
+    seconds: float
+    manifests: dict[str, StageManifest]
+
+    @property
+    def stages(self) -> dict[str, StageResult]:
+        return {name: m.result for name, m in self.manifests.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "pipeline": self.pipeline, "seconds": self.seconds,
+            "stages": {name: r.to_dict() for name, r in self.stages.items()},
+        }
+
+
+def resolve_settings(settings: Settings | Mapping[str, Any] | None, run_id: str) -> Settings:
+    """Settings for a run: given, or resolved from keywords / the environment for `run_id`."""
+    if isinstance(settings, Settings):
+        return settings
+    return Settings.resolve(**{"job_id": run_id, **dict(settings or {})})
+
+
+def task_limits(settings: Settings) -> TaskLimits:
+    return TaskLimits(
+        max_retries=settings.max_retries, memory_limit=settings.memory_limit, max_task_memory=settings.max_task_memory,
+        speculation=settings.speculation, task_threads=settings.task_threads,
+    )
+
+
+def run_plan(
+    plan: PhysicalPlan,
+    run_id: str,
+    *,
+    settings: Settings | Mapping[str, Any] | None = None,
+    storage: StorageOptions | None = None,
+    executor: Executor | None = None,
+    task_hooks: Sequence[TaskHook] = (),
+    catalog: Catalog | None = None,
+    record: bool = True,
+    stages: Sequence[str] | None = None,
+    force: bool | Collection[str] = False,
+    progress: Progress | None = None,
+    on_stage: OnStage | None = None,
+    stop: threading.Event | None = None,
+) -> PlanResult:
+    """Run (or resume) `plan` as `run_id`; return every stage it ran or found committed.
+
+    settings: a Settings, or keywords for Settings.resolve (data_root=, executor=, ...).
+    storage: S3 settings (default: the AWS environment). executor: run on this executor
+    (the caller shuts it down); default: one made from the settings for this call.
+    catalog / record: where the run is recorded (default: the settings' catalog), or not at all.
+    stages: names or ids to run (default: all). force: True, or the names/ids of stages to
+    run anew even if committed. stop: set from another thread to stop the run's tasks.
+    """
+    resolved = resolve_settings(settings, run_id)
+    selected = [plan.stage(ref) for ref in stages] if stages is not None else list(plan.stages)
+    forced = _forced(plan, force)
+    started = time.time()
+    stop = stop or threading.Event()
+    with contextlib.ExitStack() as scope:
+        run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
+        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None))
+        ctx = RunContext(
+            run_id=run_id,
+            layout=RunLayout(resolved.data_root, run_id, resolved.spill_dir),
+            executor=run_executor,
+            storage=storage or StorageOptions.from_env(),
+            limits=task_limits(resolved),
+            events=events,
+            progress=progress,
+            stop=stop,
+        )
+
+        def run_one(stage: Stage) -> StageManifest:
+            manifest = StageRun(plan, stage, ctx, force=stage.id in forced).run()
+            if on_stage is not None:
+                on_stage(stage, manifest)
+            return manifest
+
+        manifests = run_dag(selected, run_one, stop=stop)
+        if isinstance(events, CatalogRecorder) and plan.final.name in manifests:
+            events.finish_run("success")
+    return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
+
+
+def run_stage(plan: PhysicalPlan, stage: str, run_id: str, **options: Any) -> StageManifest:
+    """Run one stage (a name or an id) of `plan` for `run_id`; see run_plan for the options.
+    Its upstream stages must be committed for the run; a committed stage returns at once."""
+    name = plan.stage(stage).name
+    return run_plan(plan, run_id, stages=[name], **options).manifests[name]
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
+
+    return Catalog(settings.resolved_catalog_url)
+
+
+def close_run(run_id: str, status: str, *, settings: Settings, error: str | None = None) -> None:
+    """Mark a run finished in the catalog: what an orchestrator does when a failed stage will
+    not be retried (run_plan records success itself when the final stage commits)."""
+    with open_catalog(settings) as catalog:
+        catalog.finish_run(run_id, status, error=error)
+
+
+def _forced(plan: PhysicalPlan, force: bool | Collection[str]) -> set[str]:
+    if force is True:
+        return {s.id for s in plan.stages}
+    if not force:
+        return set()
+    assert not isinstance(force, bool)
+    return {plan.stage(ref).id for ref in force}
+
+
+@contextlib.contextmanager
+def _owned_executor(settings: Settings, task_hooks: Sequence[TaskHook]) -> Iterator[Executor]:
+    # Started here, on the caller's thread: a Ray that cannot start fails before any stage.
+    executor = make_executor(settings, task_hooks)
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+
+
+@contextlib.contextmanager
+def _recording(
+    plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool
+) -> Iterator[StageEvents]:
+    """The run's catalog recorder (or nobody); a whole-plan run that fails is marked failed."""
+    if not record:
+        yield NoEvents()
+        return
+    own = catalog is None
+    catalog = catalog or open_catalog(settings)
+    try:
+        catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
+        recorder = CatalogRecorder(catalog, plan, run_id)
+        try:
+            yield recorder
+        except BaseException as exc:
+            if whole:
+                recorder.finish_run("failed", _describe(exc))
+            raise
+    finally:
+        if own:
+            catalog.close()
+
+
+def _describe(exc: BaseException) -> str:
+    from pond_core.errors import PondError
+
+    if isinstance(exc, PondError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,153 @@
+"""The layering DESIGN.md promises, checked on the source: providers use only pond_core.api,
+pond_core imports no provider or orchestrator, and pond_core's modules import no cycle.
+
+Imports are read with `ast` (top-level and inside functions, not under `if TYPE_CHECKING:`),
+so a lazy import counts like any other.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import pathlib
+
+import pond_core
+from pond_core import settings as settings_module
+from pond_core.session import init
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = {
+    "pond_core": REPO / "pond_core",
+    "pond_airflow": REPO / "providers" / "airflow" / "pond_airflow",
+    "pond_prefect": REPO / "providers" / "prefect" / "pond_prefect",
+}
+
+
+def _module_name(package: str, path: pathlib.Path) -> str:
+    rel = path.relative_to(PACKAGES[package]).with_suffix("")
+    parts = [package, *rel.parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> set[str]:
+    """Absolute names of the modules `tree` imports. `from a import b` names `a.b` when that
+    is a module, else `a` (a name that `a` defines or re-exports)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _graph(package: str) -> dict[str, set[str]]:
+    paths = [p for p in sorted(PACKAGES[package].rglob("*.py")) if "migrations" not in p.parts]
+    modules = {_module_name(package, p) for p in paths} | _engine_modules()
+    return {
+        _module_name(package, p): _imports(ast.parse(p.read_text()), _module_name(package, p), p.name == "__init__.py", modules)
+        for p in paths
+    }
+
+
+def _engine_modules() -> set[str]:
+    return {_module_name("pond_core", p) for p in PACKAGES["pond_core"].rglob("*.py")}
+
+
+def test_providers_import_only_pond_cores_public_api():
+    for package in ("pond_airflow", "pond_prefect"):
+        for module, imported in _graph(package).items():
+            engine = sorted(name for name in imported if name == "pond_core" or name.startswith("pond_core."))
+            # `from pond_core import api` reads as the names pond_core and pond_core.api.
+            assert set(engine) <= {"pond_core", "pond_core.api"}, f"{module} imports {engine}"
+
+
+def test_pond_core_imports_no_provider_or_orchestrator():
+    forbidden = ("pond_airflow", "pond_prefect", "airflow", "prefect")
+    for module, imported in _graph("pond_core").items():
+        bad = sorted(name for name in imported if name.split(".")[0] in forbidden)
+        assert not bad, f"{module} imports {bad}"
+
+
+def test_pond_core_has_no_import_cycle():
+    graph = _graph("pond_core")
+    modules = set(graph)
+    # An edge to a module of the package; the package itself (`pond_core/__init__`) only
+    # re-exports lazily, so importing a submodule never runs another module through it.
+    edges = {m: {t for t in targets if t in modules and t != "pond_core"} - {m} for m, targets in graph.items()}
+    cycles = _cycles(edges)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected component that has one (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(edges[node]):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
+
+
+def test_init_takes_exactly_the_session_settings():
+    declared = [s.name for s in settings_module.surface(settings_module.Surface.SESSION)]
+    parameters = [p for p in inspect.signature(init).parameters if p != "storage_options"]
+    assert parameters == declared
+
+
+def test_public_api_names_all_resolve():
+    from pond_core import api
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    assert pond_core.__version__
