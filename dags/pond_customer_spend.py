@@ -13,9 +13,9 @@ import os
 from datetime import timedelta
 
 import pendulum
+from _pond_airflow_examples import ROOT, SHOP, ensure_shop_day
 from airflow.sdk import DAG, task
 
-from _pond_airflow_examples import ROOT, SHOP, ensure_shop_day
 from pond_airflow.operators.sql import PondSqlOperator
 
 with DAG(

@@ -11,9 +11,9 @@ import os
 from datetime import timedelta
 
 import pendulum
+from _pond_airflow_examples import ROOT, SHOP, ensure_shop_day
 from airflow.sdk import DAG, CronPartitionTimetable, task
 
-from _pond_airflow_examples import ROOT, SHOP, ensure_shop_day
 from pond_airflow.pipeline import pond_pipeline_group
 
 with DAG(

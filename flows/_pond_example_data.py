@@ -22,7 +22,7 @@ def pond_config(block: str | None = None):  # -> PondConfig
 
     if block:
         return PondConfig.load(block)
-    return PondConfig(storage_root=os.environ.get("POND_DATA_ROOT") or os.path.join(ROOT, "pond"))
+    return PondConfig(data_root=os.environ.get("POND_DATA_ROOT") or os.path.join(ROOT, "pond"))
 
 
 def run_day(ds: str | None) -> str:

@@ -19,10 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Without PREFECT_API_URL, Prefect starts a temporary local server; give a busy machine time.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from prefect import flow, task  # noqa: E402
+from _pond_example_data import OUTPUT, SHOP, ensure_shop_day, pond_config, run_day
+from prefect import flow, task
 
-from _pond_example_data import OUTPUT, SHOP, ensure_shop_day, pond_config, run_day  # noqa: E402
-from pond_prefect.sql import run_sql  # noqa: E402
+from pond_prefect import run_sql
 
 SQL = """
     SELECT o.dt, o.customer_id, c.segment, count(*) AS orders, sum(o.amount) AS spend

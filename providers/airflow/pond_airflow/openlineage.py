@@ -10,7 +10,8 @@ OpenLineage is imported lazily so the provider works without it.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _GLOB = set("*?[{")
 
@@ -53,13 +54,13 @@ def _datasets(items: Iterable[dict[str, Any]], output: bool) -> list[Any]:
         OutputStatisticsOutputDatasetFacet,
     )
 
-    seen: dict[str, Any] = {}
+    seen: dict[tuple[str, str], Any] = {}
     for item in items:
         namespace, name = ol_name(dataset_uri(item["uri"]))
         if (namespace, name) in seen:
             continue
         if output:
-            stats = {}
+            stats: dict[str, Any] = {}
             if item.get("rows") is not None:
                 stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(rowCount=item["rows"], size=item.get("bytes"))
             seen[(namespace, name)] = OutputDataset(namespace=namespace, name=name, facets=_facets(item), outputFacets=stats)

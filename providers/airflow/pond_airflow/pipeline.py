@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
 
 from pond_airflow.hooks.pond import PondHook
-from pond_airflow.lineage import dataset_uri
+from pond_airflow.openlineage import dataset_uri
 from pond_airflow.operators.stage import PondStageOperator
-
-if TYPE_CHECKING:
-    from pond_core.plan.physical import PhysicalPlan
+from pond_core import api
 
 _DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -37,7 +35,7 @@ def pond_pipeline_group(
     pipeline: str | None = None,
     params: dict[str, Any] | None = None,
     *,
-    plan: PhysicalPlan | str | os.PathLike[str] | None = None,
+    plan: api.PhysicalPlan | str | os.PathLike[str] | None = None,
     group_id: str | None = None,
     parse_params: dict[str, Any] | None = None,
     pond_conn_id: str = PondHook.default_conn_name,
@@ -63,17 +61,14 @@ def pond_pipeline_group(
     :param stage_kwargs: extra operator arguments per stage name (e.g. a longer timeout).
     :param task_kwargs: operator arguments for every stage task (retries, pool, ...).
     """
-    from pond_core.errors import PondError
-    from pond_core.lineage import stage_dataset
-    from pond_core.pipeline import compile_pipeline
-
     from airflow.sdk.definitions._internal.contextmanager import DagContext
 
     dag = dag or DagContext.get_current()
+    compiled: api.PhysicalPlan
     if plan is not None:
-        plan = _load_plan(plan, dag)
-        pipeline = pipeline or plan.pipeline
-        params = dict(plan.params if params is None else params)
+        compiled = _load_plan(plan, dag)
+        pipeline = pipeline or compiled.pipeline
+        params = dict(compiled.params if params is None else params)
         rendered = {**params, **_representative(params, parse_params, dag)}
     else:
         if not pipeline:
@@ -81,8 +76,8 @@ def pond_pipeline_group(
         params = dict(params or {})
         rendered = _representative(params, parse_params, dag)
         try:
-            plan = compile_pipeline(pipeline, rendered)
-        except PondError as exc:
+            compiled = api.compile_pipeline(pipeline, rendered)
+        except api.PondError as exc:
             raise ValueError(
                 f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
                 "pass parse_params= with representative values"
@@ -90,15 +85,15 @@ def pond_pipeline_group(
     if not pipeline:
         raise ValueError("the precompiled plan names no pipeline; pass pipeline='module:function'")
     group_id = group_id or pipeline.rpartition(":")[2]
-    unknown = sorted(set(stage_kwargs or {}) - {stage.name for stage in plan.stages})
+    unknown = sorted(set(stage_kwargs or {}) - {stage.name for stage in compiled.stages})
     if unknown:
         raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
     samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
     tasks: dict[str, PondStageOperator] = {}
-    names = {stage.id: stage.name for stage in plan.stages}
+    names = {stage.id: stage.name for stage in compiled.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
-        for stage in plan.stages:
-            uri = dataset_uri(stage_dataset(plan, stage))
+        for stage in compiled.stages:
+            uri = dataset_uri(api.stage_dataset(compiled, stage))
             per_run = any(sample in uri for sample in samples)
             scope = f"{dag.dag_id}.{group.group_id}" if dag is not None else group.group_id
             outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
@@ -109,15 +104,15 @@ def pond_pipeline_group(
                 stage=stage.name,
                 pipeline_params=params,
                 upstream_stages=[names[sid] for sid in stage.depends_on],
-                final=stage is plan.final,
-                run_scope=group.group_id,
+                final=stage is compiled.final,
+                run_scope=group.group_id or group_id,
                 pond_conn_id=pond_conn_id,
                 hook_params=hook_params,
                 keep_intermediates=keep_intermediates,
                 deferrable=deferrable,
                 poll_interval=poll_interval,
                 outlets=[outlet],
-                doc_md=_doc(pipeline, stage),
+                doc_md=_doc(pipeline, compiled, stage),
                 **kwargs,
             )
             for sid in stage.depends_on:
@@ -125,28 +120,20 @@ def pond_pipeline_group(
     return group
 
 
-def _load_plan(plan: PhysicalPlan | str | os.PathLike[str], dag: Any) -> PhysicalPlan:
-    from pond_core.plan.physical import PhysicalPlan
-
-    if isinstance(plan, PhysicalPlan):
+def _load_plan(plan: api.PhysicalPlan | str | os.PathLike[str], dag: Any) -> api.PhysicalPlan:
+    if isinstance(plan, api.PhysicalPlan):
         return plan
     path = os.fspath(plan)
     if not os.path.isabs(path) and dag is not None and getattr(dag, "fileloc", None):
         path = os.path.join(os.path.dirname(dag.fileloc), path)
     with open(path) as f:
-        return PhysicalPlan.from_json(f.read())
+        return api.PhysicalPlan.from_json(f.read())
 
 
-def _doc(pipeline: str, stage: Any) -> str:
-    out = stage.output
-    if out.kind == "exchange":
-        what = f"{out.method} exchange into {out.npartitions} buckets"
-    elif out.kind == "sink":
-        what = f"writes the dataset ({out.sink.get('mode')}, partitioned by {out.sink.get('partition_by') or 'nothing'})"
-    else:
-        what = "intermediate files"
-    parts = "decided at run time" if stage.npartitions == 0 else str(stage.npartitions)
-    return f"pond stage `{stage.name}` of `{pipeline}`: {what}; partitions: {parts}."
+def _doc(pipeline: str, plan: api.PhysicalPlan, stage: api.Stage) -> str:
+    described = api.describe_stage(plan, stage)
+    parts = "decided at run time" if described.partitions is None else str(described.partitions)
+    return f"pond stage `{stage.name}` of `{pipeline}`: {described.output}; partitions: {parts}."
 
 
 def _representative(params: dict[str, Any], explicit: dict[str, Any] | None, dag: Any) -> dict[str, Any]:

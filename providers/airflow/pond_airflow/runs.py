@@ -81,9 +81,9 @@ def fail_for(exc: BaseException, scrub: Any = None) -> NoReturn:
     Transient errors keep their type, so Airflow's normal retries apply; every other PondError
     (bad SQL, a missing input, bad data, configuration) fails the task without a retry.
     """
-    from pond_core.errors import PondError, is_retryable
+    from pond_core import api
 
-    if not isinstance(exc, PondError) or is_retryable(exc):
+    if not isinstance(exc, api.PondError) or api.is_retryable(exc):
         raise exc
     text = str(exc) if scrub is None else scrub(str(exc))
     raise AirflowFailException(f"{type(exc).__name__}: {text}") from exc

@@ -6,9 +6,9 @@ worker runs the stage (in process, or as the Ray driver when the connection name
 and reports through small files next to the run's state in pond storage, which the trigger
 polls from wherever the triggerer runs:
 
-    <storage_root>/jobs/<run_id>/airflow/<stage>.<token>.heartbeat   rewritten every few seconds
-    <storage_root>/jobs/<run_id>/airflow/<stage>.<token>.status      the outcome, written once
-    <storage_root>/jobs/<run_id>/airflow/<stage>.<token>.cancel      written by the trigger's on_kill
+    <data_root>/jobs/<run_id>/airflow/<stage>.<token>.heartbeat   rewritten every few seconds
+    <data_root>/jobs/<run_id>/airflow/<stage>.<token>.status      the outcome, written once
+    <data_root>/jobs/<run_id>/airflow/<stage>.<token>.cancel      written by the trigger's on_kill
 
 On a cancel marker the worker records "cancelled" and kills its own process group, which
 stops its local task threads and, as the Ray driver, the tasks it owns on the cluster.
@@ -27,6 +27,9 @@ import threading
 import time
 import uuid
 from typing import Any
+
+from pond_airflow.settings import PondSettings, scrub
+from pond_core import api
 
 HEARTBEAT_SECONDS = 2.0
 CANCEL_CHECK_SECONDS = 0.5
@@ -63,26 +66,22 @@ class StateFiles:
         return self.fs.exists(self._path("cancel"))
 
 
-def state_files(storage_root: str, prefix: str, storage_options: dict[str, Any]) -> StateFiles:
-    from pond_core.io import StorageOptions, get_filesystem
-
-    return StateFiles(get_filesystem(storage_root, StorageOptions.from_env(**storage_options)), prefix)
+def state_files(data_root: str, prefix: str, storage_options: dict[str, Any]) -> StateFiles:
+    return StateFiles(api.get_filesystem(data_root, api.StorageOptions.from_env(**storage_options)), prefix)
 
 
-def submit(plan: Any, stage: Any, run_id: str, init_kwargs: dict[str, Any], *, force: bool) -> dict[str, Any]:
+def submit(plan: api.PhysicalPlan, stage: api.Stage, run_id: str, settings: PondSettings, *, force: bool) -> dict[str, Any]:
     """Start a detached worker for one stage; return where it reports."""
-    from pond_core.config import resolve_config
-    from pond_core.io import join_path
-
-    root = resolve_config(data_root=init_kwargs.get("data_root"), job_id=run_id).data_root
+    root = settings.session_settings(job_id=run_id).data_root
     token = uuid.uuid4().hex[:12]
-    prefix = join_path(root, "jobs", run_id, "airflow", f"{stage.name}.{token}")
+    prefix = api.join_path(api.RunLayout(root, run_id).orchestrator_dir("airflow"), f"{stage.name}.{token}")
     spec = {
         "plan": plan.to_json(),
         "stage_id": stage.id,
         "run_id": run_id,
         "force": force,
-        "init_kwargs": {**init_kwargs, "data_root": root},
+        # Secrets included: the job goes to the worker on its stdin, never on a command line.
+        "settings": {**settings.values.values, "data_root": root},
         "state_prefix": prefix,
     }
     log_dir = os.path.join(tempfile.gettempdir(), "pond-airflow-workers")
@@ -101,7 +100,7 @@ def submit(plan: Any, stage: Any, run_id: str, init_kwargs: dict[str, Any], *, f
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(spec).encode())
     proc.stdin.close()
-    return {"pid": proc.pid, "state_prefix": prefix, "storage_root": root, "log": log_path}
+    return {"pid": proc.pid, "state_prefix": prefix, "data_root": root, "log": log_path}
 
 
 def _watch(state: StateFiles, done: threading.Event) -> None:
@@ -119,33 +118,23 @@ def _watch(state: StateFiles, done: threading.Event) -> None:
 
 
 def main() -> int:
-    import pond_core
-    from pond_core.errors import PondError, is_retryable
-    from pond_core.pipeline import run_stage
-    from pond_core.plan.physical import PhysicalPlan
-
     spec = json.loads(sys.stdin.read())
-    kwargs = spec["init_kwargs"]
-    secrets = [str(v) for k, v in (kwargs.get("storage_options") or {}).items() if k in ("access_key_id", "secret_access_key") and v]
-    state = state_files(kwargs["data_root"], spec["state_prefix"], kwargs.get("storage_options") or {})
+    settings = PondSettings(**spec["settings"])
+    state = state_files(settings.data_root, spec["state_prefix"], settings.storage_options())
     state.beat()
     done = threading.Event()
     threading.Thread(target=_watch, args=(state, done), daemon=True).start()
-    session = None
     try:
-        plan = PhysicalPlan.from_json(spec["plan"])
-        session = pond_core.init(job_id=spec["run_id"], keep_intermediates=True, **kwargs)
-        result = run_stage(plan, spec["stage_id"], spec["run_id"], session=session, force=spec["force"])
-        status: dict[str, Any] = {"status": "success", "result": result}
-    except BaseException as exc:  # noqa: BLE001 - every outcome must reach the trigger
-        text = f"{type(exc).__name__}: {exc}"
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        retryable = is_retryable(exc) or not isinstance(exc, PondError)
+        plan = api.PhysicalPlan.from_json(spec["plan"])
+        manifest = api.run_stage(
+            plan, spec["stage_id"], spec["run_id"], settings=settings.session_settings(job_id=spec["run_id"]),
+            storage=settings.storage(), force=spec["force"],
+        )
+        status: dict[str, Any] = {"status": "success", "result": manifest.result.to_dict()}
+    except BaseException as exc:
+        text = scrub(f"{type(exc).__name__}: {exc}", settings)
+        retryable = api.is_retryable(exc) or not isinstance(exc, api.PondError)
         status = {"status": "failed", "error": text, "error_type": type(exc).__name__, "retryable": retryable, "log": spec.get("log")}
-    finally:
-        if session is not None:
-            session.shutdown()
     done.set()
     state.write_status(status)
     print(f"pond worker: stage {spec['stage_id']} of run {spec['run_id']}: {status['status']}", flush=True)

@@ -19,7 +19,7 @@ EXAMPLE_DAGS = REPO / "dags"
 TEST_DAGS = HERE / "dags"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dagbag(folder: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 

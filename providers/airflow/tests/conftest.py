@@ -15,7 +15,7 @@ import os
 import pathlib
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -28,7 +28,7 @@ AIRFLOW_HOME.mkdir()
 
 
 def conn(**extra: object) -> str:
-    return json.dumps({"conn_type": "pond", "extra": {"storage_root": str(POND_ROOT), "executor": "local", **extra}})
+    return json.dumps({"conn_type": "pond", "extra": {"data_root": str(POND_ROOT), "executor": "local", **extra}})
 
 
 BUNDLES = [

@@ -10,11 +10,11 @@ import signal
 import time
 
 import pytest
-
 from airflow_rig import expected_daily_revenue, read_dataset, run_dag, task_states
+
+from pond_airflow import worker
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.triggers.stage import PondStageTrigger
-from pond_airflow import worker
 
 DAY = "2026-11-23"
 
@@ -52,7 +52,7 @@ def _submit_slow(shop: str, run_id: str, seconds: float, beat_dir: str | None = 
     from pond_core.pipeline import compile_pipeline
 
     plan = compile_pipeline("pond_test_pipelines:slow_copy", {"source_root": shop, "seconds": seconds, "beat_dir": beat_dir})
-    return worker.submit(plan, plan.final, run_id, PondHook(**settings).settings.init_kwargs(), force=True)
+    return worker.submit(plan, plan.final, run_id, PondHook(**settings).settings, force=True)
 
 
 def _alive(pid: int) -> bool:
@@ -69,7 +69,7 @@ def _alive(pid: int) -> bool:
 
 
 def _trigger(handle: dict, **kwargs) -> PondStageTrigger:
-    trigger = PondStageTrigger(state_prefix=handle["state_prefix"], storage_root=handle["storage_root"], poll_interval=0.2, **kwargs)
+    trigger = PondStageTrigger(state_prefix=handle["state_prefix"], data_root=handle["data_root"], poll_interval=0.2, **kwargs)
     classpath, args = trigger.serialize()
     assert classpath == "pond_airflow.triggers.stage.PondStageTrigger"
     return PondStageTrigger(**args)  # what a triggerer does: rebuild from the serialized form
@@ -87,7 +87,7 @@ async def _first_event(trigger: PondStageTrigger, timeout: float) -> dict:
 def test_killing_the_task_cancels_the_worker(shop):
     handle = _submit_slow(shop, "airflow-kill-test", seconds=120)
     trigger = _trigger(handle)
-    state = worker.state_files(handle["storage_root"], handle["state_prefix"], {})
+    state = worker.state_files(handle["data_root"], handle["state_prefix"], {})
 
     async def scenario() -> None:
         polling = asyncio.create_task(_first_event(trigger, timeout=60))
@@ -112,7 +112,7 @@ def test_killing_the_task_cancels_the_worker(shop):
 
 def test_a_lost_worker_is_a_transient_failure(shop):
     handle = _submit_slow(shop, "airflow-lost-test", seconds=120)
-    state = worker.state_files(handle["storage_root"], handle["state_prefix"], {})
+    state = worker.state_files(handle["data_root"], handle["state_prefix"], {})
     deadline = time.monotonic() + 30
     while state.heartbeat() is None and time.monotonic() < deadline:
         time.sleep(0.2)

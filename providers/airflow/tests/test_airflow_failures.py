@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from airflow_rig import lineage_events, read_dataset, run_dag, task_states
 
 DAY = "2026-11-22"
@@ -33,7 +32,6 @@ def test_transient_failure_retries_exactly_the_failed_stage(shop, rig):
     assert rows == [(2000, 20_000)]  # every customer once, every order once: nothing lost or doubled
 
     from pond_airflow.hooks.pond import PondHook
-
     from pond_airflow.runs import pond_run_id
 
     pond_run = PondHook().catalog().get_run(pond_run_id({"dag_run": run}, "flaky_totals"))

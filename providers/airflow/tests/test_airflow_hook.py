@@ -34,10 +34,10 @@ def test_provider_hook_and_connection_form_are_registered():
     assert "airflow-provider-pond" in manager.providers
     assert ProvidersManagerTaskRuntime().hooks["pond"].hook_class_name == "pond_airflow.hooks.pond.PondHook"
     widgets = manager.connection_form_widgets
-    for field in ("ray_address", "storage_root", "catalog_url", "task_cpus", "task_memory", "max_task_memory", "speculation",
+    for field in ("ray_address", "data_root", "catalog_url", "task_threads", "memory_limit", "max_task_memory", "speculation",
                   "s3_endpoint_url", "s3_region", "s3_access_key_id"):
         assert f"extra__pond__{field}" in widgets, field
-    assert widgets["extra__pond__task_cpus"].field["schema"]["type"] == ["integer", "null"]
+    assert widgets["extra__pond__task_threads"].field["schema"]["type"] == ["integer", "null"]
     behaviour = manager.field_behaviours["pond"]
     assert {"host", "port", "schema", "login"} <= set(behaviour["hidden_fields"])
     assert behaviour["relabeling"] == {"password": "S3 secret access key"}
@@ -48,12 +48,12 @@ def test_argument_beats_extra_beats_default(monkeypatch, tmp_path):
         monkeypatch,
         "pond_custom",
         password=SECRET,
-        extra={"storage_root": str(tmp_path), "task_cpus": "2", "task_memory": "1GB", "s3_region": "eu-west-1", "s3_access_key_id": "AKID",
+        extra={"data_root": str(tmp_path), "task_threads": "2", "memory_limit": "1GB", "s3_region": "eu-west-1", "s3_access_key_id": "AKID",
                "max_task_memory": "4GB", "speculation": "off"},
     )
-    hook = PondHook("pond_custom", task_cpus=3, s3_endpoint_url="http://127.0.0.1:9000")
+    hook = PondHook("pond_custom", task_threads=3, s3_endpoint_url="http://127.0.0.1:9000")
     settings = hook.settings
-    assert (settings.storage_root, settings.task_cpus, settings.task_memory) == (str(tmp_path), 3, "1GB")
+    assert (settings.data_root, settings.task_threads, settings.memory_limit) == (str(tmp_path), 3, 1_000_000_000)
     assert settings.storage_options() == {
         "endpoint_url": "http://127.0.0.1:9000",
         "region": "eu-west-1",
@@ -102,10 +102,26 @@ def test_secrets_stay_out_of_repr_public_dict_and_messages():
 
 
 def test_connection_test_reports_success_and_failure(monkeypatch, tmp_path):
-    _conn(monkeypatch, "pond_ok", extra={"storage_root": str(tmp_path / "ok")})
+    _conn(monkeypatch, "pond_ok", extra={"data_root": str(tmp_path / "ok")})
     ok, message = PondHook("pond_ok").test_connection()
     assert ok, message
     (tmp_path / "file").write_text("not a directory")
-    _conn(monkeypatch, "pond_bad", extra={"storage_root": str(tmp_path / "file" / "root")})
+    _conn(monkeypatch, "pond_bad", extra={"data_root": str(tmp_path / "file" / "root")})
     ok, message = PondHook("pond_bad").test_connection()
     assert not ok and message
+
+
+def test_connections_saved_with_the_older_setting_names_still_work(monkeypatch, tmp_path, caplog):
+    _conn(monkeypatch, "pond_old", extra={"storage_root": str(tmp_path), "task_cpus": "2", "task_memory": "1GB"})
+    settings = PondHook("pond_old").settings
+    assert (settings.data_root, settings.task_threads, settings.memory_limit) == (str(tmp_path), 2, 1_000_000_000)
+    assert "'storage_root' is now called 'data_root'" in caplog.text
+
+
+def test_the_connection_form_is_pond_settings_declaration():
+    from pond_core.api import SETTINGS, Surface
+
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    declared = {s.name: s for s in SETTINGS if Surface.CONNECTION in s.surfaces and s.name != "s3_secret_access_key"}
+    assert list(fields) == list(declared)  # the secret key is the connection's password
+    assert all(fields[name]["description"] == declared[name].doc for name in fields)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from airflow_rig import asset_events, expected_daily_revenue, lineage_events, read_dataset, run_dag, task_states, xcom
 
 STAGES = ["01_hash_exchange", "02_hash_exchange", "03_sql", "04_write"]

@@ -11,8 +11,8 @@ import sys
 import pytest
 from airflow.sdk import DAG, Asset, AssetAlias, CronPartitionTimetable
 from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_rig import EXAMPLE_DAGS, TEST_DAGS, dagbag
+
 from pond_airflow.operators.stage import PondStageOperator
 from pond_airflow.pipeline import pond_pipeline_group, representative_params
 

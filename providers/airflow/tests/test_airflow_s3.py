@@ -10,7 +10,6 @@ import json
 import os
 
 import pytest
-
 from airflow_rig import asset_events, lineage_events, run_dag, task_states, xcom
 
 DAY = "2026-11-20"
@@ -33,7 +32,7 @@ def test_sql_operator_reads_and_writes_s3_without_leaking_credentials(airflow_db
                 "conn_type": "pond",
                 "password": s3_server.secret_access_key,
                 "extra": {
-                    "storage_root": f"s3://{bucket}/pond",
+                    "data_root": f"s3://{bucket}/pond",
                     "catalog_url": f"sqlite:///{rig['tmp'] / 's3-catalog.sqlite'}",
                     "executor": "local",
                     "s3_endpoint_url": s3_server.endpoint_url,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
 from airflow_rig import asset_events, lineage_events, read_dataset, run_dag, task_states, xcom
+
 from pond_core.plan.sql import bind_named_inputs as bind_inputs
 
 DAY = "2026-11-20"

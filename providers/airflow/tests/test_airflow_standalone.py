@@ -16,12 +16,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest
-
 from airflow_rig import EXAMPLE_DAGS, expected_daily_revenue, read_dataset
 
 BIN = Path(sys.executable).parent
@@ -63,7 +63,7 @@ def _env(root: Path) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
-            "AIRFLOW_CONN_POND_DEFAULT": json.dumps({"conn_type": "pond", "extra": {"storage_root": str(root / "pond"), "executor": "local"}}),
+            "AIRFLOW_CONN_POND_DEFAULT": json.dumps({"conn_type": "pond", "extra": {"data_root": str(root / "pond"), "executor": "local"}}),
             "POND_EXAMPLES_ROOT": str(root / "examples"),
         }
     )
@@ -220,5 +220,5 @@ def test_cli_lists_the_provider_and_its_connection_form(tmp_path):
     assert pond["version"] == "0.1.0"
     widgets = json.loads(form)
     names = {w["connection_parameter_name"] for w in widgets if w.get("package_name") == "airflow-provider-pond"}
-    assert {"extra__pond__ray_address", "extra__pond__storage_root", "extra__pond__catalog_url", "extra__pond__task_cpus",
-            "extra__pond__task_memory", "extra__pond__s3_endpoint_url", "extra__pond__s3_region", "extra__pond__s3_access_key_id"} <= names
+    assert {"extra__pond__ray_address", "extra__pond__data_root", "extra__pond__catalog_url", "extra__pond__task_threads",
+            "extra__pond__memory_limit", "extra__pond__s3_endpoint_url", "extra__pond__s3_region", "extra__pond__s3_access_key_id"} <= names

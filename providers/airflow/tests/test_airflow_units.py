@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pond_airflow.lineage import dataset_uri, ol_name
+from pond_airflow.openlineage import dataset_uri, ol_name
 from pond_airflow.runs import final_try, first_try, pond_run_id, xcom_result
 
 

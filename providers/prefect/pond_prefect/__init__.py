@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "run_pipeline": "pond_prefect.flows",
     "pond_pipeline": "pond_prefect.flows",
-    "run_sql": "pond_prefect.sql",
+    "run_sql": "pond_prefect.flows",
     "sql_pipeline": "pond_prefect.sql",
     "stage_task": "pond_prefect.stages",
     "run_pond_stage": "pond_prefect.stages",

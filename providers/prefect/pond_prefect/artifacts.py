@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from pond_core.lineage import stage_dataset
-from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core import api
+from pond_core.api import PhysicalPlan, Stage
 
 
 def artifact_key(plan: PhysicalPlan, what: str) -> str:
@@ -28,6 +28,7 @@ def artifact_key(plan: PhysicalPlan, what: str) -> str:
 
 
 def plan_markdown(plan: PhysicalPlan, run_id: str) -> str:
+    described = [api.describe_stage(plan, stage) for stage in plan.stages]
     lines = [
         f"# pond plan: {plan.pipeline or 'session'}",
         "",
@@ -36,42 +37,22 @@ def plan_markdown(plan: PhysicalPlan, run_id: str) -> str:
         "| # | stage | reads | partitions | writes |",
         "|---|---|---|---|---|",
     ]
-    for n, stage in enumerate(plan.stages, 1):
-        lines.append(f"| {n} | `{stage.name}` | {_reads(plan, stage)} | {stage.npartitions or 'by input'} | {_writes(plan, stage)} |")
-    for stage in plan.stages:
-        lines += ["", f"## {stage.name}", "", f"id `{stage.id}`" + (f"; after {', '.join(f'`{plan.stage(d).name}`' for d in stage.depends_on)}" if stage.depends_on else "")]
-        for step in stage.steps:
-            if step.kind == "sql" and step.query:
-                lines += ["", "```sql", step.query.strip(), "```"]
-            elif step.kind == "python" and step.func is not None:
-                lines += ["", f"Python `{step.method}({step.func.label})`"]
+    for n, d in enumerate(described, 1):
+        reads = "<br>".join(f"`{i}`" for i in d.inputs) or "-"
+        lines.append(f"| {n} | `{d.name}` | {reads} | {d.partitions or 'by input'} | {d.output} |")
+    for d in described:
+        after = f"; after {', '.join(f'`{name}`' for name in d.depends_on)}" if d.depends_on else ""
+        lines += ["", f"## {d.name}", "", f"id `{d.id}`{after}"]
+        for query in d.sql:
+            lines += ["", "```sql", query.strip(), "```"]
+        for step in d.python:
+            lines += ["", f"Python `{step}`"]
     return "\n".join(lines)
 
 
-def _reads(plan: PhysicalPlan, stage: Stage) -> str:
-    out = []
-    for inp in stage.inputs:
-        if inp.source is not None:
-            out += [f"`{p}` ({inp.source.format})" for p in inp.source.paths]
-        else:
-            out.append(f"`{plan.stage(inp.stage).name}` ({inp.split})")
-    return "<br>".join(out) or "-"
-
-
-def _writes(plan: PhysicalPlan, stage: Stage) -> str:
-    out = stage.output
-    if out.kind == "exchange":
-        how = f"{out.method} by {', '.join(out.keys)}" if out.keys else (out.method or "")
-        return f"exchange, {out.npartitions} buckets ({how})"
-    if out.kind == "sink":
-        sink = out.sink or {}
-        parts = sink.get("partition_by")
-        return f"`{stage_dataset(plan, stage)}` ({sink.get('mode', 'error')}" + (f", by {parts}" if parts else "") + ")"
-    return "files"
-
-
 def create_plan_artifact(plan: PhysicalPlan, run_id: str) -> UUID:
-    return create_markdown_artifact(plan_markdown(plan, run_id), key=artifact_key(plan, "plan"), description=f"pond plan of run {run_id}")
+    created = create_markdown_artifact(plan_markdown(plan, run_id), key=artifact_key(plan, "plan"), description=f"pond plan of run {run_id}")
+    return cast(UUID, created)  # called from sync code: Prefect returns the id, not a coroutine
 
 
 def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, dict[str, Any]]) -> UUID:
@@ -96,7 +77,7 @@ def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, dict[str, Any]
                 "output": result.get("location"),
             }
         )
-    return create_table_artifact(rows, key=artifact_key(plan, "stages"), description="pond stage statistics")
+    return cast(UUID, create_table_artifact(rows, key=artifact_key(plan, "stages"), description="pond stage statistics"))
 
 
 class Progress:
@@ -112,7 +93,7 @@ class Progress:
         self._lock = threading.Lock()
         self._min_interval = min_interval
         self._sent = (-1.0, 0.0)  # (percent, when)
-        self.artifact_id = create_progress_artifact(0.0, key=artifact_key(plan, "progress"), description="pond: share of partitions done")
+        self.artifact_id: UUID = cast(UUID, create_progress_artifact(0.0, key=artifact_key(plan, "progress"), description="pond: share of partitions done"))
 
     @property
     def percent(self) -> float:

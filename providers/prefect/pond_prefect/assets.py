@@ -18,8 +18,8 @@ from prefect.assets import Asset, AssetProperties
 from prefect.context import AssetContext
 from prefect.events import emit_event
 
-from pond_core.lineage import stage_dataset
-from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core import api
+from pond_core.api import PhysicalPlan, Stage
 
 MATERIALIZED_BY = "pond"
 _RESTRICTED = re.compile(r"[\s#?&%\"'<>\[\]{}|\\^`\x00]")
@@ -38,12 +38,12 @@ def asset_key(uri: str) -> str:
 
 
 def stage_asset(plan: PhysicalPlan, stage: Stage) -> Asset:
-    uri = stage_dataset(plan, stage)
+    uri = api.stage_dataset(plan, stage)
     return Asset(key=asset_key(uri), properties=AssetProperties(name=uri, description=_describe(stage)))
 
 
 def source_assets(stage: Stage) -> list[Asset]:
-    return [Asset(key=asset_key(p)) for i in stage.inputs if i.source is not None for p in i.source.paths]
+    return [Asset(key=asset_key(p)) for i in stage.sources for p in i.source.paths]
 
 
 def upstream_assets(plan: PhysicalPlan, stage: Stage) -> list[Asset]:
@@ -53,7 +53,7 @@ def upstream_assets(plan: PhysicalPlan, stage: Stage) -> list[Asset]:
 def partition_assets(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> list[Asset]:
     """One asset per dataset partition a sink stage wrote (none for unpartitioned output)."""
     sink = result.get("sink") or {}
-    base = stage_dataset(plan, stage).rstrip("/")
+    base = api.stage_dataset(plan, stage).rstrip("/")
     keys = [p if isinstance(p, str) else p.get("key", "") for p in sink.get("partitions") or []]
     return [Asset(key=asset_key(f"{base}/{k}")) for k in keys if k]
 

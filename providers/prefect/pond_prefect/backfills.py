@@ -25,7 +25,8 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
-from pond_prefect.blocks import PondConfig, resolve_config
+from pond_core import api
+from pond_prefect.blocks import PondConfig, load_config
 
 _RETRYABLE = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 
@@ -111,16 +112,8 @@ def _run_for(client: SyncPrefectClient, deployment_id: UUID, params: dict[str, A
 
 
 def _committed(dataset: str, partition_key: str, values: list[str], config: PondConfig | str | None) -> set[str]:
-    import pond_core
-    from pond_core.pipeline import open_catalog
-
-    cfg = resolve_config(config)
-    session = pond_core.init(job_id="backfill", **{**cfg.init_kwargs(), "executor": "local"})
-    try:
-        catalog = open_catalog(session)
+    with api.open_catalog(load_config(config).settings(job_id="backfill")) as catalog:
         return {v for v in values if catalog.has_partition(dataset, partition_key.format(value=v))}
-    finally:
-        session.shutdown()
 
 
 def _date(value: dt.date | str) -> dt.date:

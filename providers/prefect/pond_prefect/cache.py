@@ -14,14 +14,13 @@ that run rather than mixing outputs of two runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
-from pond_core.errors import is_retryable
-from pond_core.plan.physical import PhysicalPlan
+from pond_core import api
 from pond_prefect.fingerprint import source_fingerprint
 
 CACHE_VERSION = 1
@@ -37,8 +36,8 @@ class StageCache(CachePolicy):
         inputs: dict[str, Any],
         flow_parameters: dict[str, Any],
         **kwargs: Any,
-    ) -> Optional[str]:
-        plan = PhysicalPlan.from_json(inputs["plan_json"])
+    ) -> str | None:
+        plan = api.PhysicalPlan.from_json(inputs["plan_json"])
         stage = plan.stage(inputs["stage_id"])
         sources = source_fingerprint(stage, inputs["config"].storage_options())
         return hash_objects("pond-stage", CACHE_VERSION, stage.id, inputs["run_id"], sources)
@@ -49,5 +48,5 @@ def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
     except Exception as exc:
-        return is_retryable(exc)
+        return api.is_retryable(exc)
     return False

@@ -51,7 +51,7 @@ class CancelGuard:
             except Exception as exc:  # best effort: one executor failing must not spare the others
                 log.warning("could not cancel an executor: %s", exc)
 
-    def __enter__(self) -> "CancelGuard":
+    def __enter__(self) -> CancelGuard:
         if self.flow_run_id is not None:
             # The watcher needs this context's Prefect settings (the API URL) to read the state.
             context = contextvars.copy_context()

@@ -9,19 +9,19 @@ summary. `pond_pipeline` is a ready-made flow around it for any `module:function
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, wait
 from prefect.states import Cancelled, State
 
-from pond_core.errors import PondError
-from pond_core.pipeline import compile_pipeline, open_catalog
-from pond_core.plan.physical import PhysicalPlan
+from pond_core import api
+from pond_core.api import PhysicalPlan
 from pond_prefect.artifacts import Progress, create_plan_artifact, create_stats_artifact
 from pond_prefect.assets import emit_cached
-from pond_prefect.blocks import PondConfig, resolve_config
+from pond_prefect.blocks import PondConfig, load_config
 from pond_prefect.cancel import CancelGuard
 from pond_prefect.fingerprint import run_id_for
 from pond_prefect.stages import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, stage_task
@@ -49,8 +49,8 @@ def run_pipeline(
     stops shipping partition tasks' log records (e.g. when Ray workers cannot reach the API).
     """
     logger = get_run_logger()
-    cfg = resolve_config(config)
-    plan = compile_pipeline(pipeline, params, data_root=cfg.storage_root)
+    cfg = load_config(config)
+    plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root)
     run_id = run_id_for(plan, cfg.storage_options())
     logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
     create_plan_artifact(plan, run_id)
@@ -77,7 +77,7 @@ def run_pipeline(
         failed[0].result()  # raises the stage's own exception
     if any(not futures[s.id].state.is_completed() for s in plan.stages):
         raise RuntimeError(f"pond run {run_id}: stages did not complete: {outcomes}")
-    _finish(cfg, run_id, "success", None)
+    _finish(cfg, run_id, "success", None)  # also when every stage was served from the cache
     return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id]["result"] for s in plan.stages}}
 
 
@@ -129,13 +129,14 @@ class _driver:
         self.cfg = cfg
         self.owned = False
 
-    def __enter__(self) -> "_driver":
+    def __enter__(self) -> _driver:
         if self.cfg.uses_ray:
             import ray
 
             if not ray.is_initialized():
-                if self.cfg.ray_address:
-                    ray.init(address=self.cfg.ray_address)
+                address = self.cfg.settings(job_id="ray").ray_address
+                if address:
+                    ray.init(address=address)
                 else:
                     ray.init(include_dashboard=False)
                 self.owned = True
@@ -150,27 +151,42 @@ class _driver:
 
 def _run_stored(cfg: PondConfig, run_id: str) -> bool:
     """True if the pond run's folder (its staged stage outputs) exists in storage."""
-    import pond_core
-    from pond_core.io import get_filesystem
-
-    session = pond_core.init(job_id=run_id, **{**cfg.init_kwargs(), "executor": "local"})
-    try:
-        return get_filesystem(session.job_root, session.storage).exists(session.job_root)
-    finally:
-        session.shutdown()
+    return api.run_stored(run_id, cfg.settings(job_id=run_id), cfg.storage_options())
 
 
 def _finish(cfg: PondConfig, run_id: str, status: str, error: str | None) -> None:
     """Close the run in pond's catalog (stage runs were recorded by the stages themselves)."""
-    import pond_core
-
-    session = pond_core.init(job_id=run_id, **{**cfg.init_kwargs(), "executor": "local"})
     try:
-        open_catalog(session).finish_run(run_id, status, error=error)
-    except PondError as exc:
+        api.close_run(run_id, status, settings=cfg.settings(job_id=run_id), error=error)
+    except api.PondError as exc:
         log.warning("pond run %s: cannot record its end in the catalog: %s", run_id, exc)
-    finally:
-        session.shutdown()
+
+
+def run_sql(
+    sql: str,
+    inputs: dict[str, str | list[str]],
+    output_path: str,
+    *,
+    partition_by: str | list[str] | None = None,
+    mode: str = "error",
+    hash_by: str | list[str] | None = None,
+    npartitions: int | None = None,
+    hive_partitioning: bool | None = None,
+    **run_options: Any,
+) -> Any:
+    """Inside a flow: run one SQL statement over named Parquet inputs as pond stages (the
+    pipeline `pond_prefect.sql:sql_pipeline`; see `run_pipeline` for the options)."""
+    params = {
+        "sql": sql,
+        "inputs": dict(inputs),
+        "output_path": output_path,
+        "partition_by": partition_by,
+        "mode": mode,
+        "hash_by": hash_by,
+        "npartitions": npartitions,
+        "hive_partitioning": hive_partitioning,
+    }
+    return run_pipeline("pond_prefect.sql:sql_pipeline", params, **run_options)
 
 
 @flow(name="pond-pipeline")

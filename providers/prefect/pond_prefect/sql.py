@@ -1,4 +1,5 @@
-"""One SQL statement over named Parquet inputs as a pond pipeline, and as flow steps.
+"""One SQL statement over named Parquet inputs as a pond pipeline (`run_sql` in
+`pond_prefect.flows` runs it inside a flow).
 
     run_sql(
         "SELECT dt, customer_id, sum(amount) AS spend FROM orders o JOIN customers c USING (customer_id) GROUP BY ALL",
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pond_core.named_sql import named_sql
-
+from pond_core import api
 
 
 def sql_pipeline(
@@ -33,33 +33,5 @@ def sql_pipeline(
     hive_partitioning: bool | None = None,
 ) -> Any:
     """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`)."""
-    query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
+    query = api.named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
     return query.sink_parquet(output_path, partition_by=partition_by, mode=mode)
-
-
-def run_sql(
-    sql: str,
-    inputs: dict[str, str | list[str]],
-    output_path: str,
-    *,
-    partition_by: str | list[str] | None = None,
-    mode: str = "error",
-    hash_by: str | list[str] | None = None,
-    npartitions: int | None = None,
-    hive_partitioning: bool | None = None,
-    **run_options: Any,
-) -> Any:
-    """Inside a flow: run one SQL statement as pond stages (see `run_pipeline` for options)."""
-    from pond_prefect.flows import run_pipeline
-
-    params = {
-        "sql": sql,
-        "inputs": dict(inputs),
-        "output_path": output_path,
-        "partition_by": partition_by,
-        "mode": mode,
-        "hash_by": hash_by,
-        "npartitions": npartitions,
-        "hive_partitioning": hive_partitioning,
-    }
-    return run_pipeline("pond_prefect.sql:sql_pipeline", params, **run_options)

@@ -8,15 +8,15 @@ result: locations, counts, schema, timings, never rows.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from prefect import get_run_logger
+from prefect.assets import Asset
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import MaterializingTask
 
-import pond_core
-from pond_core.pipeline import run_stage
-from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core import api
 from pond_prefect.artifacts import Progress
 from pond_prefect.assets import MATERIALIZED_BY, add_partitions_to_current_task, stage_asset, upstream_assets
 from pond_prefect.blocks import PondConfig
@@ -42,21 +42,24 @@ def run_pond_stage(
     """The body of a stage task. `upstream` carries the upstream stages' results, so Prefect
     records the dependencies; the stage itself reads their committed outputs from storage.
     `worker_logs` ships log records written inside partition tasks to this task run."""
-    plan = PhysicalPlan.from_json(plan_json)
+    plan = api.PhysicalPlan.from_json(plan_json)
     stage = plan.stage(stage_id)
     logger = get_run_logger()
-    session = pond_core.init(job_id=run_id, **config.init_kwargs())
-    executor = session.executor()
-    if worker_logs:
-        executor.task_hooks.append(PrefectTaskLogs.for_current_task_run())
+    settings = config.settings(job_id=run_id)
+    hooks = [PrefectTaskLogs.for_current_task_run()] if worker_logs else []
+    executor = api.make_executor(settings, hooks)
     if guard is not None:
         guard.register(executor)
     try:
-        result = run_stage(plan, stage.id, run_id, session=session, force=force, progress=progress.partitions_done if progress else None)
+        manifest = api.run_stage(
+            plan, stage.id, run_id, settings=settings, storage=config.storage_options(), executor=executor, force=force,
+            progress=progress.partitions_done if progress else None,
+        )
     finally:
         if guard is not None:
             guard.unregister(executor)
-        session.shutdown()
+        executor.shutdown()
+    result = manifest.result.to_dict()
     add_partitions_to_current_task(plan, stage, result)
     logger.info(
         "stage %s: %s partitions, %s rows, %s bytes in %.2fs on %s (pond run %s)",
@@ -66,8 +69,8 @@ def run_pond_stage(
 
 
 def stage_task(
-    plan: PhysicalPlan,
-    stage: Stage,
+    plan: api.PhysicalPlan,
+    stage: api.Stage,
     *,
     retries: int = DEFAULT_RETRIES,
     retry_delay_seconds: float | list[float] = DEFAULT_RETRY_DELAY,
@@ -80,7 +83,7 @@ def stage_task(
         fn=run_pond_stage,
         assets=[stage_asset(plan, stage)],
         materialized_by=MATERIALIZED_BY,
-        asset_deps=upstream_assets(plan, stage) or None,
+        asset_deps=list[Asset | str](upstream_assets(plan, stage)) or None,
         name=stage.name,
         task_run_name=stage.name,
         description=f"pond stage {stage.name} ({stage.id}) of {plan.pipeline or 'session'}",

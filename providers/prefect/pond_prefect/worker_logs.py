@@ -19,7 +19,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 TASK_LOGGER = "pond.task"
 
@@ -36,7 +37,7 @@ class PrefectTaskLogs:
     driver_pid: int = dataclasses.field(default_factory=os.getpid)
 
     @classmethod
-    def for_current_task_run(cls, level: int = logging.INFO) -> "PrefectTaskLogs":
+    def for_current_task_run(cls, level: int = logging.INFO) -> PrefectTaskLogs:
         from prefect.context import TaskRunContext
         from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
 

@@ -18,9 +18,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_BATCH_INTERVAL"] = "0.5"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from typing import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-import pytest  # noqa: E402
+import pytest
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
 

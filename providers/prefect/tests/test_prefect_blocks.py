@@ -6,13 +6,12 @@ import json
 import os
 from importlib.metadata import entry_points
 
+import prefect_api
 import pytest
 from prefect.client.orchestration import get_client
 
 from pond_prefect import PondConfig
 from pond_prefect.flows import pond_pipeline
-
-import prefect_api
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 SECRET = "very-secret-key-7f3a"
@@ -27,7 +26,7 @@ def test_registered_as_a_prefect_collection():
 
 def test_config_block_round_trips_and_the_api_masks_its_secrets(tmp_path):
     PondConfig(
-        storage_root=str(tmp_path), executor="local", s3_endpoint_url="http://127.0.0.1:9", s3_access_key_id="AKIDPOND", s3_secret_access_key=SECRET
+        data_root=str(tmp_path), executor="local", s3_endpoint_url="http://127.0.0.1:9", s3_access_key_id="AKIDPOND", s3_secret_access_key=SECRET
     ).save("pond-block-test", overwrite=True)
     loaded = PondConfig.load("pond-block-test")
     assert loaded.s3_secret_access_key.get_secret_value() == SECRET
@@ -35,12 +34,12 @@ def test_config_block_round_trips_and_the_api_masks_its_secrets(tmp_path):
     assert SECRET not in repr(loaded)
     with get_client(sync_client=True) as client:
         doc = client.read_block_document_by_name("pond-block-test", block_type_slug="pond-config", include_secrets=False)
-    assert doc.data["storage_root"] == str(tmp_path)
+    assert doc.data["data_root"] == str(tmp_path)
     assert SECRET not in json.dumps(doc.data, default=str)
 
 
 def test_the_pond_pipeline_flow_runs_with_a_saved_config(shop, pond_root):
-    PondConfig(storage_root=pond_root, executor="local").save("pond-flow-test", overwrite=True)
+    PondConfig(data_root=pond_root, executor="local").save("pond-flow-test", overwrite=True)
     state = pond_pipeline("prefect_pipelines:customers", {"source_root": shop}, config="pond-flow-test", return_state=True)
     assert state.is_completed(), state
     (stage,) = state.result()["stages"].values()
@@ -74,7 +73,24 @@ def test_unset_fields_fall_back_to_pond_environment(monkeypatch):
 def test_memory_bound_and_speculation_reach_the_session(tmp_path):
     import pond_core
 
-    config = PondConfig(storage_root=str(tmp_path), executor="local", max_task_memory="3GB", speculation=False)
+    config = PondConfig(data_root=str(tmp_path), executor="local", max_task_memory="3GB", speculation=False)
     session = pond_core.init(job_id="block", **config.init_kwargs())
     assert (session.config.max_task_memory, session.config.speculation) == (3_000_000_000, False)
     session.shutdown()
+
+
+def test_blocks_saved_with_the_older_field_names_still_load(tmp_path):
+    config = PondConfig.model_validate({"storage_root": str(tmp_path), "task_cpus": 2, "task_memory": "1GB"})
+    settings = config.settings(job_id="old-block")
+    assert (settings.data_root, settings.task_threads, settings.memory_limit) == (str(tmp_path), 2, 1_000_000_000)
+
+
+def test_the_block_fields_are_pond_settings_declaration():
+    from pond_core.api import SETTINGS, Surface
+
+    declared = [s for s in SETTINGS if Surface.CONNECTION in s.surfaces]
+    properties = PondConfig.model_json_schema()["properties"]
+    assert list(properties) == [s.name for s in declared]
+    assert all(properties[s.name]["description"] == s.doc for s in declared)
+    masked = {name for name, p in properties.items() if '"format": "password"' in json.dumps(p)}
+    assert {s.name for s in declared if s.secret} == masked

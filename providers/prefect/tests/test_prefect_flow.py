@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+import prefect_api
 import pytest
 from prefect import flow
 
 from pond_core.pipeline import compile_pipeline
 from pond_prefect import PondConfig, asset_key, run_pipeline
 from pond_prefect.assets import stage_asset
-
-import prefect_api
 
 PIPELINE = "pond_core.examples:daily_revenue"
 DS = "2026-11-20"
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 @flow(name="pond-test-daily-revenue")
 def daily_flow(ds: str, source_root: str, output_root: str, storage_root: str, force: bool = False) -> dict:
     params = {"ds": ds, "source_root": source_root, "output_root": output_root}
-    return run_pipeline(PIPELINE, params, config=PondConfig(storage_root=storage_root, executor="local"), retry_delay_seconds=0, force=force)
+    return run_pipeline(PIPELINE, params, config=PondConfig(data_root=storage_root, executor="local"), retry_delay_seconds=0, force=force)
 
 
 def params(shop: str, out: str) -> dict:

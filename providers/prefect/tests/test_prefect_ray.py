@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+import prefect_api
 import psutil
 import pytest
 from prefect import flow
@@ -17,14 +18,12 @@ from prefect.states import Cancelling
 
 from pond_prefect import PondConfig, run_pipeline
 
-import prefect_api
-
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("prefect_api", "ray_cluster")]
 
 
 @flow(name="pond-test-on-ray")
 def ray_flow(pipeline: str, params: dict, storage_root: str) -> dict:
-    return run_pipeline(pipeline, params, config=PondConfig(storage_root=storage_root, executor="ray"), retry_delay_seconds=0)
+    return run_pipeline(pipeline, params, config=PondConfig(data_root=storage_root, executor="ray"), retry_delay_seconds=0)
 
 
 def test_log_lines_from_ray_workers_reach_the_flow_run(shop, pond_root):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import prefect_api
 import pytest
 from prefect import flow
 
 from pond_prefect import PondConfig, run_pipeline
-
-import prefect_api
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 @flow(name="pond-test-retries")
 def pipeline_flow(pipeline: str, params: dict, storage_root: str) -> dict:
     # max_retries=0: pond's own in-stage retry is off, so the failure reaches Prefect's retry.
-    config = PondConfig(storage_root=storage_root, executor="local", max_retries=0)
+    config = PondConfig(data_root=storage_root, executor="local", max_retries=0)
     return run_pipeline(pipeline, params, config=config, retries=2, retry_delay_seconds=0)
 
 

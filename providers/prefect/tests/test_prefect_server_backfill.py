@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Iterator
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -136,7 +136,7 @@ def test_backfill_three_days_through_a_served_deployment(server):
     from pond_core.catalog import Catalog
     from pond_prefect import PondConfig, backfill
 
-    config = PondConfig(storage_root=server["pond_root"])
+    config = PondConfig(data_root=server["pond_root"])
     with temporary_settings(updates={PREFECT_API_URL: server["api"]}):
         with get_client(sync_client=True) as client:
             deployment = wait_until(lambda: _deployment(client), 120, "the served deployment", every=1.0)

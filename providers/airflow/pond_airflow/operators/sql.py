@@ -16,14 +16,15 @@ them. With only `npartitions`, the single input is split evenly (row-wise SQL on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
 from pond_airflow.hooks.pond import PondHook
-from pond_airflow.lineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
+from pond_airflow.openlineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
-from pond_core.named_sql import check_named_inputs, named_sql
+from pond_core import api
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,7 +69,7 @@ class PondSqlOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)  # raises ValueError
+        api.check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)  # raises ValueError
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if output_path and "outlets" not in kwargs and "{{" not in output_path:
@@ -93,13 +94,11 @@ class PondSqlOperator(BaseOperator):
         return PondHook(self.pond_conn_id, **self.hook_params)
 
     def _frame(self, sp: Any) -> Any:
-        return named_sql(
+        return api.named_sql(
             sp, self.sql, self.inputs, hash_by=self.hash_by, npartitions=self.npartitions, hive_partitioning=self.hive_partitioning
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from pond_core.errors import PondError
-
         ti = context["ti"]
         scope = ti.task_id if ti.map_index in (None, -1) else f"{ti.task_id}.{ti.map_index}"
         run_id = pond_run_id(context, scope)
@@ -116,7 +115,7 @@ class PondSqlOperator(BaseOperator):
                 else:
                     out = self._rows(df, run_id)
                     result = out
-            except PondError as exc:
+            except api.PondError as exc:
                 fail_for(exc, lambda text: _scrub(text, hook))
             finally:
                 self._session = None
@@ -142,7 +141,7 @@ class PondSqlOperator(BaseOperator):
 
     def on_kill(self) -> None:
         session = self._session
-        if session is not None and hasattr(session.executor(), "cancel_all"):
+        if session is not None:
             session.executor().cancel_all()
 
     # -- lineage ------------------------------------------------------------------------------

@@ -8,19 +8,20 @@ their own tasks committed; a retry resumes from the partitions an earlier try co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from pond_airflow.hooks.pond import PondHook
-from pond_airflow.lineage import asset_event_extra, emit_asset_events, operator_lineage
+from pond_airflow.openlineage import asset_event_extra, emit_asset_events, operator_lineage
 from pond_airflow.runs import fail_for, final_try, first_try, pond_run_id, xcom_result
+from pond_core import api
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from pond_core.plan.physical import PhysicalPlan, Stage
 
 
 class PondStageOperator(BaseOperator):
@@ -73,9 +74,9 @@ class PondStageOperator(BaseOperator):
         self.keep_intermediates = keep_intermediates
         self.deferrable = deferrable
         self.poll_interval = poll_interval
-        self._plan: PhysicalPlan | None = None
+        self._plan: api.PhysicalPlan | None = None
         self._lineage: dict[str, Any] | None = None
-        self._session: Any = None
+        self._executor: api.Executor | None = None
 
     # -- plan ---------------------------------------------------------------------------------
 
@@ -83,21 +84,18 @@ class PondStageOperator(BaseOperator):
     def hook(self) -> PondHook:
         return PondHook(self.pond_conn_id, **self.hook_params)
 
-    def plan(self) -> PhysicalPlan:
+    def plan(self) -> api.PhysicalPlan:
         """The pipeline compiled with the rendered parameters, checked against the DAG."""
         if self._plan is None:
-            from pond_core.errors import PondError
-            from pond_core.pipeline import compile_pipeline
-
             try:
-                plan = compile_pipeline(self.pipeline, self.pipeline_params)
-            except PondError as exc:
+                plan = api.compile_pipeline(self.pipeline, self.pipeline_params)
+            except api.PondError as exc:
                 fail_for(exc)
             self._plan = plan
             self._check(plan)
         return self._plan
 
-    def _check(self, plan: PhysicalPlan) -> None:
+    def _check(self, plan: api.PhysicalPlan) -> None:
         names = [s.name for s in plan.stages]
         try:
             stage = plan.stage(self.stage)
@@ -117,61 +115,54 @@ class PondStageOperator(BaseOperator):
                 + "; the pipeline's structure depends on run-time parameters (see parse_params)"
             )
 
-    def _stage(self) -> Stage:
+    def _stage(self) -> api.Stage:
         return self.plan().stage(self.stage)
 
     # -- running ------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from pond_core.errors import PondError
-        from pond_core.pipeline import run_stage
-
         stage = self._stage()
         run_id = pond_run_id(context, self.run_scope)
         force = first_try(context)
         if self.deferrable:
             return self._defer(context, stage, run_id, force)
         hook = self.hook
+        settings = hook.session_settings(job_id=run_id)
         self.log.info("pond run %s: stage %s (%s), %s", run_id, stage.name, stage.id, "fresh" if force else "resuming")
-        with hook.get_conn(job_id=run_id, keep_intermediates=True) as session:
-            self._session = session
-            try:
-                result = run_stage(self.plan(), stage.id, run_id, session=session, force=force)
-            except PondError as exc:
-                self._failed(context, run_id, exc)
-                fail_for(exc)
-            finally:
-                self._session = None
-            return self._complete(context, run_id, result)
+        self._executor = api.make_executor(settings)
+        try:
+            manifest = api.run_stage(
+                self.plan(), stage.id, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=force,
+            )
+        except api.PondError as exc:
+            self._failed(context, run_id, exc)
+            fail_for(exc)
+        finally:
+            executor, self._executor = self._executor, None
+            executor.shutdown()
+        return self._complete(context, run_id, manifest.result.to_dict())
 
     def _failed(self, context: Context, run_id: str, error: BaseException | str, retryable: bool | None = None) -> None:
         """Record lineage for the failure event; close the pond run when Airflow will not retry."""
-        from pond_core.errors import is_retryable
-
         self._lineage = self._record(None)
-        retryable = is_retryable(error) if retryable is None and isinstance(error, BaseException) else bool(retryable)
+        retryable = api.is_retryable(error) if retryable is None and isinstance(error, BaseException) else bool(retryable)
         if retryable and not final_try(context):
             return
         try:
-            catalog = self.hook.catalog()
-            try:
-                catalog.finish_run(run_id, "failed", error=f"stage {self.stage}: {error}")
-            finally:
-                catalog.close()
+            api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
         except Exception as exc:  # the stage's own error is what the task must report
             self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
 
-    def _defer(self, context: Context, stage: Stage, run_id: str, force: bool) -> Any:
-        from pond_airflow.triggers.stage import PondStageTrigger
+    def _defer(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> Any:
         from pond_airflow import worker
+        from pond_airflow.triggers.stage import PondStageTrigger
 
-        settings = self.hook.settings
-        handle = worker.submit(self.plan(), stage, run_id, settings.init_kwargs(), force=force)
+        handle = worker.submit(self.plan(), stage, run_id, self.hook.settings, force=force)
         self.log.info("pond run %s: stage %s submitted to worker pid %s", run_id, stage.name, handle["pid"])
         self.defer(
             trigger=PondStageTrigger(
                 state_prefix=handle["state_prefix"],
-                storage_root=handle["storage_root"],
+                data_root=handle["data_root"],
                 pond_conn_id=self.pond_conn_id,
                 hook_params=self.hook_params,
                 poll_interval=self.poll_interval,
@@ -190,56 +181,32 @@ class PondStageOperator(BaseOperator):
             message += f" (worker log: {event['log']})"
         self._failed(context, run_id, message, retryable=bool(event.get("retryable")))
         if event.get("retryable"):
-            from pond_core.errors import PondTransientError
-
-            raise PondTransientError(message)
+            raise api.PondTransientError(message)
         raise AirflowFailException(message)
 
     def _complete(self, context: Context, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-        from pond_core.lineage import stage_dataset
-
+        """`result`: the stage result's JSON form. The final stage's commit closed the pond run."""
         stage = self._stage()
         hook = self.hook
-        catalog = hook.catalog()
-        try:
+        with hook.catalog() as catalog:
             upstream = {sid: catalog.stage_result(run_id, sid) or {} for sid in stage.depends_on}
-            self._lineage = self._record(result, upstream)
-            emit_asset_events(context, self.outlets, stage_dataset(self.plan(), stage), asset_event_extra(result, run_id))
-            if self.final:
-                catalog.finish_run(run_id, "success")
-                if not self.keep_intermediates:
-                    self._drop_intermediates(run_id)
-        finally:
-            catalog.close()
+        self._lineage = self._record(result, upstream)
+        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage), asset_event_extra(result, run_id))
+        if self.final and not self.keep_intermediates:
+            api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
         self.log.info("pond stage %s committed %s rows in %s files", stage.name, result.get("rows"), result.get("files"))
         return xcom_result(result)
 
-    def _drop_intermediates(self, run_id: str) -> None:
-        from pond_core.io import get_filesystem
-
-        with self.hook.get_conn(job_id=run_id, keep_intermediates=True, executor="local") as session:
-            staging = session.stage_context(run_id).staging_root
-            get_filesystem(staging, session.storage).delete(staging, recursive=True)
-
     def on_kill(self) -> None:
-        session = self._session
-        if session is not None:
-            executor = session.executor()
-            cancel = getattr(executor, "cancel_all", None)
-            if cancel is not None:
-                cancel()
+        executor = self._executor
+        if executor is not None:
+            executor.cancel_all()
 
     # -- lineage ------------------------------------------------------------------------------
 
     def _record(self, result: dict[str, Any] | None, upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        from pond_core.lineage import stage_dataset, stage_lineage
-
-        plan, stage = self.plan(), self._stage()
-        if result is not None:
-            record = stage_lineage(plan, stage, result, upstream or {})
-            record["outputs"][0]["bytes"] = result.get("bytes")
-            return record
-        return stage_lineage(plan, stage, {"run_id": None}, {}) | {"outputs": [{"uri": stage_dataset(plan, stage)}]}
+        committed = api.StageResult.from_dict(result) if result is not None else None
+        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}).to_dict()
 
     def get_openlineage_facets_on_start(self) -> Any:
         return operator_lineage(self._record(None))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -20,7 +21,7 @@ class PondStageTrigger(BaseTrigger):
     """Poll a pond worker's status file; fire one event with its outcome.
 
     :param state_prefix: where the worker reports (see `pond_airflow.worker`).
-    :param storage_root: the pond storage root holding it.
+    :param data_root: the pond storage root holding it.
     :param heartbeat_timeout: seconds without a new heartbeat after which the worker is
         presumed lost (a transient failure, so Airflow retries and the stage resumes).
     """
@@ -29,7 +30,7 @@ class PondStageTrigger(BaseTrigger):
         self,
         *,
         state_prefix: str,
-        storage_root: str,
+        data_root: str,
         pond_conn_id: str = PondHook.default_conn_name,
         hook_params: dict[str, Any] | None = None,
         poll_interval: float = 5.0,
@@ -37,7 +38,7 @@ class PondStageTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.state_prefix = state_prefix
-        self.storage_root = storage_root
+        self.data_root = data_root
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self.poll_interval = poll_interval
@@ -48,7 +49,7 @@ class PondStageTrigger(BaseTrigger):
             "pond_airflow.triggers.stage.PondStageTrigger",
             {
                 "state_prefix": self.state_prefix,
-                "storage_root": self.storage_root,
+                "data_root": self.data_root,
                 "pond_conn_id": self.pond_conn_id,
                 "hook_params": self.hook_params,
                 "poll_interval": self.poll_interval,
@@ -60,7 +61,7 @@ class PondStageTrigger(BaseTrigger):
         from pond_airflow.worker import state_files
 
         settings = await PondHook(self.pond_conn_id, **self.hook_params).asettings()
-        return await asyncio.to_thread(state_files, self.storage_root, self.state_prefix, settings.storage_options())
+        return await asyncio.to_thread(state_files, self.data_root, self.state_prefix, settings.storage_options())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         state = await self._state()

@@ -1,0 +1,103 @@
+"""The public surface of pond_core for orchestrator integrations (and anyone building on pond).
+
+The Airflow provider and the Prefect integration import only this module (a test checks it):
+compile a pipeline, describe its stages, run a stage or a plan, read results and lineage,
+settings, storage, a run's layout and clean-up, task hooks. Everything here is a stable name;
+what it refers to lives in the module that owns it.
+
+Names load on first use, so reading settings (Airflow's provider metadata does) imports
+neither DuckDB nor SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    # settings
+    "SETTINGS": "pond_core.settings",
+    "Kind": "pond_core.settings",
+    "Setting": "pond_core.settings",
+    "SettingValues": "pond_core.settings",
+    "Settings": "pond_core.settings",
+    "Surface": "pond_core.settings",
+    "parse_bytes": "pond_core.settings",
+    "surface": "pond_core.settings",
+    # sessions and DataFrames
+    "DataFrame": "pond_core.dataframe",
+    "Session": "pond_core.session",
+    "init": "pond_core.session",
+    "named_sql": "pond_core.named_sql",
+    "check_named_inputs": "pond_core.named_sql",
+    "bind_named_inputs": "pond_core.plan.sql",
+    # plans
+    "PhysicalPlan": "pond_core.plan.physical",
+    "Stage": "pond_core.plan.physical",
+    "ExchangeOutput": "pond_core.plan.physical",
+    "FilesOutput": "pond_core.plan.physical",
+    "SinkOutput": "pond_core.plan.physical",
+    "SourceInput": "pond_core.plan.physical",
+    "UpstreamInput": "pond_core.plan.physical",
+    "SqlStep": "pond_core.plan.physical",
+    "PythonStep": "pond_core.plan.physical",
+    "compile_pipeline": "pond_core.pipeline",
+    "load_pipeline": "pond_core.pipeline",
+    "pipeline_name": "pond_core.pipeline",
+    "StageDescription": "pond_core.stages",
+    "describe_stage": "pond_core.stages",
+    "source_files": "pond_core.stages",
+    "SourceFile": "pond_core.stages",
+    # running
+    "run_plan": "pond_core.runner",
+    "run_stage": "pond_core.runner",
+    "close_run": "pond_core.runner",
+    "open_catalog": "pond_core.runner",
+    "PlanResult": "pond_core.runner",
+    "StageManifest": "pond_core.execute.results",
+    "StageResult": "pond_core.execute.results",
+    "Executor": "pond_core.execute.executors",
+    "TaskHook": "pond_core.execute.executors",
+    "make_executor": "pond_core.execute.executors",
+    "TaskSpec": "pond_core.execute.task_spec",
+    # a run's storage
+    "RunLayout": "pond_core.layout",
+    "check_run_id": "pond_core.layout",
+    "drop_intermediates": "pond_core.stages",
+    "run_stored": "pond_core.stages",
+    "StorageOptions": "pond_core.io.options",
+    "FileSystem": "pond_core.io.fs",
+    "get_filesystem": "pond_core.io.filesystems",
+    "join_path": "pond_core.io.fs",
+    # lineage and the catalog
+    "LineageDataset": "pond_core.lineage",
+    "LineageRecord": "pond_core.lineage",
+    "stage_dataset": "pond_core.lineage",
+    "stage_lineage": "pond_core.lineage",
+    "Catalog": "pond_core.catalog",
+    # errors
+    "PondError": "pond_core.errors",
+    "PondConfigError": "pond_core.errors",
+    "PondInterruptedError": "pond_core.errors",
+    "PondTransientError": "pond_core.errors",
+    "is_retryable": "pond_core.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pond_core.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    pass
