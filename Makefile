@@ -19,6 +19,8 @@ demo: install
 	$(BIN)/python -m pond_core.demo
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: install

@@ -23,8 +23,8 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from pond_core.io import StorageOptions, configure_duckdb, duckdb_connect_config, resolve_paths  # noqa: E402
 from pond_core.io.duckdb_setup import httpfs_extension_path, secret_sql  # noqa: E402
 from tests.support.s3 import S3Server  # noqa: E402
+
 
 def upload(server: S3Server, bucket: str, files: int, rows: int) -> int:
     """Write `files` Parquet objects straight to the server with DuckDB; returns total bytes."""

@@ -46,7 +46,8 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import _common
 from _common import BenchFailure
