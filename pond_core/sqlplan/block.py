@@ -1,0 +1,570 @@
+"""One SELECT block: FROM and WHERE as scans and joins, then aggregation, projection (with
+windows), DISTINCT, ORDER BY and LIMIT, each placed across partitions by its own module.
+
+Inside a block every column of a FROM item gets a relation name `<alias>__<column>`, unique in
+the block, so generated join and aggregation steps never need qualifiers. A block's output
+relation has the SELECT's output names.
+
+Filters that read one FROM item run in its scan (before any exchange). Equalities between two
+items are join keys. Other filters run once their items are joined; filters with subqueries are
+placed by `subqueries`. A disjunction whose every branch repeats a condition (TPC-H Q19's join
+key) yields that condition too, and one branch-wise filter per FROM item it constrains in every
+branch (Q7's nations, Q19's parts), as DuckDB's optimizer does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from sqlglot import exp
+
+from pond_core.plan.sql import quote_ident
+from pond_core.sqlplan import exprs as X
+from pond_core.sqlplan.aggregate import AggCall, aggregate, describe_call
+from pond_core.sqlplan.joins import JoinKind, JoinSpec, join
+from pond_core.sqlplan.model import Op
+from pond_core.sqlplan.ordering import SortKey, distinct, order_limit
+from pond_core.sqlplan.rel import Context, NotDistributable, Rel, derive, sentinel
+from pond_core.sqlplan.scans import scan
+from pond_core.sqlplan.scope import Env, Planned
+from pond_core.sqlplan.subqueries import OUTER, filter_step, prepare
+from pond_core.sqlplan.windows import window_input
+
+
+@dataclasses.dataclass
+class _Source:
+    alias: str
+    item: exp.Expression
+    table: object | None  # InputTable
+    planned: Planned | None  # CTE or derived table
+    columns: list[str]
+
+
+@dataclasses.dataclass
+class _Pred:
+    expr: exp.Expression
+    aliases: frozenset[str]
+    equi: tuple[tuple[str, str], tuple[str, str]] | None  # ((alias, col), (alias, col))
+    subquery: bool
+
+
+def plan_select(ctx: Context, sel: exp.Select, env: Env, label: str) -> Planned:
+    _check_supported(sel)
+    sources = _sources(ctx, sel, env)
+    colmap = _colmap(sources)
+    rel = _plan_from(ctx, sel, sources, colmap, env, label)
+    return _plan_rest(ctx, sel, rel, colmap, env, label)
+
+
+# -- checks and sources -----------------------------------------------------------------------
+
+
+def _check_supported(sel: exp.Select) -> None:
+    for key, what in (("laterals", "LATERAL"), ("sample", "SAMPLE"), ("windows", "a named WINDOW clause"), ("connect", "CONNECT BY")):
+        if sel.args.get(key):
+            raise NotDistributable(f"{what} in a SELECT")
+    group = sel.args.get("group")
+    if group is not None and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+        raise NotDistributable("GROUPING SETS / ROLLUP / CUBE")
+    d = sel.args.get("distinct")
+    if d is not None and d.args.get("on"):
+        raise NotDistributable("DISTINCT ON")
+    if not X.source_items(sel):
+        raise NotDistributable("a SELECT without FROM")
+    for j in sel.args.get("joins") or []:
+        if (j.kind or "").upper() in ("ASOF", "POSITIONAL", "LATERAL") or j.args.get("method"):
+            raise NotDistributable(f"{(j.kind or j.args.get('method'))} join")
+
+
+def _sources(ctx: Context, sel: exp.Select, env: Env) -> dict[str, _Source]:
+    out: dict[str, _Source] = {}
+    needed: dict[str, set[str]] = {}
+    for c in sel.find_all(exp.Column):
+        if X.binding_select(c) is sel:
+            needed.setdefault(c.table, set()).add(c.name)
+    for item in X.source_items(sel):
+        alias = item.alias_or_name
+        if alias in out:
+            raise NotDistributable(f"alias {alias} used twice")
+        cols = sorted(needed.get(alias, set()))
+        if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier) and not item.args.get("db") and not item.args.get("pivots"):
+            name = item.name
+            if name in env.ctes:
+                out[alias] = _Source(alias, item, None, env.ctes[name], cols)
+            elif name in ctx.tables:
+                out[alias] = _Source(alias, item, ctx.tables[name], None, cols)
+            else:
+                raise NotDistributable(f"{name} is not an input of the query")
+        elif isinstance(item, exp.Subquery) and not item.args.get("pivots"):
+            planned = env.plan(item.this, env, f"derived table {alias}")
+            out[alias] = _Source(alias, item, None, planned, cols)
+        else:
+            raise NotDistributable(f"FROM item {X.sql(item)[:60]}")
+    return out
+
+
+def _colmap(sources: dict[str, _Source]) -> dict[tuple[str, str], str]:
+    colmap: dict[tuple[str, str], str] = {}
+    used: set[str] = set()
+    for s in sources.values():
+        for c in s.columns:
+            name = f"{s.alias}__{c}"
+            while name.lower() in used:
+                name += "_"
+            used.add(name.lower())
+            colmap[(s.alias, c)] = name
+    return colmap
+
+
+# -- FROM and WHERE ---------------------------------------------------------------------------
+
+
+def _kind(j: exp.Join) -> JoinKind:
+    side = (j.side or "").upper()
+    kind = (j.kind or "").upper()
+    if kind == "SEMI":
+        return JoinKind.SEMI
+    if kind == "ANTI":
+        return JoinKind.ANTI
+    if side == "LEFT":
+        return JoinKind.LEFT
+    if side == "RIGHT":
+        return JoinKind.RIGHT
+    if side == "FULL":
+        return JoinKind.FULL
+    if kind == "CROSS":
+        return JoinKind.CROSS
+    if kind in ("", "INNER", "OUTER"):
+        return JoinKind.INNER
+    raise NotDistributable(f"{kind} join")
+
+
+def _classify(e: exp.Expression, sel: exp.Select) -> _Pred:
+    aliases = frozenset(X.aliases_used(e, sel))
+    sub = X.has_subquery(e)
+    equi = None
+    inner = e
+    while isinstance(inner, exp.Paren):
+        inner = inner.this
+    if not sub and isinstance(inner, exp.EQ) and isinstance(inner.this, exp.Column) and isinstance(inner.expression, exp.Column):
+        a, b = inner.this, inner.expression
+        if X.binding_select(a) is sel and X.binding_select(b) is sel and a.table != b.table:
+            equi = ((a.table, a.name), (b.table, b.name))
+    return _Pred(e, aliases, equi, sub)
+
+
+def _factor_or(e: exp.Expression, sel: exp.Select, pushable: set[str]) -> list[exp.Expression]:
+    """e, plus what every branch of a disjunction implies (see the module docstring)."""
+    inner = e
+    while isinstance(inner, exp.Paren):
+        inner = inner.this
+    if not isinstance(inner, exp.Or) or X.has_subquery(e):
+        return [e]
+    branches = [X.conjuncts(d) for d in X.disjuncts(inner)]
+    texts = [{X.sql(c): c for c in b} for b in branches]
+    common = set(texts[0])
+    for t in texts[1:]:
+        common &= set(t)
+    out = [e] + [texts[0][t] for t in sorted(common)]
+    for alias in sorted(pushable):
+        parts = []
+        for b in branches:
+            local = [c for c in b if X.aliases_used(c, sel) == {alias} and X.sql(c) not in common]
+            if not local:
+                break
+            parts.append(X.and_all([c.copy() for c in local]))
+        else:
+            if parts and len(parts) == len(branches):
+                implied = parts[0]
+                for p in parts[1:]:
+                    implied = exp.or_(exp.paren(implied, copy=False), exp.paren(p, copy=False), copy=False)
+                # An implied filter built from copies: re-home it in the tree so its columns
+                # still find their FROM items.
+                holder = exp.paren(implied, copy=False)
+                _attach(sel, holder)
+                out.append(holder)
+    return out
+
+
+def _attach(sel: exp.Select, node: exp.Expression) -> None:
+    """Give a synthesized predicate `sel` as parent, so column bindings resolve."""
+    node.parent = sel
+    node.arg_key = "__pond_implied"
+
+
+def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colmap, env: Env, label: str) -> Rel:
+    joins = sel.args.get("joins") or []
+    kinds = [_kind(j) for j in joins]
+    aliases = [X.item_alias(i) for i in X.source_items(sel)]
+    first_outer = next((i for i, k in enumerate(kinds) if k not in (JoinKind.INNER, JoinKind.CROSS)), len(kinds))
+    group = aliases[: first_outer + 1]
+    later = list(zip(aliases[first_outer + 1 :], joins[first_outer:], kinds[first_outer:]))
+    where = X.conjuncts(sel.args["where"].this) if sel.args.get("where") else []
+    pushdown_ok = all(k in (JoinKind.LEFT, JoinKind.SEMI, JoinKind.ANTI, JoinKind.INNER, JoinKind.CROSS) for _, _, k in later)
+    pool: list[exp.Expression] = []
+    for j in joins[:first_outer]:
+        if j.args.get("on") is not None:
+            pool.extend(X.conjuncts(j.args["on"]))
+    end: list[exp.Expression] = []
+    if pushdown_ok:
+        for c in where:
+            if X.aliases_used(c, sel) <= set(group) or not X.aliases_used(c, sel):
+                pool.append(c)
+            else:
+                end.append(c)
+    else:
+        end = list(where)
+    expanded: list[exp.Expression] = []
+    for c in pool:
+        expanded.extend(_factor_or(c, sel, set(group)))
+    preds = [_classify(c, sel) for c in expanded]
+    demand = _Demand(ctx, sel, colmap, later, end)
+
+    # Scans with their own filters.
+    rels: dict[str, Rel] = {}
+    applied: set[int] = set()
+    for alias in group:
+        local = [p for p in preds if p.aliases == {alias} and not p.subquery]
+        applied |= {id(p) for p in local}
+        rels[alias] = _source_rel(ctx, sources[alias], [p.expr for p in local], colmap)
+    for alias in group:
+        rels[alias] = _apply_subquery_preds(ctx, rels[alias], preds, {alias}, applied, sel, colmap, env, label)
+    rel = _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand)
+
+    joined = set(group)
+    for alias, j, kind in later:
+        on = X.conjuncts(j.args.get("on")) if j.args.get("on") is not None else []
+        if any(X.has_subquery(c) for c in on):
+            raise NotDistributable("a subquery in a JOIN condition")
+        pairs, push, rest = [], [], []
+        for c in on:
+            p = _classify(c, sel)
+            if p.equi and {p.equi[0][0], p.equi[1][0]} & {alias} and ({p.equi[0][0], p.equi[1][0]} - {alias}) <= joined:
+                (a, b) = p.equi if p.equi[1][0] == alias else (p.equi[1], p.equi[0])
+                pairs.append((colmap[a], colmap[b]))
+            elif p.aliases == {alias} and kind in (JoinKind.LEFT, JoinKind.SEMI, JoinKind.ANTI, JoinKind.INNER):
+                push.append(c)
+            else:
+                rest.append(X.sql(X.rewrite(c, sel, colmap)))
+        right = _source_rel(ctx, sources[alias], push, colmap)
+        joined.add(alias)
+        keep = demand.keep(rel.columns + right.columns, joined, kind)
+        rel = join(ctx, rel, right, JoinSpec(kind, tuple(pairs), tuple(rest), (), keep, f"{_names(rel)} {kind.value.lower()} {alias}"))
+        demand.done(alias)
+    if end:
+        plain = [c for c in end if not X.has_subquery(c)]
+        if plain:
+            text = f"SELECT {rel.select_list()} FROM {sentinel(0)} WHERE {' AND '.join('(' + X.sql(X.rewrite(c, sel, colmap)) + ')' for c in plain)}"
+            rel = derive(ctx, text, [rel], part=rel.part, rows=rel.rows * 0.5, op=Op.FILTER, detail=f"{label}: WHERE after outer joins")
+        extra = [_classify(c, sel) for c in end if X.has_subquery(c)]
+        rel = _apply_subquery_preds(ctx, rel, extra, joined, set(), sel, colmap, env, label)
+    return rel
+
+
+class _Demand:
+    """Which block columns are still needed after each join (only those are carried on)."""
+
+    def __init__(self, ctx: Context, sel: exp.Select, colmap, later, end) -> None:
+        self.colmap = colmap
+        self.sel = sel
+        self.final: set[str] = set()
+        for key in ("expressions", "group", "having", "order", "qualify"):
+            v = sel.args.get(key)
+            nodes = v if isinstance(v, list) else [v] if v is not None else []
+            for node in nodes:
+                for c in X.columns_bound_to(node, sel):
+                    self.final.add(colmap[(c.table, c.name)])
+        for alias, j, _ in later:
+            if j.args.get("on") is not None:
+                for c in X.columns_bound_to(j.args["on"], sel):
+                    self.final.add(colmap[(c.table, c.name)])
+        for e in end:
+            for c in X.columns_bound_to(e, sel):
+                self.final.add(colmap[(c.table, c.name)])
+        self.pending: list[_Pred] = []
+
+    def done(self, alias: str) -> None:
+        pass
+
+    def keep(self, available: Sequence[str], joined: set[str], kind: JoinKind | None = None, pending: Sequence[_Pred] = ()) -> tuple[str, ...]:
+        need = set(self.final)
+        for p in pending:
+            for c in X.columns_bound_to(p.expr, self.sel):
+                need.add(self.colmap[(c.table, c.name)])
+        out = tuple(dict.fromkeys(c for c in available if c in need))
+        return out or tuple(available[:1])
+
+
+def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colmap) -> Rel:
+    if src.table is not None:
+        table = src.table
+        names = {c.lower(): c for c, _ in table.schema}
+        cols = [(names.get(c.lower(), c), colmap[(src.alias, c)]) for c in src.columns]
+        return scan(ctx, table, src.alias, cols, filters)
+    planned = src.planned
+    rel = planned.rel
+    cols = src.columns or [rel.columns[0]]
+    outs = [(c, colmap.get((src.alias, c), f"{src.alias}__{c}")) for c in cols]
+    missing = [c for c, _ in outs if c not in rel.columns]
+    if missing:
+        raise NotDistributable(f"columns {missing} of {src.alias} are not known")
+    select = ", ".join(f"{quote_ident(src.alias)}.{quote_ident(c)} AS {quote_ident(o)}" for c, o in outs)
+    text = f"SELECT {select} FROM {sentinel(0)} AS {quote_ident(src.alias)}"
+    where = X.and_all([f.copy() for f in filters])
+    if where is not None:
+        text += f" WHERE {X.sql(where)}"
+    return derive(ctx, text, [rel], part=rel.part.renamed(dict(outs)), rows=rel.rows * (0.5 if filters else 1.0), op=Op.PROJECT,
+                  known={o: (rel.width_of(c), rel.distinct(c)) for c, o in outs},
+                  detail=f"{src.alias}: {', '.join(c for c, _ in outs)}" + (f" WHERE {X.sql(where)}" if where is not None else ""))
+
+
+def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], sel, colmap, env, label) -> Rel:
+    for p in preds:
+        if not p.subquery or id(p) in applied or not p.aliases <= have:
+            continue
+        applied.add(id(p))
+        prepared = prepare(ctx, [p.expr], sel, colmap, env, rel, allow_correlated=True, where=f"{label} WHERE")
+        rel = filter_step(ctx, prepared, prepared.exprs[0], f"{label}: {X.sql(p.expr)[:120]}")
+    return rel
+
+
+def _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand) -> Rel:
+    if len(group) == 1:
+        rel = rels[group[0]]
+        rest = [p for p in preds if id(p) not in applied and not p.subquery]
+        if rest:
+            text = f"SELECT {rel.select_list()} FROM {sentinel(0)} WHERE {' AND '.join('(' + X.sql(X.rewrite(p.expr, sel, colmap)) + ')' for p in rest)}"
+            rel = derive(ctx, text, [rel], part=rel.part, rows=rel.rows * 0.5, op=Op.FILTER, detail=f"{label}: WHERE")
+            applied |= {id(p) for p in rest}
+        return _apply_subquery_preds(ctx, rel, preds, set(group), applied, sel, colmap, env, label)
+    start = max(group, key=lambda a: (rels[a].bytes, not rels[a].part.is_single))
+    joined = {start}
+    current = rels[start]
+    remaining = [a for a in group if a != start]
+    while remaining:
+        def edges_to(a: str) -> list[tuple[str, str]]:
+            out = []
+            for p in preds:
+                if p.equi is None or id(p) in applied:
+                    continue
+                (x, y) = p.equi
+                if x[0] == a and y[0] in joined:
+                    out.append((colmap[y], colmap[x]))
+                elif y[0] == a and x[0] in joined:
+                    out.append((colmap[x], colmap[y]))
+            return out
+
+        connected = [a for a in remaining if edges_to(a)]
+        pool = connected or remaining
+        cand = min(pool, key=lambda a: _preference(ctx, current, rels[a], edges_to(a)))
+        pairs = edges_to(cand)
+        joined.add(cand)
+        remaining.remove(cand)
+        used = [p for p in preds if p.equi is not None and id(p) not in applied and {p.equi[0][0], p.equi[1][0]} <= joined]
+        applied |= {id(p) for p in used}
+        residual = [p for p in preds if id(p) not in applied and not p.subquery and p.equi is None and p.aliases <= joined]
+        applied |= {id(p) for p in residual}
+        extra_pairs = [(colmap[p.equi[0]], colmap[p.equi[1]]) for p in used]
+        pairs_all = list(dict.fromkeys(pairs + [pp for pp in extra_pairs if pp not in pairs and (pp[1], pp[0]) not in pairs]))
+        left_cols = set(current.columns)
+        good_pairs = [(a, b) if a in left_cols else (b, a) for a, b in pairs_all]
+        good_pairs = [(a, b) for a, b in good_pairs if a in left_cols and b in rels[cand].columns]
+        leftovers = [(a, b) for a, b in pairs_all if not (((a, b) in good_pairs) or ((b, a) in good_pairs))]
+        where = [X.sql(X.rewrite(p.expr, sel, colmap)) for p in residual] + [f"{quote_ident(a)} = {quote_ident(b)}" for a, b in leftovers]
+        pending = [p for p in preds if id(p) not in applied]
+        keep = demand.keep(current.columns + rels[cand].columns, joined, JoinKind.INNER, pending)
+        current = join(ctx, current, rels[cand], JoinSpec(JoinKind.INNER if good_pairs else JoinKind.CROSS, tuple(good_pairs), (), tuple(where), keep,
+                                                         f"{_names(current)} with {cand}"))
+        current = _apply_subquery_preds(ctx, current, preds, joined, applied, sel, colmap, env, label)
+    return current
+
+
+def _preference(ctx: Context, current: Rel, cand: Rel, pairs) -> tuple:
+    """Greedy join order: the join with the fewest estimated output rows first (so a join that
+    multiplies rows waits for the filters that shrink it), then broadcastable, then
+    co-partitioned candidates."""
+    from pond_core.sqlplan.joins import copartitioned, estimate_rows
+
+    small = cand.part.is_single or cand.bytes <= ctx.threshold
+    local = bool(pairs) and copartitioned(current, cand, pairs) is not None
+    rows = estimate_rows(current, cand, pairs)
+    return (round(rows, -2), 0 if small else 1 if local else 2, cand.bytes)
+
+
+def _names(rel: Rel) -> str:
+    return rel.node.detail.split(":")[0][:40]
+
+
+# -- after FROM: aggregation, projection, distinct, order ---------------------------------------
+
+
+def _is_aggregate(ctx: Context, node: exp.Expression) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    if isinstance(node, exp.Anonymous):
+        return ctx.shadow.is_aggregate(str(node.name))
+    return False
+
+
+def _aggregate_calls(ctx: Context, roots: Sequence[exp.Expression]) -> list[exp.Expression]:
+    out: dict[str, exp.Expression] = {}
+    for root in roots:
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (exp.Select, exp.Union, exp.Intersect, exp.Except)) and node is not root:
+                continue
+            is_window_fn = isinstance(node.parent, exp.Window) and node.arg_key == "this"
+            if _is_aggregate(ctx, node) and not is_window_fn:
+                call = node.parent if isinstance(node.parent, exp.Filter) and node.arg_key == "this" else node
+                out.setdefault(X.sql(call), call)
+                continue
+            stack.extend(node.iter_expressions())
+    return list(out.values())
+
+
+def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label: str) -> Planned:
+    items = list(sel.expressions)
+    names = _unique([i.alias_or_name for i in items])
+    group = sel.args.get("group")
+    having = sel.args["having"].this if sel.args.get("having") else None
+    qualify = sel.args["qualify"].this if sel.args.get("qualify") else None
+    order = sel.args["order"].expressions if sel.args.get("order") else []
+    group_exprs = list(group.expressions) if group is not None else []
+    if group is not None and group.args.get("all"):
+        group_exprs = [i.unalias() for i in items if not _aggregate_calls(ctx, [i]) and not list(i.find_all(exp.Window))]
+    roots = [i.unalias() for i in items] + [x for x in (having, qualify) if x is not None] + [o.this for o in order]
+    calls = _aggregate_calls(ctx, roots)
+    replace = None
+    post_colmap = colmap
+    if group is not None or calls:
+        if any(X.has_subquery(g) for g in group_exprs):
+            raise NotDistributable("a subquery in GROUP BY")
+        if any(X.has_subquery(c) for c in calls):
+            raise NotDistributable("a subquery inside an aggregate")
+        groups_rw = [X.rewrite(g, sel, colmap) for g in group_exprs]
+        agg_calls: list[AggCall] = [describe_call(X.rewrite(c, sel, colmap)) for c in calls]
+        done = aggregate(ctx, rel, groups_rw, agg_calls, label)
+        rel = done.rel
+        group_text = {X.sql(g): col for g, col in zip(group_exprs, done.group_cols)}
+        agg_text = {X.sql(c): done.results[a.text] for c, a in zip(calls, agg_calls)}
+
+        def replace(node: exp.Expression) -> exp.Expression | None:  # noqa: F811
+            text = X.sql(node) if isinstance(node, (exp.Expression,)) else None
+            if text in agg_text:
+                col, cast = agg_text[text]
+                ref = X.column_ref(col, OUTER)
+                return exp.Cast(this=ref, to=exp.DataType.build(cast, dialect=X.DIALECT)) if cast else ref
+            if text in group_text and not isinstance(node, exp.Literal):
+                return X.column_ref(group_text[text], OUTER)
+            return None
+
+        post_colmap = {}
+
+    # ORDER BY: output names, positions, or expressions computed as hidden columns.
+    keys: list[tuple[str, bool, bool]] = []
+    hidden: list[exp.Expression] = []
+    for o in order:
+        e = o.this
+        desc = bool(o.args.get("desc"))
+        nulls_first = bool(o.args.get("nulls_first"))
+        if isinstance(e, exp.Column) and not e.table and e.name in [i.alias_or_name for i in items]:
+            keys.append((names[[i.alias_or_name for i in items].index(e.name)], desc, nulls_first))
+        elif isinstance(e, exp.Literal) and not e.is_string and e.this.isdigit() and 1 <= int(e.this) <= len(items):
+            keys.append((names[int(e.this) - 1], desc, nulls_first))
+        else:
+            hidden.append(e)
+            keys.append((f"__pond_o{len(hidden) - 1}", desc, nulls_first))
+    is_distinct = sel.args.get("distinct") is not None
+    if hidden and is_distinct:
+        raise NotDistributable("ORDER BY an expression outside a DISTINCT select list")
+
+    # Windows: lay the input out for them first.
+    windows = [w for i in items for w in X.walk_local(i) if isinstance(w, exp.Window)]
+    if qualify is not None:
+        windows += [w for w in X.walk_local(qualify) if isinstance(w, exp.Window)]
+    if windows:
+        part_keys = [[X.rewrite(k, sel, post_colmap, replace=_drop_outer(replace)) for k in (w.args.get("partition_by") or [])] for w in windows]
+        rel = window_input(ctx, rel, part_keys, label)
+
+    exprs_in = [i.unalias() for i in items] + hidden
+    extra = [x for x in (having, qualify) if x is not None]
+    prepared = prepare(ctx, exprs_in + extra, sel, post_colmap, env, rel, allow_correlated=False, where=f"{label} SELECT", replace=replace)
+    rel = prepared.rel
+    out_exprs = prepared.exprs[: len(exprs_in)]
+    having_rw = prepared.exprs[len(exprs_in)] if having is not None else None
+    qualify_rw = prepared.exprs[-1] if qualify is not None else None
+    out_names = names + [k[0] for k in keys if k[0].startswith("__pond_o")]
+    select_list = ", ".join(f"{X.sql(e)} AS {quote_ident(n)}" for e, n in zip(out_exprs, out_names))
+    text = f"SELECT {select_list} FROM {sentinel(0)} AS {OUTER}"
+    if having_rw is not None:
+        text += f" WHERE {X.sql(having_rw)}"
+    if qualify_rw is not None:
+        text += f" QUALIFY {X.sql(qualify_rw)}"
+    mapping = {}
+    for e, n in zip(out_exprs, out_names):
+        if isinstance(e, exp.Column) and e.table == OUTER and e.name in rel.columns:
+            mapping.setdefault(e.name, n)
+    rows = rel.rows * (0.5 if having is not None or qualify is not None else 1.0)
+    rel = derive(ctx, text, prepared.inputs.rels, part=rel.part.renamed(mapping), rows=rows, op=Op.PROJECT,
+                 detail=f"{label}: SELECT {', '.join(out_names[: len(names)])}"[:200],
+                 reason="; ".join(dict.fromkeys(prepared.notes)) or "per partition",
+                 node_inputs=[rel.node] + prepared.nodes)
+    if is_distinct:
+        rel = distinct(ctx, rel, f"{label}: DISTINCT")
+    limit, offset = _limit_offset(sel)
+    if keys or limit is not None or offset:
+        sort_keys = [SortKey(c, d, nf) for c, d, nf in keys]
+        rel = order_limit(ctx, rel, sort_keys, limit, offset, label, keep=names)
+    elif hidden:
+        rel = derive(ctx, f"SELECT {', '.join(quote_ident(n) for n in names)} FROM {sentinel(0)}", [rel], part=rel.part, rows=rel.rows,
+                     op=Op.PROJECT, detail=label)
+    return Planned(rel, tuple(names))
+
+
+def _drop_outer(replace):
+    if replace is None:
+        return None
+
+    def inner(node: exp.Expression) -> exp.Expression | None:
+        got = replace(node)
+        if isinstance(got, exp.Column):
+            return X.column_ref(got.name)
+        return got
+
+    return inner
+
+
+def _limit_offset(e: exp.Expression) -> tuple[int | None, int]:
+    limit = None
+    offset = 0
+    lim = e.args.get("limit")
+    if lim is not None:
+        value = lim.args.get("expression") or lim.this
+        if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
+            raise NotDistributable("a LIMIT that is not an integer literal")
+        limit = int(value.this)
+        if lim.args.get("offset") is not None:
+            raise NotDistributable("LIMIT with an inline offset")
+    off = e.args.get("offset")
+    if off is not None:
+        value = off.args.get("expression") or off.this
+        if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
+            raise NotDistributable("an OFFSET that is not an integer literal")
+        offset = int(value.this)
+    return limit, offset
+
+
+def _unique(names: list[str]) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for n in names:
+        m = n
+        k = 1
+        while m.lower() in seen:
+            m = f"{n}_{k}"
+            k += 1
+        seen.add(m.lower())
+        out.append(m)
+    return out
