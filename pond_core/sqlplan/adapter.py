@@ -57,6 +57,22 @@ def read_info(df: "DataFrame") -> ReadInfo | None:
     return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
 
 
+def reread(df: "DataFrame", files: list[str]) -> "DataFrame":
+    """The same read over an explicit file list (in the order given), options kept."""
+    src = df._node.source
+    return df.session.read_parquet(
+        files, recursive=False, columns=src.columns, union_by_name=src.union_by_name, hive_partitioning=src.hive_partitioning
+    )
+
+
+def file_groups(files: list[str], n: int) -> list[list[str]]:
+    """The files each partition of `read.repartition(n)` reads: pond's own split, so key ranges
+    derived from it are exactly what the tasks read."""
+    from pond_core.execute.inputs import even_groups
+
+    return even_groups(list(files), n)
+
+
 def read_sql(df: "DataFrame", info: ReadInfo) -> str:
     """The SQL a pond task runs to read this frame whole (for schemas and statistics)."""
     from pond_core.execute.inputs import Part, source_sql

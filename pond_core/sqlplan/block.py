@@ -229,7 +229,7 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
         applied |= {id(p) for p in local}
         rels[alias] = _source_rel(ctx, sources[alias], [p.expr for p in local], colmap)
     for alias in group:
-        rels[alias] = _apply_subquery_preds(ctx, rels[alias], preds, {alias}, applied, sel, colmap, env, label)
+        rels[alias] = _apply_subquery_preds(ctx, rels[alias], preds, {alias}, applied, sel, colmap, env, label, final=len(group) == 1)
     rel = _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand)
 
     joined = set(group)
@@ -319,9 +319,18 @@ def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colma
                   detail=f"{src.alias}: {', '.join(c for c, _ in outs)}" + (f" WHERE {X.sql(where)}" if where is not None else ""))
 
 
-def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], sel, colmap, env, label) -> Rel:
+def _correlated(p: _Pred, sel: exp.Select) -> bool:
+    return any(X.columns_bound_to(r, sel) for r in X.subquery_roots(p.expr))
+
+
+def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], sel, colmap, env, label, final: bool = True) -> Rel:
+    """Subquery filters whose FROM items are all joined. Uncorrelated ones (a broadcast result,
+    usually selective) run as early as possible; correlated ones (which move or read a whole
+    inner table) wait for the end of the joins, when the outer rows are fewest."""
     for p in preds:
         if not p.subquery or id(p) in applied or not p.aliases <= have:
+            continue
+        if not final and _correlated(p, sel):
             continue
         applied.add(id(p))
         prepared = prepare(ctx, [p.expr], sel, colmap, env, rel, allow_correlated=True, where=f"{label} WHERE")
@@ -330,61 +339,89 @@ def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], se
 
 
 def _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand) -> Rel:
-    if len(group) == 1:
-        rel = rels[group[0]]
-        rest = [p for p in preds if id(p) not in applied and not p.subquery]
-        if rest:
-            text = f"SELECT {rel.select_list()} FROM {sentinel(0)} WHERE {' AND '.join('(' + X.sql(X.rewrite(p.expr, sel, colmap)) + ')' for p in rest)}"
-            rel = derive(ctx, text, [rel], part=rel.part, rows=rel.rows * 0.5, op=Op.FILTER, detail=f"{label}: WHERE")
-            applied |= {id(p) for p in rest}
-        return _apply_subquery_preds(ctx, rel, preds, set(group), applied, sel, colmap, env, label)
-    start = max(group, key=lambda a: (rels[a].bytes, not rels[a].part.is_single))
-    joined = {start}
-    current = rels[start]
-    remaining = [a for a in group if a != start]
-    while remaining:
-        def edges_to(a: str) -> list[tuple[str, str]]:
-            out = []
-            for p in preds:
-                if p.equi is None or id(p) in applied:
-                    continue
-                (x, y) = p.equi
-                if x[0] == a and y[0] in joined:
-                    out.append((colmap[y], colmap[x]))
-                elif y[0] == a and x[0] in joined:
-                    out.append((colmap[x], colmap[y]))
-            return out
+    """Inner joins of a FROM list: small relations that join without multiplying rows first
+    (a filtered dimension chain becomes one small broadcast), then greedily from the largest."""
+    units: list[tuple[frozenset[str], Rel]] = [(frozenset([a]), rels[a]) for a in group]
 
-        connected = [a for a in remaining if edges_to(a)]
-        pool = connected or remaining
-        cand = min(pool, key=lambda a: _preference(ctx, current, rels[a], edges_to(a)))
-        pairs = edges_to(cand)
-        joined.add(cand)
-        remaining.remove(cand)
-        used = [p for p in preds if p.equi is not None and id(p) not in applied and {p.equi[0][0], p.equi[1][0]} <= joined]
-        applied |= {id(p) for p in used}
-        residual = [p for p in preds if id(p) not in applied and not p.subquery and p.equi is None and p.aliases <= joined]
-        applied |= {id(p) for p in residual}
-        extra_pairs = [(colmap[p.equi[0]], colmap[p.equi[1]]) for p in used]
-        pairs_all = list(dict.fromkeys(pairs + [pp for pp in extra_pairs if pp not in pairs and (pp[1], pp[0]) not in pairs]))
-        left_cols = set(current.columns)
-        good_pairs = [(a, b) if a in left_cols else (b, a) for a, b in pairs_all]
-        good_pairs = [(a, b) for a, b in good_pairs if a in left_cols and b in rels[cand].columns]
-        leftovers = [(a, b) for a, b in pairs_all if not (((a, b) in good_pairs) or ((b, a) in good_pairs))]
-        where = [X.sql(X.rewrite(p.expr, sel, colmap)) for p in residual] + [f"{quote_ident(a)} = {quote_ident(b)}" for a, b in leftovers]
+    def pairs_between(a: frozenset[str], b: frozenset[str]) -> list[tuple[str, str]]:
+        out = []
+        for p in preds:
+            if p.equi is None or id(p) in applied:
+                continue
+            (x, y) = p.equi
+            if x[0] in a and y[0] in b:
+                out.append((colmap[x], colmap[y]))
+            elif y[0] in a and x[0] in b:
+                out.append((colmap[y], colmap[x]))
+        return out
+
+    def combine(left: tuple[frozenset[str], Rel], right: tuple[frozenset[str], Rel]) -> tuple[frozenset[str], Rel]:
+        aliases = left[0] | right[0]
+        pairs = pairs_between(left[0], right[0])
+        used = [p for p in preds if p.equi is not None and id(p) not in applied and {p.equi[0][0], p.equi[1][0]} <= aliases]
+        applied.update(id(p) for p in used)
+        residual = [p for p in preds if id(p) not in applied and not p.subquery and p.equi is None and p.aliases <= aliases]
+        applied.update(id(p) for p in residual)
+        where = [X.sql(X.rewrite(p.expr, sel, colmap)) for p in residual]
+        # equalities inside one side (a cycle closed by this join) are filters
+        for p in used:
+            a, b = colmap[p.equi[0]], colmap[p.equi[1]]
+            if (a, b) not in pairs and (b, a) not in pairs:
+                where.append(f"{quote_ident(a)} = {quote_ident(b)}")
         pending = [p for p in preds if id(p) not in applied]
-        keep = demand.keep(current.columns + rels[cand].columns, joined, JoinKind.INNER, pending)
-        current = join(ctx, current, rels[cand], JoinSpec(JoinKind.INNER if good_pairs else JoinKind.CROSS, tuple(good_pairs), (), tuple(where), keep,
-                                                         f"{_names(current)} with {cand}"))
-        current = _apply_subquery_preds(ctx, current, preds, joined, applied, sel, colmap, env, label)
-    return current
+        keep = demand.keep(left[1].columns + right[1].columns, set(aliases), JoinKind.INNER, pending)
+        kind = JoinKind.INNER if pairs else JoinKind.CROSS
+        rel = join(ctx, left[1], right[1], JoinSpec(kind, tuple(pairs), (), tuple(where), keep,
+                                                     f"{'+'.join(sorted(left[0]))} with {'+'.join(sorted(right[0]))}"))
+        rel = _apply_subquery_preds(ctx, rel, preds, set(aliases), applied, sel, colmap, env, label, final=False)
+        return aliases, rel
+
+    def small(rel: Rel) -> bool:
+        return rel.part.is_single or rel.bytes <= ctx.threshold
+
+    from pond_core.sqlplan.joins import estimate_rows
+
+    while True:  # small, non-expanding joins first
+        best = None
+        for i, a in enumerate(units):
+            for b in units[i + 1:]:
+                if not (small(a[1]) and small(b[1])):
+                    continue
+                pairs = pairs_between(a[0], b[0])
+                if not pairs:
+                    continue
+                rows = estimate_rows(a[1], b[1], pairs)
+                if rows <= max(a[1].rows, b[1].rows) and (best is None or rows < best[0]):
+                    best = (rows, a, b)
+        if best is None or len(units) <= 2:
+            break
+        _, a, b = best
+        big, little = (a, b) if a[1].bytes >= b[1].bytes else (b, a)
+        units = [u for u in units if u is not a and u is not b] + [combine(big, little)]
+    start = max(units, key=lambda u: (u[1].bytes, not u[1].part.is_single))
+    current = start
+    remaining = [u for u in units if u is not start]
+    while remaining:
+        connected = [u for u in remaining if pairs_between(current[0], u[0])]
+        pool = connected or remaining
+        cand = min(pool, key=lambda u: _preference(ctx, current[1], u[1], pairs_between(current[0], u[0])))
+        remaining.remove(cand)
+        current = combine(current, cand)
+    rel = current[1]
+    rest = [p for p in preds if id(p) not in applied and not p.subquery]
+    if rest:
+        text = f"SELECT {rel.select_list()} FROM {sentinel(0)} WHERE {' AND '.join('(' + X.sql(X.rewrite(p.expr, sel, colmap)) + ')' for p in rest)}"
+        rel = derive(ctx, text, [rel], part=rel.part, rows=rel.rows * 0.5, op=Op.FILTER, detail=f"{label}: WHERE")
+        applied.update(id(p) for p in rest)
+    return _apply_subquery_preds(ctx, rel, preds, set(group), applied, sel, colmap, env, label)
 
 
 def _preference(ctx: Context, current: Rel, cand: Rel, pairs) -> tuple:
     """Greedy join order: the join with the fewest estimated output rows first (so a join that
     multiplies rows waits for the filters that shrink it), then broadcastable, then
     co-partitioned candidates."""
-    from pond_core.sqlplan.joins import copartitioned, estimate_rows
+    from pond_core.sqlplan.joins import estimate_rows
+    from pond_core.sqlplan.layout import copartitioned
 
     small = cand.part.is_single or cand.bytes <= ctx.threshold
     local = bool(pairs) and copartitioned(current, cand, pairs) is not None

@@ -43,16 +43,25 @@ class InputTable:
     nfiles: int  # files of a plain read (0 for computed frames)
     is_read: bool
     ndv: Mapping[str, float] = dataclasses.field(default_factory=dict)  # upper bounds, by column
+    # column -> the files in key order with each file's smallest key (an SQL literal), for
+    # columns whose files hold disjoint ranges and no NULLs (see layout.py)
+    clusters: Mapping[str, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
 
     def distinct(self, column: str) -> float:
         """At most this many distinct values (integer and date ranges from Parquet statistics)."""
         return min(self.rows, self.ndv.get(column.lower(), self.rows))
 
     def width(self, column: str) -> float:
-        if self.rows <= 0:
-            return 8.0
+        """Bytes per row in memory: Parquet's encoded size undercounts dictionary- and
+        bit-packed columns, so fixed-width types count at least their width."""
+        from pond_core.sqlplan.rel import type_width
+
+        typ = next((t for c, t in self.schema if c.lower() == column.lower()), "VARCHAR")
+        floor = 8.0 if typ.upper().startswith("VARCHAR") else type_width(typ)
         got = self.column_bytes.get(column.lower())
-        return max(1.0, got / self.rows) if got is not None else DEFAULT_ROW_WIDTH / max(1, len(self.schema))
+        if self.rows <= 0 or got is None:
+            return max(floor, DEFAULT_ROW_WIDTH / max(1, len(self.schema)))
+        return max(floor, got / self.rows)
 
     def bytes_of(self, columns: Sequence[str]) -> float:
         return self.rows * sum(self.width(c) for c in columns)
@@ -110,8 +119,8 @@ def _describe(name: str, frame: "DataFrame", shadow: "Shadow") -> InputTable:
     info = adapter.read_info(frame)
     if info is not None:
         schema = tuple(shadow.describe(adapter.read_sql(frame, info) + " LIMIT 0"))
-        rows, col_bytes, ndv = _parquet_sizes(frame, list(info.files), shadow)
-        return InputTable(name, frame, schema, rows, col_bytes, layout, len(info.files), True, ndv)
+        rows, col_bytes, ndv, clusters = _parquet_sizes(frame, list(info.files), shadow)
+        return InputTable(name, frame, schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
 
     def describe(sql: str, view: str) -> list[tuple[str, str]] | None:
         try:
@@ -127,7 +136,7 @@ def _describe(name: str, frame: "DataFrame", shadow: "Shadow") -> InputTable:
     col_bytes: dict[str, float] = {}
     for paths in adapter.source_files(frame):
         try:
-            r, _, _ = _parquet_sizes(frame, _resolve(frame, paths), shadow)
+            r = _parquet_sizes(frame, _resolve(frame, paths), shadow)[0]
             rows += r
         except Exception:  # not Parquet, or not listable now: size unknown
             continue
@@ -143,10 +152,10 @@ def _resolve(frame: "DataFrame", paths: Sequence[str]) -> list[str]:
     return resolve_paths(list(paths), True, frame.session.storage)
 
 
-_SIZES: dict[tuple, tuple[float, dict[str, float], dict[str, float]]] = {}
+_SIZES: dict[tuple, tuple] = {}
 
 
-def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tuple[float, dict[str, float], dict[str, float]]:
+def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tuple:
     """Rows, uncompressed bytes and a distinct-count bound per top-level column, from the files'
     footers (cached for unchanged local files)."""
     from pond_core.io import configure_duckdb
@@ -164,7 +173,7 @@ def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tu
     meta = con.execute(
         "SELECT file_name, row_group_id, any_value(row_group_num_rows), list(path_in_schema), "
         "list(total_uncompressed_size), list(type), list(stats_min_value), list(stats_max_value), "
-        "list(data_page_offset - dictionary_page_offset) "
+        "list(data_page_offset - dictionary_page_offset), list(stats_null_count) "
         f"FROM parquet_metadata({sql_list(files)}) GROUP BY 1, 2"
     ).fetchall()
     rows = 0.0
@@ -173,9 +182,10 @@ def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tu
     hi: dict[str, float] = {}
     ranged: dict[str, bool] = {}
     dict_ndv: dict[str, float] = {}
-    for _, _, nrows, paths, sizes, types, mins, maxs, dicts in meta:
+    per_file: dict[tuple[str, str], list] = {}  # (column, file) -> [lo, hi, lo literal, nulls]
+    for fname, _, nrows, paths, sizes, types, mins, maxs, dicts, nulls in meta:
         rows += float(nrows or 0)
-        for path, size, typ, mn, mx, dict_bytes in zip(paths, sizes, types, mins, maxs, dicts):
+        for path, size, typ, mn, mx, dict_bytes, nnull in zip(paths, sizes, types, mins, maxs, dicts, nulls):
             top = str(path).split(", ")[0].split(".")[0].lower()
             col_bytes[top] = col_bytes.get(top, 0.0) + float(size or 0)
             if typ == "BYTE_ARRAY":
@@ -195,14 +205,36 @@ def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tu
             ranged[top] = True
             lo[top] = min(lo.get(top, a), a)
             hi[top] = max(hi.get(top, b), b)
+            entry = per_file.setdefault((top, fname), [a, b, _literal(mn), 0])
+            if a < entry[0]:
+                entry[0], entry[2] = a, _literal(mn)
+            entry[1] = max(entry[1], b)
+            entry[3] += int(nnull) if nnull is not None else 1
     ndv = {c: hi[c] - lo[c] + 1 for c in lo if ranged.get(c)}
     ndv.update({c: v for c, v in dict_ndv.items() if v != float("inf")})
-    out = (rows, col_bytes, ndv)
+    clusters: dict[str, tuple[tuple[str, str], ...]] = {}
+    if len(files) > 1:
+        for col in [c for c in lo if ranged.get(c)]:
+            entries = [(per_file.get((col, f)), f) for f in files]
+            if any(e is None or e[3] for e, _ in entries):
+                continue  # a file without statistics, or NULL keys
+            entries.sort(key=lambda x: x[0][0])
+            if all(entries[i][0][1] < entries[i + 1][0][0] for i in range(len(entries) - 1)):
+                clusters[col] = tuple((f, e[2]) for e, f in entries)
+    out = (rows, col_bytes, ndv, clusters)
     if key is not None:
         if len(_SIZES) > 256:
             _SIZES.clear()
         _SIZES[key] = out
     return out
+
+
+def _literal(value: str) -> str:
+    """A statistic as SQL: an integer, or a DATE literal."""
+    try:
+        return str(int(value))
+    except ValueError:
+        return "DATE '" + value.replace("'", "''") + "'"
 
 
 def _ordinal(typ: str | None, value: str | None) -> float | None:

@@ -22,8 +22,9 @@ import enum
 from typing import Sequence
 
 from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import Op, Partitioning, PartKind
-from pond_core.sqlplan.rel import Context, Rel, broadcast, derive, gather, hash_exchange, project, sentinel
+from pond_core.sqlplan.model import Op, Partitioning
+from pond_core.sqlplan.layout import colocate, copartitioned
+from pond_core.sqlplan.rel import Context, Rel, broadcast, derive, gather, sentinel
 
 
 class JoinKind(enum.Enum):
@@ -64,10 +65,9 @@ def join(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> Rel:
     elif strategy is Strategy.SINGLE:
         left, right = gather(ctx, left, why), gather(ctx, right, why)
     elif strategy is Strategy.HASH:
-        left, right, lk, rk = _align_types(ctx, left, right, lk, rk)
-        left = hash_exchange(ctx, left, lk, ctx.n, f"{spec.label}: equal join keys must meet")
-        right = hash_exchange(ctx, right, rk, ctx.n, f"{spec.label}: equal join keys must meet")
-    part = _output_partitioning(strategy, spec.kind, left, right, lk, rk)
+        left, right, done = colocate(ctx, left, right, spec.pairs, f"{spec.label}: equal join keys must meet")
+        reason = f"{why}; {done}"
+    part = _output_partitioning(strategy, spec.kind, left, right)
     keep = spec.keep
     if keep is None:
         keep = left.columns if spec.kind in (JoinKind.SEMI, JoinKind.ANTI) else left.columns + tuple(c for c in right.columns if c not in left.columns)
@@ -109,6 +109,12 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
         can_right = False
     if can_left and right.part.is_single and not left.part.is_single and pairs and not small_right:
         can_left = False
+    # A side already laid out on the join keys stays put; moving the other side once is
+    # cheaper than copying it into every partition unless it is tiny.
+    if pairs and can_right and not right.part.is_single and _anchored(left, right, pairs) and right.bytes * left.n > thr:
+        can_right = False
+    if pairs and can_left and not left.part.is_single and _anchored(right, left, [(b, a) for a, b in pairs]) and left.bytes * right.n > thr:
+        can_left = False
     if can_right and can_left:
         if right.part.is_single and not left.part.is_single:
             can_left = False
@@ -123,9 +129,6 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
     if can_left:
         return Strategy.BROADCAST_LEFT, f"{_side(left)} is small ({_mb(left.bytes)} <= {_mb(thr)})", lk, rk
     if pairs:
-        keys = _reuse_layout(left, right, pairs)
-        if keys is not None:
-            return Strategy.HASH, f"one side is already hashed on ({', '.join(keys[0])})", keys[0], keys[1]
         return Strategy.HASH, f"both sides large ({_mb(left.bytes)}, {_mb(right.bytes)})", lk, rk
     if kind is JoinKind.LEFT or kind is JoinKind.SEMI or kind is JoinKind.ANTI:
         return Strategy.BROADCAST_RIGHT, "no equality keys: the right side goes to every partition", lk, rk
@@ -138,64 +141,13 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
     return Strategy.BROADCAST_RIGHT, "no equality keys: the smaller side goes to every partition", lk, rk
 
 
-def copartitioned(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """Key tuples (left, right) both sides are hashed on, matched through the join's pairs."""
-    if left.part.kind is not PartKind.HASH or right.part.kind is not PartKind.HASH or left.part.n != right.part.n:
-        return None
-    for lkeys in left.part.keys:
-        options = [[b for a, b in pairs if a == k] for k in lkeys]
-        if not all(options):
-            continue
-        for rkeys in right.part.keys:
-            if len(rkeys) == len(lkeys) and all(r in opts for r, opts in zip(rkeys, options)):
-                if all(left.type_of(a) == right.type_of(b) for a, b in zip(lkeys, rkeys)):
-                    return tuple(lkeys), tuple(rkeys)
-    return None
+def _anchored(side: Rel, other: Rel, pairs) -> bool:
+    from pond_core.sqlplan.layout import _anchor
+
+    return _anchor(side, other, pairs, flip=False) is not None
 
 
-def _reuse_layout(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """If one side is hashed on a subset of its join keys, exchange only the other side."""
-    for side, other, flip in ((left, right, False), (right, left, True)):
-        if side.part.kind is not PartKind.HASH:
-            continue
-        for keys in side.part.keys:
-            mapped = []
-            for k in keys:
-                match = [b for a, b in pairs if a == k] if not flip else [a for a, b in pairs if b == k]
-                if not match:
-                    break
-                mapped.append(match[0])
-            else:
-                if all(side.type_of(k) == other.type_of(m) for k, m in zip(keys, mapped)):
-                    return (tuple(keys), tuple(mapped)) if not flip else (tuple(mapped), tuple(keys))
-    return None
-
-
-def _align_types(ctx: Context, left: Rel, right: Rel, lk: tuple[str, ...], rk: tuple[str, ...]):
-    """DuckDB's hash depends on the type (hash(-1::INT) != hash(-1::BIGINT)): keys of different
-    types are hashed as the type DuckDB compares them in."""
-    lcast, rcast = [], []
-    new_l, new_r = list(lk), list(rk)
-    for i, (a, b) in enumerate(zip(lk, rk)):
-        ta, tb = left.type_of(a), right.type_of(b)
-        if ta != tb:
-            common = ctx.shadow.common_type(ta, tb)
-            if ta != common:
-                name = f"__pond_hk_{a}"
-                lcast.append((f"CAST({quote_ident(a)} AS {common})", name))
-                new_l[i] = name
-            if tb != common:
-                name = f"__pond_hk_{b}"
-                rcast.append((f"CAST({quote_ident(b)} AS {common})", name))
-                new_r[i] = name
-    if lcast:
-        left = project(ctx, left, [(quote_ident(c), c) for c in left.columns] + lcast, "cast join keys to one type")
-    if rcast:
-        right = project(ctx, right, [(quote_ident(c), c) for c in right.columns] + rcast, "cast join keys to one type")
-    return left, right, tuple(new_l), tuple(new_r)
-
-
-def _output_partitioning(strategy: Strategy, kind: JoinKind, left: Rel, right: Rel, lk, rk) -> Partitioning:
+def _output_partitioning(strategy: Strategy, kind: JoinKind, left: Rel, right: Rel) -> Partitioning:
     if strategy is Strategy.SINGLE or (left.part.is_single and right.part.is_single):
         return Partitioning.single()
     if strategy is Strategy.BROADCAST_RIGHT:
@@ -208,7 +160,9 @@ def _output_partitioning(strategy: Strategy, kind: JoinKind, left: Rel, right: R
         return right.part
     if kind is JoinKind.FULL:
         return Partitioning.split(left.part.n)
-    return left.part.with_alternatives(right.part.keys)
+    if left.part.same_scheme(right.part):
+        return left.part.with_alternatives(right.part.keys)
+    return left.part
 
 
 def estimate_rows(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> float:

@@ -19,6 +19,7 @@ class PartKind(enum.Enum):
     SINGLE = "single"  # one partition holding every row
     SPLIT = "split"  # n partitions, any row anywhere (files or row ranges of the input)
     HASH = "hash"  # n partitions, rows with equal key values in the same partition
+    CLUSTERED = "clustered"  # n partitions holding disjoint key ranges (files sorted by key)
     RANGE = "range"  # n partitions in sort order: partition k sorts before partition k+1
 
 
@@ -29,6 +30,8 @@ class Partitioning:
     # HASH: alternative key tuples that each describe the layout (after an inner join on
     # a = b, hashed on (a) and hashed on (b) are both true). Column names of the relation.
     keys: tuple[tuple[str, ...], ...] = ()
+    # CLUSTERED: SQL literals s_1 < ... < s_{n-1}; partition k holds keys in [s_k, s_{k+1}).
+    bounds: tuple[str, ...] = ()
 
     @staticmethod
     def single() -> "Partitioning":
@@ -42,47 +45,61 @@ class Partitioning:
     def hashed(n: int, keys: tuple[str, ...]) -> "Partitioning":
         return Partitioning.single() if n == 1 else Partitioning(PartKind.HASH, n, (tuple(keys),))
 
+    @staticmethod
+    def clustered(n: int, key: str, bounds: tuple[str, ...]) -> "Partitioning":
+        return Partitioning.single() if n == 1 else Partitioning(PartKind.CLUSTERED, n, ((key,),), bounds)
+
     @property
     def is_single(self) -> bool:
         return self.kind is PartKind.SINGLE
 
+    @property
+    def keyed(self) -> bool:
+        """Rows with equal key values share a partition (HASH or CLUSTERED)."""
+        return self.kind in (PartKind.HASH, PartKind.CLUSTERED)
+
+    def same_scheme(self, other: "Partitioning") -> bool:
+        """Equal key values land in the same partition index on both sides."""
+        return self.keyed and self.kind is other.kind and self.n == other.n and self.bounds == other.bounds
+
     def hashed_on(self, cols: tuple[str, ...]) -> bool:
-        """Rows with equal values of exactly `cols` (in this order) share a partition by hash."""
-        return self.kind is PartKind.HASH and tuple(cols) in self.keys
+        """Rows with equal values of exactly `cols` (in this order) share a partition."""
+        return self.keyed and tuple(cols) in self.keys
 
     def groups_on(self, cols: set[str] | frozenset[str]) -> bool:
         """Every group of equal `cols` values lies in one partition (SINGLE, or hashed on a
         subset of them)."""
         if self.is_single:
             return True
-        return self.kind is PartKind.HASH and any(k and set(k) <= set(cols) for k in self.keys)
+        return self.keyed and any(k and set(k) <= set(cols) for k in self.keys)
 
     def renamed(self, mapping: dict[str, str]) -> "Partitioning":
         """The layout after a projection that keeps (and renames) the columns in `mapping`."""
-        if self.kind is not PartKind.HASH:
+        if not self.keyed:
             return self
         keys = tuple(tuple(mapping[c] for c in k) for k in self.keys if all(c in mapping for c in k))
         if not keys:
             return Partitioning(PartKind.SPLIT, self.n)
-        return Partitioning(PartKind.HASH, self.n, keys)
+        return Partitioning(self.kind, self.n, keys, self.bounds)
 
     def with_alternatives(self, extra: tuple[tuple[str, ...], ...]) -> "Partitioning":
-        if self.kind is not PartKind.HASH:
+        if not self.keyed:
             return self
         merged = tuple(dict.fromkeys(self.keys + tuple(tuple(k) for k in extra)))
-        return Partitioning(PartKind.HASH, self.n, merged)
+        return Partitioning(self.kind, self.n, merged, self.bounds)
 
     def describe(self) -> str:
         if self.kind is PartKind.SINGLE:
             return "1 partition"
-        if self.kind is PartKind.HASH:
+        if self.keyed:
             alts = " = ".join("(" + ", ".join(k) + ")" for k in self.keys)
-            return f"hash{alts} x{self.n}"
+            return f"{self.kind.value}{alts} x{self.n}"
         return f"{self.kind.value} x{self.n}"
 
 
 class ExchangeKind(enum.Enum):
     HASH = "hash exchange"  # repartition(n, hash_by=keys)
+    KEY_RANGES = "key-range exchange"  # repartition(n, by=bucket of the key in another side's ranges)
     GATHER = "gather"  # repartition(1)
     BROADCAST = "broadcast"  # a 1-partition input read by every partition
     SPLIT = "split"  # repartition(n) by files or rows of an input

@@ -188,7 +188,7 @@ def hash_exchange(ctx: Context, rel: Rel, keys: Sequence[str], n: int, reason: s
     keys = tuple(keys)
     if n == 1:
         return gather(ctx, rel, reason)
-    if rel.part.hashed_on(keys) and rel.part.n == n:
+    if rel.part.kind is PartKind.HASH and rel.part.hashed_on(keys) and rel.part.n == n:
         return rel
     df = rel.df.repartition(n, hash_by=list(keys))
     part = Partitioning.hashed(n, keys)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan.estimate import combined
+from pond_core.sqlplan import adapter
 from pond_core.sqlplan.inputs import InputTable
 from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PlanNode
 from pond_core.sqlplan.rel import Context, Rel, derive, sentinel
@@ -40,9 +41,20 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
         kind = None
     else:
         by_rows = table.is_read and 0 < table.nfiles < n
-        frame = frame.repartition(n, by_rows=by_rows)
-        part = Partitioning.split(n)
-        reason = f"{_mb(raw_bytes)} read in {n} partitions by {'row ranges' if by_rows else 'files'}"
+        cluster = next((c for c in columns if c.lower() in table.clusters), None) if table.nfiles >= n else None
+        if cluster is not None:
+            ordered = table.clusters[cluster.lower()]
+            files = [f for f, _ in ordered]
+            first = {f: lit for f, lit in ordered}
+            groups = adapter.file_groups(files, n)
+            bounds = tuple(first[g[0]] for g in groups[1:])
+            frame = adapter.reread(frame, files).repartition(n)
+            part = Partitioning.clustered(n, cluster, bounds)
+            reason = f"{_mb(raw_bytes)} read in {n} partitions by files, which hold disjoint ranges of {cluster}"
+        else:
+            frame = frame.repartition(n, by_rows=by_rows)
+            part = Partitioning.split(n)
+            reason = f"{_mb(raw_bytes)} read in {n} partitions by {'row ranges' if by_rows else 'files'}"
         kind = ExchangeKind.SPLIT
     node = PlanNode(Op.SCAN, f"read {table.name}", part, (), reason, kind, table.rows, raw_bytes)
     widths = tuple(table.width(c) for c, _ in table.schema)

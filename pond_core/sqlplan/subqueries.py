@@ -26,7 +26,8 @@ from sqlglot import exp
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.model import Op, PlanNode
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, StepInputs, broadcast, gather, hash_exchange, sentinel
+from pond_core.sqlplan.layout import colocate, copartitioned
+from pond_core.sqlplan.rel import Context, NotDistributable, Rel, StepInputs, broadcast, gather, sentinel
 from pond_core.sqlplan.scans import scan
 from pond_core.sqlplan.scope import Env
 
@@ -77,59 +78,62 @@ def prepare(
         raise NotDistributable(f"a correlated subquery in {where}")
     notes: list[str] = []
     nodes: list[PlanNode] = []
-    # One correlation key per step: the one the outer rows are already hashed on, else the first.
-    key_col = None
+    # One correlation key per step: the one the outer rows are already laid out on, else the
+    # first whose inner table is too large to broadcast.
     candidates = [
         k for a in analyses if a.correlated for k in a.keys
-        if rel.type_of(k[0]) == _inner_type(ctx, env, k[1], k[2])
+        if _inner_type(ctx, env, k[1], k[2]) is not None
         and not rel.part.is_single
         and _inner_bytes(ctx, env, k[1]) > ctx.threshold
     ]
-    for k in candidates:
-        if rel.part.hashed_on((k[0],)):
-            key_col = k[0]
-            break
+    key_col = next((k[0] for k in candidates if rel.part.hashed_on((k[0],))), None)
     if key_col is None and candidates:
         key_col = candidates[0][0]
-    if key_col is not None and ctx.n > 1:
-        rel = hash_exchange(ctx, rel, (key_col,), ctx.n, f"{where}: correlated subquery keyed on {key_col}")
-    inputs = StepInputs()
-    inputs.add(rel)
-    replacements: dict[int, exp.Expression] = {}
+    planned_rels: list[tuple[_Analysis, dict[int, Rel]]] = []
     for a in analyses:
         if not a.correlated:
             planned = env.plan(a.root, env, f"subquery in {where}")
-            small = broadcast(ctx, planned.rel, f"{where}: the uncorrelated subquery's result goes to every partition")
+            planned_rels.append((a, {id(a.root): broadcast(ctx, planned.rel, f"{where}: the uncorrelated subquery's result goes to every partition")}))
+            continue
+        keyed = next((k for k in a.keys if k[0] == key_col), None) if key_col is not None else None
+        if keyed is None and ctx.n > 1 and not rel.part.is_single:
+            inner_bytes = sum(_inner_bytes(ctx, env, i) for i in a.inner)
+            if inner_bytes > ctx.threshold * 4:
+                rel = gather(ctx, rel, f"{where}: correlated subquery without an equality key over large tables runs in one partition")
+                notes.append("correlated subquery without an equality correlation over large tables: one partition")
+        rels: dict[int, Rel] = {}
+        for inner in a.inner:
+            if keyed is not None and inner is keyed[1]:
+                r = _inner_rel(ctx, env, inner, a.filters.get(inner.alias, []))
+                if rel.bytes <= ctx.threshold and inner.name not in env.ctes and copartitioned(rel, r, [(keyed[0], keyed[2])]) is None:
+                    r = _semi_filter(ctx, r, keyed[2], rel, keyed[0], where)
+                    notes.append(f"{inner.alias} reduced to the outer rows' keys first")
+                rel, r, done = colocate(ctx, rel, r, [(keyed[0], keyed[2])], f"{where}: correlated subquery keyed on {keyed[0]} = {inner.alias}.{keyed[2]}")
+                notes.append(f"correlated subquery keyed on {keyed[0]} = {inner.alias}.{keyed[2]} ({done})")
+            else:
+                r = broadcast(ctx, _inner_rel(ctx, env, inner, []), f"{where}: the correlated subquery reads all of {inner.name}")
+                notes.append(f"correlated subquery: {inner.name} broadcast")
+            rels[id(inner.table)] = r
+        planned_rels.append((a, rels))
+    inputs = StepInputs()
+    inputs.add(rel)
+    replacements: dict[int, exp.Expression] = {}
+    for a, rels in planned_rels:
+        if not a.correlated:
+            small = rels[id(a.root)]
             nodes.append(small.node)
             name = inputs.add(small)
             if isinstance(a.root.parent, exp.Exists):
                 text = f"SELECT 1 FROM {name}"
             else:
-                text = f"SELECT {', '.join(quote_ident(c) for c in planned.rel.columns)} FROM {name}"
+                text = f"SELECT {', '.join(quote_ident(c) for c in small.columns)} FROM {name}"
             replacements[id(a.root)] = sqlglot.parse_one(text, read=X.DIALECT)
             continue
-        keyed = next((k for k in a.keys if k[0] == key_col), None) if key_col is not None else None
-        if keyed is None and key_col is None and ctx.n > 1 and not rel.part.is_single:
-            inner_bytes = sum(_inner_bytes(ctx, env, i) for i in a.inner)
-            if inner_bytes > ctx.threshold * 4:
-                rel = gather(ctx, rel, f"{where}: correlated subquery without an equality key over large tables runs in one partition")
-                inputs.rels[0] = rel
-                notes.append("correlated subquery without an equality correlation over large tables: one partition")
-        sentinels: dict[int, str] = {}
-        for inner in a.inner:
-            pushed = a.filters.get(inner.alias, []) if keyed is not None and inner is keyed[1] else []
-            r = _inner_rel(ctx, env, inner, pushed)
-            if keyed is not None and inner is keyed[1]:
-                r = hash_exchange(ctx, r, (keyed[2],), ctx.n, f"{where}: the correlated subquery's {inner.name} by its key {keyed[2]}")
-                why = f"keyed on {keyed[0]} = {inner.alias}.{keyed[2]}"
-            else:
-                r = broadcast(ctx, r, f"{where}: the correlated subquery reads all of {inner.name}")
-                why = f"{inner.name} broadcast"
+        sentinels = {}
+        for key, r in rels.items():
             nodes.append(r.node)
-            notes.append(f"correlated subquery: {why}")
-            sentinels[id(inner.table)] = inputs.add(r)
+            sentinels[key] = inputs.add(r)
         replacements[id(a.root)] = _bind_correlated(a.root, select, colmap, sentinels)
-    inputs.rels[0] = rel
 
     def swap(node: exp.Expression) -> exp.Expression | None:
         got = replacements.get(id(node))
@@ -190,6 +194,19 @@ def _inner_type(ctx: Context, env: Env, inner: _Inner, column: str) -> str | Non
         if c.lower() == column.lower():
             return t
     return None
+
+
+def _semi_filter(ctx: Context, inner: Rel, inner_key: str, outer: Rel, outer_key: str, where: str) -> Rel:
+    """The inner table's rows whose key some outer row has: no other row can satisfy the
+    correlation, so the subquery's value for every outer row is unchanged."""
+    from pond_core.sqlplan.rel import derive, project
+
+    keys = broadcast(ctx, project(ctx, outer, [(quote_ident(outer_key), outer_key)], f"{where}: outer keys"),
+                     f"{where}: the outer rows are few: their keys filter the subquery's table")
+    text = (f"SELECT {inner.select_list()} FROM {sentinel(0)} WHERE {quote_ident(inner_key)} IN "
+            f"(SELECT {quote_ident(outer_key)} FROM {sentinel(1)})")
+    return derive(ctx, text, [inner, keys], part=inner.part, rows=min(inner.rows, outer.rows * 10), op=Op.FILTER,
+                  detail=f"{where}: semi-join reduction on {inner_key}", reason="only keys of outer rows can correlate")
 
 
 def _inner_bytes(ctx: Context, env: Env, inner: _Inner) -> float:
