@@ -417,16 +417,28 @@ def _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, deman
 
 
 def _preference(ctx: Context, current: Rel, cand: Rel, pairs) -> tuple:
-    """Greedy join order: the join with the fewest estimated output rows first (so a join that
-    multiplies rows waits for the filters that shrink it), then broadcastable, then
-    co-partitioned candidates."""
+    """Greedy join order: the join with the fewest estimated output rows first, within a factor
+    of four (so a join that multiplies rows waits for the filters that shrink it), then the one
+    that moves the fewest bytes (co-partitioned, broadcast, or only one side exchanged)."""
     from pond_core.sqlplan.joins import estimate_rows
     from pond_core.sqlplan.layout import copartitioned
 
-    small = cand.part.is_single or cand.bytes <= ctx.threshold
-    local = bool(pairs) and copartitioned(current, cand, pairs) is not None
+    import math
+
+    from pond_core.sqlplan.layout import _anchor
+
     rows = estimate_rows(current, cand, pairs)
-    return (round(rows, -2), 0 if small else 1 if local else 2, cand.bytes)
+    if cand.part.is_single or cand.bytes <= ctx.threshold:
+        moved = cand.bytes * current.n
+    elif pairs and copartitioned(current, cand, pairs) is not None:
+        moved = 0.0
+    elif pairs and _anchor(current, cand, pairs, flip=False) is not None:
+        moved = cand.bytes
+    elif pairs and _anchor(cand, current, [(b, a) for a, b in pairs], flip=False) is not None:
+        moved = current.bytes
+    else:
+        moved = current.bytes + cand.bytes
+    return (round(math.log2(max(rows, 1.0)) / 2), moved, cand.bytes)
 
 
 def _names(rel: Rel) -> str:
@@ -544,7 +556,13 @@ def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label:
         if isinstance(e, exp.Column) and e.table == OUTER and e.name in rel.columns:
             mapping.setdefault(e.name, n)
     rows = rel.rows * (0.5 if having is not None or qualify is not None else 1.0)
-    rel = derive(ctx, text, prepared.inputs.rels, part=rel.part.renamed(mapping), rows=rows, op=Op.PROJECT,
+    known = {}
+    for e, n in zip(out_exprs, out_names):
+        # An expression has at most as many distinct values as its columns' combinations.
+        cols = [c.name for c in e.find_all(exp.Column) if c.table == OUTER and c.name in rel.columns]
+        if cols and not any(isinstance(w, exp.Window) for w in e.find_all(exp.Window)):
+            known[n] = (rel.width_of(cols[0]) if len(cols) == 1 else 8.0, rel.distinct_of(cols))
+    rel = derive(ctx, text, prepared.inputs.rels, part=rel.part.renamed(mapping), rows=rows, op=Op.PROJECT, known=known,
                  detail=f"{label}: SELECT {', '.join(out_names[: len(names)])}"[:200],
                  reason="; ".join(dict.fromkeys(prepared.notes)) or "per partition",
                  node_inputs=[rel.node] + prepared.nodes)

@@ -166,11 +166,20 @@ def _output_partitioning(strategy: Strategy, kind: JoinKind, left: Rel, right: R
 
 
 def estimate_rows(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> float:
-    """|L| |R| / max(distinct keys of L, of R): the textbook equi-join estimate."""
+    """Join output rows. Where a side looks unique on its keys (distinct-count bounds reach its
+    row count) the join is a foreign-key join: the other side's rows times the fraction of the
+    unique side's rows its filters kept. Otherwise |L| |R| / max(distinct keys of L, of R)."""
     if not pairs:
         return left.rows * right.rows
     dl = left.distinct_of([a for a, _ in pairs])
     dr = right.distinct_of([b for _, b in pairs])
+    fk = []
+    if dr >= 0.9 * right.rows:
+        fk.append(left.rows * min(1.0, right.sel))
+    if dl >= 0.9 * left.rows:
+        fk.append(right.rows * min(1.0, left.sel))
+    if fk:
+        return max(fk)
     return left.rows * right.rows / max(dl, dr, 1.0)
 
 
