@@ -235,7 +235,7 @@ def child_types(child: Rel) -> dict[str, str]:
 
 def _learn_arg_types(ctx: Context, child: Rel, calls: Sequence[AggCall]) -> None:
     """The DuckDB type of each aggregate's argument (decompositions depend on it)."""
-    args = [c.arg for c in calls if c.arg is not None]
+    args = [c.arg for c in calls if c.arg is not None and c.plain and not isinstance(c.arg, (exp.Order, exp.Ordered))]
     if not args:
         return
     body = ", ".join(f"{sql(a)} AS {quote_ident(f'__pond_t{i}')}" for i, a in enumerate(args))
@@ -254,7 +254,7 @@ def _decomposable(call: AggCall, child: Rel) -> bool:
     if call.kind in (AggKind.COUNT, AggKind.SUM) or call.kind in _SAME_FN:
         return True
     if call.kind is AggKind.AVG or call.kind in _VARIANCE:
-        typ = _arg_type(call, child)
+        typ = _arg_type(call, child)  # learned for plain arguments only
         return typ is not None and typ.split("(")[0].upper() in _NUMERIC
     return False
 

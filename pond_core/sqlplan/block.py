@@ -65,7 +65,11 @@ def _check_supported(sel: exp.Select) -> None:
         if sel.args.get(key):
             raise NotDistributable(f"{what} in a SELECT")
     group = sel.args.get("group")
-    if group is not None and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+    if group is not None and (
+        any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets"))
+        or any(isinstance(g, (exp.Rollup, exp.Cube, exp.GroupingSets)) for g in group.expressions)
+        or any(isinstance(f, exp.Anonymous) and str(f.name).upper() in ("ROLLUP", "CUBE", "GROUPING_SETS") for f in group.expressions)
+    ):
         raise NotDistributable("GROUPING SETS / ROLLUP / CUBE")
     d = sel.args.get("distinct")
     if d is not None and d.args.get("on"):
@@ -249,7 +253,7 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
                 rest.append(X.sql(X.rewrite(c, sel, colmap)))
         right = _source_rel(ctx, sources[alias], push, colmap)
         joined.add(alias)
-        keep = demand.keep(rel.columns + right.columns, joined, kind)
+        keep = demand.keep(rel.columns + (() if kind in (JoinKind.SEMI, JoinKind.ANTI) else right.columns), joined, kind)
         rel = join(ctx, rel, right, JoinSpec(kind, tuple(pairs), tuple(rest), (), keep, f"{_names(rel)} {kind.value.lower()} {alias}"))
         demand.done(alias)
     if end:
@@ -539,9 +543,15 @@ def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label:
 
     exprs_in = [i.unalias() for i in items] + hidden
     extra = [x for x in (having, qualify) if x is not None]
-    prepared = prepare(ctx, exprs_in + extra, sel, post_colmap, env, rel, allow_correlated=False, where=f"{label} SELECT", replace=replace)
+    # Correlated subqueries in the SELECT list read the block's rows like a WHERE does; after an
+    # aggregation they would read group keys, which is left to one partition.
+    prepared = prepare(ctx, exprs_in + extra, sel, post_colmap, env, rel, allow_correlated=replace is None,
+                       where=f"{label} SELECT", replace=replace)
     rel = prepared.rel
     out_exprs = prepared.exprs[: len(exprs_in)]
+    for e in out_exprs:  # qualify names a scalar subquery on the node itself
+        if isinstance(e, exp.Subquery) and e.args.get("alias") is not None:
+            e.set("alias", None)
     having_rw = prepared.exprs[len(exprs_in)] if having is not None else None
     qualify_rw = prepared.exprs[-1] if qualify is not None else None
     out_names = names + [k[0] for k in keys if k[0].startswith("__pond_o")]

@@ -77,13 +77,13 @@ def range_sort(ctx: Context, rel: Rel, keys: Sequence[SortKey], label: str, keep
                     reason="boundaries for the range exchange")
     samples = gather(ctx, sample, f"{label}: one partition picks the boundaries")
     fractions = ", ".join(f"{k / n!r}" for k in range(1, n))
-    bounds = derive(ctx, f"SELECT coalesce(quantile_disc(__pond_sk, [{fractions}]), CAST([] AS BLOB[])) AS __pond_b FROM {sentinel(0)}",
+    bounds = derive(ctx, f"SELECT quantile_disc(__pond_sk, [{fractions}]) AS __pond_b FROM {sentinel(0)}",
                     [samples], part=Partitioning.single(), rows=1, op=Op.SAMPLE, detail=f"{label}: {n - 1} boundaries",
                     reason="quantiles of the sample")
     bucketed = derive(
         ctx,
         f"SELECT {', '.join('k.' + quote_ident(c) for c in rel.columns)}, "
-        f"CAST(len(list_filter(b.__pond_b, lambda v: v < k.__pond_sk)) AS BIGINT) AS __pond_bucket "
+        f"coalesce(CAST(len(list_filter(b.__pond_b, lambda v: v < k.__pond_sk)) AS BIGINT), 0) AS __pond_bucket "
         f"FROM {sentinel(0)} AS k, {sentinel(1)} AS b",
         [keyed, bounds], part=keyed.part, rows=rel.rows, op=Op.PROJECT, detail=f"{label}: partition of each row", reason="range exchange",
     )

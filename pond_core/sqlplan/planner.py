@@ -133,8 +133,6 @@ def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...]) -> tuple
     names = list(ctx.tables)
     rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
     rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
-    if not rels:
-        raise PondSqlError("sql needs at least one input")
     text = bind_named_inputs(body, names)  # `{i}` already: no sentinels
     df = ctx.session.partial_sql(text, *[r.df for r in rels])
     node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
@@ -246,7 +244,12 @@ def _finish(ctx: Context, rel: Rel, output: tuple[tuple[str, str], ...]) -> Rel:
             changed = True
         changed = changed or c != name
     if len({n.lower() for n, _ in output}) != len(output):
-        raise NotDistributable("the result has two columns of one name")
+        # Parquet cannot hold two columns of one name: as DuckDB's COPY does, later ones get _1, _2.
+        from pond_core.sqlplan.block import _unique
+
+        unique = _unique([n for n, _ in output])
+        exprs = [(e, u) for (e, _), u in zip(exprs, unique)]
+        changed = True
     if not changed:
         return rel
     return project(ctx, rel, exprs, "result columns as DuckDB names and types them")
