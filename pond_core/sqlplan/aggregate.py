@@ -152,7 +152,7 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
         if isinstance(g, exp.Column) and not g.table and g.name in child.columns:
             gcols.append(g.name)
         else:
-            name = f"__pond_g{len(extra)}_{abs(hash(sql(g))) % 10_000}"
+            name = f"__pond_g{len(extra)}"
             extra.append((sql(g), name))
             gcols.append(name)
     if extra:

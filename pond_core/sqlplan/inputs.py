@@ -83,8 +83,6 @@ def resolve_inputs(
 
     out: dict[str, InputTable] = {}
     for name, value in inputs.items():
-        if only is not None and name.lower() not in only:
-            continue
         if not _NAME.match(name):
             raise PondConfigError(f"sql inputs are named like SQL tables (letters, digits, _); bad name {name!r}")
         if isinstance(value, DataFrame):
@@ -99,6 +97,8 @@ def resolve_inputs(
             raise PondConfigError(
                 f"sql input {name!r} is a {type(value).__name__}; give a DataFrame, a path, a glob, an s3:// URL or a list of them"
             )
+        if only is not None and name.lower() not in only:
+            continue  # checked, but never read: the statement does not name it
         out[name] = _describe(name, frame, shadow)
         shadow.create_table(name, out[name].schema)
     return out
