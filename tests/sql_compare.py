@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import sqlglot
 from sqlglot import exp

@@ -10,7 +10,15 @@
 `session_sql(sp, query, **inputs)` is what `Session.sql` returns. See docs/sql.md.
 """
 
-from pond_core.sqlplan.model import ExchangeKind, Fallback, Op, Partitioning, PartKind, PlanNode, PlanOptions
+from pond_core.sqlplan.model import (
+    ExchangeKind,
+    Fallback,
+    Op,
+    Partitioning,
+    PartKind,
+    PlanNode,
+    PlanOptions,
+)
 from pond_core.sqlplan.planner import DistributedQuery, plan_sql, session_sql
 
 __all__ = [

@@ -35,7 +35,7 @@ class ReadInfo:
     hive_sql_options: str  # what pond's tasks pass to read_parquet for hive layouts
 
 
-def frame_layout(df: "DataFrame") -> FrameLayout:
+def frame_layout(df: DataFrame) -> FrameLayout:
     from pond_core.plan.logical import Repartition
 
     node = df._node
@@ -44,7 +44,7 @@ def frame_layout(df: "DataFrame") -> FrameLayout:
     return FrameLayout(node.npartitions, None)
 
 
-def read_info(df: "DataFrame") -> ReadInfo | None:
+def read_info(df: DataFrame) -> ReadInfo | None:
     """The files a plain Parquet read covers (globs expanded now), or None for any other frame."""
     from pond_core.io import hive_read_options, resolve_paths
     from pond_core.plan.logical import Read
@@ -57,7 +57,7 @@ def read_info(df: "DataFrame") -> ReadInfo | None:
     return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
 
 
-def reread(df: "DataFrame", files: list[str]) -> "DataFrame":
+def reread(df: DataFrame, files: list[str]) -> DataFrame:
     """The same read over an explicit file list (in the order given), options kept."""
     src = df._node.source
     return df.session.read_parquet(
@@ -73,21 +73,21 @@ def file_groups(files: list[str], n: int) -> list[list[str]]:
     return even_groups(list(files), n)
 
 
-def read_sql(df: "DataFrame", info: ReadInfo) -> str:
+def read_sql(df: DataFrame, info: ReadInfo) -> str:
     """The SQL a pond task runs to read this frame whole (for schemas and statistics)."""
     from pond_core.execute.inputs import Part, source_sql
 
     return source_sql(df._node.source, Part(list(info.files)), info.hive_sql_options)
 
 
-def source_files(df: "DataFrame") -> list[tuple[str, ...]]:
+def source_files(df: DataFrame) -> list[tuple[str, ...]]:
     """Path patterns of every read under a frame's plan (for a rough size of computed frames)."""
     from pond_core.plan.logical import Read, walk
 
     return [n.source.paths for n in walk(df._node) if isinstance(n, Read)]
 
 
-def frame_schema_sql(df: "DataFrame", describe: Any) -> list[tuple[str, str]] | None:
+def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | None:
     """The (name, DuckDB type) columns of a computed frame, inferred from its logical plan
     without running it; None when a step's output cannot be known (a Python step without
     schema=, a UDF).
@@ -128,7 +128,7 @@ def frame_schema_sql(df: "DataFrame", describe: Any) -> list[tuple[str, str]] | 
     return cols
 
 
-def cluster_cores(session: "Session") -> int:
+def cluster_cores(session: Session) -> int:
     """CPU cores the session's executor can use, without starting anything."""
     config = session.config
     if config.num_executors:
@@ -144,20 +144,20 @@ def cluster_cores(session: "Session") -> int:
     return os.cpu_count() or 1
 
 
-def physical_plan_text(df: "DataFrame") -> str:
+def physical_plan_text(df: DataFrame) -> str:
     """The pond stages a frame compiles to (what DataFrame.explain prints), without printing."""
     from pond_core.plan.compile import compile_plan
 
     return compile_plan(df._node).render()
 
 
-def physical_stage_count(df: "DataFrame") -> int:
+def physical_stage_count(df: DataFrame) -> int:
     from pond_core.plan.compile import compile_plan
 
     return len(compile_plan(df._node).stages)
 
 
-def sql_frame(df: "DataFrame", plan_text: "Any") -> "DataFrame":
+def sql_frame(df: DataFrame, plan_text: Any) -> DataFrame:
     """The query's DataFrame whose explain() shows the distributed plan before pond's stages.
 
     A subclass, so the returned frame is an ordinary DataFrame everywhere else; once

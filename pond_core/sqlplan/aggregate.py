@@ -29,14 +29,23 @@ from __future__ import annotations
 import dataclasses
 import enum
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlglot import exp
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan.exprs import column_ref, sql
 from pond_core.sqlplan.model import Op, Partitioning
-from pond_core.sqlplan.rel import Context, Rel, derive, gather, hash_exchange, partitions_for, sentinel, shadow_sql
+from pond_core.sqlplan.rel import (
+    Context,
+    Rel,
+    derive,
+    gather,
+    hash_exchange,
+    partitions_for,
+    sentinel,
+    shadow_sql,
+)
 
 
 class AggKind(enum.Enum):
@@ -167,7 +176,7 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
     _learn_arg_types(ctx, child, calls)
     groups_est = 1.0 if not gcols_t else child.distinct_of(gcols_t)
 
-    def finish(rel: Rel, mode: Mode, final_types: Sequence[str]) -> Aggregated:
+    def finish(rel: Rel, mode: Mode) -> Aggregated:
         results = {}
         for j, call in enumerate(calls):
             col = f"__pond_a{j}"
@@ -184,10 +193,10 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
         why = "one partition" if child.part.is_single else f"input already hashed on group keys {', '.join(gcols_t)}"
         rel = derive(ctx, f"{select_one} FROM {sentinel(0)}{group_by}", [child], part=child.part.renamed({c: c for c in gcols_t}),
                      rows=groups_est, op=Op.AGGREGATE, detail=f"{label}: {_names(calls)}", reason=f"{Mode.LOCAL.value}: {why}")
-        return finish(rel, Mode.LOCAL, [])
+        return finish(rel, Mode.LOCAL)
 
     if all(_decomposable(c, child) for c in calls):
-        return finish(*_two_phase(ctx, child, gcols_t, calls, groups_est, label, keys_sql, group_by), [])
+        return finish(*_two_phase(ctx, child, gcols_t, calls, groups_est, label, keys_sql, group_by))
 
     dedup_arg = _dedup_argument(calls)
     if dedup_arg is not None:
@@ -201,13 +210,13 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
         text = f"SELECT {keys_sql}{finals} FROM {sentinel(0)}{group_by}"
         rel = derive(ctx, text, [moved], part=moved.part, rows=groups_est, op=Op.FINAL_AGGREGATE, detail=f"{label}: {_names(calls)}",
                      reason=f"{Mode.DEDUP.value}: all rows of a group meet after the exchange")
-        return finish(rel, Mode.DEDUP, [])
+        return finish(rel, Mode.DEDUP)
 
     moved = _to_groups(ctx, child, gcols_t, label, raw=True)
+    whole = sorted({sql(c.node).split("(")[0].lower() for c in calls if not _decomposable(c, child)})
     rel = derive(ctx, f"{select_one} FROM {sentinel(0)}{group_by}", [moved], part=moved.part, rows=groups_est, op=Op.AGGREGATE,
-                 detail=f"{label}: {_names(calls)}",
-                 reason=f"{Mode.ROWS.value}: {', '.join(sorted({c.kind.value if c.kind is not AggKind.OTHER else sql(c.node).split('(')[0] for c in calls if not _decomposable(c, child)}))} has no partial form")
-    return finish(rel, Mode.ROWS, [])
+                 detail=f"{label}: {_names(calls)}", reason=f"{Mode.ROWS.value}: no partial form for {', '.join(whole)}")
+    return finish(rel, Mode.ROWS)
 
 
 def _types(ctx: Context, child: Rel, calls: Sequence[AggCall], keys_sql: str, group_by: str) -> list[str]:
@@ -226,7 +235,7 @@ def _arg_type(call: AggCall, child: Rel) -> str | None:
     return child_types(child).get(sql(call.arg)) if call.arg is not None else None
 
 
-_ARG_TYPES: "weakref.WeakKeyDictionary[Rel, dict[str, str]]" = weakref.WeakKeyDictionary()
+_ARG_TYPES: weakref.WeakKeyDictionary[Rel, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def child_types(child: Rel) -> dict[str, str]:

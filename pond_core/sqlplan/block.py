@@ -15,13 +15,14 @@ branch (Q7's nations, Q19's parts), as DuckDB's optimizer does.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlglot import exp
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.aggregate import AggCall, aggregate, describe_call
+from pond_core.sqlplan.inputs import InputTable
 from pond_core.sqlplan.joins import JoinKind, JoinSpec, join
 from pond_core.sqlplan.model import Op
 from pond_core.sqlplan.ordering import SortKey, distinct, order_limit
@@ -36,8 +37,8 @@ from pond_core.sqlplan.windows import window_input
 class _Source:
     alias: str
     item: exp.Expression
-    table: object | None  # InputTable
-    planned: Planned | None  # CTE or derived table
+    table: InputTable | None  # an input, or
+    planned: Planned | None  # a CTE or derived table
     columns: list[str]
 
 
@@ -223,7 +224,7 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
     for c in pool:
         expanded.extend(_factor_or(c, sel, set(group)))
     preds = [_classify(c, sel) for c in expanded]
-    demand = _Demand(ctx, sel, colmap, later, end)
+    demand = _Demand(sel, colmap, later, end)
 
     # Scans with their own filters.
     rels: dict[str, Rel] = {}
@@ -255,7 +256,6 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
         joined.add(alias)
         keep = demand.keep(rel.columns + (() if kind in (JoinKind.SEMI, JoinKind.ANTI) else right.columns), joined, kind)
         rel = join(ctx, rel, right, JoinSpec(kind, tuple(pairs), tuple(rest), (), keep, f"{_names(rel)} {kind.value.lower()} {alias}"))
-        demand.done(alias)
     if end:
         plain = [c for c in end if not X.has_subquery(c)]
         if plain:
@@ -269,7 +269,7 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
 class _Demand:
     """Which block columns are still needed after each join (only those are carried on)."""
 
-    def __init__(self, ctx: Context, sel: exp.Select, colmap, later, end) -> None:
+    def __init__(self, sel: exp.Select, colmap, later, end) -> None:
         self.colmap = colmap
         self.sel = sel
         self.final: set[str] = set()
@@ -286,10 +286,6 @@ class _Demand:
         for e in end:
             for c in X.columns_bound_to(e, sel):
                 self.final.add(colmap[(c.table, c.name)])
-        self.pending: list[_Pred] = []
-
-    def done(self, alias: str) -> None:
-        pass
 
     def keep(self, available: Sequence[str], joined: set[str], kind: JoinKind | None = None, pending: Sequence[_Pred] = ()) -> tuple[str, ...]:
         need = set(self.final)
@@ -304,12 +300,11 @@ def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colma
     if src.table is not None:
         table = src.table
         names = {c.lower(): c for c, _ in table.schema}
-        cols = [(names.get(c.lower(), c), colmap[(src.alias, c)]) for c in src.columns]
-        return scan(ctx, table, src.alias, cols, filters)
-    planned = src.planned
-    rel = planned.rel
-    cols = src.columns or [rel.columns[0]]
-    outs = [(c, colmap.get((src.alias, c), f"{src.alias}__{c}")) for c in cols]
+        pairs = [(names.get(c.lower(), c), colmap[(src.alias, c)]) for c in src.columns]
+        return scan(ctx, table, src.alias, pairs, filters)
+    assert src.planned is not None
+    rel = src.planned.rel
+    outs = [(c, colmap.get((src.alias, c), f"{src.alias}__{c}")) for c in (src.columns or [rel.columns[0]])]
     missing = [c for c, _ in outs if c not in rel.columns]
     if missing:
         raise NotDistributable(f"columns {missing} of {src.alias} are not known")
@@ -424,21 +419,19 @@ def _preference(ctx: Context, current: Rel, cand: Rel, pairs) -> tuple:
     """Greedy join order: the join with the fewest estimated output rows first, within a factor
     of four (so a join that multiplies rows waits for the filters that shrink it), then the one
     that moves the fewest bytes (co-partitioned, broadcast, or only one side exchanged)."""
-    from pond_core.sqlplan.joins import estimate_rows
-    from pond_core.sqlplan.layout import copartitioned
-
     import math
 
-    from pond_core.sqlplan.layout import _anchor
+    from pond_core.sqlplan.joins import estimate_rows
+    from pond_core.sqlplan.layout import anchor, copartitioned
 
     rows = estimate_rows(current, cand, pairs)
     if cand.part.is_single or cand.bytes <= ctx.threshold:
         moved = cand.bytes * current.n
     elif pairs and copartitioned(current, cand, pairs) is not None:
         moved = 0.0
-    elif pairs and _anchor(current, cand, pairs, flip=False) is not None:
+    elif pairs and anchor(current, cand, pairs, flip=False) is not None:
         moved = cand.bytes
-    elif pairs and _anchor(cand, current, [(b, a) for a, b in pairs], flip=False) is not None:
+    elif pairs and anchor(cand, current, [(b, a) for a, b in pairs], flip=False) is not None:
         moved = current.bytes
     else:
         moved = current.bytes + cand.bytes
@@ -503,7 +496,7 @@ def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label:
         group_text = {X.sql(g): col for g, col in zip(group_exprs, done.group_cols)}
         agg_text = {X.sql(c): done.results[a.text] for c, a in zip(calls, agg_calls)}
 
-        def replace(node: exp.Expression) -> exp.Expression | None:  # noqa: F811
+        def replace(node: exp.Expression) -> exp.Expression | None:
             text = X.sql(node) if isinstance(node, (exp.Expression,)) else None
             if text in agg_text:
                 col, cast = agg_text[text]
@@ -561,7 +554,7 @@ def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label:
         text += f" WHERE {X.sql(having_rw)}"
     if qualify_rw is not None:
         text += f" QUALIFY {X.sql(qualify_rw)}"
-    mapping = {}
+    mapping: dict[str, str] = {}
     for e, n in zip(out_exprs, out_names):
         if isinstance(e, exp.Column) and e.table == OUTER and e.name in rel.columns:
             mapping.setdefault(e.name, n)

@@ -4,7 +4,7 @@ every exchange, broadcast and fallback. Shared sub-plans (a CTE read twice) prin
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pond_core.sqlplan.model import Fallback, PlanNode
 

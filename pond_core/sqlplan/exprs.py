@@ -7,7 +7,7 @@ found by walking up to the nearest SELECT that defines its alias.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from sqlglot import exp
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pond_core.errors import PondConfigError
 from pond_core.plan.sql import sql_list
@@ -35,7 +36,7 @@ Lookup = Callable[[str], Sequence[str] | None]
 @dataclasses.dataclass(frozen=True)
 class InputTable:
     name: str
-    frame: "DataFrame"  # the whole input
+    frame: DataFrame  # the whole input
     schema: tuple[tuple[str, str], ...]
     rows: float  # estimated when the input is computed
     column_bytes: Mapping[str, float]  # uncompressed bytes per column, whole input
@@ -72,9 +73,9 @@ class InputTable:
 
 
 def resolve_inputs(
-    session: "Session",
+    session: Session,
     inputs: Mapping[str, InputValue],
-    shadow: "Shadow",
+    shadow: Shadow,
     lookup: Lookup | None = None,
     only: set[str] | None = None,
 ) -> dict[str, InputTable]:
@@ -114,7 +115,7 @@ def _catalog_paths(paths: list[str], lookup: Lookup | None) -> list[str]:
     return list(found) if found else paths
 
 
-def _describe(name: str, frame: "DataFrame", shadow: "Shadow") -> InputTable:
+def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
     layout = adapter.frame_layout(frame)
     info = adapter.read_info(frame)
     if info is not None:
@@ -133,7 +134,7 @@ def _describe(name: str, frame: "DataFrame", shadow: "Shadow") -> InputTable:
         # A Python step without a declared schema: only running the input tells its columns.
         cols = [(f.name, _arrow_to_duckdb(f.type)) for f in frame.limit(0).to_arrow().schema]
     rows = 0.0
-    col_bytes: dict[str, float] = {}
+    sizes: dict[str, float] = {}
     for paths in adapter.source_files(frame):
         try:
             r = _parquet_sizes(frame, _resolve(frame, paths), shadow)[0]
@@ -142,11 +143,11 @@ def _describe(name: str, frame: "DataFrame", shadow: "Shadow") -> InputTable:
             continue
     rows = rows or 1_000_000.0
     for c, _ in cols:
-        col_bytes[c.lower()] = rows * DEFAULT_ROW_WIDTH / max(1, len(cols))
-    return InputTable(name, frame, tuple(cols), rows, col_bytes, layout, 0, False)
+        sizes[c.lower()] = rows * DEFAULT_ROW_WIDTH / max(1, len(cols))
+    return InputTable(name, frame, tuple(cols), rows, sizes, layout, 0, False)
 
 
-def _resolve(frame: "DataFrame", paths: Sequence[str]) -> list[str]:
+def _resolve(frame: DataFrame, paths: Sequence[str]) -> list[str]:
     from pond_core.io import resolve_paths
 
     return resolve_paths(list(paths), True, frame.session.storage)
@@ -155,7 +156,7 @@ def _resolve(frame: "DataFrame", paths: Sequence[str]) -> list[str]:
 _SIZES: dict[tuple, tuple] = {}
 
 
-def _parquet_sizes(frame: "DataFrame", files: list[str], shadow: "Shadow") -> tuple:
+def _parquet_sizes(frame: DataFrame, files: list[str], shadow: Shadow) -> tuple:
     """Rows, uncompressed bytes and a distinct-count bound per top-level column, from the files'
     footers (cached for unchanged local files)."""
     from pond_core.io import configure_duckdb

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Sequence
+from collections.abc import Sequence
 
 from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import Op, Partitioning
 from pond_core.sqlplan.layout import colocate, copartitioned
+from pond_core.sqlplan.model import Op, Partitioning
 from pond_core.sqlplan.rel import Context, Rel, broadcast, derive, gather, sentinel
 
 
@@ -56,7 +56,7 @@ class JoinSpec:
 
 
 def join(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> Rel:
-    strategy, why, lk, rk = _choose(ctx, left, right, spec)
+    strategy, why = _choose(ctx, left, right, spec)
     reason = why
     if strategy is Strategy.BROADCAST_RIGHT:
         right = broadcast(ctx, right, why)
@@ -88,15 +88,13 @@ def join(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> Rel:
     )
 
 
-def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strategy, str, tuple[str, ...], tuple[str, ...]]:
+def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strategy, str]:
     pairs = spec.pairs
-    lk = tuple(a for a, _ in pairs)
-    rk = tuple(b for _, b in pairs)
     if left.part.is_single and right.part.is_single:
-        return Strategy.SINGLE, "both sides in one partition", lk, rk
+        return Strategy.SINGLE, "both sides in one partition"
     co = copartitioned(left, right, pairs)
     if co is not None:
-        return Strategy.LOCAL, f"both sides hashed on ({', '.join(co[0])}) = ({', '.join(co[1])})", co[0], co[1]
+        return Strategy.LOCAL, f"both sides laid out on ({', '.join(co[0])}) = ({', '.join(co[1])})"
     thr = ctx.threshold
     kind = spec.kind
     small_right = right.part.is_single or right.bytes <= thr
@@ -118,33 +116,31 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
     if can_right and can_left:
         if right.part.is_single and not left.part.is_single:
             can_left = False
-        elif left.part.is_single and not right.part.is_single:
-            can_right = False
-        elif left.bytes < right.bytes:
+        elif left.part.is_single and not right.part.is_single or left.bytes < right.bytes:
             can_right = False
         else:
             can_left = False
     if can_right:
-        return Strategy.BROADCAST_RIGHT, f"{_side(right)} is small ({_mb(right.bytes)} <= {_mb(thr)})", lk, rk
+        return Strategy.BROADCAST_RIGHT, f"{_side(right)} is small ({_mb(right.bytes)} <= {_mb(thr)})"
     if can_left:
-        return Strategy.BROADCAST_LEFT, f"{_side(left)} is small ({_mb(left.bytes)} <= {_mb(thr)})", lk, rk
+        return Strategy.BROADCAST_LEFT, f"{_side(left)} is small ({_mb(left.bytes)} <= {_mb(thr)})"
     if pairs:
-        return Strategy.HASH, f"both sides large ({_mb(left.bytes)}, {_mb(right.bytes)})", lk, rk
+        return Strategy.HASH, f"both sides large ({_mb(left.bytes)}, {_mb(right.bytes)})"
     if kind is JoinKind.LEFT or kind is JoinKind.SEMI or kind is JoinKind.ANTI:
-        return Strategy.BROADCAST_RIGHT, "no equality keys: the right side goes to every partition", lk, rk
+        return Strategy.BROADCAST_RIGHT, "no equality keys: the right side goes to every partition"
     if kind is JoinKind.RIGHT:
-        return Strategy.BROADCAST_LEFT, "no equality keys: the left side goes to every partition", lk, rk
+        return Strategy.BROADCAST_LEFT, "no equality keys: the left side goes to every partition"
     if kind is JoinKind.FULL:
-        return Strategy.SINGLE, "a FULL join without equality keys runs in one partition", lk, rk
+        return Strategy.SINGLE, "a FULL join without equality keys runs in one partition"
     if left.bytes < right.bytes:
-        return Strategy.BROADCAST_LEFT, "no equality keys: the smaller side goes to every partition", lk, rk
-    return Strategy.BROADCAST_RIGHT, "no equality keys: the smaller side goes to every partition", lk, rk
+        return Strategy.BROADCAST_LEFT, "no equality keys: the smaller side goes to every partition"
+    return Strategy.BROADCAST_RIGHT, "no equality keys: the smaller side goes to every partition"
 
 
 def _anchored(side: Rel, other: Rel, pairs) -> bool:
-    from pond_core.sqlplan.layout import _anchor
+    from pond_core.sqlplan.layout import anchor
 
-    return _anchor(side, other, pairs, flip=False) is not None
+    return anchor(side, other, pairs, flip=False) is not None
 
 
 def _output_partitioning(strategy: Strategy, kind: JoinKind, left: Rel, right: Rel) -> Partitioning:

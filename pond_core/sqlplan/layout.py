@@ -16,10 +16,10 @@ both sides are hashed, keys of different types cast to the type DuckDB compares 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import ExchangeKind, Op, PartKind, Partitioning, PlanNode
+from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
 from pond_core.sqlplan.rel import Context, Rel, hash_exchange, project
 
 
@@ -38,7 +38,7 @@ def copartitioned(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> tu
     return None
 
 
-def _anchor(side: Rel, other: Rel, pairs: Sequence[tuple[str, str]], flip: bool) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+def anchor(side: Rel, other: Rel, pairs: Sequence[tuple[str, str]], flip: bool) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """Keys `side` is laid out on (a subset of its join keys) and the matching keys of `other`."""
     if not side.part.keyed:
         return None
@@ -64,17 +64,17 @@ def colocate(
     if copartitioned(left, right, pairs) is not None:
         return left, right, "already co-partitioned"
     options = []
-    a = _anchor(left, right, pairs, flip=False)
+    a = anchor(left, right, pairs, flip=False)
     if a is not None:
         options.append((right.bytes, "right", a))
-    b = _anchor(right, left, pairs, flip=True)
+    b = anchor(right, left, pairs, flip=True)
     if b is not None:
         options.append((left.bytes, "left", b))
     if options:
-        _, move, (anchor_keys, other_keys) = min(options, key=lambda o: o[0])
-        anchor, other = (left, right) if move == "right" else (right, left)
-        moved = into_layout(ctx, other, other_keys, anchor, reason)
-        what = f"{move} side moved into the other's layout on ({', '.join(anchor_keys)})"
+        _, move, (fixed_keys, other_keys) = min(options, key=lambda o: o[0])
+        fixed, other = (left, right) if move == "right" else (right, left)
+        moved = into_layout(ctx, other, other_keys, fixed, reason)
+        what = f"{move} side moved into the other's layout on ({', '.join(fixed_keys)})"
         return (left, moved, what) if move == "right" else (moved, right, what)
     lk = tuple(x for x, _ in pairs)
     rk = tuple(y for _, y in pairs)
@@ -82,11 +82,11 @@ def colocate(
     return hash_exchange(ctx, left, lk, ctx.n, reason), hash_exchange(ctx, right, rk, ctx.n, reason), "both sides hashed"
 
 
-def into_layout(ctx: Context, rel: Rel, keys: tuple[str, ...], anchor: Rel, reason: str) -> Rel:
-    """`rel` moved so its `keys` land where the anchor's keys of equal value are."""
-    if anchor.part.kind is PartKind.HASH:
-        return hash_exchange(ctx, rel, keys, anchor.part.n, reason)
-    return key_range_exchange(ctx, rel, keys[0], anchor.part.bounds, anchor.part.n, reason)
+def into_layout(ctx: Context, rel: Rel, keys: tuple[str, ...], target: Rel, reason: str) -> Rel:
+    """`rel` moved so its `keys` land where the target's keys of equal value are."""
+    if target.part.kind is PartKind.HASH:
+        return hash_exchange(ctx, rel, keys, target.part.n, reason)
+    return key_range_exchange(ctx, rel, keys[0], target.part.bounds, target.part.n, reason)
 
 
 def key_range_exchange(ctx: Context, rel: Rel, key: str, bounds: tuple[str, ...], n: int, reason: str) -> Rel:

@@ -34,19 +34,19 @@ class Partitioning:
     bounds: tuple[str, ...] = ()
 
     @staticmethod
-    def single() -> "Partitioning":
+    def single() -> Partitioning:
         return Partitioning(PartKind.SINGLE, 1)
 
     @staticmethod
-    def split(n: int) -> "Partitioning":
+    def split(n: int) -> Partitioning:
         return Partitioning.single() if n == 1 else Partitioning(PartKind.SPLIT, n)
 
     @staticmethod
-    def hashed(n: int, keys: tuple[str, ...]) -> "Partitioning":
+    def hashed(n: int, keys: tuple[str, ...]) -> Partitioning:
         return Partitioning.single() if n == 1 else Partitioning(PartKind.HASH, n, (tuple(keys),))
 
     @staticmethod
-    def clustered(n: int, key: str, bounds: tuple[str, ...]) -> "Partitioning":
+    def clustered(n: int, key: str, bounds: tuple[str, ...]) -> Partitioning:
         return Partitioning.single() if n == 1 else Partitioning(PartKind.CLUSTERED, n, ((key,),), bounds)
 
     @property
@@ -58,7 +58,7 @@ class Partitioning:
         """Rows with equal key values share a partition (HASH or CLUSTERED)."""
         return self.kind in (PartKind.HASH, PartKind.CLUSTERED)
 
-    def same_scheme(self, other: "Partitioning") -> bool:
+    def same_scheme(self, other: Partitioning) -> bool:
         """Equal key values land in the same partition index on both sides."""
         return self.keyed and self.kind is other.kind and self.n == other.n and self.bounds == other.bounds
 
@@ -73,7 +73,7 @@ class Partitioning:
             return True
         return self.keyed and any(k and set(k) <= set(cols) for k in self.keys)
 
-    def renamed(self, mapping: dict[str, str]) -> "Partitioning":
+    def renamed(self, mapping: dict[str, str]) -> Partitioning:
         """The layout after a projection that keeps (and renames) the columns in `mapping`."""
         if not self.keyed:
             return self
@@ -82,7 +82,7 @@ class Partitioning:
             return Partitioning(PartKind.SPLIT, self.n)
         return Partitioning(self.kind, self.n, keys, self.bounds)
 
-    def with_alternatives(self, extra: tuple[tuple[str, ...], ...]) -> "Partitioning":
+    def with_alternatives(self, extra: tuple[tuple[str, ...], ...]) -> Partitioning:
         if not self.keyed:
             return self
         merged = tuple(dict.fromkeys(self.keys + tuple(tuple(k) for k in extra)))
@@ -137,14 +137,14 @@ class PlanNode:
     op: Op
     detail: str
     part: Partitioning
-    inputs: tuple["PlanNode", ...] = ()
+    inputs: tuple[PlanNode, ...] = ()
     reason: str = ""
     exchange: ExchangeKind | None = None
     rows: float | None = None  # the planner's estimate
     bytes: float | None = None
     ident: int = dataclasses.field(default_factory=lambda: next(_ids))
 
-    def walk(self) -> list["PlanNode"]:
+    def walk(self) -> list[PlanNode]:
         """Distinct nodes reachable from this one, inputs first."""
         out: dict[int, PlanNode] = {}
         stack: list[tuple[PlanNode, bool]] = [(self, False)]

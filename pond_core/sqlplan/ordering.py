@@ -17,11 +17,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
-from pond_core.sqlplan.rel import Context, Rel, derive, gather, hash_exchange, partitions_for, sentinel
+from pond_core.sqlplan.rel import (
+    Context,
+    Rel,
+    derive,
+    gather,
+    hash_exchange,
+    partitions_for,
+    sentinel,
+)
 
 SAMPLE_ROWS = 1000
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
@@ -27,9 +28,18 @@ from pond_core.sqlplan import adapter
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.block import plan_select
 from pond_core.sqlplan.explain import render
-from pond_core.sqlplan.inputs import InputTable, Lookup, resolve_inputs
+from pond_core.sqlplan.inputs import Lookup, resolve_inputs
 from pond_core.sqlplan.model import Fallback, Op, Partitioning, PlanNode, PlanOptions
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, choose_npartitions, derive, gather, project, sentinel
+from pond_core.sqlplan.rel import (
+    Context,
+    NotDistributable,
+    Rel,
+    choose_npartitions,
+    derive,
+    gather,
+    project,
+    sentinel,
+)
 from pond_core.sqlplan.scans import base_rel
 from pond_core.sqlplan.scope import Env, Planned
 from pond_core.sqlplan.setops import plan_setop
@@ -47,7 +57,7 @@ class DistributedQuery:
     """A planned statement: its lazy DataFrame and the typed description of how it runs."""
 
     query: str
-    frame: "DataFrame"
+    frame: DataFrame
     root: PlanNode
     npartitions: int
     fallbacks: tuple[Fallback, ...]
@@ -65,7 +75,7 @@ class DistributedQuery:
 
 
 def plan_sql(
-    session: "Session",
+    session: Session,
     query: str,
     inputs: Mapping[str, Any],
     *,
@@ -99,7 +109,7 @@ def plan_sql(
         shadow.close()
 
 
-def session_sql(session: "Session", query: str, /, **inputs: Any) -> "DataFrame":
+def session_sql(session: Session, query: str, /, **inputs: Any) -> DataFrame:
     """What `Session.sql(query, **inputs)` returns: the result as a lazy DataFrame."""
     return plan_sql(session, query, inputs).frame
 

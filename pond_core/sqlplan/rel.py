@@ -15,10 +15,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import ExchangeKind, Fallback, Op, Partitioning, PartKind, PlanNode, PlanOptions
+from pond_core.sqlplan.model import (
+    ExchangeKind,
+    Fallback,
+    Op,
+    Partitioning,
+    PartKind,
+    PlanNode,
+    PlanOptions,
+)
 from pond_core.sqlplan.shadow import STORED_AS, Shadow
 
 if TYPE_CHECKING:
@@ -64,11 +73,11 @@ def type_width(typ: str) -> float:
 class Context:
     """What every planning function needs: the session, the options, the shadow, the inputs."""
 
-    session: "Session"
+    session: Session
     options: PlanOptions
     n: int
     shadow: Shadow
-    tables: dict[str, "InputTable"]
+    tables: dict[str, InputTable]
     fallbacks: list[Fallback] = dataclasses.field(default_factory=list)
 
     @property
@@ -78,7 +87,7 @@ class Context:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Rel:
-    df: "DataFrame"
+    df: DataFrame
     columns: tuple[str, ...]
     types: tuple[str, ...]
     part: Partitioning
@@ -177,10 +186,6 @@ def derive(
                sel if sel is not None else base_sel, ndv)
 
 
-def with_node(rel: Rel, **changes: object) -> Rel:
-    return dataclasses.replace(rel, **changes)  # type: ignore[arg-type]
-
-
 # -- exchanges ---------------------------------------------------------------------------------
 
 
@@ -226,7 +231,7 @@ def spread(ctx: Context, rel: Rel, n: int, reason: str) -> Rel:
 def project(ctx: Context, rel: Rel, exprs: Sequence[tuple[str, str]], detail: str, reason: str = "") -> Rel:
     """SELECT expr AS name, ... per partition; the layout follows the columns passed through."""
     sql = f"SELECT {', '.join(f'{e} AS {quote_ident(n)}' for e, n in exprs)} FROM {sentinel(0)}"
-    mapping = {}
+    mapping: dict[str, str] = {}
     for e, n in exprs:
         for c in rel.columns:
             if e == quote_ident(c):

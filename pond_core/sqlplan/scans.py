@@ -9,16 +9,16 @@ join or aggregation on those keys needs no exchange.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+from sqlglot import exp
 
 from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.estimate import combined
 from pond_core.sqlplan import adapter
+from pond_core.sqlplan.estimate import combined
 from pond_core.sqlplan.inputs import InputTable
 from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PlanNode
 from pond_core.sqlplan.rel import Context, Rel, derive, sentinel
-
-from sqlglot import exp
 
 
 def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:

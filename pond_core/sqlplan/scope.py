@@ -5,7 +5,7 @@ nested query (a derived table, a CTE, an uncorrelated subquery) with its own fal
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -23,7 +23,7 @@ class Planned:
 @dataclasses.dataclass(frozen=True)
 class Env:
     ctes: dict[str, Planned]
-    plan: Callable[[exp.Expression, "Env", str], Planned]  # plans a nested query
+    plan: Callable[[exp.Expression, Env, str], Planned]  # plans a nested query
 
-    def with_cte(self, name: str, planned: Planned) -> "Env":
+    def with_cte(self, name: str, planned: Planned) -> Env:
         return Env({**self.ctes, name: planned}, self.plan)

@@ -17,7 +17,19 @@ from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.model import Op, Partitioning
 from pond_core.sqlplan.ordering import SortKey, distinct, order_limit
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, derive, hash_exchange, partitions_for, project, sentinel, shadow_sql, spread, gather
+from pond_core.sqlplan.rel import (
+    Context,
+    NotDistributable,
+    Rel,
+    derive,
+    gather,
+    hash_exchange,
+    partitions_for,
+    project,
+    sentinel,
+    shadow_sql,
+    spread,
+)
 from pond_core.sqlplan.scope import Env, Planned
 
 
@@ -32,9 +44,9 @@ def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branc
     op = {exp.Union: "UNION", exp.Intersect: "INTERSECT", exp.Except: "EXCEPT"}[type(e)]
     is_distinct = bool(e.args.get("distinct"))
     word = f"{op}{'' if is_distinct else ' ALL'}"
-    types = [t for _, t in ctx.shadow.describe(shadow_sql(
-        f"SELECT * FROM {sentinel(0)} {op} ALL SELECT * FROM {sentinel(1)}" if op == "UNION" else f"SELECT * FROM {sentinel(0)} UNION ALL SELECT * FROM {sentinel(1)}",
-        [left.rel.view, right.rel.view]))]
+    # The types DuckDB gives a set operation are those of UNION ALL over the same sides.
+    union = f"SELECT * FROM {sentinel(0)} UNION ALL SELECT * FROM {sentinel(1)}"
+    types = [t for _, t in ctx.shadow.describe(shadow_sql(union, [left.rel.view, right.rel.view]))]
     lrel = _conform(ctx, left.rel, names, types, label)
     rrel = _conform(ctx, right.rel, names, types, label)
     cols = ", ".join(quote_ident(c) for c in names)
@@ -90,4 +102,4 @@ def _conform(ctx: Context, rel: Rel, names, types, label: str) -> Rel:
     return project(ctx, rel, exprs, f"{label}: columns as the set operation types them")
 
 
-__all__ = ["plan_setop", "X"]
+__all__ = ["X", "plan_setop"]

@@ -10,7 +10,7 @@ runs. Binding touches no data.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import duckdb
 

@@ -18,16 +18,24 @@ the planner only makes sure each partition sees every row the subquery can read 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import sqlglot
 from sqlglot import exp
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan import exprs as X
+from pond_core.sqlplan.layout import anchor, colocate, copartitioned
 from pond_core.sqlplan.model import Op, PlanNode
-from pond_core.sqlplan.layout import colocate, copartitioned
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, StepInputs, broadcast, gather, sentinel
+from pond_core.sqlplan.rel import (
+    Context,
+    NotDistributable,
+    Rel,
+    StepInputs,
+    broadcast,
+    gather,
+    sentinel,
+)
 from pond_core.sqlplan.scans import scan
 from pond_core.sqlplan.scope import Env
 
@@ -105,7 +113,11 @@ def prepare(
         for inner in a.inner:
             if keyed is not None and inner is keyed[1]:
                 r = _inner_rel(ctx, env, inner, a.filters.get(inner.alias, []))
-                if rel.bytes <= ctx.threshold and inner.name not in env.ctes and copartitioned(rel, r, [(keyed[0], keyed[2])]) is None:
+                pair = [(keyed[0], keyed[2])]
+                # Worth it only when the inner table would move: not when it already shares the
+                # outer rows' layout, nor when the outer rows move into the inner's layout.
+                if rel.bytes <= ctx.threshold and inner.name not in env.ctes and copartitioned(rel, r, pair) is None \
+                        and anchor(r, rel, [(keyed[2], keyed[0])], flip=False) is None:
                     r = _semi_filter(ctx, r, keyed[2], rel, keyed[0], where)
                     notes.append(f"{inner.alias} reduced to the outer rows' keys first")
                 rel, r, done = colocate(ctx, rel, r, [(keyed[0], keyed[2])], f"{where}: correlated subquery keyed on {keyed[0]} = {inner.alias}.{keyed[2]}")
@@ -178,9 +190,9 @@ def _analyse(ctx: Context, root: exp.Expression, select: exp.Select, colmap, env
                     col = colmap.get((o.table, o.name))
                     if col is not None:
                         keys.append((col, direct[i.table], i.name))
-        cols = list(conj.find_all(exp.Column))
-        if cols and not X.has_subquery(conj) and all(X.binding_select(c) is root for c in cols):
-            aliases = {c.table for c in cols}
+        used = list(conj.find_all(exp.Column))
+        if used and not X.has_subquery(conj) and all(X.binding_select(c) is root for c in used):
+            aliases = {c.table for c in used}
             if len(aliases) == 1:
                 filters.setdefault(aliases.pop(), []).append(conj)
     return _Analysis(root, True, inner, keys, filters)

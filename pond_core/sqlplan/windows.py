@@ -8,7 +8,7 @@ partition.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlglot import exp
 
