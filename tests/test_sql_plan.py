@@ -130,3 +130,18 @@ def test_a_pipeline_returning_sql_is_an_ordinary_stable_plan(tmp_path):
         assert rerun["stages"].keys() == result["stages"].keys()
     finally:
         sp.shutdown()
+
+
+def test_names_are_case_insensitive_like_duckdb(sql_sessions, tmp_path):
+    con = duckdb.connect()
+    (tmp_path / "T").mkdir()
+    for i in range(3):
+        con.execute(f"COPY (SELECT i AS \"UserId\", i % 4 AS \"Grp\" FROM range({i * 100}, {i * 100 + 100}) t(i)) TO '{tmp_path}/T/p{i}.parquet' (FORMAT parquet)")
+    query = 'SELECT u."Grp", count(*) AS N, max(u.userid) FROM Users u JOIN users v ON u.UserId = v."UserId" GROUP BY u.grp ORDER BY 1'
+    dq = plan_sql(sql_sessions("local"), query, {"Users": str(tmp_path / "T" / "*.parquet")}, npartitions=3,
+                  options=PlanOptions(single_read_threshold=0, broadcast_threshold=0, partition_bytes=1))
+    assert not dq.fallbacks, dq.explain()
+    con.execute(f"CREATE VIEW users AS SELECT * FROM read_parquet('{tmp_path}/T/*.parquet')")
+    cursor = con.execute(query)
+    assert [c for c, _ in dq.output] == [d[0] for d in cursor.description]
+    assert [tuple(r.values()) for r in dq.frame.take_all()] == cursor.fetchall()

@@ -100,8 +100,11 @@ def resolve_inputs(
             )
         if only is not None and name.lower() not in only:
             continue  # checked, but never read: the statement does not name it
-        out[name] = _describe(name, frame, shadow)
-        shadow.create_table(name, out[name].schema)
+        key = name.lower()  # SQL names are case-insensitive, as in DuckDB
+        if key in out:
+            raise PondConfigError(f"sql inputs {name!r} and {out[key].name!r} differ only in case")
+        out[key] = _describe(key, frame, shadow)
+        shadow.create_table(key, out[key].schema)
     return out
 
 

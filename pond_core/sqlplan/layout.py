@@ -50,11 +50,22 @@ def anchor(side: Rel, other: Rel, pairs: Sequence[tuple[str, str]], flip: bool) 
                 break
             mapped.append(match[0])
         else:
-            if side.part.kind is PartKind.CLUSTERED and len(keys) == 1:
+            if side.part.kind is PartKind.CLUSTERED and len(keys) == 1 and _range_comparable(side.type_of(keys[0]), other.type_of(mapped[0])):
                 return tuple(keys), tuple(mapped)
             if side.part.kind is PartKind.HASH and all(side.type_of(k) == other.type_of(m) for k, m in zip(keys, mapped)):
                 return tuple(keys), tuple(mapped)
     return None
+
+
+_NUMBERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL", "FLOAT", "DOUBLE")
+_TIMES = ("DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")
+
+
+def _range_comparable(clustered_type: str, other_type: str) -> bool:
+    """The other side's key compares with the clustered side's bounds by value (numbers with
+    integer bounds, dates and timestamps with date bounds), as the join compares them."""
+    a, b = clustered_type.split("(")[0].upper(), other_type.split("(")[0].upper()
+    return (a in _NUMBERS and b in _NUMBERS) or (a in _TIMES and b in _TIMES)
 
 
 def colocate(
