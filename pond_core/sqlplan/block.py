@@ -224,19 +224,9 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
     for c in pool:
         expanded.extend(_factor_or(c, sel, set(group)))
     preds = [_classify(c, sel) for c in expanded]
-    demand = _Demand(sel, colmap, later, end)
-
-    # Scans with their own filters.
-    rels: dict[str, Rel] = {}
-    applied: set[int] = set()
-    for alias in group:
-        local = [p for p in preds if p.aliases == {alias} and not p.subquery]
-        applied |= {id(p) for p in local}
-        rels[alias] = _source_rel(ctx, sources[alias], [p.expr for p in local], colmap)
-    for alias in group:
-        rels[alias] = _apply_subquery_preds(ctx, rels[alias], preds, {alias}, applied, sel, colmap, env, label, final=len(group) == 1)
-    rel = _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand)
-
+    # ON conditions of the joins after the first outer join: keys, filters of the joined item
+    # alone (pushed into its scan) and the rest (kept in the ON).
+    plans = []
     joined = set(group)
     for alias, j, kind in later:
         on = X.conjuncts(j.args.get("on")) if j.args.get("on") is not None else []
@@ -251,11 +241,34 @@ def _plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colma
             elif p.aliases == {alias} and kind in (JoinKind.LEFT, JoinKind.SEMI, JoinKind.ANTI, JoinKind.INNER):
                 push.append(c)
             else:
-                rest.append(X.sql(X.rewrite(c, sel, colmap)))
-        right = _source_rel(ctx, sources[alias], push, colmap)
+                rest.append(c)
+        joined.add(alias)
+        plans.append((alias, kind, pairs, push, rest))
+    local = {a: [p for p in preds if p.aliases == {a} and not p.subquery] for a in group}
+    # A column read only by filters that run in its scan is not carried out of the scan.
+    pushed = {id(c) for ps in local.values() for p in ps for c in p.expr.find_all(exp.Column)}
+    pushed |= {id(c) for plan in plans for e in plan[3] for c in e.find_all(exp.Column)}
+    needed = {(c.table, c.name) for c in sel.find_all(exp.Column) if X.binding_select(c) is sel and id(c) not in pushed}
+    demand = _Demand(sel, colmap, [e for plan in plans for e in plan[4]], end)
+    demand.final |= {c for plan in plans for pair in plan[2] for c in pair}  # keys of later joins
+
+    # Scans with their own filters.
+    rels: dict[str, Rel] = {}
+    applied: set[int] = set()
+    for alias in group:
+        applied |= {id(p) for p in local[alias]}
+        rels[alias] = _source_rel(ctx, sources[alias], [p.expr for p in local[alias]], colmap, needed)
+    for alias in group:
+        rels[alias] = _apply_subquery_preds(ctx, rels[alias], preds, {alias}, applied, sel, colmap, env, label, final=len(group) == 1)
+    rel = _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand)
+
+    joined = set(group)
+    for alias, kind, pairs, push, rest in plans:
+        right = _source_rel(ctx, sources[alias], push, colmap, needed)
         joined.add(alias)
         keep = demand.keep(rel.columns + (() if kind in (JoinKind.SEMI, JoinKind.ANTI) else right.columns), joined, kind)
-        rel = join(ctx, rel, right, JoinSpec(kind, tuple(pairs), tuple(rest), (), keep, f"{_names(rel)} {kind.value.lower()} {alias}"))
+        on_sql = tuple(X.sql(X.rewrite(c, sel, colmap)) for c in rest)
+        rel = join(ctx, rel, right, JoinSpec(kind, tuple(pairs), on_sql, (), keep, f"{_names(rel)} {kind.value.lower()} {alias}"))
     if end:
         plain = [c for c in end if not X.has_subquery(c)]
         if plain:
@@ -279,10 +292,9 @@ class _Demand:
             for node in nodes:
                 for c in X.columns_bound_to(node, sel):
                     self.final.add(colmap[(c.table, c.name)])
-        for alias, j, _ in later:
-            if j.args.get("on") is not None:
-                for c in X.columns_bound_to(j.args["on"], sel):
-                    self.final.add(colmap[(c.table, c.name)])
+        for e in later:  # ON conditions kept in later joins
+            for c in X.columns_bound_to(e, sel):
+                self.final.add(colmap[(c.table, c.name)])
         for e in end:
             for c in X.columns_bound_to(e, sel):
                 self.final.add(colmap[(c.table, c.name)])
@@ -296,15 +308,17 @@ class _Demand:
         return out or tuple(available[:1])
 
 
-def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colmap) -> Rel:
+def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colmap, needed: set[tuple[str, str]]) -> Rel:
+    """The FROM item's needed columns under their block names, its own filters applied."""
+    columns = [c for c in src.columns if (src.alias, c) in needed]
     if src.table is not None:
         table = src.table
         names = {c.lower(): c for c, _ in table.schema}
-        pairs = [(names.get(c.lower(), c), colmap[(src.alias, c)]) for c in src.columns]
+        pairs = [(names.get(c.lower(), c), colmap[(src.alias, c)]) for c in columns]
         return scan(ctx, table, src.alias, pairs, filters)
     assert src.planned is not None
     rel = src.planned.rel
-    outs = [(c, colmap.get((src.alias, c), f"{src.alias}__{c}")) for c in (src.columns or [rel.columns[0]])]
+    outs = [(c, colmap.get((src.alias, c), f"{src.alias}__{c}")) for c in (columns or [rel.columns[0]])]
     missing = [c for c, _ in outs if c not in rel.columns]
     if missing:
         raise NotDistributable(f"columns {missing} of {src.alias} are not known")
