@@ -110,8 +110,13 @@ class RayHead:
 
     def __init__(self, cpus: int = 2) -> None:
         port = _free_port()
+        # A temp dir of its own: `ray start` records its address in <temp dir>/ray_current_cluster,
+        # which every `ray.init()` on the machine would otherwise try to join after we end it.
+        import tempfile
+
+        self.temp_dir = tempfile.mkdtemp(prefix="pond-rb-", dir="/tmp")
         cmd = [str(pathlib.Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--num-cpus={cpus}",
-               f"--port={port}", "--include-dashboard=false", "--disable-usage-stats"]
+               f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
         env = _common.child_env()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
         self.address = None
@@ -147,7 +152,7 @@ class RayHead:
         try:
             os.killpg(group, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            pass
         deadline = time.time() + 30
         while time.time() < deadline and _group_alive(group):
             if self.proc.poll() is None:
@@ -162,6 +167,9 @@ class RayHead:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        import shutil
+
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _group_alive(group: int) -> bool:

@@ -145,3 +145,21 @@ def test_names_are_case_insensitive_like_duckdb(sql_sessions, tmp_path):
     cursor = con.execute(query)
     assert [c for c, _ in dq.output] == [d[0] for d in cursor.description]
     assert [tuple(r.values()) for r in dq.frame.take_all()] == cursor.fetchall()
+
+
+def test_a_one_partition_reference_plan_and_catalog_names_through_a_lookup(sql_sessions, data):
+    sp = sql_sessions("local")
+    query = "SELECT g, sum(x) AS s FROM events GROUP BY g ORDER BY g"
+    looked_up = []
+
+    def lookup(name):
+        looked_up.append(name)
+        return [str(data / "t" / "*.parquet")] if name == "shop.events" else None
+
+    reference = plan_sql(sp, query, {"events": "shop.events"}, lookup=lookup, options=PlanOptions(distribute=False))
+    assert looked_up == ["shop.events"]
+    assert not reference.distributed and "distribute=False" in reference.explain()
+    planned = plan_sql(sp, query, {"events": "shop.events"}, lookup=lookup, npartitions=2,
+                       options=PlanOptions(single_read_threshold=0, partition_bytes=1))
+    assert planned.distributed and not planned.fallbacks
+    assert planned.frame.take_all() == reference.frame.take_all()

@@ -255,9 +255,9 @@ def _finish(ctx: Context, rel: Rel, output: tuple[tuple[str, str], ...]) -> Rel:
         changed = changed or c != name
     if len({n.lower() for n, _ in output}) != len(output):
         # Parquet cannot hold two columns of one name: as DuckDB's COPY does, later ones get _1, _2.
-        from pond_core.sqlplan.block import _unique
+        from pond_core.sqlplan.block import unique_names
 
-        unique = _unique([n for n, _ in output])
+        unique = unique_names([n for n, _ in output])
         exprs = [(e, u) for (e, _), u in zip(exprs, unique)]
         changed = True
     if not changed:

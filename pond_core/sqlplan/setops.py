@@ -84,9 +84,9 @@ def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branc
         else:
             raise NotDistributable("ORDER BY of a set operation that is not an output column")
         keys.append(SortKey(col, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
-    from pond_core.sqlplan.block import _limit_offset
+    from pond_core.sqlplan.block import limit_offset
 
-    limit, offset = _limit_offset(e)
+    limit, offset = limit_offset(e)
     if keys or limit is not None or offset:
         rel = order_limit(ctx, rel, keys, limit, offset, label)
     return Planned(rel, tuple(names))
