@@ -1,0 +1,173 @@
+"""Everything the SQL planner needs to know about pond's internals, in one place.
+
+The planner builds plans only through the public DataFrame/Session API. A few questions that API
+does not answer yet are answered here, by looking at a DataFrame's logical nodes and at the
+session's configuration: how is this frame already partitioned, what is its schema, which files
+does it read, how many cores does the cluster have, what physical stages will it compile to.
+When the core changes, this is the only module to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pond_core.dataframe import DataFrame
+    from pond_core.session import Session
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameLayout:
+    """How a DataFrame given as an input is laid out."""
+
+    npartitions: int
+    hash_keys: tuple[str, ...] | None  # set when its last step is repartition(hash_by=...)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadInfo:
+    """A DataFrame that is a plain read of Parquet files (what read_parquet returns)."""
+
+    files: tuple[str, ...]
+    columns: tuple[str, ...] | None
+    hive_sql_options: str  # what pond's tasks pass to read_parquet for hive layouts
+
+
+def frame_layout(df: DataFrame) -> FrameLayout:
+    from pond_core.plan.logical import Repartition
+
+    node = df._node
+    if isinstance(node, Repartition) and node.method == "hash" and node.n > 1:
+        return FrameLayout(node.n, tuple(node.keys))
+    return FrameLayout(node.npartitions, None)
+
+
+def read_info(df: DataFrame) -> ReadInfo | None:
+    """The files a plain Parquet read covers (globs expanded now), or None for any other frame."""
+    from pond_core.io import hive_read_options, resolve_paths
+    from pond_core.plan.logical import Read
+
+    node = df._node
+    if not isinstance(node, Read) or node.source.format != "parquet" or node.source.limit is not None:
+        return None
+    src = node.source
+    files = tuple(resolve_paths(list(src.paths), src.recursive, df.session.storage))
+    return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
+
+
+def reread(df: DataFrame, files: list[str]) -> DataFrame:
+    """The same read over an explicit file list (in the order given), options kept."""
+    src = df._node.source
+    return df.session.read_parquet(
+        files, recursive=False, columns=src.columns, union_by_name=src.union_by_name, hive_partitioning=src.hive_partitioning
+    )
+
+
+def file_groups(files: list[str], n: int) -> list[list[str]]:
+    """The files each partition of `read.repartition(n)` reads: pond's own split, so key ranges
+    derived from it are exactly what the tasks read."""
+    from pond_core.execute.inputs import even_groups
+
+    return even_groups(list(files), n)
+
+
+def read_sql(df: DataFrame, info: ReadInfo) -> str:
+    """The SQL a pond task runs to read this frame whole (for schemas and statistics)."""
+    from pond_core.execute.inputs import Part, source_sql
+
+    return source_sql(df._node.source, Part(list(info.files)), info.hive_sql_options)
+
+
+def source_files(df: DataFrame) -> list[tuple[str, ...]]:
+    """Path patterns of every read under a frame's plan (for a rough size of computed frames)."""
+    from pond_core.plan.logical import Read, walk
+
+    return [n.source.paths for n in walk(df._node) if isinstance(n, Read)]
+
+
+def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | None:
+    """The (name, DuckDB type) columns of a computed frame, inferred from its logical plan
+    without running it; None when a step's output cannot be known (a Python step without
+    schema=, a UDF).
+
+    `describe(sql)` returns the columns of SQL over empty relations the planner created; views
+    for each node are created through it."""
+    from pond_core.plan.logical import Limit, PyMap, Read, Repartition, Sql, walk
+    from pond_core.plan.sql import bind, quote_ident
+
+    names: dict[str, str] = {}
+    for node in walk(df._node):
+        view = f"__pond_frame_{node.id}"
+        if isinstance(node, Read):
+            sub = df.session._frame(node)
+            if node.source.format == "parquet":
+                info = read_info(sub)
+                if info is None:
+                    return None
+                sql = read_sql(sub, info) + " LIMIT 0"
+            else:
+                from pond_core.execute.inputs import empty_sql
+
+                sql = empty_sql([list(c) for c in node.source.schema or ()])
+        elif isinstance(node, (Repartition, Limit)):
+            sql = f"SELECT * FROM {quote_ident(names[node.inputs[0].id])}"
+        elif isinstance(node, Sql) and not node.udfs:
+            sql = bind(node.query, [quote_ident(names[i.id]) for i in node.inputs])
+        elif isinstance(node, PyMap) and node.schema:
+            from pond_core.execute.inputs import empty_sql
+
+            sql = empty_sql([list(c) for c in node.schema])
+        else:
+            return None
+        names[node.id] = view
+        cols = describe(sql, view)
+        if cols is None:
+            return None
+    return cols
+
+
+def cluster_cores(session: Session) -> int:
+    """CPU cores the session's executor can use, without starting anything."""
+    config = session.config
+    if config.num_executors:
+        return int(config.num_executors)
+    if config.use_ray:
+        try:
+            import ray
+
+            if ray.is_initialized():
+                return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        except Exception:  # a cluster we cannot ask: count this machine
+            pass
+    return os.cpu_count() or 1
+
+
+def physical_plan_text(df: DataFrame) -> str:
+    """The pond stages a frame compiles to (what DataFrame.explain prints), without printing."""
+    from pond_core.plan.compile import compile_plan
+
+    return compile_plan(df._node).render()
+
+
+def physical_stage_count(df: DataFrame) -> int:
+    from pond_core.plan.compile import compile_plan
+
+    return len(compile_plan(df._node).stages)
+
+
+def sql_frame(df: DataFrame, plan_text: Any) -> DataFrame:
+    """The query's DataFrame whose explain() shows the distributed plan before pond's stages.
+
+    A subclass, so the returned frame is an ordinary DataFrame everywhere else; once
+    `Session.sql` lives on main, DataFrame.explain can render the attached plan itself."""
+    from pond_core.dataframe import DataFrame
+
+    class SqlDataFrame(DataFrame):
+        def explain(self) -> str:
+            text = plan_text() + "\n\n== pond stages ==\n" + physical_plan_text(self)
+            print(text)
+            return text
+
+    return SqlDataFrame(df.session, df._node)

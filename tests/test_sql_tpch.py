@@ -1,0 +1,41 @@
+"""The 22 TPC-H queries through `plan_sql`, on both executors with 1, 3 and 8 partitions, equal
+to DuckDB's single-process result over the same Parquet (SF0.1; SF1 is marked slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pond_core.sqlplan import plan_sql
+from pond_core.sqlplan.tpch import QUERIES, table_paths
+from tests.sql_compare import assert_same_result, order_columns
+from tests.support.sql_tpch import tpch_dir
+
+PARTITIONS = (1, 3, 8)
+EXECUTORS = ("local", pytest.param("ray", marks=pytest.mark.ray))
+
+
+def _check(sql_sessions, tpch_reference, executor: str, sf: float, q: int, n: int) -> None:
+    sp = sql_sessions(executor)
+    names, want = tpch_reference.result(sf, QUERIES[q])
+    dq = plan_sql(sp, QUERIES[q], table_paths(tpch_dir(sf)), npartitions=n)
+    assert dq.distributed, dq.explain()
+    assert not dq.fallbacks, dq.explain()
+    assert [c for c, _ in dq.output] == names
+    rows = dq.frame.take_all()
+    got = [tuple(r[c] for c in names) for r in rows] if rows else []
+    assert_same_result(got, want, order_columns(QUERIES[q], names), f"Q{q} SF{sf} {executor} n={n}")
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("q", sorted(QUERIES))
+def test_tpch_sf01(sql_sessions, tpch_reference, executor, q, n):
+    _check(sql_sessions, tpch_reference, executor, 0.1, q, n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", PARTITIONS)
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("q", sorted(QUERIES))
+def test_tpch_sf1(sql_sessions, tpch_reference, executor, q, n):
+    _check(sql_sessions, tpch_reference, executor, 1.0, q, n)
