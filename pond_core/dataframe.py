@@ -48,9 +48,10 @@ class Sink:
 
 
 class DataFrame:
-    def __init__(self, session: PlanRunner, node: Node) -> None:
+    def __init__(self, session: PlanRunner, node: Node, *, planned_by: Callable[[], str] | None = None) -> None:
         self.session = session
         self._node = node
+        self._planned_by = planned_by  # session.sql(): how the distributed planner chose the stages
 
     def __repr__(self) -> str:
         return f"DataFrame({self._node.label()}, partitions={self.num_partitions})"
@@ -203,6 +204,8 @@ class DataFrame:
         from pond_core.plan.compile import compile_plan
 
         text = "== logical plan ==\n" + render(self._node) + "\n\n== physical plan ==\n" + compile_plan(self._node).render()
+        if self._planned_by is not None:
+            text = self._planned_by() + "\n\n" + text
         print(text)
         return text
 

@@ -192,6 +192,14 @@ class Session:
         node = Sql(inputs=tuple(df._node for df in inputs), query=query, udfs=udf_specs(udfs))
         return self._frame(node)
 
+    def sql(self, query: str, /, **inputs: Any) -> DataFrame:
+        """`query` over whole datasets: pond plans the exchanges, two-phase aggregations and
+        broadcasts (see docs/sql.md). Inputs name the query's tables: DataFrames, or paths,
+        globs and s3:// URLs of Parquet. `partial_sql` keeps smallpond's per-partition meaning."""
+        from pond_core.sqlplan import session_sql
+
+        return session_sql(self, query, **inputs)
+
     # -- running -----------------------------------------------------------------------------
 
     def executor(self) -> Executor:

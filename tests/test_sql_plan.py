@@ -14,7 +14,8 @@ import pytest
 
 import pond_core
 from pond_core.errors import PondConfigError, PondSqlError
-from pond_core.pipeline import compile_pipeline, run_pipeline
+from pond_core.pipeline import compile_pipeline
+from pond_core.runner import run_plan
 from pond_core.sqlplan import PlanOptions, plan_sql, session_sql
 from pond_core.sqlplan.tpch import table_paths
 from tests.sql_compare import assert_same_result
@@ -102,8 +103,8 @@ def test_explain_shows_the_distributed_plan_and_pond_stages(sql_sessions, capsys
     assert text.startswith("== distributed plan (3 partitions) ==")
     assert "why:" in text and "fallbacks: none" in text
     frame_text = dq.frame.explain()
-    assert "== pond stages ==" in frame_text and text in frame_text
-    assert "== pond stages ==" in capsys.readouterr().out
+    assert "== physical plan ==" in frame_text and text in frame_text
+    assert "== physical plan ==" in capsys.readouterr().out
 
 
 def test_a_pipeline_returning_sql_is_an_ordinary_stable_plan(tmp_path):
@@ -124,10 +125,10 @@ def test_a_pipeline_returning_sql_is_an_ordinary_stable_plan(tmp_path):
         assert json.loads(out.stdout.strip().splitlines()[-1]) == [s.id for s in plan.stages]
     sp = pond_core.init(data_root=str(tmp_path / "run"), executor="local")
     try:
-        result = run_pipeline(plan, "sql-run", session=sp)
-        assert len(result["stages"]) == len(plan.stages)
-        rerun = run_pipeline(plan, "sql-run", session=sp)  # committed: resumes with nothing to do
-        assert rerun["stages"].keys() == result["stages"].keys()
+        result = run_plan(plan, "sql-run", settings=sp.config, executor=sp.executor())
+        assert len(result.stages) == len(plan.stages)
+        rerun = run_plan(plan, "sql-run", settings=sp.config, executor=sp.executor())  # committed: resumes with nothing to do
+        assert rerun.stages.keys() == result.stages.keys()
     finally:
         sp.shutdown()
 
@@ -163,3 +164,15 @@ def test_a_one_partition_reference_plan_and_catalog_names_through_a_lookup(sql_s
                        options=PlanOptions(single_read_threshold=0, partition_bytes=1))
     assert planned.distributed and not planned.fallbacks
     assert planned.frame.take_all() == reference.frame.take_all()
+
+
+def test_session_sql_is_the_distributed_planner(sql_sessions):
+    data = tpch_dir(0.1)
+    sp = sql_sessions("local")
+    paths = table_paths(data)
+    df = sp.sql("SELECT count(*) AS n, sum(o_totalprice) AS total FROM orders", orders=paths["orders"])
+    rows = df.take_all()
+    con = duckdb.connect()
+    n, total = con.execute(f"SELECT count(*), sum(o_totalprice) FROM read_parquet({paths['orders']!r})").fetchone()
+    assert rows == [{"n": n, "total": total}]
+    assert df.explain().startswith("== distributed plan")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
+    from pond_core.plan.logical import SourceSpec
     from pond_core.session import Session
 
 
@@ -57,10 +58,27 @@ def read_info(df: DataFrame) -> ReadInfo | None:
     return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
 
 
+def session_of(df: DataFrame) -> Session:
+    """The session a DataFrame was built from (DataFrame types it as the protocol it uses)."""
+    from pond_core.session import Session
+
+    session = df.session
+    assert isinstance(session, Session), f"a DataFrame of {type(session).__name__}, not of a pond Session"
+    return session
+
+
+def _source(df: DataFrame) -> SourceSpec:
+    from pond_core.plan.logical import Read
+
+    node = df._node
+    assert isinstance(node, Read), f"{node.label()} is not a read"
+    return node.source
+
+
 def reread(df: DataFrame, files: list[str]) -> DataFrame:
     """The same read over an explicit file list (in the order given), options kept."""
-    src = df._node.source
-    return df.session.read_parquet(
+    src = _source(df)
+    return session_of(df).read_parquet(
         files, recursive=False, columns=src.columns, union_by_name=src.union_by_name, hive_partitioning=src.hive_partitioning
     )
 
@@ -77,7 +95,7 @@ def read_sql(df: DataFrame, info: ReadInfo) -> str:
     """The SQL a pond task runs to read this frame whole (for schemas and statistics)."""
     from pond_core.execute.inputs import Part, source_sql
 
-    return source_sql(df._node.source, Part(list(info.files)), info.hive_sql_options)
+    return source_sql(_source(df), Part(tuple(info.files)), info.hive_sql_options)
 
 
 def source_files(df: DataFrame) -> list[tuple[str, ...]]:
@@ -101,7 +119,7 @@ def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | No
     for node in walk(df._node):
         view = f"__pond_frame_{node.id}"
         if isinstance(node, Read):
-            sub = df.session._frame(node)
+            sub = session_of(df)._frame(node)
             if node.source.format == "parquet":
                 info = read_info(sub)
                 if info is None:
@@ -110,7 +128,7 @@ def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | No
             else:
                 from pond_core.execute.inputs import empty_sql
 
-                sql = empty_sql([list(c) for c in node.source.schema or ()])
+                sql = empty_sql(tuple(node.source.schema or ()))
         elif isinstance(node, (Repartition, Limit)):
             sql = f"SELECT * FROM {quote_ident(names[node.inputs[0].id])}"
         elif isinstance(node, Sql) and not node.udfs:
@@ -118,7 +136,7 @@ def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | No
         elif isinstance(node, PyMap) and node.schema:
             from pond_core.execute.inputs import empty_sql
 
-            sql = empty_sql([list(c) for c in node.schema])
+            sql = empty_sql(tuple(node.schema))
         else:
             return None
         names[node.id] = view
@@ -158,16 +176,7 @@ def physical_stage_count(df: DataFrame) -> int:
 
 
 def sql_frame(df: DataFrame, plan_text: Any) -> DataFrame:
-    """The query's DataFrame whose explain() shows the distributed plan before pond's stages.
-
-    A subclass, so the returned frame is an ordinary DataFrame everywhere else; once
-    `Session.sql` lives on main, DataFrame.explain can render the attached plan itself."""
+    """The query's DataFrame, whose explain() shows the distributed plan before pond's plans."""
     from pond_core.dataframe import DataFrame
 
-    class SqlDataFrame(DataFrame):
-        def explain(self) -> str:
-            text = plan_text() + "\n\n== pond stages ==\n" + physical_plan_text(self)
-            print(text)
-            return text
-
-    return SqlDataFrame(df.session, df._node)
+    return DataFrame(df.session, df._node, planned_by=plan_text)

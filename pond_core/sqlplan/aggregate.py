@@ -30,6 +30,7 @@ import dataclasses
 import enum
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from sqlglot import exp
 
@@ -157,7 +158,7 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
     # Group keys as columns of the input (computed ones projected first).
     extra: list[tuple[str, str]] = []
     gcols: list[str] = []
-    for i, g in enumerate(groups):
+    for g in groups:
         if isinstance(g, exp.Column) and not g.table and g.name in child.columns:
             gcols.append(g.name)
         else:
@@ -299,7 +300,9 @@ def _to_groups(ctx: Context, rel: Rel, gcols: tuple[str, ...], label: str, raw: 
     return hash_exchange(ctx, rel, gcols, n, f"{label}: {what} of a group must meet")
 
 
-def _two_phase(ctx, child, gcols, calls, groups_est, label, keys_sql, group_by):
+def _two_phase(
+    ctx: Context, child: Rel, gcols: Sequence[str], calls: Any, groups_est: Any, label: str, keys_sql: Any, group_by: Any
+) -> tuple[Rel, Mode]:
     partials: list[str] = []
     finals: list[str] = []
     helpers: list[str] = []
@@ -349,7 +352,7 @@ def _two_phase(ctx, child, gcols, calls, groups_est, label, keys_sql, group_by):
     partial = derive(ctx, part_text, [child], part=child.part.renamed({c: c for c in gcols}), rows=min(child.rows, groups_est * max(1, child.n)),
                      op=Op.PARTIAL_AGGREGATE, detail=f"{label}: {', '.join(partials) or 'group keys'}",
                      reason="every aggregate has a partial form")
-    moved = _to_groups(ctx, partial, gcols, label)
+    moved = _to_groups(ctx, partial, tuple(gcols), label)
     source = sentinel(0)
     if helpers:
         cols = ", ".join(quote_ident(c) for c in partial.columns)

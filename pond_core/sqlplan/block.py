@@ -5,7 +5,8 @@ own module. A block's output relation has the SELECT's output names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlglot import exp
 
@@ -78,7 +79,7 @@ def _aggregate_calls(ctx: Context, roots: Sequence[exp.Expression]) -> list[exp.
     return list(out.values())
 
 
-def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label: str) -> Planned:
+def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap: Any, env: Env, label: str) -> Planned:
     items = list(sel.expressions)
     names = unique_names([i.alias_or_name for i in items])
     group = sel.args.get("group")
@@ -189,7 +190,7 @@ def _plan_rest(ctx: Context, sel: exp.Select, rel: Rel, colmap, env: Env, label:
     return Planned(rel, tuple(names))
 
 
-def _drop_outer(replace):
+def _drop_outer(replace: Callable[[exp.Expression], Any] | None) -> Callable[[exp.Expression], Any] | None:
     if replace is None:
         return None
 

@@ -156,11 +156,12 @@ def rewrite(
             if got is not None:
                 return got
         if isinstance(node, exp.Column) and orig is not None and id(orig) in bound:
-            if bound[id(orig)] is None:
+            name = bound[id(orig)]
+            if name is None:
                 from pond_core.sqlplan.rel import NotDistributable
 
                 raise NotDistributable(f"column {orig.sql(dialect=DIALECT)} is neither grouped nor aggregated here")
-            return column_ref(bound[id(orig)], qualifier)
+            return column_ref(name, qualifier)
         return node
 
     return copy.root.transform(visit, copy=False)

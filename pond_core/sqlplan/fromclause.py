@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from sqlglot import exp
 
@@ -161,7 +162,7 @@ def _attach(sel: exp.Select, node: exp.Expression) -> None:
     node.arg_key = "__pond_implied"
 
 
-def plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colmap, env: Env, label: str) -> Rel:
+def plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colmap: Any, env: Env, label: str) -> Rel:
     joins = sel.args.get("joins") or []
     kinds = [_kind(j) for j in joins]
     aliases = [X.item_alias(i) for i in X.source_items(sel)]
@@ -245,7 +246,7 @@ def plan_from(ctx: Context, sel: exp.Select, sources: dict[str, _Source], colmap
 class _Demand:
     """Which block columns are still needed after each join (only those are carried on)."""
 
-    def __init__(self, sel: exp.Select, colmap, later, end) -> None:
+    def __init__(self, sel: exp.Select, colmap: Any, later: Any, end: Any) -> None:
         self.colmap = colmap
         self.sel = sel
         self.final: set[str] = set()
@@ -271,7 +272,7 @@ class _Demand:
         return out or tuple(available[:1])
 
 
-def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colmap, needed: set[tuple[str, str]]) -> Rel:
+def _source_rel(ctx: Context, src: _Source, filters: list[exp.Expression], colmap: Any, needed: set[tuple[str, str]]) -> Rel:
     """The FROM item's needed columns under their block names, its own filters applied."""
     columns = [c for c in src.columns if (src.alias, c) in needed]
     if src.table is not None:
@@ -299,7 +300,10 @@ def _correlated(p: _Pred, sel: exp.Select) -> bool:
     return any(X.columns_bound_to(r, sel) for r in X.subquery_roots(p.expr))
 
 
-def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], sel, colmap, env, label, final: bool = True) -> Rel:
+def _apply_subquery_preds(
+    ctx: Context, rel: Rel, preds: Any, have: set[str], applied: set[int], sel: exp.Select, colmap: Any, env: Env, label: str,
+    final: bool = True,
+) -> Rel:
     """Subquery filters whose FROM items are all joined. Uncorrelated ones (a broadcast result,
     usually selective) run as early as possible; correlated ones (which move or read a whole
     inner table) wait for the end of the joins, when the outer rows are fewest."""
@@ -314,7 +318,10 @@ def _apply_subquery_preds(ctx, rel, preds, have: set[str], applied: set[int], se
     return rel
 
 
-def _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, demand) -> Rel:
+def _join_group(
+    ctx: Context, sel: exp.Select, group: Any, rels: Any, preds: Any, applied: set[int], colmap: Any, env: Env, label: str,
+    demand: Any,
+) -> Rel:
     """Inner joins of a FROM list: small relations that join without multiplying rows first
     (a filtered dimension chain becomes one small broadcast), then greedily from the largest."""
     units: list[tuple[frozenset[str], Rel]] = [(frozenset([a]), rels[a]) for a in group]
@@ -392,7 +399,7 @@ def _join_group(ctx, sel, group, rels, preds, applied, colmap, env, label, deman
     return _apply_subquery_preds(ctx, rel, preds, set(group), applied, sel, colmap, env, label)
 
 
-def _preference(ctx: Context, current: Rel, cand: Rel, pairs) -> tuple:
+def _preference(ctx: Context, current: Rel, cand: Rel, pairs: Any) -> tuple[Any, ...]:
     """Greedy join order: the join with the fewest estimated output rows first, within a factor
     of four (so a join that multiplies rows waits for the filters that shrink it), then the one
     that moves the fewest bytes (co-partitioned, broadcast, or only one side exchanged)."""

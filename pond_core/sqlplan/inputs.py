@@ -219,9 +219,10 @@ def _parquet_sizes(frame: DataFrame, files: list[str], shadow: Shadow) -> tuple:
     clusters: dict[str, tuple[tuple[str, str], ...]] = {}
     if len(files) > 1:
         for col in [c for c in lo if ranged.get(c)]:
-            entries = [(per_file.get((col, f)), f) for f in files]
-            if any(e is None or e[3] for e, _ in entries):
+            found = [(per_file.get((col, f)), f) for f in files]
+            if any(e is None or e[3] for e, _ in found):
                 continue  # a file without statistics, or NULL keys
+            entries = [(e, f) for e, f in found if e is not None]
             entries.sort(key=lambda x: x[0][0])
             if all(entries[i][0][1] < entries[i + 1][0][0] for i in range(len(entries) - 1)):
                 clusters[col] = tuple((f, e[2]) for e, f in entries)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Sequence
+from typing import Any
 
 from pond_core.plan.sql import quote_ident
 from pond_core.sqlplan.layout import colocate, copartitioned
@@ -137,7 +138,7 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
     return Strategy.BROADCAST_RIGHT, "no equality keys: the smaller side goes to every partition"
 
 
-def _anchored(side: Rel, other: Rel, pairs) -> bool:
+def _anchored(side: Rel, other: Rel, pairs: Any) -> bool:
     from pond_core.sqlplan.layout import anchor
 
     return anchor(side, other, pairs, flip=False) is not None

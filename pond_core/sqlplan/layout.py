@@ -113,7 +113,9 @@ def key_range_exchange(ctx: Context, rel: Rel, key: str, bounds: tuple[str, ...]
     return dataclasses.replace(rel, df=df, part=part, node=node)
 
 
-def align_types(ctx: Context, left: Rel, right: Rel, lk: tuple[str, ...], rk: tuple[str, ...]):
+def align_types(
+    ctx: Context, left: Rel, right: Rel, lk: tuple[str, ...], rk: tuple[str, ...]
+) -> tuple[Rel, Rel, tuple[str, ...], tuple[str, ...]]:
     """Hash keys of different types cast to the type DuckDB compares them in."""
     lcast, rcast = [], []
     new_l, new_r = list(lk), list(rk)

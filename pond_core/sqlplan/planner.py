@@ -102,9 +102,10 @@ def plan_sql(
         n = choose_npartitions(opts, sum(t.total_bytes for t in tables.values()), adapter.cluster_cores(session), hashed)
         ctx = Context(session, opts, n, shadow, tables)
         rel, root = _plan(ctx, body, output)
-        frame = adapter.sql_frame(rel.df, lambda: dq.explain())
-        dq = DistributedQuery(body, frame, root, n, tuple(ctx.fallbacks), output)
-        return dq
+        holder: list[DistributedQuery] = []  # the frame's explain() needs the query it belongs to
+        frame = adapter.sql_frame(rel.df, lambda: holder[0].explain())
+        holder.append(DistributedQuery(body, frame, root, n, tuple(ctx.fallbacks), output))
+        return holder[0]
     finally:
         shadow.close()
 

@@ -11,6 +11,8 @@ hash alike) and named like its left side.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from sqlglot import exp
 
 from pond_core.plan.sql import quote_ident
@@ -33,7 +35,7 @@ from pond_core.sqlplan.rel import (
 from pond_core.sqlplan.scope import Env, Planned
 
 
-def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branch) -> Planned:
+def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branch: Callable[..., Planned]) -> Planned:
     if e.args.get("by_name"):
         raise NotDistributable("UNION BY NAME")
     left = plan_branch(e.this, env, f"{label} (left)")
@@ -92,7 +94,7 @@ def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branc
     return Planned(rel, tuple(names))
 
 
-def _conform(ctx: Context, rel: Rel, names, types, label: str) -> Rel:
+def _conform(ctx: Context, rel: Rel, names: Sequence[str], types: Sequence[str], label: str) -> Rel:
     if tuple(rel.columns) == tuple(names) and tuple(rel.types) == tuple(types):
         return rel
     exprs = []

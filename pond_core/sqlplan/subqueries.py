@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -157,7 +158,7 @@ def prepare(
     return Prepared(rel, inputs, rewritten, nodes, notes)
 
 
-def _analyse(ctx: Context, root: exp.Expression, select: exp.Select, colmap, env: Env) -> _Analysis:
+def _analyse(ctx: Context, root: exp.Expression, select: exp.Select, colmap: Any, env: Env) -> _Analysis:
     outer_cols = [c for c in root.find_all(exp.Column) if X.binding_select(c) is select]
     if not outer_cols:
         return _Analysis(root, False, [], [], {})
@@ -236,7 +237,7 @@ def _inner_rel(ctx: Context, env: Env, inner: _Inner, filters: list[exp.Expressi
     return scan(ctx, table, inner.alias, cols, filters)
 
 
-def _bind_correlated(root: exp.Expression, select: exp.Select, colmap, sentinels: dict[int, str]) -> exp.Expression:
+def _bind_correlated(root: exp.Expression, select: exp.Select, colmap: Any, sentinels: dict[int, str]) -> exp.Expression:
     """A copy of the subquery: outer columns read __pond_outer, tables read the step's inputs."""
     copy = root.copy()
     pairs = list(zip(root.walk(), copy.walk()))
