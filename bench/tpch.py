@@ -64,7 +64,7 @@ TARGETS: dict[float, dict[str, dict[str, float]]] = {
     10.0: {"pond": {"W1": 1.1, "W2": 1.0, "W3": 1.3}, WARM: {"W1": 1.2, "W3": 1.2}},
 }
 # 8 files per table at every scale: both engines read the same files, DuckDB parallelises over
-# row groups (tpchgen's ~7 MiB, ~300 in SF10 lineitem) whatever the file count, and pond splits
+# row groups (tpchgen's ~7 MiB: 528 in SF10 lineitem) whatever the file count, and pond splits
 # a source over as many producer tasks as the executor has cores (2 here), so 8 files are
 # enough to keep every core busy on both sides; more files would change neither side's plan.
 FILES_PER_TABLE = 8
