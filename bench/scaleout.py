@@ -41,7 +41,6 @@ import math
 import os
 import pathlib
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import _cluster
 import _common
 from _common import BenchFailure
 
@@ -317,20 +317,6 @@ def child_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- parent
 
 
-@contextlib.contextmanager
-def terminate_cleanly() -> Iterator[None]:
-    """SIGTERM/SIGHUP become SystemExit, so `finally` blocks stop the cluster."""
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def run_config(config: str, address: str | None, args: argparse.Namespace, paths: dict[str, str], scratch: pathlib.Path) -> dict[str, Any]:
     work = pathlib.Path(tempfile.mkdtemp(prefix=f"scaleout-{config}-", dir=scratch))
     cmd = [__file__, "--child", config, "--workdir", str(work), "--workloads", args.only,
@@ -375,7 +361,7 @@ def measure(args: argparse.Namespace, configs: list[str], paths: dict[str, str])
             errors[config] = str(e)
             print(f"    {config}: FAILED\n" + "\n".join("      " + l for l in str(e).splitlines()), file=sys.stderr, flush=True)
 
-    with terminate_cleanly():
+    with _cluster.terminate_cleanly():
         for r in range(args.runs):
             load = _common.machine_info()["loadavg"]
             round_load.append(load)
