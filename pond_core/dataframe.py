@@ -14,6 +14,7 @@ from pond_core.errors import PondConfigError
 from pond_core.execute.results import StageManifest
 from pond_core.io.options import StorageOptions
 from pond_core.io.sink_spec import MODES, SinkSpec
+from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Repartition, RepartitionMethod, Sql, render
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
@@ -37,6 +38,9 @@ class PlanRunner(Protocol):
 
     def mark_recompute(self, node: Node) -> None:
         """Ignore committed results of this node's plan the next time it runs."""
+
+    def compile_options(self, started: bool = False) -> CompileOptions:
+        """How plans compile where this session runs them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +207,8 @@ class DataFrame:
         """The logical plan and the physical stages it compiles to; printed and returned."""
         from pond_core.plan.compile import compile_plan
 
-        text = "== logical plan ==\n" + render(self._node) + "\n\n== physical plan ==\n" + compile_plan(self._node).render()
+        plan = compile_plan(self._node, options=self.session.compile_options())
+        text = "== logical plan ==\n" + render(self._node) + "\n\n== physical plan ==\n" + plan.render()
         if self._planned_by is not None:
             text = self._planned_by() + "\n\n" + text
         print(text)

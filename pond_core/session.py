@@ -25,6 +25,7 @@ from pond_core.execute.executors import Executor, make_executor
 from pond_core.execute.results import StageManifest
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.layout import RunLayout
+from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Node, Read, SourceFormat, SourceSpec, Sql, walk
 from pond_core.plan.physical import SinkOutput, StageOutput
 from pond_core.settings import Settings
@@ -219,7 +220,7 @@ class Session:
         from pond_core.plan.compile import compile_plan
         from pond_core.runner import run_plan
 
-        plan = compile_plan(root, output)
+        plan = compile_plan(root, output, options=self.compile_options(started=True))
         self._ensure_layout()
         recompute = any(n.id in self._recompute for n in walk(root))
         force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
@@ -232,6 +233,18 @@ class Session:
             raise
         self._recompute -= {n.id for n in walk(root)}
         return result.manifests[plan.final.name]
+
+    def compile_options(self, started: bool = False) -> CompileOptions:
+        """How this session's plans compile: on one machine, co-partitioned stages are fused
+        with their exchanges (see plan/fuse.py). `started`: ask the executor (a Ray cluster
+        may have one node); otherwise judge from the settings alone, starting nothing."""
+        if started:
+            one_machine = self.executor().machines() == 1
+        elif self._executor is not None:
+            one_machine = self._executor.machines() == 1
+        else:
+            one_machine = not self.config.use_ray
+        return CompileOptions(fuse_co_partitioned=one_machine)
 
     def mark_recompute(self, node: Node) -> None:
         self._recompute.add(node.id)

@@ -55,6 +55,9 @@ class Executor(Protocol):
     def max_task_cores(self) -> int:
         """The most CPU cores one task can be given: what the largest machine has."""
 
+    def machines(self) -> int:
+        """How many machines run tasks (1: everything stays in one machine's memory and disk)."""
+
     def submit(self, spec: TaskSpec) -> cf.Future:
         """Start one task; the future's result is its TaskResult."""
 
@@ -100,6 +103,9 @@ class LocalExecutor:
 
     def max_task_cores(self) -> int:
         return self._cores
+
+    def machines(self) -> int:
+        return 1
 
     def submit(self, spec: TaskSpec) -> cf.Future:
         return self._outstanding.track(self._pool.submit(run_hooked, spec, tuple(self.task_hooks)), None)
@@ -168,6 +174,9 @@ class RayExecutor:
     def max_task_cores(self) -> int:
         # A task runs on one node: asking for more CPUs than any node has never schedules.
         return max((int(n["Resources"]["CPU"]) for n in self._task_nodes()), default=0) or 1
+
+    def machines(self) -> int:
+        return max(1, len(self._task_nodes()))
 
     def _task_node_memory(self) -> list[int]:
         return [int(n["Resources"].get("memory", 0)) for n in self._task_nodes()]

@@ -29,11 +29,20 @@ from pond_core.execute.results import (
 )
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
-from pond_core.execute.task_spec import ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
+from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
 from pond_core.io import SinkWriter, join_path, resolve_paths
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
-from pond_core.plan.physical import ExchangeOutput, FilesOutput, PhysicalPlan, SinkOutput, SourceInput, Stage, UpstreamInput
+from pond_core.plan.physical import (
+    BucketedFilesOutput,
+    ExchangeOutput,
+    FilesOutput,
+    PhysicalPlan,
+    SinkOutput,
+    SourceInput,
+    Stage,
+    UpstreamInput,
+)
 
 
 class StageRun:
@@ -179,8 +188,8 @@ class StageRun:
         self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float
     ) -> StageManifest:
         n = resolved.npartitions
-        partitions = tuple(PartitionOutput(k, done[k].files) for k in range(n))
         schema = next((done[k].schema for k in range(n) if done[k].schema), ())
+        partitions = _partitions(self.stage, [done[k] for k in range(n)])
         finished = time.time()
         records = [done[k] for k in range(n)]
         result = StageResult(
@@ -189,7 +198,7 @@ class StageRun:
             stage=self.stage.name,
             output_kind=self.stage.output.kind,
             location=commit.path if commit else self.ctx.layout.stage_dir(self.stage.id),
-            npartitions=n,
+            npartitions=len(partitions),
             files=len(commit.files) if commit else sum(len(p.files) for p in partitions),
             rows=sum(p.rows for p in partitions),
             bytes=sum(p.bytes for p in partitions),
@@ -248,15 +257,25 @@ class _PartitionTasks:
             return FilesTarget(self.store.attempt_path(self.stage.id, partition, attempt, ".parquet"))
         if isinstance(output, ExchangeOutput):
             return ExchangeTarget(self.store.attempt_path(self.stage.id, partition, attempt), output)
+        if isinstance(output, BucketedFilesOutput):
+            return BucketedTarget(self.store.attempt_path(self.stage.id, partition, attempt))
         assert self.sink is not None
         copy_sql = self.sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", partition, f"a{attempt}")
         return SinkTarget(copy_sql, output.sink, self.sink.job_id)
 
 
+def _partitions(stage: Stage, records: list[CommittedPartition]) -> tuple[PartitionOutput, ...]:
+    """The stage's partitions: one per task, or for a fused stage, its one task's files by partition."""
+    if isinstance(stage.output, BucketedFilesOutput):
+        files = [f for r in records for f in r.files]
+        return tuple(PartitionOutput(k, tuple(f for f in files if f.bucket == k)) for k in range(stage.output.npartitions))
+    return tuple(PartitionOutput(r.partition, r.files) for r in records)
+
+
 def _target_path(target: TaskTarget) -> str:
     if isinstance(target, FilesTarget):
         return target.path
-    if isinstance(target, ExchangeTarget):
+    if isinstance(target, (ExchangeTarget, BucketedTarget)):
         return target.dir
     return target.sink.path
 

@@ -17,11 +17,12 @@ import duckdb
 
 from pond_core.errors import PondError
 from pond_core.execute.results import TaskResult
+from pond_core.execute.task_db import TaskDatabase, thread_database
 from pond_core.execute.task_errors import classify
-from pond_core.execute.task_spec import ExchangeTarget, FilesTarget, SinkTarget, TaskSpec
+from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, SinkTarget, TaskSpec
 from pond_core.io.sink import written_files
 from pond_core.io.written import WrittenFile
-from pond_core.plan.physical import PythonStep, Schema, SqlStep, Step
+from pond_core.plan.physical import BUCKET_COLUMN, PythonStep, Schema, SqlStep, Step
 from pond_core.plan.sql import bind, quote_ident, quote_str
 
 # Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
@@ -34,16 +35,19 @@ SELECT_TOKEN = "__POND_SELECT__"  # where a sink's COPY statement takes the task
 _WIDE_INTEGERS = {"HUGEINT": "DECIMAL(38,0)", "UHUGEINT": "DECIMAL(38,0)"}
 
 
-def run_task(spec: TaskSpec) -> TaskResult:
-    """Run one task and return its result; raise a PondError naming stage, partition and cause."""
+def run_task(spec: TaskSpec, database: TaskDatabase | None = None) -> TaskResult:
+    """Run one task and return its result; raise a PondError naming stage, partition and cause.
+
+    `database`: the worker's reused DuckDB database (default: the calling thread's)."""
     started = time.time()
-    os.makedirs(spec.spill_dir, exist_ok=True)
-    con = duckdb.connect(config=_connection_config(spec))
+    # DuckDB creates the spill directory itself when it first spills, not its parents; that it
+    # exists afterwards is how the worker's database knows this task spilled (see task_db.py).
+    os.makedirs(os.path.dirname(spec.spill_dir), exist_ok=True)
     try:
-        _configure_storage(con, spec)
-        files, schema = _run(con, spec)
+        with (database or thread_database()).cursor(spec, _startup_config(spec)) as con:
+            _configure_storage(con, spec)
+            files, schema = _run(con, spec)
     finally:
-        con.close()
         shutil.rmtree(spec.spill_dir, ignore_errors=True)  # per attempt; on a worker node nobody else cleans it
     return TaskResult(
         partition=spec.partition,
@@ -72,23 +76,20 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
         schema = _schema(con, spec.result)
         if isinstance(spec.target, ExchangeTarget):
             schema = exchange_columns(schema, spec.target.exchange.columns)
+        if isinstance(spec.target, BucketedTarget):
+            schema = tuple(c for c in schema if c[0] != BUCKET_COLUMN)
         return _write_output(con, spec, schema), schema
     except duckdb.Error as exc:
         raise _sink_error(spec, exc) or classify(exc, spec.where, current, sql_text) from exc
 
 
-def _connection_config(spec: TaskSpec) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "threads": spec.threads,
-        "memory_limit": spec.memory_limit,
-        "temp_directory": spec.spill_dir,
-        "preserve_insertion_order": True,
-    }
+def _startup_config(spec: TaskSpec) -> dict[str, Any]:
+    """Options DuckDB takes only when a database opens (S3 work: httpfs loading unverified)."""
     if any(p.startswith("s3://") for p in spec.paths):
         from pond_core.io import duckdb_connect_config
 
-        config.update(duckdb_connect_config(list(spec.paths)))
-    return config
+        return duckdb_connect_config(list(spec.paths))
+    return {}
 
 
 def _configure_storage(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> None:
@@ -156,18 +157,20 @@ def _write_output(con: duckdb.DuckDBPyConnection, spec: TaskSpec, schema: Schema
             f"(FORMAT parquet, COMPRESSION {EXCHANGE_COMPRESSION}, RETURN_STATS true)"
         )
     elif isinstance(target, ExchangeTarget):
-        statement = _exchange_statement(spec.result, target, schema)
+        bucket = bucket_expression(target.exchange.method, list(target.exchange.keys), target.exchange.expr, target.exchange.npartitions)
+        statement = _bucketed_statement(spec.result, target.dir, bucket, schema)
+    elif isinstance(target, BucketedTarget):
+        statement = _bucketed_statement(spec.result, target.dir, quote_ident(BUCKET_COLUMN), schema)
     else:
         statement = target.copy_sql.replace(SELECT_TOKEN, f"({select})")
     return written_files(con.execute(statement))
 
 
-def _exchange_statement(relation: str, target: ExchangeTarget, schema: Schema) -> str:
-    out = target.exchange
-    bucket = bucket_expression(out.method, list(out.keys), out.expr, out.npartitions)
+def _bucketed_statement(relation: str, directory: str, bucket: str, schema: Schema) -> str:
+    """Rows written one directory per partition (`__pond_bucket=K/`): an exchange, or a fused stage."""
     return (
         f"COPY (SELECT {_storable_columns(schema)}, {bucket} AS __pond_bucket FROM {quote_ident(relation)}) "
-        f"TO {quote_str(target.dir)} (FORMAT parquet, COMPRESSION {EXCHANGE_COMPRESSION}, "
+        f"TO {quote_str(directory)} (FORMAT parquet, COMPRESSION {EXCHANGE_COMPRESSION}, "
         f"PARTITION_BY (__pond_bucket), FILENAME_PATTERN 'data_{{i}}', RETURN_STATS true)"
     )
 

@@ -40,7 +40,14 @@ class SinkTarget:
     write_id: str
 
 
-TaskTarget = Union[FilesTarget, ExchangeTarget, SinkTarget]
+@dataclasses.dataclass(frozen=True)
+class BucketedTarget:
+    """Write the result split by its partition column (a fused stage) under `dir`."""
+
+    dir: str
+
+
+TaskTarget = Union[FilesTarget, ExchangeTarget, SinkTarget, BucketedTarget]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,8 +55,10 @@ class FileSystem(ABC):
     def read_bytes(self, path: str) -> bytes: ...
 
     @abstractmethod
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Write a whole file; a reader sees the old content or the new, never a part."""
+    def write_bytes(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Write a whole file; a reader sees the old content or the new, never a part.
+        `durable=False` skips the fsyncs: the file survives a killed process but maybe not a
+        power cut (for records whose loss only costs work done again)."""
 
     @abstractmethod
     def rename(self, src: str, dst: str) -> None:
@@ -143,7 +145,7 @@ class LocalFileSystem(FileSystem):
         with open(normalize_path(path), "rb") as fh:
             return fh.read()
 
-    def write_bytes(self, path: str, data: bytes) -> None:
+    def write_bytes(self, path: str, data: bytes, durable: bool = True) -> None:
         path = normalize_path(path)
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
@@ -152,12 +154,14 @@ class LocalFileSystem(FileSystem):
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             _unlink_quietly(tmp)
             raise
-        fsync_dir(parent)
+        if durable:
+            fsync_dir(parent)
 
     def rename(self, src: str, dst: str) -> None:
         src, dst = normalize_path(src), normalize_path(dst)

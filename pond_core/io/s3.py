@@ -127,7 +127,7 @@ class S3FileSystem(FileSystem):
 
         return self._call("read", path, read)
 
-    def write_bytes(self, path: str, data: bytes) -> None:
+    def write_bytes(self, path: str, data: bytes, durable: bool = True) -> None:  # a PUT is durable when it returns
         def write() -> None:
             with self._fs.open_output_stream(_key(path)) as fh:
                 fh.write(data)

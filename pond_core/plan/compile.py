@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pond_core.plan.fuse import fuse_co_partitioned
 from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, RepartitionMethod, Sql, walk
 from pond_core.plan.optimize import optimize
 from pond_core.plan.physical import (
@@ -34,17 +35,30 @@ from pond_core.plan.physical import (
 from pond_core.plan.sql import referenced_columns
 
 
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """Choices that depend on where the plan will run (the logical plan means the same)."""
+
+    # One machine: a stage reading hash exchanges runs as one task over their inputs, and the
+    # exchanges are not written (plan/fuse.py). Never for plans an orchestrator runs stage by
+    # stage, nor on a cluster of several nodes.
+    fuse_co_partitioned: bool = False
+
+
 def compile_plan(
     root: Node,
     output: StageOutput = FILES,
     *,
     pipeline: str | None = None,
     params: dict[str, Any] | None = None,
+    options: CompileOptions = CompileOptions(),
 ) -> PhysicalPlan:
     with _recursion_room(len(walk(root))):
         builder = _Builder()
         builder.stage_for(optimize(root), output)
     stages = _prune_exchange_columns(builder.stages)
+    if options.fuse_co_partitioned:
+        stages = fuse_co_partitioned(stages)
     return PhysicalPlan(stages=tuple(stages), pipeline=pipeline, params=dict(params or {}))
 
 

@@ -191,7 +191,23 @@ class SinkOutput:
         return {"kind": self.kind, "sink": self.sink.to_dict()}
 
 
-StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput]
+@dataclasses.dataclass(frozen=True)
+class BucketedFilesOutput:
+    """The files of `npartitions` partitions written by ONE task, each row tagged with its
+    partition in the column `BUCKET_COLUMN` (a fused stage: see plan/fuse.py). The manifest
+    lists them as `npartitions` partitions, as if each had been its own task."""
+
+    npartitions: int
+
+    kind = "bucketed_files"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "npartitions": self.npartitions}
+
+
+BUCKET_COLUMN = "__pond_b"
+
+StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput, BucketedFilesOutput]
 FILES = FilesOutput()
 
 
@@ -206,6 +222,8 @@ def output_from_dict(d: Mapping[str, Any]) -> StageOutput:
         )
     if d["kind"] == "sink":
         return SinkOutput(SinkSpec.from_dict(d["sink"]))
+    if d["kind"] == "bucketed_files":
+        return BucketedFilesOutput(int(d["npartitions"]))
     raise PondSerializationError(f"unknown stage output kind {d['kind']!r}")
 
 
@@ -331,6 +349,8 @@ class PhysicalPlan:
         for s in self.stages:
             parts = "auto" if s.npartitions == 0 else str(s.npartitions)
             lines.append(f"{s.name} ({s.id}) partitions={parts} output={describe_output(s.output)}")
+            if isinstance(s.output, BucketedFilesOutput):
+                lines.append(f"    why: {s.description}")
             for i in s.inputs:
                 what = f"stage {self.stage(i.stage).name}" if isinstance(i, UpstreamInput) else f"{i.source.format} {', '.join(i.source.paths[:3])}"
                 lines.append(f"    input {i.name}: {what} [{i.split.value}]")
@@ -346,6 +366,8 @@ def describe_output(output: StageOutput) -> str:
         return text + (f" columns={list(output.columns)}" if output.columns is not None else "")
     if isinstance(output, SinkOutput):
         return f"sink {output.sink.path}"
+    if isinstance(output, BucketedFilesOutput):
+        return f"files in {output.npartitions} partitions, written by one task"
     return "files"
 
 

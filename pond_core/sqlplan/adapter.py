@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
@@ -60,11 +60,11 @@ def read_info(df: DataFrame) -> ReadInfo | None:
 
 def session_of(df: DataFrame) -> Session:
     """The session a DataFrame was built from (DataFrame types it as the protocol it uses)."""
-    from pond_core.session import Session
-
     session = df.session
-    assert isinstance(session, Session), f"a DataFrame of {type(session).__name__}, not of a pond Session"
-    return session
+    # Checked by what it can do, not its class: importing pond_core.session here would make an
+    # import cycle (Session.sql imports this package).
+    assert hasattr(session, "read_parquet"), f"a DataFrame of {type(session).__name__}, not of a pond Session"
+    return cast("Session", session)
 
 
 def _source(df: DataFrame) -> SourceSpec:
