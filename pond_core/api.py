@@ -58,7 +58,7 @@ _EXPORTS = {
     "StageResult": "pond_core.execute.results",
     "Executor": "pond_core.execute.executors",
     "TaskHook": "pond_core.execute.executors",
-    "make_executor": "pond_core.execute.executors",
+    "make_executor": "pond_core.execute.executor_for",
     "TaskSpec": "pond_core.execute.task_spec",
     # a run's storage
     "RunLayout": "pond_core.layout",

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pond_core.examples import generate_shop
-from pond_core.execute.executors import make_executor
+from pond_core.execute.executor_for import make_executor
 from pond_core.pipeline import compile_pipeline
 from pond_core.plan.physical import Stage
 from pond_core.runner import run_plan

@@ -24,7 +24,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
-from pond_core.execute.executors import Executor, TaskHook, make_executor
+from pond_core.execute.executor_for import make_executor
+from pond_core.execute.executors import Executor, TaskHook
 from pond_core.execute.results import StageManifest, StageResult
 from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage_run import StageRun

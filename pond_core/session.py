@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError, PondError
-from pond_core.execute.executors import Executor, make_executor
+from pond_core.execute.executor_for import make_executor
+from pond_core.execute.executors import Executor
 from pond_core.execute.results import StageManifest
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.layout import RunLayout
@@ -56,6 +57,8 @@ def init(
     storage_options: StorageOptions | dict[str, Any] | None = None,
     keep_intermediates: bool | None = None,
     max_task_memory: int | str | None = None,
+    warm_workers: bool | None = None,
+    worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
@@ -71,7 +74,7 @@ def init(
         ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform, executor=executor,
         memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
-        speculation=speculation,
+        warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation,
     )
     return Session(settings, _storage_options(storage_options))
 

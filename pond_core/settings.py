@@ -184,6 +184,12 @@ SETTINGS: tuple[Setting, ...] = (
         "A task that runs out of memory is retried with twice the memory up to this, e.g. 64GB; default: the largest node's.",
         "Most memory per task", _SN,
     ),
+    Setting(
+        "warm_workers", Kind.BOOLEAN,
+        "Run tasks on long-lived pond workers of the Ray cluster that every new driver reuses; default: on with a ray_address.",
+        "Warm Ray workers", _SN,
+    ),
+    Setting("worker_idle_seconds", Kind.INTEGER, "A warm Ray worker with no task for this long exits.", "Warm worker idle timeout (s)", _SN, default=600, minimum=1),
     Setting("speculation", Kind.BOOLEAN, "Speculative copies of straggling tasks, the first to finish wins; default: on with Ray, off in-process.", "Speculative copies of stragglers", _SN),
     Setting("s3_endpoint_url", Kind.TEXT, "S3-compatible endpoint, e.g. http://minio:9000; default: AWS_ENDPOINT_URL, else AWS itself.", "S3 endpoint URL", _N, env=False, storage_field="endpoint_url"),
     Setting("s3_region", Kind.TEXT, "S3 region; default: AWS_REGION.", "S3 region", _N, env=False, storage_field="region"),
@@ -233,6 +239,8 @@ class Settings:
     catalog_url: str | None = dataclasses.field(repr=False)
     keep_intermediates: bool
     max_task_memory: int | None
+    warm_workers: bool | None
+    worker_idle_seconds: int
     speculation: bool | None
 
     @classmethod

@@ -7,7 +7,8 @@ import os
 import duckdb
 
 import pond_core
-from pond_core.execute.executors import LocalExecutor, RayExecutor
+from pond_core.execute.executors import LocalExecutor
+from pond_core.execute.ray_executor import RayExecutor
 
 
 def test_a_ray_worker_that_dies_is_retried(ray_instance, tmp_path):

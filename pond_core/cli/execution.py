@@ -82,7 +82,7 @@ def execute(
 
 
 def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catalog, show_progress: bool) -> Outcome:
-    from pond_core.execute.executors import make_executor
+    from pond_core.execute.executor_for import make_executor
     from pond_core.runner import run_plan
 
     earlier = check_reuse(catalog, run_id, plan)
