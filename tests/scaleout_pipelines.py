@@ -132,3 +132,23 @@ SPILL_QUERY = "SELECT i % 3000000 AS k, count(*) AS n, any_value(repeat('x', 40)
 def spilling(sp: Any) -> Any:
     """One partition whose aggregation and write need more than a 300 MiB task limit unless it spills."""
     return sp.partial_sql(SPILL_QUERY)
+
+
+STATE_QUERY = (
+    "SELECT key, (SELECT count(*) FROM duckdb_secrets()) AS secrets, "
+    "(SELECT count(*) FROM duckdb_functions() WHERE function_name = 'plus_one') AS udfs, "
+    "current_setting('memory_limit') AS memory_limit, current_setting('threads')::INT AS threads FROM {0}"
+)
+
+
+def worker_state(sp: Any, output_root: str, marker_dir: str, with_udf: bool = False) -> Any:
+    """Four partitions that report the DuckDB state their task sees (secrets, a UDF of an
+    earlier task, memory limit, threads) and leave a Probe marker naming the worker's pid."""
+    from pond_core.udfs import udf
+
+    keys = sp.from_items([{"key": i} for i in range(16)]).repartition(4, hash_by="key")
+    if with_udf:
+        plus_one = udf(["BIGINT"], "BIGINT", name="plus_one")(lambda v: v + 1)
+        keys = sp.partial_sql("SELECT plus_one(key) - 1 AS key FROM {0}", keys, udfs=[plus_one])
+    state = sp.partial_sql(STATE_QUERY, keys)
+    return state.map_batches(Probe(marker_dir, 0.0, -1, 0.0, 0, -1), batch_size=KEYS).sink_parquet(output_root)

@@ -106,7 +106,10 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, t
         if proc.poll() is not None:
             raise AssertionError(f"pond exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            proc.send_signal(signal.SIGUSR1)  # its stacks, to stderr
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"timed out waiting for {what}: {proc.communicate()[1][-10000:]}")
         time.sleep(0.05)
 
 

@@ -9,11 +9,14 @@
     pond clean [--older-than 7d]             delete intermediate outputs of old runs
 
 Exit codes: 0 ok, 1 a run failed, 2 invalid command (nothing ran), 130 interrupted.
+`kill -USR1 PID` prints the stacks of a running `pond` to its stderr.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 
 import click
@@ -50,7 +53,9 @@ for command in (
 
 
 def main() -> None:
-    """Console entry point: exits with the command's code."""
+    """Console entry point: exits with the command's code. `kill -USR1` prints every thread's
+    stack to stderr, to see where a driver that seems stuck is waiting."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     pond.main(prog_name="pond")
 
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ log = logging.getLogger("pond.ray")
 NAMESPACE = "pond"
 REFRESH_SECONDS = 5.0  # how stale the driver's list of nodes may get
 RESPAWN_SECONDS = 10.0  # the longest wait for Ray to release a dead worker's name
+OWNER_CHECK_SECONDS = 1.0  # how often a running task's worker checks that its driver is alive
 
 
 def environment_digest() -> str:
@@ -76,20 +78,41 @@ class PondWorker:
         self._busy = False
         threading.Thread(target=self._exit_when_idle, name="pond-worker-idle", daemon=True).start()
 
-    def run(self, spec: TaskSpec, hooks: Sequence[Any]) -> TaskResult:
+    def run(self, spec: TaskSpec, hooks: Sequence[Any], owner_job: str) -> TaskResult:
         import ray
 
         from pond_core.execute.ray_support import running_record
 
         node = ray.get_runtime_context().get_node_id()
         self._busy = True
+        finished = threading.Event()
+        threading.Thread(target=self._exit_if_owner_dies, args=(owner_job, finished), name="pond-worker-owner", daemon=True).start()
         try:
             with running_record(spec, node):
                 from pond_core.execute.executors import run_hooked
 
                 return dataclasses.replace(run_hooked(spec, hooks, self._db), node=node)
         finally:
+            finished.set()
             self._busy, self._last = False, time.monotonic()
+
+    def _exit_if_owner_dies(self, owner_job: str, finished: threading.Event) -> None:
+        """A plain Ray task dies with the driver that submitted it; a detached actor would go on
+        with a dead driver's task (an Airflow task killed, a driver lost), holding its CPUs and
+        writing files nobody commits. So the worker exits, as Ray would kill the task's process."""
+        import ray
+
+        gcs = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]  # (set once connected)
+        while not finished.wait(OWNER_CHECK_SECONDS):
+            try:
+                jobs = gcs.get_all_job_info(job_or_submission_id=owner_job, skip_submission_job_info_field=True,
+                                            skip_is_running_tasks_field=True, timeout=10)
+            except Exception as exc:  # the GCS briefly unreachable: look again
+                log.debug("pond worker: cannot look up job %s: %s", owner_job, exc)
+                continue
+            if jobs and all(info.is_dead for info in jobs.values()):
+                log.warning("pond worker %d: the driver (job %s) of its task is gone: exiting", os.getpid(), owner_job)
+                os._exit(1)
 
     def identity(self) -> dict[str, Any]:
         """Who serves the tasks (for tests and `pond` diagnostics)."""
@@ -145,7 +168,10 @@ class WarmPool:
         self._running: dict[cf.Future[TaskResult], _Running] = {}
         self._stopped: set[cf.Future[TaskResult]] = set()  # tasks whose worker pond killed
         self._actor_class = ray.remote(PondWorker)
+        self._job = ray.get_runtime_context().get_job_id()
         self._refreshed = 0.0
+        self._finished: queue.SimpleQueue[tuple[_Running, cf.Future[Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._settle_finished, name="pond-warm-settle", daemon=True).start()
         self.refresh()
 
     # -- cluster -----------------------------------------------------------------------------
@@ -220,8 +246,10 @@ class WarmPool:
             actor = self._actor(node, slot)
             running = _Running(queued.spec, node, slot, actor, queued.future)
             self._running[queued.future] = running
-            ref = actor.run.remote(queued.spec, queued.hooks)
-            ref.future().add_done_callback(lambda done, r=running: self._settle(r, done))
+            ref = actor.run.remote(queued.spec, queued.hooks, self._job)
+            # Ray runs this callback on the thread that also handles its replies: it must not
+            # wait for our lock (held by a submit that may be waiting for Ray to create an actor).
+            ref.future().add_done_callback(lambda done, r=running: self._finished.put((r, done)))
 
     def _place(self, spec: TaskSpec) -> _Node | None:
         nodes = [n for n in self._nodes.values() if n.alive and n.idle and n.free_cpus >= spec.threads]
@@ -229,6 +257,16 @@ class WarmPool:
             nodes = [n for n in nodes if n.id != spec.avoid_node]
         fits = [n for n in nodes if n.free_memory >= spec.memory_bytes or n.free_memory == n.memory]
         return max(fits, key=lambda n: (n.free_cpus, n.free_memory), default=None)
+
+    def _settle_finished(self) -> None:
+        while True:
+            running, done = self._finished.get()
+            try:
+                self._settle(running, done)
+            except BaseException as exc:  # never lose the settling thread
+                log.exception("pond: settling task %s failed", running.spec.stage_name)
+                if not running.future.done():
+                    running.future.set_exception(exc)
 
     def _settle(self, running: _Running, done: cf.Future[Any]) -> None:
         error: BaseException | None = None
@@ -295,3 +333,4 @@ def _version() -> str:
     import pond_core
 
     return pond_core.__version__.replace(".", "_")
+

@@ -170,8 +170,8 @@ def pond_driver_env(cluster: LocalRayCluster, data_root: os.PathLike | str, cata
         POND_CATALOG_URL=catalog_url,
         PYTHONPATH=os.environ["PYTHONPATH"],
         RAY_USAGE_STATS_ENABLED="0",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
