@@ -44,7 +44,7 @@ def customer_spend(ds: str | None = None, config: str | None = None, force: bool
     return run_sql(
         SQL.format(ds=day),
         inputs={"orders": os.path.join(SHOP, "orders"), "customers": os.path.join(SHOP, "customers.parquet")},
-        hive_partitioning=True,
+        hive_partitioning={"orders": True},  # customers.parquet is a plain file
         hash_by="customer_id",
         npartitions=4,
         output_path=os.path.join(OUTPUT, "customer_spend"),

@@ -171,7 +171,7 @@ def run_sql(
     mode: str = "error",
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
-    hive_partitioning: bool | None = None,
+    hive_partitioning: bool | dict[str, bool] | None = None,
     **run_options: Any,
 ) -> Any:
     """Inside a flow: run one SQL statement over named Parquet inputs as pond stages (the

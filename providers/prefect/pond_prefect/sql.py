@@ -30,7 +30,7 @@ def sql_pipeline(
     mode: str = "error",
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
-    hive_partitioning: bool | None = None,
+    hive_partitioning: bool | dict[str, bool] | None = None,
 ) -> Any:
     """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`)."""
     query = api.named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
