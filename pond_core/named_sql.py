@@ -55,6 +55,6 @@ def named_sql(
     frames = []
     for name, path in inputs.items():
         hive = hive_partitioning.get(name) if isinstance(hive_partitioning, Mapping) else hive_partitioning
-        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive)
+        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive).alias(name)  # names its stages
         frames.append(df.repartition(npartitions or 4, hash_by=keys) if keys else df.repartition(npartitions or 1))
     return sp.partial_sql(bind_named_inputs(sql, list(inputs)), *frames)

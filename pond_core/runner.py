@@ -1,7 +1,7 @@
 """`run_plan`: the one way to run a physical plan, used by sessions, the CLI, Airflow and Prefect.
 
     result = run_plan(plan, "daily-2026-11-20", settings={"data_root": "/data/pond"})
-    result.stages["04_write"].rows
+    result.stages["write_daily_revenue"].rows
 
 A run is named by its run id: its stage outputs live under the run's layout, so running the
 same run id again skips committed stages and committed partitions (that is resume). Stages run

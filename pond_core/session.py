@@ -188,13 +188,14 @@ class Session:
             self._fs.write_bytes(path, data)
         return self.read_parquet(path)
 
-    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None) -> DataFrame:
-        """Run `query` on each partition; `{0}`, `{1}` … name the inputs."""
+    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, name: str | None = None) -> DataFrame:
+        """Run `query` on each partition; `{0}`, `{1}` … name the inputs. `name` names the
+        stage that computes the result (see DataFrame.alias)."""
         for i, df in enumerate(inputs):
             if not isinstance(df, DataFrame):
                 raise PondConfigError(f"partial_sql input {i} is a {type(df).__name__}, not a DataFrame")
         node = Sql(inputs=tuple(df._node for df in inputs), query=query, udfs=udf_specs(udfs))
-        return self._frame(node)
+        return self._frame(node)._named(name)
 
     def sql(self, query: str, /, **inputs: Any) -> DataFrame:
         """`query` over whole datasets: pond plans the exchanges, two-phase aggregations and

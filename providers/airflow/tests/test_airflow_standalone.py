@@ -182,7 +182,7 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
         assert sorted(k for (k,) in keys) == PARTITION_DAYS  # asset events carry the run's partition key
         tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
         assert {(t, s) for t, s, _ in tasks} == {
-            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
+            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue")]
         }
         assert all(n == 4 for _, _, n in tasks)  # one triggered + three backfill runs, one task per stage each
     finally:
