@@ -29,6 +29,7 @@ from pond_core.execute.executors import Executor, TaskHook
 from pond_core.execute.results import StageManifest, StageResult
 from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage_run import StageRun
+from pond_core.execute.store import StageStore
 from pond_core.io.options import StorageOptions
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import PhysicalPlan, Stage
@@ -126,16 +127,39 @@ def run_plan(
             return manifest
 
         manifests = run_dag(selected, run_one, stop=stop)
-        if isinstance(events, CatalogRecorder) and plan.final.name in manifests:
-            events.finish_run("success")
+        if isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
+            events.finish_run("success")  # also when a stage of a finished run was run again
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
 
 
-def run_stage(plan: PhysicalPlan, stage: str, run_id: str, **options: Any) -> StageManifest:
+def run_stage(plan: PhysicalPlan, stage: str, run_id: str, *, recompute_upstream: bool = False, **options: Any) -> StageManifest:
     """Run one stage (a name or an id) of `plan` for `run_id`; see run_plan for the options.
-    Its upstream stages must be committed for the run; a committed stage returns at once."""
-    name = plan.stage(stage).name
-    return run_plan(plan, run_id, stages=[name], **options).manifests[name]
+    A committed stage returns at once. Its upstream stages must be committed for the run,
+    unless `recompute_upstream`: then upstream stages whose outputs are gone (dropped when the
+    run finished, or cleaned) run first, from their own committed inputs. That is what makes an
+    orchestrator's "clear this task" work on a finished run (docs/airflow.md)."""
+    target = plan.stage(stage)
+    selected = [target.name]
+    if recompute_upstream:
+        resolved = resolve_settings(options.get("settings"), run_id)
+        store = StageStore.of(RunLayout(resolved.data_root, run_id), options.get("storage"))
+        selected = [s.name for s in missing_upstream(plan, target, store)] + selected
+        options["settings"] = resolved
+    return run_plan(plan, run_id, stages=selected, **options).manifests[target.name]
+
+
+def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> list[Stage]:
+    """The stages `stage` needs whose committed outputs are gone, in plan order: each upstream
+    stage without a manifest, and, recursively, what that one needs."""
+    needed: set[str] = set()
+    todo = list(stage.depends_on)
+    while todo:
+        sid = todo.pop()
+        if sid in needed or store.manifest(sid) is not None:
+            continue
+        needed.add(sid)
+        todo.extend(plan.stage(sid).depends_on)
+    return [s for s in plan.stages if s.id in needed]
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -149,6 +173,10 @@ def close_run(run_id: str, status: str, *, settings: Settings, error: str | None
     not be retried (run_plan records success itself when the final stage commits)."""
     with open_catalog(settings) as catalog:
         catalog.finish_run(run_id, status, error=error)
+
+
+def _all_succeeded(plan: PhysicalPlan, events: CatalogRecorder) -> bool:
+    return all(events.catalog.stage_result(events.run_id, s.id) is not None for s in plan.stages)
 
 
 def _forced(plan: PhysicalPlan, force: bool | Collection[str]) -> set[str]:

@@ -128,7 +128,7 @@ def main() -> int:
         plan = api.PhysicalPlan.from_json(spec["plan"])
         manifest = api.run_stage(
             plan, spec["stage_id"], spec["run_id"], settings=settings.session_settings(job_id=spec["run_id"]),
-            storage=settings.storage(), force=spec["force"],
+            storage=settings.storage(), force=spec["force"], recompute_upstream=True,
         )
         status: dict[str, Any] = {"status": "success", "result": manifest.result.to_dict()}
     except BaseException as exc:

@@ -53,7 +53,7 @@ def run_pond_stage(
     try:
         manifest = api.run_stage(
             plan, stage.id, run_id, settings=settings, storage=config.storage_options(), executor=executor, force=force,
-            progress=progress.partitions_done if progress else None,
+            progress=progress.partitions_done if progress else None, recompute_upstream=True,
         )
     finally:
         if guard is not None:

@@ -90,3 +90,43 @@ def test_hive_partitioning_on_a_plain_file_names_the_input(examples_root, tmp_pa
     with pytest.raises(Exception, match=r"hive_partitioning=True but input .*customers\.parquet is not in k=v directories") as err:
         bad()
     assert "{'orders': True}" in str(err.value)
+
+
+def test_retrying_a_finished_flow_run_with_prefects_cli_gives_the_same_output(examples_root, monkeypatch, prefect_api):
+    """`prefect flow-run retry` of a completed run, once as is and once after its intermediate
+    outputs were dropped: it completes again, every stage accounted for, the same rows."""
+    import subprocess
+
+    import prefect_api as api_reads
+    from prefect.client.orchestration import get_client
+
+    from pond_core import api
+
+    flows = runpy.run_path(os.path.join(FLOWS, "daily_revenue.py"), run_name="pond_examples_under_test")
+    state = flows["daily_revenue"](ds=DAY, return_state=True)
+    assert state.is_completed()
+    flow_run_id = state.state_details.flow_run_id
+    out = examples_root / "prefect" / "daily_revenue"
+    read = lambda: rows(f"SELECT * FROM read_parquet('{out}/dt={DAY}/*.parquet') ORDER BY ALL")  # noqa: E731
+    before = read()
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "providers", "airflow"), os.path.join(REPO, "providers", "prefect")]),
+    }
+    prefect = os.path.join(os.path.dirname(sys.executable), "prefect")
+    run_id = state.result()["run_id"]
+    for drop in (False, True):
+        if drop:
+            settings = api.Settings.resolve(data_root=str(examples_root / "pond"), job_id=run_id)
+            api.drop_intermediates(run_id, settings)
+        done = subprocess.run(
+            [prefect, "flow-run", "retry", str(flow_run_id), "--entrypoint", f"{FLOWS}/daily_revenue.py:daily_revenue"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with get_client(sync_client=True) as client:
+            assert client.read_flow_run(flow_run_id).state.is_completed()
+        assert read() == before
+    stages = api_reads.task_runs(flow_run_id)
+    assert {"orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue"} <= set(stages)

@@ -131,8 +131,11 @@ class PondStageOperator(BaseOperator):
         self.log.info("pond run %s: stage %s (%s), %s", run_id, stage.name, stage.id, "fresh" if force else "resuming")
         self._executor = api.make_executor(settings)
         try:
+            # recompute_upstream: a task cleared after its run finished finds its upstream
+            # outputs dropped; it recomputes them from their committed inputs (docs/airflow.md).
             manifest = api.run_stage(
                 self.plan(), stage.id, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=force,
+                recompute_upstream=True,
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
