@@ -47,6 +47,10 @@ _EXPORTS = {
     "StageDescription": "pond_core.stages",
     "describe_stage": "pond_core.stages",
     "source_files": "pond_core.stages",
+    "stage_sql": "pond_core.stage_text",
+    "stage_markdown": "pond_core.stage_text",
+    "sql_head": "pond_core.stage_text",
+    "human_bytes": "pond_core.stage_text",
     "SourceFile": "pond_core.stages",
     # running
     "run_plan": "pond_core.runner",

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pond_core import stage_text
 from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor, TaskHook
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from pond_core.catalog import Catalog
 
 OnStage = Callable[[Stage, StageManifest], None]
+log = logging.getLogger("pond.stage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +124,15 @@ def run_plan(
         )
 
         def run_one(stage: Stage) -> StageManifest:
-            manifest = StageRun(plan, stage, ctx, force=stage.id in forced).run()
+            forced_here = stage.id in forced
+            committed = None if forced_here else StageStore.of(ctx.layout, ctx.storage).manifest(stage.id)
+            if committed is not None:
+                log.info("%s", stage_text.finish_line(stage, committed.result, reused=True))
+                manifest = committed
+            else:
+                log.info("%s", stage_text.start_line(plan, stage))
+                manifest = StageRun(plan, stage, ctx, force=forced_here).run()
+                log.info("%s", stage_text.finish_line(stage, manifest.result))
             if on_stage is not None:
                 on_stage(stage, manifest)
             return manifest

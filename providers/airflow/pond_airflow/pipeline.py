@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
@@ -89,6 +90,7 @@ def pond_pipeline_group(
     if unknown:
         raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
     samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
+    templates = {str(rendered[k]): v for k, v in params.items() if isinstance(v, str) and _templated(v) and len(str(rendered[k])) >= 4}
     tasks: dict[str, PondStageOperator] = {}
     names = {stage.id: stage.name for stage in compiled.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
@@ -112,7 +114,8 @@ def pond_pipeline_group(
                 deferrable=deferrable,
                 poll_interval=poll_interval,
                 outlets=[outlet],
-                doc_md=_doc(pipeline, compiled, stage),
+                doc_md=_doc(compiled, stage, {k: rendered[k] for k, v in params.items() if _templated(v)}),
+                sql=templated_sql(api.stage_sql(compiled, stage), templates),
                 **kwargs,
             )
             for sid in stage.depends_on:
@@ -130,10 +133,28 @@ def _load_plan(plan: api.PhysicalPlan | str | os.PathLike[str], dag: Any) -> api
         return api.PhysicalPlan.from_json(f.read())
 
 
-def _doc(pipeline: str, plan: api.PhysicalPlan, stage: api.Stage) -> str:
-    described = api.describe_stage(plan, stage)
-    parts = "decided at run time" if described.partitions is None else str(described.partitions)
-    return f"pond stage `{stage.name}` of `{pipeline}`: {described.output}; partitions: {parts}."
+def _doc(plan: api.PhysicalPlan, stage: api.Stage, parse_values: dict[str, Any]) -> str:
+    note = None
+    if parse_values:
+        shown = ", ".join(f"`{k}={v}`" for k, v in parse_values.items())
+        note = (
+            f"_Compiled at parse time with {shown}. A run's own SQL: Rendered Templates (`sql`), "
+            "the task log and the OpenLineage SQL facet._"
+        )
+    return api.stage_markdown(plan, stage, note)
+
+
+_JINJA_OPEN = re.compile(r"\{[{%#]")
+
+
+def templated_sql(sql: str, templates: dict[str, str]) -> str:
+    """The parse-time SQL as a template of the run's SQL: values rendered from templated
+    parameters become their templates again (`DATE '2026-11-01'` -> `DATE '{{ ds }}'`), and
+    anything else Jinja would read is escaped, so Rendered Templates shows the run's SQL."""
+    text = _JINJA_OPEN.sub(lambda m: "{{ '" + m.group(0) + "' }}", sql)
+    for value in sorted(templates, key=len, reverse=True):
+        text = text.replace(value, templates[value])
+    return text
 
 
 def _representative(params: dict[str, Any], explicit: dict[str, Any] | None, dag: Any) -> dict[str, Any]:

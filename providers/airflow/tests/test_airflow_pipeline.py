@@ -42,6 +42,27 @@ def test_xcom_is_a_small_summary(first_run):
     assert "inputs" not in exchange and len(str(exchange)) < 2_000
 
 
+def test_each_stage_task_shows_its_sql_inputs_output_and_partitions(first_run):
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
+    from airflow.utils.session import create_session
+    from airflow_rig import get_dag
+    from sqlalchemy import select
+
+    dag = get_dag("pond_daily_revenue")
+    join = dag.get_task("daily_revenue.join_customers_orders")
+    assert "FROM orders_by_customer_id o JOIN customers_by_customer_id c" in join.doc_md
+    assert "- stage orders_by_customer_id (bucket)" in join.doc_md and "**Partitions** 4" in join.doc_md
+    write = dag.get_task("daily_revenue.write_daily_revenue")
+    assert "DATE '{{ ds }}'" in write.sql  # the parse-time SQL, as a template of each run's SQL
+    with create_session() as session:
+        rendered = session.scalar(
+            select(RTIF.rendered_fields).where(
+                RTIF.dag_id == "pond_daily_revenue", RTIF.run_id == first_run.run_id, RTIF.task_id == "daily_revenue.write_daily_revenue"
+            )
+        )
+    assert "DATE '2026-11-20' AS dt" in rendered["sql"]  # Rendered Templates shows the run's own SQL
+
+
 def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
     output = str(rig["examples"] / "daily_revenue")
     for stage in STAGES:
@@ -94,3 +115,13 @@ def test_rerunning_a_day_replaces_exactly_that_day(first_run, rig):
     partitions = {p["key"]: p for p in catalog.list_partitions(output)}
     assert sorted(partitions) == ["dt=2026-11-20", "dt=2026-11-21"]
     assert partitions["dt=2026-11-20"]["run_id"] == xcom(rerun, "daily_revenue.write_daily_revenue")["run_id"]
+
+
+def test_templated_sql_escapes_what_jinja_would_read():
+    import jinja2
+
+    from pond_airflow.pipeline import templated_sql
+
+    sql = "SELECT {'k': 1} AS s, {{'x': 2}} AS t, '{%' AS p FROM t WHERE d = DATE '2026-11-01'"
+    template = templated_sql(sql, {"2026-11-01": "{{ ds }}"})
+    assert jinja2.Template(template).render(ds="2026-11-20") == sql.replace("2026-11-01", "2026-11-20")

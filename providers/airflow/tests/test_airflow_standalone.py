@@ -246,7 +246,7 @@ def _clear_a_middle_stage_after_success(env: dict[str, str], db: Path, log: Path
         assert day_rows() == before
     from pond_core.catalog import Catalog
 
-    pond_run = next(r for r in Catalog(Catalog.default_url(str(root / "pond"))).list_runs() if TRIGGERED_DAY in r["run_id"])
+    pond_run = next(r for r in Catalog(Catalog.default_url(str(root / "pond"))).list_runs() if "__manual__" in r["run_id"])
     assert pond_run["status"] == "success"
 
 

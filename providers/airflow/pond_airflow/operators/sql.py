@@ -87,11 +87,15 @@ class PondSqlOperator(BaseOperator):
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self._result: dict[str, Any] | None = None
+        self._hook: PondHook | None = None
         self._session: Any = None
 
     @property
     def hook(self) -> PondHook:
-        return PondHook(self.pond_conn_id, **self.hook_params)
+        """One hook per task: its connection is looked up once, not at every use."""
+        if self._hook is None:
+            self._hook = PondHook(self.pond_conn_id, **self.hook_params)
+        return self._hook
 
     def _frame(self, sp: Any) -> Any:
         return api.named_sql(

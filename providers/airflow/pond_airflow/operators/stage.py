@@ -40,10 +40,12 @@ class PondStageOperator(BaseOperator):
         succeeds (so any single stage can be cleared and re-run later).
     :param deferrable: run the stage in a detached pond worker and wait in the triggerer.
     :param poll_interval: seconds between the trigger's checks, when deferrable.
+    :param sql: the stage's SQL, shown in Rendered Templates (display only: the task runs the
+        SQL of the plan it compiles); templated.
     """
 
-    template_fields: Sequence[str] = ("pipeline_params",)
-    template_fields_renderers = {"pipeline_params": "json"}
+    template_fields: Sequence[str] = ("pipeline_params", "sql")
+    template_fields_renderers = {"pipeline_params": "json", "sql": "sql"}
     ui_color = "#cfe8fc"
 
     def __init__(
@@ -60,9 +62,11 @@ class PondStageOperator(BaseOperator):
         keep_intermediates: bool = False,
         deferrable: bool = False,
         poll_interval: float = 5.0,
+        sql: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.sql = sql
         self.pipeline = pipeline
         self.stage = stage
         self.pipeline_params = dict(pipeline_params or {})
@@ -75,6 +79,7 @@ class PondStageOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self._plan: api.PhysicalPlan | None = None
+        self._hook: PondHook | None = None
         self._lineage: dict[str, Any] | None = None
         self._executor: api.Executor | None = None
 
@@ -82,7 +87,10 @@ class PondStageOperator(BaseOperator):
 
     @property
     def hook(self) -> PondHook:
-        return PondHook(self.pond_conn_id, **self.hook_params)
+        """One hook per task: its connection is looked up once, not at every use."""
+        if self._hook is None:
+            self._hook = PondHook(self.pond_conn_id, **self.hook_params)
+        return self._hook
 
     def plan(self) -> api.PhysicalPlan:
         """The pipeline compiled with the rendered parameters, checked against the DAG."""
@@ -197,7 +205,11 @@ class PondStageOperator(BaseOperator):
         emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage), asset_event_extra(result, run_id))
         if self.final and not self.keep_intermediates:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
-        self.log.info("pond stage %s committed %s rows in %s files", stage.name, result.get("rows"), result.get("files"))
+        if self.deferrable:  # otherwise pond logged its own line when the stage finished
+            self.log.info(
+                "pond stage %s done in the worker: %s partitions, %s rows, %s in %s files -> %s", stage.name, result.get("npartitions"),
+                result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
+            )
         return xcom_result(result)
 
     def on_kill(self) -> None:
