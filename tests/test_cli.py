@@ -289,6 +289,17 @@ def test_datasets_partitions_and_lineage(shop: str, root: Path, out: Path, monke
     assert {e["uri"] for e in down} == {"pond://pond_core.examples.daily_revenue/customers_by_customer_id"}
     text = pond_cli("lineage", str(out), "--data-root", str(root)).stdout
     assert f"upstream of {out}" in text and f"downstream of {out}" in text
+    assert "join_customers_orders" in text  # the STAGE column names stages
+
+    tree = pond_cli("lineage", str(out), "--format", "tree", "--direction", "upstream", "--data-root", str(root)).stdout
+    assert "<- [write_revenue, 48 rows] pond://pond_core.examples.daily_revenue/join_customers_orders" in tree
+    assert "<- [join_customers_orders, 2000 rows] pond://pond_core.examples.daily_revenue/orders_by_customer_id" in tree
+    assert f"] {shop}/customers.parquet" in tree  # the chain reaches the source files
+    chain = json.loads(pond_cli("lineage", str(out), "--depth", "1", "--direction", "upstream", "--json", "--data-root", str(root)).stdout)
+    assert [(c["uri"], c["stage"], c["children"]) for c in chain["upstream"]] == [
+        ("pond://pond_core.examples.daily_revenue/join_customers_orders", "write_revenue", [])]
+    graph = pond_cli("lineage", source, "--format", "mermaid", "--direction", "downstream", "--data-root", str(root)).stdout
+    assert graph.splitlines()[1] == "flowchart LR" and "-->|customers_by_customer_id|" in graph and "-->|write_revenue|" in graph
 
 
 # -- clean --------------------------------------------------------------------------------------
