@@ -27,6 +27,7 @@ from airflow.sdk import Asset, AssetAlias, TaskGroup
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri
 from pond_airflow.operators.stage import PondStageOperator
+from pond_airflow.runs import lineage_scope
 from pond_core import api
 
 _DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
@@ -94,11 +95,12 @@ def pond_pipeline_group(
     tasks: dict[str, PondStageOperator] = {}
     names = {stage.id: stage.name for stage in compiled.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
+        scope = lineage_scope(dag.dag_id if dag is not None else None, group.group_id or group_id)
         for stage in compiled.stages:
-            uri = dataset_uri(api.stage_dataset(compiled, stage))
+            uri = dataset_uri(api.stage_dataset(compiled, stage, scope))
             per_run = any(sample in uri for sample in samples)
-            scope = f"{dag.dag_id}.{group.group_id}" if dag is not None else group.group_id
             outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
+            inlets = [Asset(u) for u in _source_uris(stage, samples)]
             kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
             tasks[stage.id] = PondStageOperator(
                 task_id=stage.name,
@@ -114,6 +116,7 @@ def pond_pipeline_group(
                 deferrable=deferrable,
                 poll_interval=poll_interval,
                 outlets=[outlet],
+                inlets=inlets,
                 doc_md=_doc(compiled, stage, {k: rendered[k] for k, v in params.items() if _templated(v)}),
                 sql=templated_sql(api.stage_sql(compiled, stage), templates),
                 **kwargs,
@@ -121,6 +124,30 @@ def pond_pipeline_group(
             for sid in stage.depends_on:
                 tasks[sid] >> tasks[stage.id]
     return group
+
+
+def _source_uris(stage: api.Stage, samples: list[str]) -> list[str]:
+    """The stage's source datasets as static asset URIs (a path that holds a run value, e.g.
+    `orders/dt=<ds>`, names its dataset folder above that part, which every run shares)."""
+    uris: list[str] = []
+    for inp in stage.sources:
+        for path in inp.source.paths:
+            for sample in samples:
+                if sample in path:
+                    path = path[: path.index(sample)].rsplit("/", 1)[0]
+            uri = dataset_uri(_above_hive(path))
+            if uri not in uris:
+                uris.append(uri)
+    return uris
+
+
+def _above_hive(path: str) -> str:
+    """`/shop/orders/dt=2026-11-20/*.parquet` -> `/shop/orders`: the dataset, not one partition."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if "=" in part and i > 0:
+            return "/".join(parts[:i])
+    return path
 
 
 def _load_plan(plan: api.PhysicalPlan | str | os.PathLike[str], dag: Any) -> api.PhysicalPlan:

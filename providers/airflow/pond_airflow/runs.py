@@ -27,6 +27,11 @@ def pond_run_id(context: Any, scope: str) -> str:
     return safe
 
 
+def lineage_scope(dag_id: str | None, group_id: str) -> str:
+    """Where a DAG's pipeline keeps its intermediate datasets: `<dag_id>.<group>`."""
+    return f"{dag_id}.{group_id}" if dag_id else group_id
+
+
 def first_try(context: Any) -> bool:
     """True on a task's first try since it was scheduled or last cleared (not a retry).
 

@@ -76,7 +76,7 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
     assert [f["name"] for f in out["facets"]["schema"]["fields"]] == ["dt", "segment", "country", "revenue", "orders"]
     assert "sum(revenue)" in complete["job"]["facets"]["sql"]["query"]
     (inp,) = complete["inputs"]
-    assert inp["namespace"] == "pond://pond_core.examples.daily_revenue" and inp["name"] == "join_customers_orders"
+    assert inp["namespace"] == "pond://pond_daily_revenue.daily_revenue" and inp["name"] == "join_customers_orders"
     assert inp["facets"]["schema"]["fields"]  # the upstream stage's schema, from the catalog
     first = [e for e in lineage_events("pond_daily_revenue.daily_revenue.orders_by_customer_id") if e["eventType"] == "START"][-1]
     assert first["inputs"][0]["name"].endswith("/shop/orders/dt=2026-11-20")
@@ -90,7 +90,7 @@ def test_each_stage_emits_an_asset_event_with_rows(first_run, rig):
     assert event["task_id"] == "daily_revenue.write_daily_revenue"
     assert event["extra"]["rows"] == 12
     assert event["extra"]["partitions"] == ["dt=2026-11-20"]
-    exchange = asset_events("pond://pond_core.examples.daily_revenue/orders_by_customer_id")
+    exchange = asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id")
     assert [e["extra"]["rows"] for e in exchange if e["run_id"] == first_run.run_id] == [20_000]
 
 

@@ -43,6 +43,21 @@ def test_pipeline_group_mirrors_the_plan():
     assert "overwrite_partitions" in write.doc_md
 
 
+def test_sources_are_inlets_and_each_dag_has_its_own_intermediates():
+    bag = dagbag(str(EXAMPLE_DAGS))
+    daily, by_partition = bag.dags["pond_daily_revenue"], bag.dags["pond_daily_revenue_partitioned"]
+    shop = "file://" + os.path.join(os.environ["POND_EXAMPLES_ROOT"], "shop")
+    assert daily.get_task("daily_revenue.orders_by_customer_id").inlets == [Asset(f"{shop}/orders")]
+    assert daily.get_task("daily_revenue.customers_by_customer_id").inlets == [Asset(f"{shop}/customers.parquet")]
+    assert daily.get_task("daily_revenue.join_customers_orders").inlets == []
+
+    def intermediates(dag):
+        return {o.uri for t in dag.tasks for o in t.outlets if isinstance(o, Asset) and o.uri.startswith("pond://")}
+
+    assert intermediates(daily) == {f"pond://pond_daily_revenue.daily_revenue/{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders")}
+    assert not intermediates(daily) & intermediates(by_partition)
+
+
 _SERIALIZE = """
 import hashlib, json, sys
 from airflow.dag_processing.dagbag import DagBag
@@ -107,7 +122,7 @@ def test_output_known_only_at_run_time_is_an_asset_alias():
     (outlet,) = dag.get_task("daily_revenue.write_out").outlets
     assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.write_out"
     (exchange,) = dag.get_task("daily_revenue.orders_by_customer_id").outlets
-    assert exchange == Asset("pond://pond_core.examples.daily_revenue/orders_by_customer_id")
+    assert exchange == Asset("pond://r.daily_revenue/orders_by_customer_id")
 
 
 def test_precompiled_plan_renders_the_same_group(tmp_path):

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import asset_event_extra, emit_asset_events, operator_lineage
-from pond_airflow.runs import fail_for, final_try, first_try, pond_run_id, xcom_result
+from pond_airflow.runs import fail_for, final_try, first_try, lineage_scope, pond_run_id, xcom_result
 from pond_core import api
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class PondStageOperator(BaseOperator):
         with hook.catalog() as catalog:
             upstream = {sid: catalog.stage_result(run_id, sid) or {} for sid in stage.depends_on}
         self._lineage = self._record(result, upstream)
-        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage), asset_event_extra(result, run_id))
+        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage, self.lineage_scope), asset_event_extra(result, run_id))
         if self.final and not self.keep_intermediates:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
         if self.deferrable:  # otherwise pond logged its own line when the stage finished
@@ -221,7 +221,12 @@ class PondStageOperator(BaseOperator):
 
     def _record(self, result: dict[str, Any] | None, upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         committed = api.StageResult.from_dict(result) if result is not None else None
-        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}).to_dict()
+        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope).to_dict()
+
+    @property
+    def lineage_scope(self) -> str:
+        """Intermediate datasets are `pond://<dag_id>.<group>/<stage>`: this DAG's own."""
+        return lineage_scope(self.dag_id, self.run_scope)
 
     def get_openlineage_facets_on_start(self) -> Any:
         return operator_lineage(self._record(None))
