@@ -91,7 +91,11 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
         for s in run["stages"]
     ]
     columns = ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"]
-    out.print(render.table("stages", columns, rows))
+    # Columns that only matter when something went wrong are shown only when it did, so the
+    # table of a healthy run fits a terminal.
+    optional = {"RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"}
+    keep = [i for i, c in enumerate(columns) if c not in optional or any(r[i] for r in rows)]
+    out.print(render.table("stages", [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]))
 
 
 def known_dataset(catalog: Catalog, dataset: str) -> str:
