@@ -130,3 +130,15 @@ def test_retrying_a_finished_flow_run_with_prefects_cli_gives_the_same_output(ex
         assert read() == before
     stages = api_reads.task_runs(flow_run_id)
     assert {"orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue"} <= set(stages)
+
+
+def test_the_landing_task_is_upstream_of_the_first_stages(examples_root, monkeypatch):
+    import prefect_api as api_reads
+
+    flows = runpy.run_path(os.path.join(FLOWS, "daily_revenue.py"), run_name="pond_examples_under_test")
+    state = flows["daily_revenue"](ds="2026-11-22", return_state=True)
+    runs = api_reads.task_runs(state.state_details.flow_run_id)
+    (landing,) = [r.id for name, r in runs.items() if name.startswith("shop_data")]
+    for first in ("orders_by_customer_id", "customers_by_customer_id"):
+        waited = {i.id for inputs in runs[first].task_inputs.values() for i in inputs}
+        assert landing in waited, (first, runs[first].task_inputs)
