@@ -33,7 +33,7 @@ from pond_core.plan.physical import (
     UpstreamInput,
     stage_id,
 )
-from pond_core.plan.sql import referenced_columns
+from pond_core.plan.sql import referenced_columns_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +243,13 @@ def _columns_needed(producer_id: str, stages: list[Stage]) -> set[str] | None:
             for step in users:
                 if not isinstance(step, SqlStep):
                     return None
-                refs = referenced_columns(step.query.format(*["__pond_rel"] * len(step.inputs)))
+                # Each placeholder its own table name, so `o.amount` counts for `o`'s input only.
+                query = step.query.format(*[f"__pond_rel{i}" for i in range(len(step.inputs))])
+                refs: frozenset[str] | None = frozenset()
+                for i, name in enumerate(step.inputs):
+                    if name == inp.name:
+                        found = referenced_columns_of(query, f"__pond_rel{i}")
+                        refs = None if found is None or refs is None else refs | found
                 if refs is None:
                     return None
                 needed |= refs
