@@ -41,6 +41,7 @@ def test_names_and_ids_are_stable_across_parses_and_parameters():
         (["s3://bucket/shop/customers.parquet"], "customers"),
         (["/d/Events 2026/**/*.parquet"], "events_2026"),
         (["*.parquet"], "source"),
+        (["/d/jobs/j/inputs/438a72c313b025b5bb5418b1.parquet"], "inputs"),
         (["/d/orders/2026-11-20.parquet"], "orders"),
         (["/d/out/20261120/batch/7"], "batch"),
     ],

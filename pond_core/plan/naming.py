@@ -27,7 +27,7 @@ _HIVE_DIR = re.compile(r"^[^=/]+=[^/]*$")
 _GLOB = re.compile(r"[*?\[]")
 # Run parameters often pick a file or folder (a day, a batch number): such components are not
 # names, or a stage's name would change from one run (and from the parse) to the next.
-_RUN_VALUE = re.compile(r"\d{4}-?\d{2}-?\d{2}|^[\d_.:T-]+$")
+_RUN_VALUE = re.compile(r"\d{4}-?\d{2}-?\d{2}|^[\d_.:T-]+$|^[0-9a-f]{12,}$")  # ... or a content hash
 _JOIN = re.compile(r"\bjoin\b", re.IGNORECASE)
 _AGGREGATE = re.compile(r"\bgroup\s+by\b|\b(count|sum|avg|min|max|any_value|approx_count_distinct)\s*\(", re.IGNORECASE)
 _WHERE = re.compile(r"\bwhere\b", re.IGNORECASE)
