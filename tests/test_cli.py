@@ -344,3 +344,11 @@ def test_clean_deletes_old_intermediates_only(shop: str, root: Path, out: Path, 
 def test_clean_rejects_bad_input(args: list[str], message: str, root: Path) -> None:
     result = pond_cli("clean", *args, "--data-root", str(root))
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_healthy_runs_stage_table_has_no_fault_columns(shop: str, root: Path, out: Path) -> None:
+    run_json(*revenue_args(shop, out), "--run-id", "narrow", "--data-root", str(root))
+    shown = pond_cli("runs", "narrow", "--data-root", str(root)).stdout
+    header = next(line for line in shown.splitlines() if "STAGE" in line)
+    assert "ROWS" in header and "RETRIES" not in header and "ERROR" not in header
+    assert max(len(line) for line in shown.splitlines() if "│" in line) <= 100

@@ -93,8 +93,11 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
     columns = ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"]
     # Columns that only matter when something went wrong are shown only when it did, so the
     # table of a healthy run fits a terminal.
-    optional = {"RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"}
-    keep = [i for i, c in enumerate(columns) if c not in optional or any(r[i] for r in rows)]
+    faults = [columns.index(c) for c in ("RETRIES", "NODES LOST", "SPECULATIVE")]
+    error = columns.index("ERROR")
+    hidden = set(faults) if not any(r[i] for r in rows for i in faults) else set()
+    hidden |= {error} if not any(r[error] for r in rows) else set()
+    keep = [i for i in range(len(columns)) if i not in hidden]
     out.print(render.table("stages", [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]))
 
 
