@@ -23,11 +23,11 @@ SCRATCH = Path(tempfile.mkdtemp(prefix="pond-overhead-"))
 
 
 def table(rows: list[tuple[str, float, float]]) -> None:
-    print(f"{"stage":<40} {'task s':>8} {'pond s':>8} {'overhead s':>11}")
+    print(f"{'stage':<40} {'task s':>8} {'pond s':>8} {'overhead s':>11}")
     for name, task, pond in rows:
         print(f"{name:<40} {task:>8.2f} {pond:>8.2f} {task - pond:>11.2f}")
     if rows:
-        print(f"{"mean per stage":<40} {sum(r[1] for r in rows) / len(rows):>8.2f} {sum(r[2] for r in rows) / len(rows):>8.2f} "
+        print(f"{'mean per stage':<40} {sum(r[1] for r in rows) / len(rows):>8.2f} {sum(r[2] for r in rows) / len(rows):>8.2f} "
               f"{sum(r[1] - r[2] for r in rows) / len(rows):>11.2f}")
 
 
