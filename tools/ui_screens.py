@@ -1,11 +1,13 @@
-"""Screenshots of the example pipeline in a real Airflow: named stages, a stage's card and its SQL.
+"""Screenshots of the example pipeline in a real Airflow and a real Prefect server: named
+stages, a stage's SQL, its log.
 
-Starts `airflow standalone` (SQLite, LocalExecutor, no login) in a scratch AIRFLOW_HOME with this
-checkout's dags/ and code, runs pond_daily_revenue for one day, and saves PNGs taken by headless
-Chromium (`apt-get install chromium`) under docs/images/. Everything it starts it stops (SIGINT to
-standalone, then its process group).
+Airflow: starts `airflow standalone` (SQLite, LocalExecutor, no login) in a scratch AIRFLOW_HOME
+with this checkout's dags/ and code and runs pond_daily_revenue for one day. Prefect: starts
+`prefect server start` in a scratch PREFECT_HOME and runs flows/daily_revenue.py against it.
+PNGs are taken by headless Chromium (`apt-get install chromium`) into docs/images/. Everything
+it starts it stops (SIGINT, then the process group it started).
 
-    .venv/bin/python tools/ui_screens.py [--out docs/images] [--day 2026-11-20]
+    .venv/bin/python tools/ui_screens.py [airflow|prefect|both] [--out docs/images] [--day 2026-11-20]
 """
 
 from __future__ import annotations
@@ -102,8 +104,59 @@ def shoot(chromium: str, url: str, path: Path, size: str = "1600,1000") -> None:
     print(f"saved {path} ({url})")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the session this script started: its leftovers only
+    except ProcessLookupError:
+        pass
+
+
+def prefect_screens(chromium: str, out: Path, day: str) -> None:
+    home = Path(tempfile.mkdtemp(prefix="pond-ui-prefect-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "POND_"))}
+    env.update({
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "providers/airflow", "providers/prefect")),
+        "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"{base}/api", "POND_EXAMPLES_ROOT": str(home / "examples"), "POND_EXECUTOR": "local",
+    })
+    log = open(home / "server.log", "wb")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait("the Prefect API", lambda: healthy(f"{base}/api/health"), 120)
+        code = (
+            "import runpy, json; f = runpy.run_path('flows/daily_revenue.py', run_name='screens');"
+            f"s = f['daily_revenue'](ds='{day}', return_state=True); print(json.dumps(str(s.state_details.flow_run_id)))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+        flow_run = json.loads(done.stdout.strip().splitlines()[-1])
+        runs = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/task_runs/filter", data=json.dumps({"flow_runs": {"id": {"any_": [flow_run]}}}).encode(),
+            headers={"Content-Type": "application/json"}), timeout=10).read())
+        join = next(r["id"] for r in runs if r["name"] == "join_customers_orders")
+        artifacts = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/artifacts/filter", data=json.dumps({"artifacts": {"task_run_id": {"any_": [join]}}}).encode(),
+            headers={"Content-Type": "application/json"}), timeout=10).read())
+        shoot(chromium, f"{base}/runs/flow-run/{flow_run}", out / "prefect-flow-run.png")
+        shoot(chromium, f"{base}/artifacts/artifact/{artifacts[0]['id']}", out / "prefect-stage-artifact.png")
+    finally:
+        stop(proc)
+        log.close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", nargs="?", choices=["airflow", "prefect", "both"], default="both")
     parser.add_argument("--out", default=str(REPO / "docs" / "images"))
     parser.add_argument("--day", default="2026-11-20")
     args = parser.parse_args()
@@ -112,6 +165,14 @@ def main() -> int:
         raise SystemExit("needs headless Chromium: apt-get install chromium")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.which in ("prefect", "both"):
+        prefect_screens(chromium, out, args.day)
+    if args.which in ("airflow", "both"):
+        airflow_screens(chromium, out, args.day)
+    return 0
+
+
+def airflow_screens(chromium: str, out: Path, day: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="pond-ui-"))
     port = free_port()
     env = airflow_env(home, port)
@@ -122,7 +183,7 @@ def main() -> int:
         wait("the DAG to be serialized", lambda: query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID))
         base = f"http://127.0.0.1:{port}"
         wait("the API server", lambda: healthy(f"{base}/api/v2/monitor/health"))
-        subprocess.run([str(BIN / "airflow"), "dags", "trigger", DAG_ID, "--logical-date", f"{args.day}T00:00:00+00:00"], env=env, check=True, capture_output=True)
+        subprocess.run([str(BIN / "airflow"), "dags", "trigger", DAG_ID, "--logical-date", f"{day}T00:00:00+00:00"], env=env, check=True, capture_output=True)
         states = lambda: query(db, "SELECT run_id, state FROM dag_run WHERE dag_id = ?", DAG_ID)  # noqa: E731
         ((run_id, state),) = wait("the run to finish", lambda: [r for r in states() if r[1] in ("success", "failed")], 600)
         print(f"run {run_id}: {state}")
@@ -131,19 +192,9 @@ def main() -> int:
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}/rendered_templates", out / "airflow-stage-sql.png")
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}", out / "airflow-stage-log.png")
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session standalone started: its leftovers only
-        except ProcessLookupError:
-            pass
+        stop(proc)
         log.close()
     shutil.rmtree(home, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
