@@ -94,6 +94,7 @@ def run_plan(
     progress: Progress | None = None,
     on_stage: OnStage | None = None,
     stop: threading.Event | None = None,
+    lineage_scope: str | None = None,
 ) -> PlanResult:
     """Run (or resume) `plan` as `run_id`; return every stage it ran or found committed.
 
@@ -103,6 +104,8 @@ def run_plan(
     catalog / record: where the run is recorded (default: the settings' catalog), or not at all.
     stages: names or ids to run (default: all). force: True, or the names/ids of stages to
     run anew even if committed. stop: set from another thread to stop the run's tasks.
+    lineage_scope: where intermediate datasets are recorded (`pond://<scope>/<stage>`; default
+    the pipeline): an orchestrator passes its pipeline instance, e.g. an Airflow DAG and group.
     """
     resolved = resolve_settings(settings, run_id)
     selected = [plan.stage(ref) for ref in stages] if stages is not None else list(plan.stages)
@@ -111,7 +114,7 @@ def run_plan(
     stop = stop or threading.Event()
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
-        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None))
+        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope))
         ctx = RunContext(
             run_id=run_id,
             layout=RunLayout(resolved.data_root, run_id, resolved.spill_dir),
@@ -211,7 +214,8 @@ def _owned_executor(settings: Settings, task_hooks: Sequence[TaskHook]) -> Itera
 
 @contextlib.contextmanager
 def _recording(
-    plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool
+    plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool,
+    lineage_scope: str | None = None,
 ) -> Iterator[StageEvents]:
     """The run's catalog recorder (or nobody); a whole-plan run that fails is marked failed."""
     if not record:
@@ -221,7 +225,7 @@ def _recording(
     catalog = catalog or open_catalog(settings)
     try:
         catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
-        recorder = CatalogRecorder(catalog, plan, run_id)
+        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
         try:
             yield recorder
         except BaseException as exc:

@@ -125,3 +125,18 @@ def test_templated_sql_escapes_what_jinja_would_read():
     sql = "SELECT {'k': 1} AS s, {{'x': 2}} AS t, '{%' AS p FROM t WHERE d = DATE '2026-11-01'"
     template = templated_sql(sql, {"2026-11-01": "{{ ds }}"})
     assert jinja2.Template(template).render(ds="2026-11-20") == sql.replace("2026-11-01", "2026-11-20")
+
+
+def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, rig):
+    from pond_airflow.hooks.pond import PondHook
+    from pond_core.lineage_graph import Direction, walk
+
+    output = str(rig["examples"] / "daily_revenue")
+    with PondHook().catalog() as catalog:
+        chain = walk(catalog, output, Direction.UPSTREAM, 5)
+    (join,) = chain.children
+    assert (join.uri, join.stage) == ("pond://pond_daily_revenue.daily_revenue/join_customers_orders", "write_daily_revenue")
+    assert sorted(c.uri for c in join.children) == [
+        "pond://pond_daily_revenue.daily_revenue/customers_by_customer_id", "pond://pond_daily_revenue.daily_revenue/orders_by_customer_id"]
+    sources = {s.uri for c in join.children for s in c.children}
+    assert any(u.endswith("/shop/customers.parquet") for u in sources)

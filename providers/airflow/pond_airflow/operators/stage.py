@@ -143,7 +143,7 @@ class PondStageOperator(BaseOperator):
             # outputs dropped; it recomputes them from their committed inputs (docs/airflow.md).
             manifest = api.run_stage(
                 self.plan(), stage.id, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=force,
-                recompute_upstream=True,
+                recompute_upstream=True, lineage_scope=self.lineage_scope,
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
@@ -168,7 +168,7 @@ class PondStageOperator(BaseOperator):
         from pond_airflow import worker
         from pond_airflow.triggers.stage import PondStageTrigger
 
-        handle = worker.submit(self.plan(), stage, run_id, self.hook.settings, force=force)
+        handle = worker.submit(self.plan(), stage, run_id, self.hook.settings, force=force, lineage_scope=self.lineage_scope)
         self.log.info("pond run %s: stage %s submitted to worker pid %s", run_id, stage.name, handle["pid"])
         self.defer(
             trigger=PondStageTrigger(
