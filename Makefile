@@ -3,19 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pond-installed
+CORE_STAMP := $(VENV)/.pond-core-installed
 PROVIDERS := providers/airflow providers/prefect
 EDITABLES := -e ".[dev]" -e "providers/airflow[openlineage]" -e providers/prefect
+PIP := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 
-.PHONY: install demo test bench lock clean
+.PHONY: install install-core demo test bench lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PROVIDERS))
+install-core: $(CORE_STAMP)
+
+# The demo needs pond_core alone (DuckDB, Arrow, SQLAlchemy, rich): no orchestrators, no test tools.
+$(CORE_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt $(EDITABLES)
+	@echo "installing pond_core and what it needs (the first time: about a minute) ..."
+	$(PIP) -e .
+	touch $(CORE_STAMP)
+
+# Everything: pond_core with the test tools, both providers (Airflow, Prefect: ~230 packages, minutes).
+$(STAMP): $(CORE_STAMP) $(addsuffix /pyproject.toml,$(PROVIDERS))
+	@echo "installing the providers (Airflow, Prefect) and the test tools (the first time: several minutes) ..."
+	$(PIP) $(EDITABLES)
 	touch $(STAMP)
 
-demo: install
+demo: install-core
 	$(BIN)/python -m pond_core.demo
 
 test: install

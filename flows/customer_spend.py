@@ -40,11 +40,12 @@ def shop_data(ds: str) -> str:
 @flow(name="pond-customer-spend")
 def customer_spend(ds: str | None = None, config: str | None = None, force: bool = False) -> Any:
     day = run_day(ds)
-    shop_data(day)
+    landed = shop_data.submit(day)  # shown upstream of the first stages in the flow run's graph
+    landed.result()  # the run id fingerprints the source files: they must exist first
     return run_sql(
         SQL.format(ds=day),
         inputs={"orders": os.path.join(SHOP, "orders"), "customers": os.path.join(SHOP, "customers.parquet")},
-        hive_partitioning=True,
+        hive_partitioning={"orders": True},  # customers.parquet is a plain file
         hash_by="customer_id",
         npartitions=4,
         output_path=os.path.join(OUTPUT, "customer_spend"),
@@ -52,6 +53,7 @@ def customer_spend(ds: str | None = None, config: str | None = None, force: bool
         mode="overwrite_partitions",
         config=pond_config(config),
         force=force,
+        wait_for=[landed],
     )
 
 

@@ -4,7 +4,7 @@ The pipeline (pond_core.examples:daily_revenue) reads one day of orders and the 
 hash-repartitions both by customer, joins and aggregates per partition, and writes the day as
 the `dt=<ds>` partition of the output dataset with overwrite_partitions. The flow run shows
 
-    shop_data → 01_hash_exchange, 02_hash_exchange → 03_sql → 04_write
+    shop_data → orders_by_customer_id, customers_by_customer_id → join_customers_orders → write_daily_revenue
 
 with the plan, a progress bar and stage statistics as artifacts, and the datasets as assets.
 
@@ -43,9 +43,10 @@ def shop_data(ds: str) -> str:
 def daily_revenue(ds: str | None = None, npartitions: int = 4, config: str | None = None, force: bool = False) -> Any:
     """Revenue of day `ds` (default: the day before the scheduled start) as partition dt=<ds>."""
     day = run_day(ds)
-    shop_data(day)
+    landed = shop_data.submit(day)  # shown upstream of the first stages in the flow run's graph
+    landed.result()  # the run id fingerprints the source files: they must exist first
     params = {"ds": day, "source_root": SHOP, "output_root": DATASET, "npartitions": npartitions}
-    return run_pipeline(PIPELINE, params, config=pond_config(config), force=force)
+    return run_pipeline(PIPELINE, params, config=pond_config(config), force=force, wait_for=[landed])
 
 
 def main(argv: list[str] | None = None) -> None:

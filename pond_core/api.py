@@ -47,6 +47,11 @@ _EXPORTS = {
     "StageDescription": "pond_core.stages",
     "describe_stage": "pond_core.stages",
     "source_files": "pond_core.stages",
+    "sql_pipeline": "pond_core.named_sql",
+    "stage_sql": "pond_core.stage_text",
+    "stage_markdown": "pond_core.stage_text",
+    "sql_head": "pond_core.stage_text",
+    "human_bytes": "pond_core.stage_text",
     "SourceFile": "pond_core.stages",
     # running
     "run_plan": "pond_core.runner",

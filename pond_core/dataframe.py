@@ -69,13 +69,29 @@ class DataFrame:
 
     # -- transformations -----------------------------------------------------------------------
 
+    def alias(self, name: str) -> DataFrame:
+        """Name this result: the stage that computes it shows as `name` in plans, orchestrators
+        (Airflow task ids, Prefect task runs), the catalog and errors. A read so named names
+        the stages derived from it (`orders` -> `orders_by_customer_id`)."""
+        from pond_core.plan.naming import check_name
+
+        return self._derive(dataclasses.replace(self._node, name=check_name(name)))
+
+    def _named(self, name: str | None) -> DataFrame:
+        return self if name is None else self.alias(name)
+
     def repartition(
         self,
         npartitions: int,
         hash_by: str | Sequence[str] | None = None,
         by: str | None = None,
         by_rows: bool = False,
+        name: str | None = None,
     ) -> DataFrame:
+        """`name`: the exchange stage's name (default: derived, e.g. `orders_by_customer_id`)."""
+        return self._repartition(npartitions, hash_by, by, by_rows)._named(name)
+
+    def _repartition(self, npartitions: int, hash_by: str | Sequence[str] | None, by: str | None, by_rows: bool) -> DataFrame:
         if hash_by is not None and by is not None:
             raise PondConfigError("repartition takes hash_by= or by=, not both")
         if hash_by is not None:
@@ -172,14 +188,16 @@ class DataFrame:
         compression: str = "snappy",
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Write the result as a Parquet dataset at `path`; returns what was committed.
 
         mode: "error" (the path must not hold data), "overwrite", "overwrite_partitions"
         (replace exactly the partitions present in this data), or "append".
+        name: the write stage's name (default: `write_<dataset folder>`).
         """
-        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size)
-        return self.session.run(self._node, SinkOutput(sink.spec)).result.to_dict()
+        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size, name)
+        return self.session.run(sink.node, SinkOutput(sink.spec)).result.to_dict()
 
     def sink_parquet(
         self,
@@ -189,6 +207,7 @@ class DataFrame:
         compression: str = "snappy",
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
+        name: str | None = None,
     ) -> Sink:
         """The lazy form of write_parquet, for pipelines: the write happens when the plan runs."""
         if mode not in MODES:
@@ -201,7 +220,7 @@ class DataFrame:
             target_file_size=parse_bytes(target_file_size),
             row_group_size=row_group_size,
         )
-        return Sink(self._node, spec)
+        return Sink(self._named(name)._node, spec)
 
     def explain(self) -> str:
         """The logical plan and the physical stages it compiles to; printed and returned."""

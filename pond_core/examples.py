@@ -39,15 +39,20 @@ def generate_shop(root: str, days: Sequence[str], orders_per_day: int = 20_000, 
                 FROM range({customers}) t(i)
             ) TO '{os.path.join(root, "customers.parquet")}' (FORMAT parquet)"""
         )
-        for day_index, day in enumerate(days):
+        for day in days:
             _check_day(day)
+            # Each day's orders follow from its date (not its position in `days`), so a day
+            # generated alone (ensure_shop_day) equals the same day generated with others, and
+            # days differ: a backfill shows different numbers for different days.
+            seed = dt.date.fromisoformat(day).toordinal()
+            busy = 0.7 + 0.1 * dt.date.fromisoformat(day).weekday()  # spend grows through the week
             folder = os.path.join(root, "orders", f"dt={day}")
             os.makedirs(folder, exist_ok=True)
             con.execute(
                 f"""COPY (
-                    SELECT {day_index * orders_per_day} + i AS order_id,
-                           (i * 7919 + {day_index * 31}) % {customers} AS customer_id,
-                           round(5 + ((i * 104729 + {day_index}) % 50000) / 100.0, 2)::DECIMAL(12,2) AS amount,
+                    SELECT {seed * orders_per_day} + i AS order_id,
+                           (i * 7919 + {seed * 31}) % {customers} AS customer_id,
+                           round((5 + ((i * 104729 + {seed * 7919}) % 50000) / 100.0) * {busy:.1f}, 2)::DECIMAL(12,2) AS amount,
                            TIMESTAMP '{day} 00:00:00' + to_seconds((i * 37) % 86400) AS ordered_at
                     FROM range({orders_per_day}) t(i)
                 ) TO '{os.path.join(folder, "part-0.parquet")}' (FORMAT parquet)"""

@@ -59,17 +59,23 @@ class LineageRecord:
         }
 
 
-def stage_dataset(plan: PhysicalPlan, stage: Stage) -> str:
+def stage_dataset(plan: PhysicalPlan, stage: Stage, scope: str | None = None) -> str:
+    """A sink's path, or `pond://<scope>/<stage name>` for an intermediate output. `scope`
+    (default: the pipeline) is where the intermediate lives: an orchestrator passes its own
+    pipeline instance (an Airflow DAG and task group), so two DAGs of one pipeline never share
+    an intermediate dataset."""
     if isinstance(stage.output, SinkOutput):
         return stage.output.sink.path
-    return f"pond://{(plan.pipeline or 'session').replace(':', '.')}/{stage.name}"
+    return f"pond://{(scope or plan.pipeline or 'session').replace(':', '.')}/{stage.name}"
 
 
 UpstreamStats = Mapping[str, Mapping[str, Any]]  # stage id -> its recorded result (schema, rows)
 
 
-def stage_lineage(plan: PhysicalPlan, stage: Stage, result: Any = None, upstream: UpstreamStats | None = None) -> LineageRecord:
-    """The neutral record of a stage; with its StageResult once it committed."""
+def stage_lineage(
+    plan: PhysicalPlan, stage: Stage, result: Any = None, upstream: UpstreamStats | None = None, scope: str | None = None
+) -> LineageRecord:
+    """The neutral record of a stage; with its StageResult once it committed (`scope`: see stage_dataset)."""
     inputs: list[LineageDataset] = []
     for inp in stage.inputs:
         if isinstance(inp, SourceInput):
@@ -77,11 +83,11 @@ def stage_lineage(plan: PhysicalPlan, stage: Stage, result: Any = None, upstream
         elif isinstance(inp, UpstreamInput):
             rec = (upstream or {}).get(inp.stage) or {}
             schema = tuple((n, t) for n, t in rec.get("schema") or ()) or None
-            inputs.append(LineageDataset(stage_dataset(plan, plan.stage(inp.stage)), schema, rec.get("rows")))
+            inputs.append(LineageDataset(stage_dataset(plan, plan.stage(inp.stage), scope), schema, rec.get("rows")))
     if result is None:
-        output = LineageDataset(stage_dataset(plan, stage))
+        output = LineageDataset(stage_dataset(plan, stage, scope))
     else:
-        output = LineageDataset(stage_dataset(plan, stage), result.schema or None, result.rows, result.bytes)
+        output = LineageDataset(stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes)
     return LineageRecord(
         stage_id=stage.id,
         stage=stage.name,

@@ -55,6 +55,23 @@ def named_sql(
     frames = []
     for name, path in inputs.items():
         hive = hive_partitioning.get(name) if isinstance(hive_partitioning, Mapping) else hive_partitioning
-        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive)
+        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive).alias(name)  # names its stages
         frames.append(df.repartition(npartitions or 4, hash_by=keys) if keys else df.repartition(npartitions or 1))
     return sp.partial_sql(bind_named_inputs(sql, list(inputs)), *frames)
+
+
+def sql_pipeline(
+    sp: Any,
+    sql: str,
+    inputs: dict[str, str | list[str]],
+    output_path: str,
+    partition_by: str | list[str] | None = None,
+    mode: str = "error",
+    hash_by: str | list[str] | None = None,
+    npartitions: int | None = None,
+    hive_partitioning: HivePartitioning = None,
+) -> Any:
+    """`named_sql` written to a dataset, as a pipeline (`pond_core.named_sql:sql_pipeline`): so
+    an orchestrator's one-statement task is a pond run like any other, in the catalog."""
+    query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
+    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode)

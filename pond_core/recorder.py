@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 class CatalogRecorder:
     """The StageEvents of one run's stages, recorded in the catalog."""
 
-    def __init__(self, catalog: Catalog, plan: PhysicalPlan, run_id: str) -> None:
+    def __init__(self, catalog: Catalog, plan: PhysicalPlan, run_id: str, lineage_scope: str | None = None) -> None:
         self.catalog = catalog
+        self.lineage_scope = lineage_scope
         self.plan = plan
         self.run_id = run_id
         self._heartbeats: dict[str, Heartbeat] = {}
@@ -47,7 +48,7 @@ class CatalogRecorder:
             node_failures=result.node_failures, speculative_attempts=result.speculative_attempts,
         )
         upstream = {sid: self.catalog.stage_result(self.run_id, sid) or {} for sid in stage.depends_on}
-        record = stage_lineage(self.plan, stage, result, upstream).to_dict()
+        record = stage_lineage(self.plan, stage, result, upstream, self.lineage_scope).to_dict()
         self.catalog.record_lineage(
             self.run_id, stage.id, record["inputs"], record["outputs"], record["sql"], record["started_at"], record["finished_at"]
         )

@@ -1,7 +1,7 @@
 """`run_plan`: the one way to run a physical plan, used by sessions, the CLI, Airflow and Prefect.
 
     result = run_plan(plan, "daily-2026-11-20", settings={"data_root": "/data/pond"})
-    result.stages["04_write"].rows
+    result.stages["write_daily_revenue"].rows
 
 A run is named by its run id: its stage outputs live under the run's layout, so running the
 same run id again skips committed stages and committed partitions (that is resume). Stages run
@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pond_core import stage_text
 from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor, TaskHook
 from pond_core.execute.results import StageManifest, StageResult
 from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage_run import StageRun
+from pond_core.execute.store import StageStore
 from pond_core.io.options import StorageOptions
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import PhysicalPlan, Stage
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from pond_core.catalog import Catalog
 
 OnStage = Callable[[Stage, StageManifest], None]
+log = logging.getLogger("pond.stage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +94,7 @@ def run_plan(
     progress: Progress | None = None,
     on_stage: OnStage | None = None,
     stop: threading.Event | None = None,
+    lineage_scope: str | None = None,
 ) -> PlanResult:
     """Run (or resume) `plan` as `run_id`; return every stage it ran or found committed.
 
@@ -99,6 +104,8 @@ def run_plan(
     catalog / record: where the run is recorded (default: the settings' catalog), or not at all.
     stages: names or ids to run (default: all). force: True, or the names/ids of stages to
     run anew even if committed. stop: set from another thread to stop the run's tasks.
+    lineage_scope: where intermediate datasets are recorded (`pond://<scope>/<stage>`; default
+    the pipeline): an orchestrator passes its pipeline instance, e.g. an Airflow DAG and group.
     """
     resolved = resolve_settings(settings, run_id)
     selected = [plan.stage(ref) for ref in stages] if stages is not None else list(plan.stages)
@@ -107,7 +114,7 @@ def run_plan(
     stop = stop or threading.Event()
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
-        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None))
+        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope))
         ctx = RunContext(
             run_id=run_id,
             layout=RunLayout(resolved.data_root, run_id, resolved.spill_dir),
@@ -120,22 +127,53 @@ def run_plan(
         )
 
         def run_one(stage: Stage) -> StageManifest:
-            manifest = StageRun(plan, stage, ctx, force=stage.id in forced).run()
+            forced_here = stage.id in forced
+            committed = None if forced_here else StageStore.of(ctx.layout, ctx.storage).manifest(stage.id)
+            if committed is not None:
+                log.info("%s", stage_text.finish_line(stage, committed.result, reused=True))
+                manifest = committed
+            else:
+                log.info("%s", stage_text.start_line(plan, stage))
+                manifest = StageRun(plan, stage, ctx, force=forced_here).run()
+                log.info("%s", stage_text.finish_line(stage, manifest.result))
             if on_stage is not None:
                 on_stage(stage, manifest)
             return manifest
 
         manifests = run_dag(selected, run_one, stop=stop)
-        if isinstance(events, CatalogRecorder) and plan.final.name in manifests:
-            events.finish_run("success")
+        if isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
+            events.finish_run("success")  # also when a stage of a finished run was run again
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
 
 
-def run_stage(plan: PhysicalPlan, stage: str, run_id: str, **options: Any) -> StageManifest:
+def run_stage(plan: PhysicalPlan, stage: str, run_id: str, *, recompute_upstream: bool = False, **options: Any) -> StageManifest:
     """Run one stage (a name or an id) of `plan` for `run_id`; see run_plan for the options.
-    Its upstream stages must be committed for the run; a committed stage returns at once."""
-    name = plan.stage(stage).name
-    return run_plan(plan, run_id, stages=[name], **options).manifests[name]
+    A committed stage returns at once. Its upstream stages must be committed for the run,
+    unless `recompute_upstream`: then upstream stages whose outputs are gone (dropped when the
+    run finished, or cleaned) run first, from their own committed inputs. That is what makes an
+    orchestrator's "clear this task" work on a finished run (docs/airflow.md)."""
+    target = plan.stage(stage)
+    selected = [target.name]
+    if recompute_upstream:
+        resolved = resolve_settings(options.get("settings"), run_id)
+        store = StageStore.of(RunLayout(resolved.data_root, run_id), options.get("storage"))
+        selected = [s.name for s in missing_upstream(plan, target, store)] + selected
+        options["settings"] = resolved
+    return run_plan(plan, run_id, stages=selected, **options).manifests[target.name]
+
+
+def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> list[Stage]:
+    """The stages `stage` needs whose committed outputs are gone, in plan order: each upstream
+    stage without a manifest, and, recursively, what that one needs."""
+    needed: set[str] = set()
+    todo = list(stage.depends_on)
+    while todo:
+        sid = todo.pop()
+        if sid in needed or store.manifest(sid) is not None:
+            continue
+        needed.add(sid)
+        todo.extend(plan.stage(sid).depends_on)
+    return [s for s in plan.stages if s.id in needed]
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -149,6 +187,10 @@ def close_run(run_id: str, status: str, *, settings: Settings, error: str | None
     not be retried (run_plan records success itself when the final stage commits)."""
     with open_catalog(settings) as catalog:
         catalog.finish_run(run_id, status, error=error)
+
+
+def _all_succeeded(plan: PhysicalPlan, events: CatalogRecorder) -> bool:
+    return all(events.catalog.stage_result(events.run_id, s.id) is not None for s in plan.stages)
 
 
 def _forced(plan: PhysicalPlan, force: bool | Collection[str]) -> set[str]:
@@ -172,7 +214,8 @@ def _owned_executor(settings: Settings, task_hooks: Sequence[TaskHook]) -> Itera
 
 @contextlib.contextmanager
 def _recording(
-    plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool
+    plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool,
+    lineage_scope: str | None = None,
 ) -> Iterator[StageEvents]:
     """The run's catalog recorder (or nobody); a whole-plan run that fails is marked failed."""
     if not record:
@@ -182,7 +225,7 @@ def _recording(
     catalog = catalog or open_catalog(settings)
     try:
         catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
-        recorder = CatalogRecorder(catalog, plan, run_id)
+        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
         try:
             yield recorder
         except BaseException as exc:

@@ -165,12 +165,12 @@ class Session:
             raise PondConfigError("from_items takes a list of dicts or a list of scalars, not a mix")
         else:
             table = pa.table({"item": items})
-        return self.from_arrow(table)
+        return self.from_arrow(table).alias("items")
 
     def from_pandas(self, df: Any) -> DataFrame:
         import pyarrow as pa
 
-        return self.from_arrow(pa.Table.from_pandas(df, preserve_index=False))
+        return self.from_arrow(pa.Table.from_pandas(df, preserve_index=False)).alias("pandas")
 
     def from_arrow(self, table: pa.Table) -> DataFrame:
         """Store the table as Parquet under data_root (by content), so every task can read it."""
@@ -186,15 +186,16 @@ class Session:
         path = join_path(self.layout.inputs_dir, hashlib.sha256(data).hexdigest()[:24] + ".parquet")
         if not self._fs.exists(path):
             self._fs.write_bytes(path, data)
-        return self.read_parquet(path)
+        return self.read_parquet(path).alias("arrow")  # its file is named by a hash: no name
 
-    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None) -> DataFrame:
-        """Run `query` on each partition; `{0}`, `{1}` … name the inputs."""
+    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, name: str | None = None) -> DataFrame:
+        """Run `query` on each partition; `{0}`, `{1}` … name the inputs. `name` names the
+        stage that computes the result (see DataFrame.alias)."""
         for i, df in enumerate(inputs):
             if not isinstance(df, DataFrame):
                 raise PondConfigError(f"partial_sql input {i} is a {type(df).__name__}, not a DataFrame")
         node = Sql(inputs=tuple(df._node for df in inputs), query=query, udfs=udf_specs(udfs))
-        return self._frame(node)
+        return self._frame(node)._named(name)
 
     def sql(self, query: str, /, **inputs: Any) -> DataFrame:
         """`query` over whole datasets: pond plans the exchanges, two-phase aggregations and

@@ -34,7 +34,7 @@ class StageDescription:
     name: str
     sql: tuple[str, ...]  # the SQL of each step, in order
     python: tuple[str, ...]  # Python steps, e.g. "map(clean_row)"
-    inputs: tuple[str, ...]  # "orders/*.parquet (parquet)", "01_hash_exchange (bucket)"
+    inputs: tuple[str, ...]  # "orders/*.parquet (parquet)", "orders_by_customer_id (bucket)"
     output: str  # "hash exchange into 4 buckets by customer_id", "dataset /out (overwrite_partitions, by dt)"
     partitions: int | None  # None: decided at run time from the input files
     depends_on: tuple[str, ...]  # names of the upstream stages

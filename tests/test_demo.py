@@ -14,7 +14,7 @@ def test_demo_runs_the_pipeline_and_shows_it_through_the_cli(tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "revenue by day and segment" in out and "$ pond runs demo-daily-revenue-2026-11-20" in out
-    assert "04_write" in out and "pond://pond_core.examples.daily_revenue/03_sql" in out
+    assert "write_revenue" in out and "pond://pond_core.examples.daily_revenue/join_customers_orders" in out
     days = duckdb.sql(
         f"SELECT dt::VARCHAR, sum(orders) FROM read_parquet('{root}/revenue/*/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY 1"
     ).fetchall()

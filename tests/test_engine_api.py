@@ -253,7 +253,7 @@ def test_explain_prints_both_plans(sp, capsys):
     df = sp.from_items([{"k": 1}]).repartition(2, hash_by="k").map("k + 1 AS j")
     text = df.explain()
     assert "== logical plan ==" in text and "== physical plan ==" in text
-    assert "hash_exchange" in text and "k + 1 AS j" in capsys.readouterr().out
+    assert "items_by_k" in text and "k + 1 AS j" in capsys.readouterr().out
 
 
 # -- session ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def test_corrupt_file(sp, tmp_path):
     with pytest.raises(PondInputError) as info:
         sp.read_parquet(str(bad)).count()
     message = str(info.value)
-    assert "bad.parquet" in message and "partition 0" in message and "stage 01_" in message
+    assert "bad.parquet" in message and "partition 0" in message and "stage aggregate_bad" in message
 
 
 def test_csv_not_matching_its_schema(sp, tmp_path):

@@ -58,7 +58,7 @@ def test_a_co_partitioned_join_is_fused_and_equals_the_per_partition_result(loca
 
 def test_explain_says_why_a_stage_was_fused(local_sp, tables):
     text = _frames(local_sp, tables).explain()
-    assert "fused with 01_hash_exchange, 02_hash_exchange" in text and "written by one task" in text
+    assert "fused with l_by_k, o_by_k" in text and "written by one task" in text
 
 
 def test_fused_partitions_are_the_exchanges_partitions(local_sp, tables):

@@ -46,6 +46,17 @@ def test_exchange_writes_only_the_columns_consumers_reference(tmp_path):
     assert compile_plan(star._node).stages[0].output.columns is None
 
 
+def test_each_side_of_a_join_carries_only_its_own_columns(tmp_path):
+    sp, df = frame(tmp_path)
+    other = sp.read_parquet(str(tmp_path / "y.parquet"))
+    joined = sp.partial_sql(
+        "SELECT a.v, b.w, z FROM {0} a JOIN {1} b USING (k) WHERE a.u > 0",
+        df.repartition(4, hash_by="k"), other.repartition(4, hash_by="k"),
+    )
+    left, right = compile_plan(joined._node).stages[:2]
+    assert left.output.columns == ("k", "u", "v", "z") and right.output.columns == ("k", "w", "z")  # z: unqualified, either side
+
+
 def test_a_source_feeding_an_exchange_is_split_over_many_producers(tmp_path):
     _, df = frame(tmp_path)
     producer = compile_plan(df.repartition(8, hash_by="k")._node).stages[0]
@@ -57,7 +68,7 @@ def test_stage_ids_are_stable_and_names_are_task_ids(tmp_path):
     build = lambda: sp.partial_sql("SELECT k FROM {0}", df.repartition(2, hash_by="k"))._node  # noqa: E731
     first, second = compile_plan(build()), compile_plan(build())
     assert [s.id for s in first.stages] == [s.id for s in second.stages]
-    assert [s.name for s in first.stages] == ["01_hash_exchange", "02_sql"]
+    assert [s.name for s in first.stages] == ["x_by_k", "select_x"]
 
 
 def test_deep_plans_compile(tmp_path):

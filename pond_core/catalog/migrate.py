@@ -7,7 +7,10 @@ PostgreSQL), so exactly one process creates the tables and the others find them 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -42,8 +45,22 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    # Alembic logs "Context impl SQLiteImpl." and "Will assume non-transactional DDL." at INFO
+    # on every configure: noise in every task log that opens the catalog, so not for a check.
+    with _quiet(logging.getLogger("alembic.runtime.migration")):
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    previous = logger.level
+    if logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def upgrade(engine: Engine) -> None:

@@ -91,7 +91,14 @@ def _show_run(run: dict[str, Any], as_json: bool) -> None:
         for s in run["stages"]
     ]
     columns = ["STAGE", "STATUS", "ATTEMPTS", "PARTS", "ROWS", "FILES", "BYTES", "DURATION", "RETRIES", "NODES LOST", "SPECULATIVE", "ERROR"]
-    out.print(render.table("stages", columns, rows))
+    # Columns that only matter when something went wrong are shown only when it did, so the
+    # table of a healthy run fits a terminal.
+    faults = [columns.index(c) for c in ("RETRIES", "NODES LOST", "SPECULATIVE")]
+    error = columns.index("ERROR")
+    hidden = set(faults) if not any(r[i] for r in rows for i in faults) else set()
+    hidden |= {error} if not any(r[error] for r in rows) else set()
+    keep = [i for i in range(len(columns)) if i not in hidden]
+    out.print(render.table("stages", [columns[i] for i in keep], [[r[i] for i in keep] for r in rows]))
 
 
 def known_dataset(catalog: Catalog, dataset: str) -> str:
@@ -139,23 +146,54 @@ def partitions_command(dataset: str, as_json: bool, settings: Settings, catalog:
 
 @click.command("lineage")
 @click.argument("dataset")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many edges each way, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many edges each way, newest first (table).")
+@click.option("--depth", type=click.IntRange(min=1), help="Hops to walk each way (default: 1 for the table, the whole chain for tree and mermaid).")
+@click.option("--format", "fmt", type=click.Choice(["table", "tree", "mermaid"]), default="table", show_default=True, help="One hop as tables, the chain as a tree, or a Mermaid flowchart.")
+@click.option("--direction", type=click.Choice(["both", "upstream", "downstream"]), default="both", show_default=True)
 @storage_options
 @json_option
 @with_catalog
-def lineage_command(dataset: str, limit: int | None, as_json: bool, settings: Settings, catalog: Catalog) -> None:
-    """Show what DATASET was computed from (upstream) and what was computed from it (downstream).
+def lineage_command(
+    dataset: str, limit: int | None, depth: int | None, fmt: str, direction: str, as_json: bool, settings: Settings, catalog: Catalog
+) -> None:
+    """Show what DATASET was computed from (upstream) and what was computed from it (downstream),
+    each hop named by its stage.
 
     \b
     Example:
       pond lineage /data/revenue
+      pond lineage /data/revenue --format tree            # back to the source files
+      pond lineage /data/orders --format mermaid --direction downstream
     """
+    from pond_core.lineage_graph import Direction, mermaid, tree_text, walk
+
     uri = known_dataset(catalog, dataset)
+    directions = [Direction(d) for d in (("upstream", "downstream") if direction == "both" else (direction,))]
+    if fmt != "table" or depth is not None:
+        chains = {d: walk(catalog, uri, d, depth or 50) for d in directions}
+        if as_json:
+            emit_json({"dataset": uri, **{d.value: chains[d].to_dict()["children"] for d in directions}})
+        elif fmt == "mermaid":
+            for d in directions:
+                click.echo(f"%% {d.value} of {uri}\n{mermaid(chains[d], d)}")
+        else:
+            for d in directions:
+                click.echo(f"{d.value} of {tree_text(chains[d], d)}\n")
+        return
     edges = catalog.lineage(uri, limit=limit)
     if as_json:
         emit_json({"dataset": uri, **edges})
         return
     out = render.console()
-    for direction in ("upstream", "downstream"):
-        rows = [(e["uri"], e["rows"], e["run_id"], e["stage_id"], render.when(e["finished_at"])) for e in edges[direction]]
-        out.print(render.table(f"{direction} of {uri}", ["DATASET", "ROWS", "RUN ID", "STAGE", "FINISHED (UTC)"], rows))
+    names: dict[str, dict[str, str]] = {}
+    for d in directions:
+        rows = [(e["uri"], e["rows"], e["run_id"], _stage_name(catalog, names, e), render.when(e["finished_at"])) for e in edges[d.value]]
+        out.print(render.table(f"{d.value} of {uri}", ["DATASET", "ROWS", "RUN ID", "STAGE", "FINISHED (UTC)"], rows))
+
+
+def _stage_name(catalog: Catalog, names: dict[str, dict[str, str]], edge: dict[str, Any]) -> str:
+    run_id = edge["run_id"]
+    if run_id not in names:
+        run = catalog.get_run(run_id) or {}
+        names[run_id] = {s["stage_id"]: s["stage_name"] for s in run.get("stages") or []}
+    return names[run_id].get(edge["stage_id"], edge["stage_id"])

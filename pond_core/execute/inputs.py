@@ -83,7 +83,8 @@ def _resolve_source(inp: SourceInput, files: list[str], n: int, row_counts: RowC
     else:
         parts = _split(inp.split, files, n, [])
     # Hive column types come from all of the input's files, so every task agrees on them.
-    opts = hive_read_options(files, None, inp.source.hive_partitioning) if inp.source.format is not SourceFormat.JSON else ""
+    label = ", ".join(inp.source.paths)
+    opts = hive_read_options(files, None, inp.source.hive_partitioning, label) if inp.source.format is not SourceFormat.JSON else ""
     source = inp.source
     return ResolvedInput(inp, parts, lambda part: source_sql(source, part, opts))
 

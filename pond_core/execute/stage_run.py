@@ -95,7 +95,9 @@ class StageRun:
             name = self.plan.stage(upstream_id).name
             raise PondConfigError(
                 f"stage {self.stage.name} reads the output of stage {name}, which is not committed for run "
-                f"{self.ctx.run_id}; run that stage first"
+                f"{self.ctx.run_id} (never run, or dropped when the run finished or by `pond clean`); run stage "
+                f"{name} first: in Airflow clear {self.stage.name} with its upstream tasks, or run it with "
+                "recompute_upstream=True"
             )
         return manifest
 

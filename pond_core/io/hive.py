@@ -122,12 +122,21 @@ def infer_hive_types(files: list[str], root: str | None = None) -> dict[str, str
     return {col: _infer(sorted({v for r in rows if (v := r[col]) is not None})) for col in rows[0]}
 
 
-def hive_read_options(files: list[str], root: str | None = None, hive_partitioning: bool | None = None) -> str:
-    """The read_parquet/read_csv arguments for these files: ", hive_partitioning=..., hive_types=..."""
+def hive_read_options(
+    files: list[str], root: str | None = None, hive_partitioning: bool | None = None, label: str | None = None
+) -> str:
+    """The read_parquet/read_csv arguments for these files: ", hive_partitioning=..., hive_types=...
+
+    `label` names the input in an error (the path the user gave), since `files` are expanded."""
     types = infer_hive_types(files, root) if hive_partitioning is not False else {}
     if hive_partitioning is True and not types:
         where = root or (files[0].rsplit("/", 1)[0] if files else "the input")
-        raise PondInputError(f"hive_partitioning=True but the files under {where} are not in k=v directories")
+        named = f"input {label}" if label else f"the files under {where}"
+        example = f" (e.g. {files[0]})" if label and files else ""
+        raise PondInputError(
+            f"hive_partitioning=True but {named} is not in k=v directories{example}; set it only for inputs that are "
+            "hive datasets (named inputs take a mapping, e.g. hive_partitioning={'orders': True})"
+        )
     if not types:
         return ", hive_partitioning=false"
     body = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': {t}" for c, t in types.items())

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pond_core.plan import naming
 from pond_core.plan.fuse import fuse_co_partitioned
 from pond_core.plan.logical import Limit, Node, PyMap, Read, Repartition, RepartitionMethod, Sql, walk
 from pond_core.plan.optimize import optimize
@@ -32,7 +33,7 @@ from pond_core.plan.physical import (
     UpstreamInput,
     stage_id,
 )
-from pond_core.plan.sql import referenced_columns
+from pond_core.plan.sql import referenced_columns_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +57,7 @@ def compile_plan(
     with _recursion_room(len(walk(root))):
         builder = _Builder()
         builder.stage_for(optimize(root), output)
-    stages = _prune_exchange_columns(builder.stages)
+    stages = _prune_exchange_columns(naming.unique(builder.stages))
     if options.fuse_co_partitioned:
         stages = fuse_co_partitioned(stages)
     return PhysicalPlan(stages=tuple(stages), pipeline=pipeline, params=dict(params or {}))
@@ -76,13 +77,15 @@ def _recursion_room(nodes: int) -> Iterator[None]:
 class _Builder:
     def __init__(self) -> None:
         self.stages: list[Stage] = []
+        self.relations: dict[str, str] = {}  # stage id -> what its rows are called (naming.py)
 
-    def stage_for(self, node: Node, output: StageOutput) -> Stage:
+    def stage_for(self, node: Node, output: StageOutput, exchanged: Repartition | None = None) -> Stage:
+        """The stage computing `node` into `output` (`exchanged`: the repartition it serves)."""
         ctx = _StageContext(self, node.npartitions)
         if isinstance(output, ExchangeOutput) and isinstance(node, Read):
             # Nothing to compute before the exchange: split the files over many producers.
             ctx.npartitions = 0
-            result = ctx.add_input(SourceInput("", node.source, Split.FILES))
+            result = ctx.add_input(SourceInput("", node.source, Split.FILES), _read_name(node))
         else:
             result = ctx.relation(node)
         inputs, steps = tuple(ctx.inputs), tuple(ctx.steps)
@@ -90,9 +93,11 @@ class _Builder:
         for existing in self.stages:
             if existing.id == sid:
                 return existing
+        relation = node.name if node.name else naming.joined(ctx.relations.values())
+        self.relations[sid] = relation
         stage = Stage(
             id=sid,
-            name=f"{len(self.stages) + 1:02d}_{_stage_kind(node, output)}",
+            name=_stage_name(ctx, node, output, exchanged, relation),
             inputs=inputs,
             steps=steps,
             result=result,
@@ -113,13 +118,15 @@ class _StageContext:
         self.inputs: list[StageInput] = []
         self.steps: list[Step] = []
         self.names: dict[str, str] = {}
+        self.relations: dict[str, str] = {}  # input name -> what its rows are called
 
-    def add_input(self, spec: StageInput) -> str:
+    def add_input(self, spec: StageInput, relation: str) -> str:
         for existing in self.inputs:
             if dataclasses.replace(existing, name="") == spec:
                 return existing.name
         name = f"in{len(self.inputs)}"
         self.inputs.append(dataclasses.replace(spec, name=name))
+        self.relations[name] = relation
         return name
 
     def add_sql(self, inputs: tuple[str, ...], query: str, udfs: tuple[Any, ...] = ()) -> str:
@@ -133,10 +140,10 @@ class _StageContext:
         self.steps.append(PythonStep(name, inputs, node.method, node.func, node.schema, node.batch_size, node.streaming))
         return name
 
-    def upstream(self, node: Node, output: StageOutput = FILES, split: Split = Split.ALL) -> str:
+    def upstream(self, node: Node, output: StageOutput = FILES, split: Split = Split.ALL, exchanged: Repartition | None = None) -> str:
         """An input reading the stage that computes `node`."""
-        stage = self.builder.stage_for(node, output)
-        return self.add_input(UpstreamInput("", stage.id, split))
+        stage = self.builder.stage_for(node, output, exchanged)
+        return self.add_input(UpstreamInput("", stage.id, split), self.builder.relations[stage.id])
 
     def relation(self, node: Node) -> str:
         if node.id not in self.names:
@@ -145,7 +152,7 @@ class _StageContext:
 
     def _build(self, node: Node) -> str:
         if isinstance(node, Read):
-            return self.add_input(SourceInput("", node.source, Split.ALL))
+            return self.add_input(SourceInput("", node.source, Split.ALL), _read_name(node))
         if isinstance(node, Repartition):
             return self._exchange(node)
         if isinstance(node, Limit):
@@ -166,10 +173,10 @@ class _StageContext:
         if not node.method.is_exchange:
             split = Split.FILES if node.method is RepartitionMethod.FILES else Split.ROWS
             if isinstance(child, Read):
-                return self.add_input(SourceInput("", child.source, split))
+                return self.add_input(SourceInput("", child.source, split), _read_name(child))
             return self.upstream(child, split=split)
         out = ExchangeOutput(node.method, node.n, node.keys, node.expr)
-        return self.upstream(child, out, Split.BUCKET)
+        return self.upstream(child, out, Split.BUCKET, exchanged=node)
 
     def _limit(self, node: Limit) -> str:
         child = node.inputs[0]
@@ -181,14 +188,24 @@ class _StageContext:
         return self.add_sql((gathered,), query)
 
 
-def _stage_kind(node: Node, output: StageOutput) -> str:
+def _read_name(node: Read) -> str:
+    return node.name or naming.source_name(node.source.paths)
+
+
+def _stage_name(ctx: _StageContext, node: Node, output: StageOutput, exchanged: Repartition | None, relation: str) -> str:
+    """The user's name for what the stage produces, else one derived from what it does."""
     if isinstance(output, ExchangeOutput):
-        return f"{output.method.value}_exchange"
+        if exchanged is not None and exchanged.name:
+            return exchanged.name
+        return naming.exchange_name(relation, output.method.value, output.keys, output.expr)
+    if node.name and not isinstance(node, Read):
+        return node.name
     if isinstance(output, SinkOutput):
-        return "write"
-    if isinstance(node, PyMap):
-        return node.method.value
-    return node.kind
+        return naming.sink_name(output.sink.path)
+    queries = [s.query for s in ctx.steps if isinstance(s, SqlStep)]
+    methods = [s.method.value for s in ctx.steps if isinstance(s, PythonStep)]
+    sources = all(isinstance(i, SourceInput) for i in ctx.inputs)
+    return naming.compute_name(relation, queries, methods, sources)
 
 
 def _prune_exchange_columns(stages: list[Stage]) -> list[Stage]:
@@ -226,7 +243,13 @@ def _columns_needed(producer_id: str, stages: list[Stage]) -> set[str] | None:
             for step in users:
                 if not isinstance(step, SqlStep):
                     return None
-                refs = referenced_columns(step.query.format(*["__pond_rel"] * len(step.inputs)))
+                # Each placeholder its own table name, so `o.amount` counts for `o`'s input only.
+                query = step.query.format(*[f"__pond_rel{i}" for i in range(len(step.inputs))])
+                refs: frozenset[str] | None = frozenset()
+                for i, name in enumerate(step.inputs):
+                    if name == inp.name:
+                        found = referenced_columns_of(query, f"__pond_rel{i}")
+                        refs = None if found is None or refs is None else refs | found
                 if refs is None:
                     return None
                 needed |= refs

@@ -103,6 +103,9 @@ class SourceSpec:
 class Node:
     kind: ClassVar[str] = "node"
     inputs: tuple[Node, ...]
+    # What the user called this result (df.alias, name=): it names the stage computing it.
+    # A label only: not part of the id, so naming a stage never changes what is computed.
+    name: str | None = dataclasses.field(default=None, kw_only=True)
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -98,3 +98,21 @@ def referenced_columns(query: str) -> frozenset[str] | None:
     names = {c.name for c in tree.find_all(exp.Column)}
     names |= {i.name for j in tree.find_all(exp.Join) for i in (j.args.get("using") or [])}
     return frozenset(names)
+
+
+def referenced_columns_of(query: str, relation: str) -> frozenset[str] | None:
+    """Like referenced_columns, but only what `query` may read from the table `relation`: a
+    column qualified by an alias bound to another table is not that relation's. Unqualified
+    columns, USING columns and columns qualified by anything unknown count (conservative)."""
+    import sqlglot
+    from sqlglot import exp
+
+    if referenced_columns(query) is None:
+        return None
+    tree = sqlglot.parse_one(query, read="duckdb")
+    tables = list(tree.find_all(exp.Table))
+    mine = {t.alias_or_name for t in tables if t.name == relation}
+    others = {t.alias_or_name for t in tables if t.name != relation} - mine
+    names = {c.name for c in tree.find_all(exp.Column) if not c.table or c.table not in others}
+    names |= {i.name for j in tree.find_all(exp.Join) for i in (j.args.get("using") or [])}
+    return frozenset(names)

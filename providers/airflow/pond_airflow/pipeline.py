@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
@@ -26,6 +27,7 @@ from airflow.sdk import Asset, AssetAlias, TaskGroup
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri
 from pond_airflow.operators.stage import PondStageOperator
+from pond_airflow.runs import lineage_scope
 from pond_core import api
 
 _DEFAULT_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
@@ -89,14 +91,16 @@ def pond_pipeline_group(
     if unknown:
         raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
     samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
+    templates = {str(rendered[k]): v for k, v in params.items() if isinstance(v, str) and _templated(v) and len(str(rendered[k])) >= 4}
     tasks: dict[str, PondStageOperator] = {}
     names = {stage.id: stage.name for stage in compiled.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
+        scope = lineage_scope(dag.dag_id if dag is not None else None, group.group_id or group_id)
         for stage in compiled.stages:
-            uri = dataset_uri(api.stage_dataset(compiled, stage))
+            uri = dataset_uri(api.stage_dataset(compiled, stage, scope))
             per_run = any(sample in uri for sample in samples)
-            scope = f"{dag.dag_id}.{group.group_id}" if dag is not None else group.group_id
             outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
+            inlets = [Asset(u) for u in _source_uris(stage, samples)]
             kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
             tasks[stage.id] = PondStageOperator(
                 task_id=stage.name,
@@ -112,12 +116,38 @@ def pond_pipeline_group(
                 deferrable=deferrable,
                 poll_interval=poll_interval,
                 outlets=[outlet],
-                doc_md=_doc(pipeline, compiled, stage),
+                inlets=inlets,
+                doc_md=_doc(compiled, stage, {k: rendered[k] for k, v in params.items() if _templated(v)}),
+                sql=templated_sql(api.stage_sql(compiled, stage), templates),
                 **kwargs,
             )
             for sid in stage.depends_on:
                 tasks[sid] >> tasks[stage.id]
     return group
+
+
+def _source_uris(stage: api.Stage, samples: list[str]) -> list[str]:
+    """The stage's source datasets as static asset URIs (a path that holds a run value, e.g.
+    `orders/dt=<ds>`, names its dataset folder above that part, which every run shares)."""
+    uris: list[str] = []
+    for inp in stage.sources:
+        for path in inp.source.paths:
+            for sample in samples:
+                if sample in path:
+                    path = path[: path.index(sample)].rsplit("/", 1)[0]
+            uri = dataset_uri(_above_hive(path))
+            if uri not in uris:
+                uris.append(uri)
+    return uris
+
+
+def _above_hive(path: str) -> str:
+    """`/shop/orders/dt=2026-11-20/*.parquet` -> `/shop/orders`: the dataset, not one partition."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if "=" in part and i > 0:
+            return "/".join(parts[:i])
+    return path
 
 
 def _load_plan(plan: api.PhysicalPlan | str | os.PathLike[str], dag: Any) -> api.PhysicalPlan:
@@ -130,10 +160,28 @@ def _load_plan(plan: api.PhysicalPlan | str | os.PathLike[str], dag: Any) -> api
         return api.PhysicalPlan.from_json(f.read())
 
 
-def _doc(pipeline: str, plan: api.PhysicalPlan, stage: api.Stage) -> str:
-    described = api.describe_stage(plan, stage)
-    parts = "decided at run time" if described.partitions is None else str(described.partitions)
-    return f"pond stage `{stage.name}` of `{pipeline}`: {described.output}; partitions: {parts}."
+def _doc(plan: api.PhysicalPlan, stage: api.Stage, parse_values: dict[str, Any]) -> str:
+    note = None
+    if parse_values:
+        shown = ", ".join(f"`{k}={v}`" for k, v in parse_values.items())
+        note = (
+            f"_Compiled at parse time with {shown}. A run's own SQL: Rendered Templates (`sql`), "
+            "the task log and the OpenLineage SQL facet._"
+        )
+    return api.stage_markdown(plan, stage, note)
+
+
+_JINJA_OPEN = re.compile(r"\{[{%#]")
+
+
+def templated_sql(sql: str, templates: dict[str, str]) -> str:
+    """The parse-time SQL as a template of the run's SQL: values rendered from templated
+    parameters become their templates again (`DATE '2026-11-01'` -> `DATE '{{ ds }}'`), and
+    anything else Jinja would read is escaped, so Rendered Templates shows the run's SQL."""
+    text = _JINJA_OPEN.sub(lambda m: "{{ '" + m.group(0) + "' }}", sql)
+    for value in sorted(templates, key=len, reverse=True):
+        text = text.replace(value, templates[value])
+    return text
 
 
 def _representative(params: dict[str, Any], explicit: dict[str, Any] | None, dag: Any) -> dict[str, Any]:

@@ -12,19 +12,38 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_LISTED_PARTITIONS = 50
 
 
+_AIRFLOW_RUN_ID = re.compile(r"^([a-z_]+)__(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?\+00:00$")
+
+
+def compact_run_id(run_id: str) -> str:
+    """Airflow's own run ids, shorter: `backfill__2026-11-02T00:00:00+00:00` ->
+    `backfill__20261102T000000` (a manual run keeps its microseconds); others unchanged."""
+    m = _AIRFLOW_RUN_ID.match(run_id)
+    if not m:
+        return run_id
+    kind, y, mo, d, h, mi, sec, frac = m.groups()
+    return f"{kind}__{y}{mo}{d}T{h}{mi}{sec}{frac or ''}"
+
+
 def pond_run_id(context: Any, scope: str) -> str:
-    """`<dag_id>__<run_id>__<scope>`, safe as a directory name.
+    """`<dag_id>__<run_id>__<scope>`, safe as a directory name, with Airflow's own run ids
+    compacted (`pond_daily_revenue__backfill__20261102T000000__daily_revenue`).
 
     Every task of one DAG run (and every retry of a task) gets the same pond run, so a retry
     finds the stages its upstream tasks committed. Characters outside [A-Za-z0-9._-] become
     `_`, and a short digest of the raw id keeps two raw ids from meeting on one safe id.
     """
     dag_run = context["dag_run"]
-    raw = f"{dag_run.dag_id}__{dag_run.run_id}__{scope}"
+    raw = f"{dag_run.dag_id}__{compact_run_id(dag_run.run_id)}__{scope}"
     safe = _UNSAFE.sub("_", raw)
     if safe != raw:
         safe = f"{safe}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
     return safe
+
+
+def lineage_scope(dag_id: str | None, group_id: str) -> str:
+    """Where a DAG's pipeline keeps its intermediate datasets: `<dag_id>.<group>`."""
+    return f"{dag_id}.{group_id}" if dag_id else group_id
 
 
 def first_try(context: Any) -> bool:

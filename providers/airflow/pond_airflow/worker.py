@@ -70,7 +70,9 @@ def state_files(data_root: str, prefix: str, storage_options: dict[str, Any]) ->
     return StateFiles(api.get_filesystem(data_root, api.StorageOptions.from_env(**storage_options)), prefix)
 
 
-def submit(plan: api.PhysicalPlan, stage: api.Stage, run_id: str, settings: PondSettings, *, force: bool) -> dict[str, Any]:
+def submit(
+    plan: api.PhysicalPlan, stage: api.Stage, run_id: str, settings: PondSettings, *, force: bool, lineage_scope: str | None = None
+) -> dict[str, Any]:
     """Start a detached worker for one stage; return where it reports."""
     root = settings.session_settings(job_id=run_id).data_root
     token = uuid.uuid4().hex[:12]
@@ -80,6 +82,7 @@ def submit(plan: api.PhysicalPlan, stage: api.Stage, run_id: str, settings: Pond
         "stage_id": stage.id,
         "run_id": run_id,
         "force": force,
+        "lineage_scope": lineage_scope,
         # Secrets included: the job goes to the worker on its stdin, never on a command line.
         "settings": {**settings.values.values, "data_root": root},
         "state_prefix": prefix,
@@ -128,7 +131,7 @@ def main() -> int:
         plan = api.PhysicalPlan.from_json(spec["plan"])
         manifest = api.run_stage(
             plan, spec["stage_id"], spec["run_id"], settings=settings.session_settings(job_id=spec["run_id"]),
-            storage=settings.storage(), force=spec["force"],
+            storage=settings.storage(), force=spec["force"], recompute_upstream=True, lineage_scope=spec.get("lineage_scope"),
         )
         status: dict[str, Any] = {"status": "success", "result": manifest.result.to_dict()}
     except BaseException as exc:

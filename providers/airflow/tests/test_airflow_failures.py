@@ -25,8 +25,8 @@ def test_transient_failure_retries_exactly_the_failed_stage(shop, rig):
     assert run.state == "success"
     assert marker.exists()  # the injected failure did happen
     assert task_states(run) == {
-        "flaky_totals.01_hash_exchange": ("success", 1),
-        "flaky_totals.02_write": ("success", 2),
+        "flaky_totals.orders_by_customer_id": ("success", 1),
+        "flaky_totals.write_flaky_totals": ("success", 2),
     }
     rows = read_dataset(str(rig["tmp"] / "outputs" / "flaky_totals"), "count(*), sum(orders)")
     assert rows == [(2000, 20_000)]  # every customer once, every order once: nothing lost or doubled
@@ -37,8 +37,8 @@ def test_transient_failure_retries_exactly_the_failed_stage(shop, rig):
     pond_run = PondHook().catalog().get_run(pond_run_id({"dag_run": run}, "flaky_totals"))
     attempts = {s["stage_name"]: s["attempts"] for s in pond_run["stages"]}
     assert pond_run["status"] == "success"
-    assert attempts == {"01_hash_exchange": 1, "02_write": 2}  # the retry re-ran only the failed stage
-    failed = [e for e in lineage_events("pond_test_flaky.flaky_totals.02_write") if e["eventType"] == "FAIL"]
+    assert attempts == {"orders_by_customer_id": 1, "write_flaky_totals": 2}  # the retry re-ran only the failed stage
+    failed = [e for e in lineage_events("pond_test_flaky.flaky_totals.write_flaky_totals") if e["eventType"] == "FAIL"]
     assert failed and "injected" in failed[0]["run"]["facets"]["errorMessage"]["message"]
 
 
@@ -46,8 +46,8 @@ def test_data_error_fails_without_retry(shop, rig):
     run = run_dag("pond_test_bad_data", DAY)
     assert run.state == "failed"
     states = task_states(run)
-    assert states["bad_totals.01_hash_exchange"] == ("success", 1)
-    assert states["bad_totals.02_write"] == ("failed", 1)  # retries=3, but a data error is final
+    assert states["bad_totals.orders_by_customer_id"] == ("success", 1)
+    assert states["bad_totals.write_bad_totals"] == ("failed", 1)  # retries=3, but a data error is final
     assert not (rig["tmp"] / "outputs" / "bad_totals").exists()
     from pond_airflow.hooks.pond import PondHook
     from pond_airflow.runs import pond_run_id

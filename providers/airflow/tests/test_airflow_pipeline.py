@@ -7,7 +7,7 @@ import os
 import pytest
 from airflow_rig import asset_events, expected_daily_revenue, lineage_events, read_dataset, run_dag, task_states, xcom
 
-STAGES = ["01_hash_exchange", "02_hash_exchange", "03_sql", "04_write"]
+STAGES = ["orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue"]
 COLUMNS = "segment, country, revenue, orders"
 
 
@@ -31,15 +31,36 @@ def test_output_partition_matches_duckdb(first_run, rig):
 
 
 def test_xcom_is_a_small_summary(first_run):
-    result = xcom(first_run, "daily_revenue.04_write")
+    result = xcom(first_run, "daily_revenue.write_daily_revenue")
     assert result["rows"] == 12
     assert result["output_kind"] == "sink"
     assert result["sink"]["partitions"] == ["dt=2026-11-20"]
     assert result["run_id"].startswith("pond_daily_revenue__manual__")
     assert [c[0] for c in result["schema"]] == ["dt", "segment", "country", "revenue", "orders"]
-    exchange = xcom(first_run, "daily_revenue.01_hash_exchange")
+    exchange = xcom(first_run, "daily_revenue.orders_by_customer_id")
     assert exchange["output_kind"] == "exchange" and exchange["rows"] == 20_000
     assert "inputs" not in exchange and len(str(exchange)) < 2_000
+
+
+def test_each_stage_task_shows_its_sql_inputs_output_and_partitions(first_run):
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
+    from airflow.utils.session import create_session
+    from airflow_rig import get_dag
+    from sqlalchemy import select
+
+    dag = get_dag("pond_daily_revenue")
+    join = dag.get_task("daily_revenue.join_customers_orders")
+    assert "FROM orders_by_customer_id o JOIN customers_by_customer_id c" in join.doc_md
+    assert "- stage orders_by_customer_id (bucket)" in join.doc_md and "**Partitions** 4" in join.doc_md
+    write = dag.get_task("daily_revenue.write_daily_revenue")
+    assert "DATE '{{ ds }}'" in write.sql  # the parse-time SQL, as a template of each run's SQL
+    with create_session() as session:
+        rendered = session.scalar(
+            select(RTIF.rendered_fields).where(
+                RTIF.dag_id == "pond_daily_revenue", RTIF.run_id == first_run.run_id, RTIF.task_id == "daily_revenue.write_daily_revenue"
+            )
+        )
+    assert "DATE '2026-11-20' AS dt" in rendered["sql"]  # Rendered Templates shows the run's own SQL
 
 
 def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
@@ -48,16 +69,16 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
         events = lineage_events(f"pond_daily_revenue.daily_revenue.{stage}")
         kinds = [e["eventType"] for e in events]
         assert "START" in kinds and "COMPLETE" in kinds, (stage, kinds)
-    complete = [e for e in lineage_events("pond_daily_revenue.daily_revenue.04_write") if e["eventType"] == "COMPLETE"][-1]
+    complete = [e for e in lineage_events("pond_daily_revenue.daily_revenue.write_daily_revenue") if e["eventType"] == "COMPLETE"][-1]
     (out,) = complete["outputs"]
     assert (out["namespace"], out["name"]) == ("file", output)
     assert out["outputFacets"]["outputStatistics"]["rowCount"] == 12
     assert [f["name"] for f in out["facets"]["schema"]["fields"]] == ["dt", "segment", "country", "revenue", "orders"]
     assert "sum(revenue)" in complete["job"]["facets"]["sql"]["query"]
     (inp,) = complete["inputs"]
-    assert inp["namespace"] == "pond://pond_core.examples.daily_revenue" and inp["name"] == "03_sql"
+    assert inp["namespace"] == "pond://pond_daily_revenue.daily_revenue" and inp["name"] == "join_customers_orders"
     assert inp["facets"]["schema"]["fields"]  # the upstream stage's schema, from the catalog
-    first = [e for e in lineage_events("pond_daily_revenue.daily_revenue.01_hash_exchange") if e["eventType"] == "START"][-1]
+    first = [e for e in lineage_events("pond_daily_revenue.daily_revenue.orders_by_customer_id") if e["eventType"] == "START"][-1]
     assert first["inputs"][0]["name"].endswith("/shop/orders/dt=2026-11-20")
     for event in lineage_events():
         assert "secret" not in str(event).lower()
@@ -66,15 +87,15 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
 def test_each_stage_emits_an_asset_event_with_rows(first_run, rig):
     output = "file://" + str(rig["examples"] / "daily_revenue")
     (event,) = [e for e in asset_events(output) if e["run_id"] == first_run.run_id]
-    assert event["task_id"] == "daily_revenue.04_write"
+    assert event["task_id"] == "daily_revenue.write_daily_revenue"
     assert event["extra"]["rows"] == 12
     assert event["extra"]["partitions"] == ["dt=2026-11-20"]
-    exchange = asset_events("pond://pond_core.examples.daily_revenue/01_hash_exchange")
+    exchange = asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id")
     assert [e["extra"]["rows"] for e in exchange if e["run_id"] == first_run.run_id] == [20_000]
 
 
 def test_intermediates_are_dropped_after_the_final_stage(first_run, rig):
-    run_id = xcom(first_run, "daily_revenue.04_write")["run_id"]
+    run_id = xcom(first_run, "daily_revenue.write_daily_revenue")["run_id"]
     assert not os.path.exists(rig["pond_root"] / "jobs" / run_id / "staging")
 
 
@@ -93,4 +114,29 @@ def test_rerunning_a_day_replaces_exactly_that_day(first_run, rig):
     catalog = PondHook().catalog()
     partitions = {p["key"]: p for p in catalog.list_partitions(output)}
     assert sorted(partitions) == ["dt=2026-11-20", "dt=2026-11-21"]
-    assert partitions["dt=2026-11-20"]["run_id"] == xcom(rerun, "daily_revenue.04_write")["run_id"]
+    assert partitions["dt=2026-11-20"]["run_id"] == xcom(rerun, "daily_revenue.write_daily_revenue")["run_id"]
+
+
+def test_templated_sql_escapes_what_jinja_would_read():
+    import jinja2
+
+    from pond_airflow.pipeline import templated_sql
+
+    sql = "SELECT {'k': 1} AS s, {{'x': 2}} AS t, '{%' AS p FROM t WHERE d = DATE '2026-11-01'"
+    template = templated_sql(sql, {"2026-11-01": "{{ ds }}"})
+    assert jinja2.Template(template).render(ds="2026-11-20") == sql.replace("2026-11-01", "2026-11-20")
+
+
+def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, rig):
+    from pond_airflow.hooks.pond import PondHook
+    from pond_core.lineage_graph import Direction, walk
+
+    output = str(rig["examples"] / "daily_revenue")
+    with PondHook().catalog() as catalog:
+        chain = walk(catalog, output, Direction.UPSTREAM, 5)
+    (join,) = chain.children
+    assert (join.uri, join.stage) == ("pond://pond_daily_revenue.daily_revenue/join_customers_orders", "write_daily_revenue")
+    assert sorted(c.uri for c in join.children) == [
+        "pond://pond_daily_revenue.daily_revenue/customers_by_customer_id", "pond://pond_daily_revenue.daily_revenue/orders_by_customer_id"]
+    sources = {s.uri for c in join.children for s in c.children}
+    assert any(u.endswith("/shop/customers.parquet") for u in sources)

@@ -31,6 +31,13 @@ def test_customer_spend_writes_the_day(spend_run, rig):
     assert result["rows"] == len(expected) == 2000
     assert result["sink"]["partitions"] == [f"dt={DAY}"]
     assert result["npartitions"] == 4  # hash_by customer_id into 4 partitions
+    from pond_airflow.hooks.pond import PondHook
+
+    with PondHook().catalog() as catalog:  # a pond run like any other: pond runs / partitions see it
+        run = catalog.get_run(result["run_id"])
+        assert (run["status"], run["pipeline"]) == ("success", "pond_core.named_sql:sql_pipeline")
+        assert [s["stage_name"] for s in run["stages"]] == ["orders_by_customer_id", "customers_by_customer_id", "write_customer_spend"]
+        assert [p["key"] for p in catalog.list_partitions(output)] == [f"dt={DAY}"]
 
 
 def test_customer_spend_lineage_and_asset(spend_run, rig):

@@ -1,6 +1,7 @@
 """A real Airflow on 127.0.0.1: `airflow standalone` with the LocalExecutor runs the example
 pipeline DAG, then `airflow backfill create` fills three days, of the cron-scheduled DAG and of its
-partitioned twin (two days); the CLI lists the provider.
+partitioned twin (two days); a middle stage of the finished run is cleared (alone, with
+downstream, with upstream) and re-runs to the same output; the CLI lists the provider.
 
 Everything started here is stopped by PID: standalone with SIGINT (the only way it cleans up),
 then any process of its session that is left is killed and reported.
@@ -22,7 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
-from airflow_rig import EXAMPLE_DAGS, expected_daily_revenue, read_dataset
+from airflow_rig import EXAMPLE_DAGS, REPO, expected_daily_revenue, read_dataset
 
 BIN = Path(sys.executable).parent
 DAG_ID = "pond_daily_revenue"
@@ -65,6 +66,8 @@ def _env(root: Path) -> dict[str, str]:
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "AIRFLOW_CONN_POND_DEFAULT": json.dumps({"conn_type": "pond", "extra": {"data_root": str(root / "pond"), "executor": "local"}}),
             "POND_EXAMPLES_ROOT": str(root / "examples"),
+            # This checkout's code, not whichever checkout the venv's editable installs point at.
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "providers/airflow", "providers/prefect")),
         }
     )
     return env
@@ -182,9 +185,10 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
         assert sorted(k for (k,) in keys) == PARTITION_DAYS  # asset events carry the run's partition key
         tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
         assert {(t, s) for t, s, _ in tasks} == {
-            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("01_hash_exchange", "02_hash_exchange", "03_sql", "04_write")]
+            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue")]
         }
         assert all(n == 4 for _, _, n in tasks)  # one triggered + three backfill runs, one task per stage each
+        _clear_a_middle_stage_after_success(env, db, log, tmp_path)
     finally:
         stopping = time.monotonic()
         leftovers = _stop(proc)
@@ -204,6 +208,46 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     for day in PARTITION_DAYS:
         assert read_dataset(by_partition, "segment, country, revenue, orders", f"dt = DATE '{day}'") == expected_daily_revenue(shop, day)
     assert [p["key"] for p in catalog.list_partitions(by_partition)] == [f"dt={d}" for d in PARTITION_DAYS]
+
+
+MIDDLE = "daily_revenue.join_customers_orders"
+
+
+def _tries(db: Path, run_id: str) -> dict[str, tuple[int, str]]:
+    rows = _query(db, "SELECT task_id, try_number, state FROM task_instance WHERE dag_id = ? AND run_id = ?", DAG_ID, run_id)
+    return {t: (n, s) for t, n, s in rows}
+
+
+def _clear_a_middle_stage_after_success(env: dict[str, str], db: Path, log: Path, root: Path) -> None:
+    """Airflow's "Clear" on the finished triggered run: the stage alone, with downstream, with
+    upstream. Intermediates were dropped when the run finished; each clear succeeds (no retry)
+    and the day's output is unchanged."""
+    output = str(root / "examples" / "daily_revenue")
+    day_rows = lambda: read_dataset(output, "segment, country, revenue, orders", f"dt = DATE '{TRIGGERED_DAY}'")  # noqa: E731
+    before = day_rows()
+    ((run_id,),) = _query(db, "SELECT run_id FROM dag_run WHERE dag_id = ? AND run_type = 'manual'", DAG_ID)
+    for flags, cleared in (
+        ([], {MIDDLE}),
+        (["--downstream"], {MIDDLE, "daily_revenue.write_daily_revenue"}),
+        (["--upstream"], {MIDDLE, "daily_revenue.orders_by_customer_id", "daily_revenue.customers_by_customer_id", "shop_data"}),
+    ):
+        tries = _tries(db, run_id)
+        _airflow(env, ["tasks", "clear", DAG_ID, "-t", MIDDLE.split(".")[1], "-s", TRIGGERED_DAY, "-e", TRIGGERED_DAY, "--yes", *flags])
+
+        def rerun_done() -> bool:
+            now = _tries(db, run_id)
+            _failed(db, log)
+            return all(now[t][0] > tries[t][0] and now[t][1] == "success" for t in cleared)
+
+        _wait(f"the clear {flags or 'alone'} to re-run {sorted(cleared)}", rerun_done, 240, log)
+        untouched = {t: v for t, v in _tries(db, run_id).items() if t not in cleared}
+        assert untouched == {t: v for t, v in tries.items() if t not in cleared}  # nothing else ran
+        assert all(_tries(db, run_id)[t][0] == tries[t][0] + 1 for t in cleared)  # first try each: no retry
+        assert day_rows() == before
+    from pond_core.catalog import Catalog
+
+    pond_run = next(r for r in Catalog(Catalog.default_url(str(root / "pond"))).list_runs() if "__manual__" in r["run_id"])
+    assert pond_run["status"] == "success"
 
 
 def _failed(db: Path, log: Path) -> bool:

@@ -38,7 +38,10 @@ def test_run_id_is_safe_stable_and_distinct():
 
     assert rid("d", "manual_1") == "d__manual_1__g"
     scheduled = rid("d", "scheduled__2026-11-20T00:00:00+00:00")
-    assert scheduled.startswith("d__scheduled__2026-11-20T00_00_00_00_00__g-") and "/" not in scheduled
+    assert scheduled == "d__scheduled__20261120T000000__g"  # Airflow's own ids, compacted
+    assert rid("d", "manual__2026-12-03T06:31:01.158397+00:00") == "d__manual__20261203T063101.158397__g"
+    other_zone = rid("d", "scheduled__2026-11-20T00:00:00+01:00")
+    assert other_zone.startswith("d__scheduled__2026-11-20T00_00_00_01_00__g-") and "/" not in other_zone
     assert scheduled == rid("d", "scheduled__2026-11-20T00:00:00+00:00")
     assert rid("d", "a:b") != rid("d", "a+b")  # same sanitised text, different runs
     assert rid("d", "../../etc").count("/") == 0

@@ -61,23 +61,43 @@ def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, dict[str, Any]
     for stage in plan.stages:
         outcome = outcomes.get(stage.id) or {}
         result = outcome.get("result") or {}
+        retries = [result.get(k) or 0 for k in ("task_retries", "node_failures", "speculative_attempts")]
         rows.append(
             {
                 "stage": stage.name,
                 "state": outcome.get("state", "Not run"),
                 "partitions": result.get("npartitions"),
                 "rows": result.get("rows"),
-                "bytes": result.get("bytes"),
+                "size": api.human_bytes(result["bytes"]) if result.get("bytes") is not None else None,
                 "files": result.get("files"),
-                "duration_s": result.get("seconds"),
-                "task_retries": result.get("task_retries"),
-                "node_failures": result.get("node_failures"),
-                "speculative_attempts": result.get("speculative_attempts"),
+                # A cached stage did no work now: its recorded seconds are the first run's.
+                "seconds": 0.0 if outcome.get("state") == "Cached" else result.get("seconds"),
+                "retries / lost nodes / speculative": "/".join(str(n) for n in retries) if result else None,
                 "executor": result.get("executor"),
-                "output": result.get("location"),
+                "output": _short_path(result.get("location")),
             }
         )
     return cast(UUID, create_table_artifact(rows, key=artifact_key(plan, "stages"), description="pond stage statistics"))
+
+
+def _short_path(path: str | None) -> str | None:
+    """The last two components: the column stays narrow (the plan artifact has full paths)."""
+    if not path:
+        return path
+    parts = path.rstrip("/").split("/")
+    return path if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+
+
+def create_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> UUID:
+    """On the stage's task run: what it read and wrote, its SQL, and what it committed."""
+    done = (
+        f"**Committed** {result.get('npartitions')} partitions, {result.get('rows')} rows, "
+        f"{api.human_bytes(result.get('bytes'))} in {result.get('files')} files, {result.get('seconds')} s, "
+        f"at `{result.get('location')}`"
+    )
+    key = artifact_key(plan, "stage-" + re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-"))
+    created = create_markdown_artifact(api.stage_markdown(plan, stage, done), key=key[:100], description=f"pond stage {stage.name}")
+    return cast(UUID, created)
 
 
 class Progress:

@@ -39,6 +39,7 @@ def run_pipeline(
     retry_delay_seconds: float | list[float] = DEFAULT_RETRY_DELAY,
     cache: bool = True,
     worker_logs: bool = True,
+    wait_for: list[Any] | None = None,
 ) -> dict[str, Any] | State:
     """Run `pipeline` (a `module:function` reference) with `params` inside the current flow.
 
@@ -47,6 +48,8 @@ def run_pipeline(
     (ignoring the cache and committed outputs). `retries` and `retry_delay_seconds` apply to
     transient stage failures only; `cache=False` turns the stage cache off; `worker_logs=False`
     stops shipping partition tasks' log records (e.g. when Ray workers cannot reach the API).
+    `wait_for`: futures (e.g. the task that lands the data) the first stages wait for, so the
+    flow run's graph shows them upstream of the pipeline.
     """
     logger = get_run_logger()
     cfg = load_config(config)
@@ -64,7 +67,7 @@ def run_pipeline(
         # A cache entry is only as good as the stage output it points to: after `pond clean`,
         # refresh every stage rather than serve results whose files are gone.
         options = {"retries": retries, "retry_delay_seconds": retry_delay_seconds, "cache": cache, "refresh_cache": force or not stored}
-        futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard)
+        futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard, wait_for or [])
         wait(list(futures.values()))
         outcomes = _outcomes(plan, futures, progress)
         create_stats_artifact(plan, outcomes)
@@ -90,6 +93,7 @@ def _submit(
     worker_logs: bool,
     progress: Progress,
     guard: CancelGuard,
+    wait_for: list[Any],
 ) -> dict[str, PrefectFuture]:
     plan_json = plan.to_json()
     futures: dict[str, PrefectFuture] = {}
@@ -104,6 +108,7 @@ def _submit(
             progress=progress,
             guard=guard,
             worker_logs=worker_logs,
+            wait_for=wait_for if not stage.depends_on else None,
         )
     return futures
 
@@ -171,7 +176,7 @@ def run_sql(
     mode: str = "error",
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
-    hive_partitioning: bool | None = None,
+    hive_partitioning: bool | dict[str, bool] | None = None,
     **run_options: Any,
 ) -> Any:
     """Inside a flow: run one SQL statement over named Parquet inputs as pond stages (the

@@ -30,8 +30,8 @@ def sql_pipeline(
     mode: str = "error",
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
-    hive_partitioning: bool | None = None,
+    hive_partitioning: bool | dict[str, bool] | None = None,
 ) -> Any:
-    """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`)."""
-    query = api.named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
-    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode)
+    """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`); the same
+    as Airflow's PondSqlOperator runs (`pond_core.named_sql:sql_pipeline`)."""
+    return api.sql_pipeline(sp, sql, inputs, output_path, partition_by, mode, hash_by, npartitions, hive_partitioning)

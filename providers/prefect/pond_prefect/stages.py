@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import MaterializingTask
 
 from pond_core import api
-from pond_prefect.artifacts import Progress
+from pond_prefect.artifacts import Progress, create_stage_artifact
 from pond_prefect.assets import MATERIALIZED_BY, add_partitions_to_current_task, stage_asset, upstream_assets
 from pond_prefect.blocks import PondConfig
 from pond_prefect.cache import StageCache, retry_transient_only
@@ -53,7 +53,7 @@ def run_pond_stage(
     try:
         manifest = api.run_stage(
             plan, stage.id, run_id, settings=settings, storage=config.storage_options(), executor=executor, force=force,
-            progress=progress.partitions_done if progress else None,
+            progress=progress.partitions_done if progress else None, recompute_upstream=True,
         )
     finally:
         if guard is not None:
@@ -61,9 +61,11 @@ def run_pond_stage(
         executor.shutdown()
     result = manifest.result.to_dict()
     add_partitions_to_current_task(plan, stage, result)
+    create_stage_artifact(plan, stage, result)
     logger.info(
-        "stage %s: %s partitions, %s rows, %s bytes in %.2fs on %s (pond run %s)",
-        stage.name, result.get("npartitions"), result.get("rows"), result.get("bytes"), result.get("seconds") or 0.0, result.get("executor"), run_id,
+        "stage %s: %s partitions, %s rows, %s in %.2fs on %s (pond run %s); SQL: %s",
+        stage.name, result.get("npartitions"), result.get("rows"), api.human_bytes(result.get("bytes")), result.get("seconds") or 0.0,
+        result.get("executor"), run_id, api.sql_head(plan, stage) or "(none)",
     )
     return result
 
@@ -86,7 +88,7 @@ def stage_task(
         asset_deps=list[Asset | str](upstream_assets(plan, stage)) or None,
         name=stage.name,
         task_run_name=stage.name,
-        description=f"pond stage {stage.name} ({stage.id}) of {plan.pipeline or 'session'}",
+        description=api.stage_markdown(plan, stage),
         tags={"pond", *tags},
         retries=retries,
         retry_delay_seconds=retry_delay_seconds,

@@ -93,17 +93,23 @@ def test_a_changed_input_invalidates_the_cache(first_run, tmp_path):
     assert all(r.state.name == "Completed" for r in runs.values()), {n: r.state.name for n, r in runs.items()}
 
 
-def test_three_artifacts_per_flow_run(first_run):
+def test_plan_progress_and_stats_artifacts_per_flow_run_and_one_per_stage(first_run):
     plan = first_run["plan"]
-    found = {a.type: a for a in prefect_api.artifacts(first_run["state"].state_details.flow_run_id)}
+    made = prefect_api.artifacts(first_run["state"].state_details.flow_run_id)
+    found = {a.type: a for a in made if not (a.key or "").startswith("pond-test-daily-revenue-stage-")}
     assert set(found) == {"markdown", "table", "progress"}
     assert all(s.name in found["markdown"].data for s in plan.stages)
+    per_stage = {a.key: a for a in made if (a.key or "").startswith("pond-test-daily-revenue-stage-")}
+    assert set(per_stage) == {"pond-test-daily-revenue-stage-" + s.name.replace("_", "-") for s in plan.stages}
+    join = per_stage["pond-test-daily-revenue-stage-join-customers-orders"]
+    assert all(t in join.data for t in ("FROM orders_by_customer_id o JOIN customers_by_customer_id c", "**Partitions** 4", "**Committed**"))
+    assert join.task_run_id is not None  # on the stage's own task run
     assert float(found["progress"].data) == 100.0
     table = found["table"].data
     rows = {r["stage"]: r for r in (table if isinstance(table, list) else __import__("json").loads(table))}
     assert set(rows) == {s.name for s in plan.stages}
     final = rows[plan.final.name]
-    assert final["rows"] > 0 and final["bytes"] > 0 and final["partitions"] == 1 and final["state"] == "Completed"
+    assert final["rows"] > 0 and final["size"].endswith(" B") and final["partitions"] == 1 and final["state"] == "Completed"
 
 
 def test_assets_with_their_upstreams_and_lineage_on_cache_hits(first_run):

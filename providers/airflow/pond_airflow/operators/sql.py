@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
 
 
+SQL_PIPELINE = "pond_core.named_sql:sql_pipeline"
+
+
 class PondSqlOperator(BaseOperator):
     """Run DuckDB SQL over named Parquet inputs with pond; write a dataset or return rows.
 
@@ -87,11 +90,16 @@ class PondSqlOperator(BaseOperator):
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self._result: dict[str, Any] | None = None
+        self._hook: PondHook | None = None
         self._session: Any = None
+        self._executor: api.Executor | None = None
 
     @property
     def hook(self) -> PondHook:
-        return PondHook(self.pond_conn_id, **self.hook_params)
+        """One hook per task: its connection is looked up once, not at every use."""
+        if self._hook is None:
+            self._hook = PondHook(self.pond_conn_id, **self.hook_params)
+        return self._hook
 
     def _frame(self, sp: Any) -> Any:
         return api.named_sql(
@@ -103,26 +111,46 @@ class PondSqlOperator(BaseOperator):
         scope = ti.task_id if ti.map_index in (None, -1) else f"{ti.task_id}.{ti.map_index}"
         run_id = pond_run_id(context, scope)
         hook = self.hook
-        with hook.get_conn(job_id=run_id) as session:
+        if self.output_path:
+            return self._write(context, run_id)
+        with hook.get_conn(job_id=run_id) as session:  # rows to XCom: a query, not a dataset
             self._session = session
             try:
                 df = self._frame(session)
                 if first_try(context):
                     df.recompute()
-                if self.output_path:
-                    result = df.write_parquet(self.output_path, partition_by=self.partition_by, mode=self.mode)
-                    out = xcom_result(result)
-                else:
-                    out = self._rows(df, run_id)
-                    result = out
+                out = self._rows(df, run_id)
             except api.PondError as exc:
                 fail_for(exc, lambda text: _scrub(text, hook))
             finally:
                 self._session = None
-        self._result = result
-        if self.output_path:
-            emit_asset_events(context, self.outlets, self.output_path, asset_event_extra(result, run_id), match=False)
+        self._result = out
         return out
+
+    def _write(self, context: Context, run_id: str) -> dict[str, Any]:
+        """Run the statement as the pipeline `pond_core.named_sql:sql_pipeline`: a pond run
+        recorded in the catalog (`pond runs`, `pond partitions`, `pond lineage`)."""
+        hook = self.hook
+        params = {
+            "sql": self.sql, "inputs": self.inputs, "output_path": self.output_path, "partition_by": self.partition_by,
+            "mode": self.mode, "hash_by": self.hash_by, "npartitions": self.npartitions, "hive_partitioning": self.hive_partitioning,
+        }
+        settings = hook.session_settings(job_id=run_id)
+        self._executor = api.make_executor(settings)
+        try:
+            plan = api.compile_pipeline(SQL_PIPELINE, params, data_root=settings.data_root)
+            done = api.run_plan(
+                plan, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=first_try(context)
+            )
+        except api.PondError as exc:
+            fail_for(exc, lambda text: _scrub(text, hook))
+        finally:
+            executor, self._executor = self._executor, None
+            executor.shutdown()
+        result = done.manifests[plan.final.name].result.to_dict()
+        self._result = result
+        emit_asset_events(context, self.outlets, str(self.output_path), asset_event_extra(result, run_id), match=False)
+        return xcom_result(result)
 
     def _rows(self, df: Any, run_id: str) -> dict[str, Any]:
         import json
@@ -140,9 +168,11 @@ class PondSqlOperator(BaseOperator):
         }
 
     def on_kill(self) -> None:
-        session = self._session
+        session, executor = self._session, self._executor
         if session is not None:
             session.executor().cancel_all()
+        if executor is not None:
+            executor.cancel_all()
 
     # -- lineage ------------------------------------------------------------------------------
 

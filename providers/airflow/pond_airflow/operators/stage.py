@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import asset_event_extra, emit_asset_events, operator_lineage
-from pond_airflow.runs import fail_for, final_try, first_try, pond_run_id, xcom_result
+from pond_airflow.runs import fail_for, final_try, first_try, lineage_scope, pond_run_id, xcom_result
 from pond_core import api
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class PondStageOperator(BaseOperator):
     """Run one stage of `pipeline` (module:function) compiled with `pipeline_params`.
 
     :param pipeline: the pipeline, as `module:function`.
-    :param stage: the stage's name in the compiled plan (e.g. `03_sql`).
+    :param stage: the stage's name in the compiled plan (e.g. `join_customers_orders`).
     :param pipeline_params: the pipeline's keyword parameters; templated.
     :param upstream_stages: names of the stages this one reads, as rendered at parse time;
         the run-time plan must agree, or the task fails without retry.
@@ -40,10 +40,12 @@ class PondStageOperator(BaseOperator):
         succeeds (so any single stage can be cleared and re-run later).
     :param deferrable: run the stage in a detached pond worker and wait in the triggerer.
     :param poll_interval: seconds between the trigger's checks, when deferrable.
+    :param sql: the stage's SQL, shown in Rendered Templates (display only: the task runs the
+        SQL of the plan it compiles); templated.
     """
 
-    template_fields: Sequence[str] = ("pipeline_params",)
-    template_fields_renderers = {"pipeline_params": "json"}
+    template_fields: Sequence[str] = ("pipeline_params", "sql")
+    template_fields_renderers = {"pipeline_params": "json", "sql": "sql"}
     ui_color = "#cfe8fc"
 
     def __init__(
@@ -60,9 +62,11 @@ class PondStageOperator(BaseOperator):
         keep_intermediates: bool = False,
         deferrable: bool = False,
         poll_interval: float = 5.0,
+        sql: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.sql = sql
         self.pipeline = pipeline
         self.stage = stage
         self.pipeline_params = dict(pipeline_params or {})
@@ -75,6 +79,7 @@ class PondStageOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self._plan: api.PhysicalPlan | None = None
+        self._hook: PondHook | None = None
         self._lineage: dict[str, Any] | None = None
         self._executor: api.Executor | None = None
 
@@ -82,7 +87,10 @@ class PondStageOperator(BaseOperator):
 
     @property
     def hook(self) -> PondHook:
-        return PondHook(self.pond_conn_id, **self.hook_params)
+        """One hook per task: its connection is looked up once, not at every use."""
+        if self._hook is None:
+            self._hook = PondHook(self.pond_conn_id, **self.hook_params)
+        return self._hook
 
     def plan(self) -> api.PhysicalPlan:
         """The pipeline compiled with the rendered parameters, checked against the DAG."""
@@ -131,8 +139,11 @@ class PondStageOperator(BaseOperator):
         self.log.info("pond run %s: stage %s (%s), %s", run_id, stage.name, stage.id, "fresh" if force else "resuming")
         self._executor = api.make_executor(settings)
         try:
+            # recompute_upstream: a task cleared after its run finished finds its upstream
+            # outputs dropped; it recomputes them from their committed inputs (docs/airflow.md).
             manifest = api.run_stage(
                 self.plan(), stage.id, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=force,
+                recompute_upstream=True, lineage_scope=self.lineage_scope,
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
@@ -157,7 +168,7 @@ class PondStageOperator(BaseOperator):
         from pond_airflow import worker
         from pond_airflow.triggers.stage import PondStageTrigger
 
-        handle = worker.submit(self.plan(), stage, run_id, self.hook.settings, force=force)
+        handle = worker.submit(self.plan(), stage, run_id, self.hook.settings, force=force, lineage_scope=self.lineage_scope)
         self.log.info("pond run %s: stage %s submitted to worker pid %s", run_id, stage.name, handle["pid"])
         self.defer(
             trigger=PondStageTrigger(
@@ -191,10 +202,14 @@ class PondStageOperator(BaseOperator):
         with hook.catalog() as catalog:
             upstream = {sid: catalog.stage_result(run_id, sid) or {} for sid in stage.depends_on}
         self._lineage = self._record(result, upstream)
-        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage), asset_event_extra(result, run_id))
+        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage, self.lineage_scope), asset_event_extra(result, run_id))
         if self.final and not self.keep_intermediates:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
-        self.log.info("pond stage %s committed %s rows in %s files", stage.name, result.get("rows"), result.get("files"))
+        if self.deferrable:  # otherwise pond logged its own line when the stage finished
+            self.log.info(
+                "pond stage %s done in the worker: %s partitions, %s rows, %s in %s files -> %s", stage.name, result.get("npartitions"),
+                result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
+            )
         return xcom_result(result)
 
     def on_kill(self) -> None:
@@ -206,7 +221,12 @@ class PondStageOperator(BaseOperator):
 
     def _record(self, result: dict[str, Any] | None, upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         committed = api.StageResult.from_dict(result) if result is not None else None
-        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}).to_dict()
+        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope).to_dict()
+
+    @property
+    def lineage_scope(self) -> str:
+        """Intermediate datasets are `pond://<dag_id>.<group>/<stage>`: this DAG's own."""
+        return lineage_scope(self.dag_id, self.run_scope)
 
     def get_openlineage_facets_on_start(self) -> Any:
         return operator_lineage(self._record(None))
