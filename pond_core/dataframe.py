@@ -7,7 +7,7 @@ run its stages and read back only what they return.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pond_core.errors import PondConfigError
@@ -203,6 +203,51 @@ class DataFrame:
         )
         return Sink(self._node, spec)
 
+    def write_iceberg(
+        self,
+        table: str,
+        mode: str = "append",
+        partition_by: str | Sequence[str] | None = None,
+        catalog: str | Mapping[str, str] | None = None,
+        catalog_name: str = "pond",
+        compression: str = "zstd",
+        checks: Sequence[Any] = (),
+    ) -> dict[str, Any]:
+        """Write the result to the Iceberg table `table` ('namespace.table') as one snapshot.
+
+        mode: "append", "overwrite" (the whole table) or "overwrite_partitions" (exactly the
+        partitions present in this data). `catalog`: the catalog's properties (a SQL catalog's
+        `uri` and `warehouse`), or a `uri` alone; secrets belong in pyiceberg's environment.
+        """
+        sink = self.sink_iceberg(table, mode, partition_by, catalog, catalog_name, compression, checks)
+        return self.session.run(self._node, SinkOutput(sink.spec)).result.to_dict()
+
+    def sink_iceberg(
+        self,
+        table: str,
+        mode: str = "append",
+        partition_by: str | Sequence[str] | None = None,
+        catalog: str | Mapping[str, str] | None = None,
+        catalog_name: str = "pond",
+        compression: str = "zstd",
+        checks: Sequence[Any] = (),
+    ) -> Sink:
+        """The lazy form of write_iceberg, for pipelines."""
+        from pond_core.io.table_spec import IcebergTable
+
+        if mode not in ("append", "overwrite", "overwrite_partitions"):
+            raise PondConfigError(f"write_iceberg mode must be 'append', 'overwrite' or 'overwrite_partitions', got {mode!r}")
+        props = {"uri": catalog} if isinstance(catalog, str) else dict(catalog or {})
+        target = IcebergTable(table, catalog_name, tuple(sorted(props.items())))
+        spec = SinkSpec(
+            path=target.uri,
+            mode=mode,
+            partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            compression=compression,
+            table=target,
+        )
+        return Sink(self._node, spec)
+
     def explain(self) -> str:
         """The logical plan and the physical stages it compiles to; printed and returned."""
         from pond_core.plan.compile import compile_plan
@@ -253,6 +298,10 @@ def read_result(session: PlanRunner, manifest: StageManifest, large_strings: boo
         return cursor.to_arrow_table()
     finally:
         con.close()
+
+
+def _checks_option(checks: Sequence[Any]) -> dict[str, Any]:
+    return {"checks": tuple(checks)} if checks else {}
 
 
 def _sort_key(key: str) -> str:

@@ -30,7 +30,8 @@ from pond_core.execute.results import (
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
-from pond_core.io import SinkWriter, join_path, resolve_paths
+from pond_core.io import join_path, resolve_paths
+from pond_core.io.iceberg import DatasetWriter, open_writer
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import (
@@ -141,7 +142,7 @@ class StageRun:
         return manifest
 
     def _run_tasks(
-        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+        self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
         sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
         factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
@@ -162,7 +163,7 @@ class StageRun:
             self.ctx.progress(self.stage, len(done), n)
 
     def _commit_without_tasks(
-        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+        self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
         """Reference the upstream files (files output) or link them into the sink."""
         (upstream,) = resolved.inputs
@@ -174,11 +175,11 @@ class StageRun:
             record = CommittedPartition(partition=k, attempt=1, files=files, schema=upstream.schema, seconds=0.0)
             self._commit_partition(record, done, resolved.npartitions)
 
-    def _open_sink(self) -> SinkWriter | None:
+    def _open_sink(self) -> DatasetWriter | None:
         output = self.stage.output
         if not isinstance(output, SinkOutput):
             return None
-        writer = SinkWriter(output.sink, self.write_id, self.ctx.storage)
+        writer = open_writer(output.sink, self.write_id, self.ctx.storage)
         writer.prepare()
         return writer
 
@@ -221,7 +222,7 @@ class _PartitionTasks:
     """The TaskFactory of one stage run: the spec of each attempt of each partition."""
 
     def __init__(
-        self, stage: Stage, ctx: RunContext, store: StageStore, sink: SinkWriter | None,
+        self, stage: Stage, ctx: RunContext, store: StageStore, sink: DatasetWriter | None,
         inputs: tuple[ResolvedInput, ...], threads: int,
     ) -> None:
         self.stage, self.ctx, self.store, self.sink, self.inputs, self.threads = stage, ctx, store, sink, inputs, threads
@@ -261,7 +262,7 @@ class _PartitionTasks:
             return BucketedTarget(self.store.attempt_path(self.stage.id, partition, attempt))
         assert self.sink is not None
         copy_sql = self.sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", partition, f"a{attempt}")
-        return SinkTarget(copy_sql, output.sink, self.sink.job_id)
+        return SinkTarget(copy_sql, self.sink.spec, self.sink.job_id)
 
 
 def _partitions(stage: Stage, records: list[CommittedPartition]) -> tuple[PartitionOutput, ...]:
@@ -300,7 +301,7 @@ def _moves_files_only(stage: Stage, resolved: ResolvedStage) -> bool:
     )
 
 
-def _link_into(sink: SinkWriter, partition: int, files: tuple[WrittenFile, ...]) -> tuple[WrittenFile, ...]:
+def _link_into(sink: DatasetWriter, partition: int, files: tuple[WrittenFile, ...]) -> tuple[WrittenFile, ...]:
     task_dir = join_path(sink.staging, "tasks", f"p{partition:05d}-link-{uuid.uuid4().hex[:8]}")
     out = []
     for i, f in enumerate(files):

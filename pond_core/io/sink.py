@@ -170,6 +170,8 @@ class SinkWriter:
             checks = " AND ".join(partition_check_sql(q, c) for q, c in zip(cols, spec.partition_by))
             source = f"SELECT * FROM ({select_sql}) AS _pond_sink WHERE {checks}"
             opts.append(f"PARTITION_BY ({', '.join(cols)})")
+            if spec.write_partition_columns:
+                opts.append("WRITE_PARTITION_COLUMNS true")
         else:
             # DuckDB cannot rotate files and partition at once, so target_file_size applies here.
             opts.append(f"FILE_SIZE_BYTES {spec.target_file_size or NO_ROTATION}")

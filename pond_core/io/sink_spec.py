@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pond_core.errors import PondConfigError
+from pond_core.io.table_spec import IcebergTable
 
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")
@@ -29,6 +30,10 @@ class SinkSpec:
     file_prefix: str = "part"
     row_group_size: int | None = None
     compression_level: int | None = None
+    # An Iceberg sink: pond writes the files, then commits them to this table (io/iceberg.py).
+    table: IcebergTable | None = None
+    # Keep partition columns inside the files too (Iceberg readers do not parse hive paths).
+    write_partition_columns: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.partition_by, str):
@@ -40,7 +45,14 @@ class SinkSpec:
         self._validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # Table options appear only when set, so a Parquet sink's definition (and id) is unchanged.
+        for name in _OPTIONAL:
+            if not out[name]:
+                del out[name]
+        if self.table is not None:
+            out["table"] = self.table.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SinkSpec:
@@ -48,7 +60,10 @@ class SinkSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise PondConfigError(f"unknown sink option(s): {', '.join(unknown)}")
-        return cls(**data)
+        values = dict(data)
+        if values.get("table") is not None:
+            values["table"] = IcebergTable.from_dict(values["table"])
+        return cls(**values)
 
     def _validate(self) -> None:
         if self.mode not in MODES:
@@ -66,6 +81,9 @@ class SinkSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+_OPTIONAL = ("table", "write_partition_columns")
 
 
 def job_tag(job_id: str) -> str:
