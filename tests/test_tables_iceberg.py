@@ -154,3 +154,69 @@ def test_table_in_s3(tmp_path, s3_server):
     assert duckdb_rows(table.metadata_location, con=con) == expected({0: "v2", 1: "v2"})
     listing = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="warehouse/db/events/data/")
     assert not any("_pond_staging" in o["Key"] for o in listing.get("Contents", []))
+
+
+KILLED_WRITER = r"""
+import os, signal, sys
+from pyiceberg.catalog.sql import SqlCatalog
+import pond_core
+
+write_metadata = SqlCatalog._write_metadata
+
+def write_then_die(*args, **kwargs):
+    write_metadata(*args, **kwargs)  # the new metadata file is on disk; the catalog row is not yet swapped
+    os.kill(os.getpid(), signal.SIGKILL)
+
+SqlCatalog._write_metadata = staticmethod(write_then_die)
+props = {"uri": sys.argv[1], "warehouse": sys.argv[2]}
+sp = pond_core.init(data_root=sys.argv[3], executor="local")
+sp.sql(sys.argv[4]).write_iceberg("db.events", mode="overwrite_partitions", partition_by="dt", catalog=props)
+print("not killed")
+"""
+
+
+def test_sigkill_mid_commit_leaves_the_previous_snapshot_current(local_sp, props, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for n in range(2):
+        local_sp.sql(day_sql(n)).write_iceberg("db.events", mode="overwrite_partitions", partition_by="dt", catalog=props)
+    before = catalog(props).load_table("db.events")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, props["uri"], props["warehouse"], str(tmp_path / "killed"), day_sql(1, "v2")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    metadata_dir = before.location()[len("file://"):] + "/metadata"
+    assert len([f for f in os.listdir(metadata_dir) if f.endswith(".metadata.json")]) == 3  # the killed writer's is there, unused
+    after = catalog(props).load_table("db.events")
+    assert after.metadata_location == before.metadata_location
+    assert both_readers(props) == (expected({0: "v1", 1: "v1"}),) * 2
+    local_sp.sql(day_sql(1, "v2")).write_iceberg("db.events", mode="overwrite_partitions", partition_by="dt", catalog=props)
+    assert both_readers(props) == (expected({0: "v1", 1: "v2"}),) * 2
+
+
+def test_a_rerun_of_a_committed_write_commits_nothing_new(props):
+    import duckdb
+
+    from pond_core.io.iceberg import IcebergSinkWriter
+    from pond_core.io.sink_spec import SinkSpec
+    from pond_core.io.table_spec import IcebergTable
+
+    target = IcebergTable("db.events", "pond", tuple(props.items()))
+    spec = SinkSpec(path=target.uri, mode="overwrite_partitions", partition_by=["dt"], table=target)
+
+    def write(job: str, sql: str):
+        writer = IcebergSinkWriter(spec, job)
+        writer.prepare()
+        con = duckdb.connect()
+        return writer.commit([writer.run_copy(con, sql, 0)])
+
+    first = write("run1-stage", day_sql(0))
+    snapshots = len(catalog(props).load_table("db.events").snapshots())
+    again = write("run1-stage", day_sql(0, "v2"))  # e.g. killed after the snapshot, before the stage manifest
+    assert again.manifest == first.manifest and again.rows == 10
+    assert len(catalog(props).load_table("db.events").snapshots()) == snapshots
+    assert both_readers(props) == (expected({0: "v1"}),) * 2
