@@ -32,6 +32,7 @@ from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
 from pond_core.io import join_path, resolve_paths
 from pond_core.io.iceberg import DatasetWriter, open_writer
+from pond_core.io.table_read import TableFiles, resolve_table
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import (
@@ -100,7 +101,9 @@ class StageRun:
             )
         return manifest
 
-    def _list_source(self, source: SourceSpec) -> list[str]:
+    def _list_source(self, source: SourceSpec) -> list[str] | TableFiles:
+        if source.table is not None:
+            return resolve_table(source.table, self.ctx.storage)
         return resolve_paths(list(source.paths), source.recursive, self.ctx.storage)
 
     def _row_counts(self, files: list[str]) -> dict[str, int]:
