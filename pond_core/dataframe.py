@@ -172,13 +172,14 @@ class DataFrame:
         compression: str = "snappy",
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
+        checks: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """Write the result as a Parquet dataset at `path`; returns what was committed.
 
         mode: "error" (the path must not hold data), "overwrite", "overwrite_partitions"
         (replace exactly the partitions present in this data), or "append".
         """
-        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size)
+        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size, checks)
         return self.session.run(self._node, SinkOutput(sink.spec)).result.to_dict()
 
     def sink_parquet(
@@ -189,6 +190,7 @@ class DataFrame:
         compression: str = "snappy",
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
+        checks: Sequence[Any] = (),
     ) -> Sink:
         """The lazy form of write_parquet, for pipelines: the write happens when the plan runs."""
         if mode not in MODES:
@@ -200,6 +202,7 @@ class DataFrame:
             compression=compression,
             target_file_size=parse_bytes(target_file_size),
             row_group_size=row_group_size,
+            checks=tuple(checks),
         )
         return Sink(self._node, spec)
 
@@ -245,6 +248,7 @@ class DataFrame:
             partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
             compression=compression,
             table=target,
+            checks=tuple(checks),
         )
         return Sink(self._node, spec)
 
@@ -298,10 +302,6 @@ def read_result(session: PlanRunner, manifest: StageManifest, large_strings: boo
         return cursor.to_arrow_table()
     finally:
         con.close()
-
-
-def _checks_option(checks: Sequence[Any]) -> dict[str, Any]:
-    return {"checks": tuple(checks)} if checks else {}
 
 
 def _sort_key(key: str) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
+from pond_core.checks import CheckResult
 from pond_core.errors import PondConfigError
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
@@ -27,6 +29,7 @@ from pond_core.execute.results import (
     StageManifest,
     StageResult,
 )
+from pond_core.execute.stage_checks import check_staged
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
@@ -134,12 +137,13 @@ class StageRun:
                 self._commit_without_tasks(resolved, sink, todo, done)
             elif todo:
                 self._run_tasks(resolved, sink, todo, done)
+            checks = self._check(sink, done, n)
         except BaseException:
             if sink is not None:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
-        manifest = self._manifest(resolved, done, commit, started)
+        manifest = self._manifest(resolved, done, commit, started, checks)
         self.store.write_manifest(manifest)
         self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
         return manifest
@@ -178,6 +182,15 @@ class StageRun:
             record = CommittedPartition(partition=k, attempt=1, files=files, schema=upstream.schema, seconds=0.0)
             self._commit_partition(record, done, resolved.npartitions)
 
+    def _check(self, sink: DatasetWriter | None, done: dict[int, CommittedPartition], n: int) -> tuple[CheckResult, ...]:
+        """The sink's checks on the staged files (raises PondCheckError when one fails)."""
+        output = self.stage.output
+        if sink is None or not isinstance(output, SinkOutput) or not output.sink.checks or sink.already_committed:
+            return ()
+        files = [f.path for k in range(n) for f in done[k].files]
+        schema = next((done[k].schema for k in range(n) if done[k].schema), ())
+        return check_staged(self.stage.name, replace(sink.spec, checks=output.sink.checks), files, schema, self.ctx.storage)
+
     def _open_sink(self) -> DatasetWriter | None:
         output = self.stage.output
         if not isinstance(output, SinkOutput):
@@ -189,7 +202,8 @@ class StageRun:
     # -- result ------------------------------------------------------------------------------
 
     def _manifest(
-        self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float
+        self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float,
+        checks: tuple[CheckResult, ...] = (),
     ) -> StageManifest:
         n = resolved.npartitions
         schema = next((done[k].schema for k in range(n) if done[k].schema), ())
@@ -217,6 +231,7 @@ class StageRun:
             memory_retries=sum(r.memory_retries for r in records),
             speculative_attempts=sum(r.speculative_attempts for r in records),
             sink=_sink_summary(self.stage, records, commit) if commit else None,
+            checks=checks,
         )
         return StageManifest(self.stage.id, self.ctx.run_id, partitions, schema, result)
 

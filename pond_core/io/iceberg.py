@@ -149,6 +149,10 @@ class IcebergSinkWriter:
     def fs(self) -> Any:
         return self.inner.fs
 
+    @property
+    def already_committed(self) -> bool:
+        return self._done is not None
+
     def base_name(self, partition: int) -> str:
         return self.inner.base_name(partition)
 

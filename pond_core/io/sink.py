@@ -146,6 +146,11 @@ class SinkWriter:
             return None
         return self._result(files)
 
+    @property
+    def already_committed(self) -> bool:
+        """An earlier run of this same job committed (prepare() found it)."""
+        return self._done is not None
+
     # --- the tasks' statement -----------------------------------------------------------------
     def base_name(self, partition: int) -> str:
         """part-00003 for a new dataset; part-<job>-00003 when old files may exist, so a new

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pond_core.checks import Check, as_checks
 from pond_core.errors import PondConfigError
 from pond_core.io.table_spec import IcebergTable
 
@@ -34,8 +35,11 @@ class SinkSpec:
     table: IcebergTable | None = None
     # Keep partition columns inside the files too (Iceberg readers do not parse hive paths).
     write_partition_columns: bool = False
+    # Run on the staged files before the commit; a failing one publishes nothing (checks.py).
+    checks: tuple[Check, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", as_checks(self.checks))
         if isinstance(self.partition_by, str):
             object.__setattr__(self, "partition_by", [self.partition_by])
         elif self.partition_by is not None:
@@ -52,6 +56,8 @@ class SinkSpec:
                 del out[name]
         if self.table is not None:
             out["table"] = self.table.to_dict()
+        if self.checks:
+            out["checks"] = [c.to_dict() for c in self.checks]
         return out
 
     @classmethod
@@ -83,7 +89,7 @@ class SinkSpec:
                 raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
 
 
-_OPTIONAL = ("table", "write_partition_columns")
+_OPTIONAL = ("table", "write_partition_columns", "checks")
 
 
 def job_tag(job_id: str) -> str:
