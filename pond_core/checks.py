@@ -146,19 +146,20 @@ class CheckResult:
     detail: str  # what was observed, in words
     sample_columns: tuple[str, ...] = ()
     sample: tuple[tuple[str, ...], ...] = ()  # a few failing rows, as text
+    columns_checked: str = ""  # the column a single-column check is about
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "kind": self.kind.value, "severity": self.severity.value, "passed": self.passed,
             "failing": self.failing, "detail": self.detail, "sample_columns": list(self.sample_columns),
-            "sample": [list(r) for r in self.sample],
+            "sample": [list(r) for r in self.sample], "columns_checked": self.columns_checked,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckResult:
         return cls(
             d["name"], CheckKind(d["kind"]), Severity(d["severity"]), bool(d["passed"]), int(d["failing"]), d.get("detail", ""),
-            tuple(d.get("sample_columns") or ()), tuple(tuple(r) for r in d.get("sample") or ()),
+            tuple(d.get("sample_columns") or ()), tuple(tuple(r) for r in d.get("sample") or ()), d.get("columns_checked", ""),
         )
 
 
@@ -226,6 +227,10 @@ def _failing_rows_sql(check: Check) -> str | None:
 
 
 def _run(con: Any, check: Check) -> CheckResult:
+    return dataclasses.replace(_measure(con, check), columns_checked=check.columns[0] if len(check.columns) == 1 else "")
+
+
+def _measure(con: Any, check: Check) -> CheckResult:
     import duckdb
 
     try:
@@ -255,3 +260,6 @@ def verdict(stage: str, target: str, results: tuple[CheckResult, ...]) -> None:
             f"stage {stage}: {len(failed)} check(s) failed on the output for {target}; nothing was published\n{render(results)}",
             results,
         )
+
+
+render_checks = render  # the name pond_core.api exports

@@ -189,7 +189,8 @@ class StageRun:
             return ()
         files = [f.path for k in range(n) for f in done[k].files]
         schema = next((done[k].schema for k in range(n) if done[k].schema), ())
-        return check_staged(self.stage.name, replace(sink.spec, checks=output.sink.checks), files, schema, self.ctx.storage)
+        spec = replace(sink.spec, checks=output.sink.checks, path=output.sink.path)  # named as the user named it
+        return check_staged(self.stage.name, spec, files, schema, self.ctx.storage)
 
     def _open_sink(self) -> DatasetWriter | None:
         output = self.stage.output

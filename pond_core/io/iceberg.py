@@ -86,6 +86,7 @@ def local_path(location: str) -> str:
 def table_location(catalog: Any, table: IcebergTable, existing: Any | None) -> str:
     if existing is not None:
         return str(existing.location())
+    catalog.create_namespace_if_not_exists(table.namespace)  # a new table's default location is its namespace's
     resolve = getattr(catalog, "_resolve_table_location", None)
     if resolve is None:
         raise PondConfigError(
@@ -232,6 +233,7 @@ class IcebergSinkWriter:
 
         if existing is None:
             assert arrow_schema is not None
+            self._catalog.create_namespace_if_not_exists(self.table.namespace)
             tx = self._catalog.create_table_transaction(self.table.identifier, schema=arrow_schema)
             if self.outer.partition_by:
                 with tx.update_spec() as spec:

@@ -136,6 +136,7 @@ class PondStageOperator(BaseOperator):
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
+            self._checks_failed(exc)
             fail_for(exc)
         finally:
             executor, self._executor = self._executor, None
@@ -152,6 +153,15 @@ class PondStageOperator(BaseOperator):
             api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
         except Exception as exc:  # the stage's own error is what the task must report
             self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
+
+    def _checks_failed(self, error: BaseException) -> None:
+        """A stage stopped by its checks: the table of results in the task log, and in lineage
+        (the output's DataQualityAssertions facet) of the failure event."""
+        if not isinstance(error, api.PondCheckError):
+            return
+        self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(error.results))
+        record = api.stage_lineage(self.plan(), self._stage(), None, {})
+        self._lineage = api.with_assertions(record, error.results).to_dict()
 
     def _defer(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> Any:
         from pond_airflow import worker
@@ -195,6 +205,9 @@ class PondStageOperator(BaseOperator):
         if self.final and not self.keep_intermediates:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
         self.log.info("pond stage %s committed %s rows in %s files", stage.name, result.get("rows"), result.get("files"))
+        if result.get("checks"):
+            checks = [api.CheckResult.from_dict(c) for c in result["checks"]]
+            self.log.info("pond stage %s: checks before publish\n%s", stage.name, api.render_checks(checks))
         return xcom_result(result)
 
     def on_kill(self) -> None:
