@@ -123,6 +123,20 @@ def test_sql_catalog_on_postgresql(local_sp, tmp_path, postgres_schema_url):
     assert both_readers(props) == (expected({0: "v2", 1: "v2"}),) * 2
 
 
+@pytest.mark.ray
+def test_write_and_read_on_ray(props, tmp_path, ray_instance):
+    import pond_core
+
+    session = pond_core.init(data_root=str(tmp_path / "pond"), executor="ray")
+    try:
+        for n in range(3):
+            session.sql(day_sql(n)).repartition(2).write_iceberg("db.events", mode="overwrite_partitions", partition_by="dt", catalog=props)
+        assert session.read_iceberg("db.events", props).repartition(3).count() == 30
+    finally:
+        session.shutdown()
+    assert both_readers(props) == (expected({0: "v1", 1: "v1", 2: "v1"}),) * 2
+
+
 @pytest.mark.s3
 def test_table_in_s3(tmp_path, s3_server):
     import pond_core
@@ -140,6 +154,18 @@ def test_table_in_s3(tmp_path, s3_server):
         for version in ("v1", "v2"):
             for n in range(2):
                 session.sql(day_sql(n, version)).write_iceberg("db.events", mode="overwrite_partitions", partition_by="dt", catalog=props)
+        back = session.read_iceberg("db.events", props).repartition(2).to_arrow()
+        assert sorted(zip(*(back.column(c).to_pylist() for c in ("id", "dt", "name")))) == expected({0: "v2", 1: "v2"})
+        from deltalake import write_deltalake
+
+        delta = f"s3://{bucket}/delta/events"
+        storage = {
+            "AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": opts.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": opts.secret_access_key, "AWS_REGION": opts.effective_region, "AWS_ALLOW_HTTP": "true",
+        }
+        write_deltalake(delta, back, partition_by=["dt"], storage_options=storage)
+        assert session.read_delta(delta).count() == 20
+        assert session.read_delta(delta, partition_filters=[("dt", "=", "2026-11-21")]).count() == 10
     finally:
         session.shutdown()
     table = catalog(props, **s3).load_table("db.events")
