@@ -246,3 +246,31 @@ def test_a_rerun_of_a_committed_write_commits_nothing_new(props):
     assert again.manifest == first.manifest and again.rows == 10
     assert len(catalog(props).load_table("db.events").snapshots()) == snapshots
     assert both_readers(props) == (expected({0: "v1"}),) * 2
+
+
+def test_concurrent_appends_both_land(props, tmp_path):
+    import threading
+
+    import pond_core
+
+    local_sp = pond_core.init(data_root=str(tmp_path / "first"), executor="local")
+    local_sp.sql(day_sql(0)).write_iceberg("db.events", partition_by="dt", catalog=props)
+    errors = []
+
+    def append(n: int) -> None:
+        session = pond_core.init(data_root=str(tmp_path / f"w{n}"), executor="local")
+        try:
+            session.sql(day_sql(n)).write_iceberg("db.events", partition_by="dt", catalog=props)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            session.shutdown()
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    local_sp.shutdown()
+    assert not errors
+    assert both_readers(props) == (expected({0: "v1", 1: "v1", 2: "v1", 3: "v1"}),) * 2

@@ -224,6 +224,8 @@ class IcebergSinkWriter:
             except CommitFailedException:
                 time.sleep(0.05 * (attempt + 1))  # another writer committed first: rebase on it
                 continue
+            except (ValueError, TypeError, NotImplementedError) as exc:  # pyiceberg's word on the data
+                raise PondDataError(f"cannot commit to Iceberg table {self.table.identifier}: {exc}; nothing was committed") from None
             current = snapshot_table.current_snapshot()
             return self._result(snapshot_table, current, self.inner)
         raise PondTransientError(f"Iceberg table {self.table.identifier}: commit kept conflicting with other writers")
