@@ -43,6 +43,12 @@ def test_read_iceberg_snapshots_split_by_file_and_pruned(local_sp, props):
 
     pruned = local_sp.read_iceberg("db.events", props, row_filter="dt >= '2026-11-21'", columns=["id", "name"])
     assert rows(pruned) == [(i, n) for i, _, n in expected({1: "v2", 2: "v1"})]
+    from pond_core.io.table_read import TableRead, resolve_table
+    from pond_core.io.table_spec import IcebergTable
+
+    target = IcebergTable("db.events", "pond", tuple(props.items()))
+    assert len(resolve_table(TableRead(iceberg=target), None).files) == 3
+    assert len(resolve_table(TableRead(iceberg=target, row_filter="dt >= '2026-11-21'"), None).files) == 2  # pruned by partition
 
 
 def test_read_iceberg_after_schema_evolution_reads_old_files_with_nulls(local_sp, props):
@@ -84,6 +90,10 @@ def test_read_delta_versions_and_partition_filters(local_sp, tmp_path):
     assert rows(local_sp.read_delta(path)) == expected({0: "v1", 1: "v2"})
     assert rows(local_sp.read_delta(path, version=0)) == expected({0: "v1"})
     assert rows(local_sp.read_delta(path, version=1)) == expected({0: "v1", 1: "v1"})
+    from deltalake import DeltaTable
+
+    history = {h["version"]: h["timestamp"] for h in DeltaTable(path).history()}
+    assert rows(local_sp.read_delta(path, as_of=history[1] / 1000 + 0.0005)) == expected({0: "v1", 1: "v1"})
     pruned = local_sp.read_delta(path, partition_filters=[("dt", "=", "2026-11-21")])
     assert rows(pruned) == expected({1: "v2"})
     assert local_sp.read_delta(path).repartition(2).count() == 20
