@@ -44,3 +44,21 @@ def test_daily_iceberg_table_and_a_failing_check(airflow_db, rig, capfd):
     assert assertions["amount is not negative"] is False and assertions["not_null(id, dt)"] is True
     ok = [e for e in lineage_events(f"pond_test_iceberg_daily.{write_task}") if e["eventType"] == "COMPLETE"]
     assert all(a["success"] for a in ok[-1]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"])
+
+
+def test_sql_operator_writes_an_iceberg_table_with_checks(airflow_db, rig):
+    import duckdb
+    from pyiceberg.catalog import load_catalog
+
+    root = rig["tmp"] / "outputs"
+    os.makedirs(root, exist_ok=True)
+    duckdb.sql(f"COPY (SELECT range AS i FROM range(30)) TO '{root / 'sql_src.parquet'}' (FORMAT parquet)")
+    for _ in range(2):  # a rerun of the day replaces it
+        run = run_dag("pond_test_iceberg_sql", DAYS[0])
+        assert run.state == "success"
+    table = load_catalog("pond", uri=f"sqlite:///{root / 'iceberg.db'}", warehouse=f"file://{root / 'warehouse'}").load_table("db.by_channel")
+    assert sorted(table.scan().to_arrow().column("n").to_pylist()) == [10, 10, 10]
+    complete = [e for e in lineage_events("pond_test_iceberg_sql.events_by_channel") if e["eventType"] == "COMPLETE"]
+    (output,) = complete[-1]["outputs"]
+    assert output["namespace"] == "iceberg://pond" and output["name"] == "db.by_channel"
+    assert [a["name"] for a in output["facets"]["dataQualityAssertions"]["assertions"]] == ["not_null(dt)", "unique(dt, channel)"]

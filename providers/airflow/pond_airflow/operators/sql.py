@@ -45,10 +45,15 @@ class PondSqlOperator(BaseOperator):
         result (at most `max_xcom_rows` rows) goes to XCom.
     :param partition_by: hive partition columns of the output.
     :param mode: error | overwrite | overwrite_partitions | append.
+    :param output_table: instead of `output_path`, an Iceberg table (`namespace.table`,
+        templated) committed as one snapshot; `iceberg_catalog` holds the catalog's non-secret
+        properties (`uri`, `warehouse`); mode is append (default), overwrite or overwrite_partitions.
+    :param checks: checks before publish (`pond_core.checks`: not_null(...), unique(...), ...),
+        run on the staged output; a failing one fails the task and publishes nothing.
     :param pond_conn_id: the pond connection; `hook_params` override its settings.
     """
 
-    template_fields: Sequence[str] = ("sql", "inputs", "output_path")
+    template_fields: Sequence[str] = ("sql", "inputs", "output_path", "output_table")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "inputs": "json"}
     ui_color = "#e3f2fd"
@@ -63,13 +68,19 @@ class PondSqlOperator(BaseOperator):
         npartitions: int | None = None,
         output_path: str | None = None,
         partition_by: str | Sequence[str] | None = None,
-        mode: str = "error",
+        mode: str | None = None,
+        output_table: str | None = None,
+        iceberg_catalog: dict[str, str] | str | None = None,
+        checks: Sequence[Any] = (),
         max_xcom_rows: int = 100,
         pond_conn_id: str = PondHook.default_conn_name,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         api.check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)  # raises ValueError
+        if output_path and output_table:
+            raise ValueError("give output_path (a Parquet dataset) or output_table (an Iceberg table), not both")
+        mode = mode or ("append" if output_table else "error")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if output_path and "outlets" not in kwargs and "{{" not in output_path:
@@ -83,6 +94,9 @@ class PondSqlOperator(BaseOperator):
         self.output_path = output_path
         self.partition_by = partition_by
         self.mode = mode
+        self.output_table = output_table
+        self.iceberg_catalog = iceberg_catalog
+        self.checks = [c if isinstance(c, dict) else c.to_dict() for c in checks]  # plain data: DAGs serialise
         self.max_xcom_rows = max_xcom_rows
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
@@ -109,19 +123,27 @@ class PondSqlOperator(BaseOperator):
                 df = self._frame(session)
                 if first_try(context):
                     df.recompute()
-                if self.output_path:
-                    result = df.write_parquet(self.output_path, partition_by=self.partition_by, mode=self.mode)
+                if self.output_table:
+                    result = df.write_iceberg(
+                        self.output_table, mode=self.mode, partition_by=self.partition_by, catalog=self.iceberg_catalog, checks=self.checks
+                    )
+                    out = xcom_result(result)
+                elif self.output_path:
+                    result = df.write_parquet(self.output_path, partition_by=self.partition_by, mode=self.mode, checks=self.checks)
                     out = xcom_result(result)
                 else:
                     out = self._rows(df, run_id)
                     result = out
             except api.PondError as exc:
+                if isinstance(exc, api.PondCheckError):
+                    self.log.error("checks failed, nothing was published\n%s", api.render_checks(exc.results))
                 fail_for(exc, lambda text: _scrub(text, hook))
             finally:
                 self._session = None
         self._result = result
-        if self.output_path:
-            emit_asset_events(context, self.outlets, self.output_path, asset_event_extra(result, run_id), match=False)
+        if self.output_path or self.output_table:
+            target = self.output_path or str(result.get("location"))
+            emit_asset_events(context, self.outlets, target, asset_event_extra(result, run_id), match=False)
         return out
 
     def _rows(self, df: Any, run_id: str) -> dict[str, Any]:
@@ -152,8 +174,10 @@ class PondSqlOperator(BaseOperator):
             for path in [value] if isinstance(value, str) else value:
                 inputs.append({"uri": path})
         outputs = []
-        if self.output_path:
-            output: dict[str, Any] = {"uri": self.output_path}
+        if self.output_path or self.output_table:
+            output: dict[str, Any] = {"uri": self.output_path or (self._result or {}).get("location") or f"iceberg://pond/{self.output_table}"}
+            if self._result and self._result.get("checks"):
+                output["assertions"] = [_assertion(c) for c in self._result["checks"]]
             if self._result:
                 output["schema"] = [{"name": n, "type": t} for n, t in self._result.get("schema") or []]
                 output["rows"] = (self._result.get("sink") or {}).get("rows", self._result.get("rows"))
@@ -182,3 +206,10 @@ def _scrub(text: str, hook: PondHook) -> str:
     from pond_airflow.hooks.pond import scrub
 
     return scrub(text, hook.settings)
+
+
+def _assertion(check: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "assertion": check["kind"], "success": check["passed"], "column": check.get("columns_checked") or None,
+        "severity": check["severity"], "name": check["name"], "actual": str(check["failing"]),
+    }

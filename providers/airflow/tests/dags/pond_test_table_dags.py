@@ -22,3 +22,18 @@ with DAG("pond_test_iceberg_daily", schedule=None, start_date=START, default_arg
 
 with DAG("pond_test_iceberg_bad_day", schedule=None, start_date=START, default_args={"retries": 2}):
     pond_pipeline_group("tests.tables_pipelines:daily_events", {"ds": "{{ ds }}", "version": "v2", "bad": True, **ICEBERG}, group_id="events")
+
+with DAG("pond_test_iceberg_sql", schedule=None, start_date=START, default_args={"retries": 0}):
+    from pond_airflow.operators.sql import PondSqlOperator
+    from pond_core.checks import not_null, unique
+
+    PondSqlOperator(
+        task_id="events_by_channel",
+        sql="SELECT DATE '{{ ds }}' AS dt, i % 3 AS channel, count(*) AS n FROM src GROUP BY ALL",
+        inputs={"src": os.path.join(TEST_ROOT, "sql_src.parquet")},
+        output_table="db.by_channel",
+        iceberg_catalog={"uri": ICEBERG["catalog_uri"], "warehouse": ICEBERG["warehouse"]},
+        partition_by="dt",
+        mode="overwrite_partitions",
+        checks=[not_null("dt"), unique("dt", "channel")],
+    )
