@@ -48,3 +48,29 @@ def test_checks_artifact_and_a_failing_day_keeps_the_table(tmp_path):
     (task,) = prefect_api.task_runs(bad.state_details.flow_run_id).values()
     assert task.state.name == "Failed" and task.run_count == 1  # a failed check is not retried
     assert load_catalog("pond", uri=uri, warehouse=warehouse).load_table("db.events").metadata_location == before
+
+
+@flow(name="pond-test-iceberg-sql")
+def sql_flow(src: str, catalog_uri: str, warehouse: str, storage_root: str) -> dict:
+    from pond_core.checks import not_null
+    from pond_prefect import run_sql
+
+    return run_sql(
+        "SELECT DATE '2026-11-20' AS dt, i % 3 AS channel, count(*) AS n FROM src GROUP BY ALL", {"src": src},
+        output_table="db.by_channel", iceberg_catalog={"uri": catalog_uri, "warehouse": warehouse}, partition_by="dt",
+        mode="overwrite_partitions", checks=[not_null("dt")], config=PondConfig(data_root=storage_root, executor="local"),
+        retry_delay_seconds=0,
+    )
+
+
+def test_run_sql_into_an_iceberg_table(tmp_path):
+    import duckdb
+    from pyiceberg.catalog import load_catalog
+
+    src = str(tmp_path / "src.parquet")
+    duckdb.sql(f"COPY (SELECT range AS i FROM range(30)) TO '{src}' (FORMAT parquet)")
+    uri, warehouse = f"sqlite:///{tmp_path}/iceberg.db", f"file://{tmp_path}/warehouse"
+    state = sql_flow(src, uri, warehouse, str(tmp_path / "pond"), return_state=True)
+    assert state.is_completed(), state
+    table = load_catalog("pond", uri=uri, warehouse=warehouse).load_table("db.by_channel")
+    assert sorted(table.scan().to_arrow().column("n").to_pylist()) == [10, 10, 10]
