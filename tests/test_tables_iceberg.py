@@ -98,6 +98,10 @@ def test_incompatible_schema_is_a_clear_error_and_commits_nothing(local_sp, prop
     after = catalog(props).load_table("db.events")
     assert after.metadata_location == before.metadata_location
     assert both_readers(props) == (expected({0: "v1"}),) * 2
+    import os
+
+    data = before.location()[len("file://"):] + "/data"
+    assert len(os.listdir(data)) == 1  # only the first write's directory: no staging, no orphans
 
 
 def test_partition_spec_and_mode_mismatches_fail_before_any_task(local_sp, props):

@@ -198,12 +198,21 @@ class IcebergSinkWriter:
             self.inner.abort()
             return self._done
         staged = [f.path for o in task_outputs for f in o.files]
-        arrow_schema = _file_schema(self.inner, staged[0]) if staged else None
-        existing = load_table(self._catalog, self.table)
-        if existing is not None and arrow_schema is not None:
-            check_schema(existing, arrow_schema, self.table.identifier)  # before anything is published
-        published = self.inner.commit(task_outputs)
-        return self._commit_snapshot(list(published.files), arrow_schema)
+        try:
+            arrow_schema = _file_schema(self.inner, staged[0]) if staged else None
+            existing = load_table(self._catalog, self.table)
+            if existing is not None and arrow_schema is not None:
+                check_schema(existing, arrow_schema, self.table.identifier)  # before anything is published
+            published = self.inner.commit(task_outputs)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            return self._commit_snapshot(list(published.files), arrow_schema)
+        except PondDataError:
+            # Refused before any commit: no snapshot will ever list this write's files.
+            self.inner.fs.delete(self.inner.root, recursive=True)
+            raise
 
     def abort(self) -> None:
         if self._inner is not None:
