@@ -278,3 +278,12 @@ def test_concurrent_appends_both_land(props, tmp_path):
     local_sp.shutdown()
     assert not errors
     assert both_readers(props) == (expected({0: "v1", 1: "v1", 2: "v1", 3: "v1"}),) * 2
+
+
+def test_a_repartitioned_write_links_the_exchange_files_into_the_table(local_sp, props):
+    # repartition -> write with the exchange's compression runs no task: the files are linked.
+    result = local_sp.sql(day_sql(0)).repartition(3, hash_by="id").write_iceberg("db.events", compression="snappy", catalog=props)
+    assert result["rows"] == 10
+    table = catalog(props).load_table("db.events")
+    assert len(table.inspect.files()) == 3
+    assert both_readers(props) == (expected({0: "v1"}),) * 2
