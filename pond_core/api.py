@@ -80,6 +80,11 @@ _EXPORTS = {
     "stage_dataset": "pond_core.lineage",
     "stage_lineage": "pond_core.lineage",
     "Catalog": "pond_core.catalog",
+    # checks before publish
+    "CheckResult": "pond_core.checks",
+    "PondCheckError": "pond_core.checks",
+    "render_checks": "pond_core.checks",
+    "with_assertions": "pond_core.lineage",
     # errors
     "PondError": "pond_core.errors",
     "PondConfigError": "pond_core.errors",

@@ -7,7 +7,7 @@ run its stages and read back only what they return.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pond_core.errors import PondConfigError
@@ -189,14 +189,16 @@ class DataFrame:
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
         name: str | None = None,
+        checks: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """Write the result as a Parquet dataset at `path`; returns what was committed.
 
         mode: "error" (the path must not hold data), "overwrite", "overwrite_partitions"
         (replace exactly the partitions present in this data), or "append".
         name: the write stage's name (default: `write_<dataset folder>`).
+        checks: run on the staged output before it is published (see docs/tables.md).
         """
-        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size, name)
+        sink = self.sink_parquet(path, partition_by, mode, compression, target_file_size, row_group_size, name, checks)
         return self.session.run(sink.node, SinkOutput(sink.spec)).result.to_dict()
 
     def sink_parquet(
@@ -208,6 +210,7 @@ class DataFrame:
         target_file_size: int | str | None = None,
         row_group_size: int | None = None,
         name: str | None = None,
+        checks: Sequence[Any] = (),
     ) -> Sink:
         """The lazy form of write_parquet, for pipelines: the write happens when the plan runs."""
         if mode not in MODES:
@@ -219,6 +222,55 @@ class DataFrame:
             compression=compression,
             target_file_size=parse_bytes(target_file_size),
             row_group_size=row_group_size,
+            checks=tuple(checks),
+        )
+        return Sink(self._named(name)._node, spec)
+
+    def write_iceberg(
+        self,
+        table: str,
+        mode: str = "append",
+        partition_by: str | Sequence[str] | None = None,
+        catalog: str | Mapping[str, str] | None = None,
+        catalog_name: str = "pond",
+        compression: str = "zstd",
+        checks: Sequence[Any] = (),
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Write the result to the Iceberg table `table` ('namespace.table') as one snapshot.
+
+        mode: "append", "overwrite" (the whole table) or "overwrite_partitions" (exactly the
+        partitions present in this data). `catalog`: the catalog's properties (a SQL catalog's
+        `uri` and `warehouse`), or a `uri` alone; secrets belong in pyiceberg's environment.
+        """
+        sink = self.sink_iceberg(table, mode, partition_by, catalog, catalog_name, compression, checks, name)
+        return self.session.run(sink.node, SinkOutput(sink.spec)).result.to_dict()
+
+    def sink_iceberg(
+        self,
+        table: str,
+        mode: str = "append",
+        partition_by: str | Sequence[str] | None = None,
+        catalog: str | Mapping[str, str] | None = None,
+        catalog_name: str = "pond",
+        compression: str = "zstd",
+        checks: Sequence[Any] = (),
+        name: str | None = None,
+    ) -> Sink:
+        """The lazy form of write_iceberg, for pipelines."""
+        from pond_core.io.table_spec import IcebergTable
+
+        if mode not in ("append", "overwrite", "overwrite_partitions"):
+            raise PondConfigError(f"write_iceberg mode must be 'append', 'overwrite' or 'overwrite_partitions', got {mode!r}")
+        props = {"uri": catalog} if isinstance(catalog, str) else dict(catalog or {})
+        target = IcebergTable(table, catalog_name, tuple(sorted(props.items())))
+        spec = SinkSpec(
+            path=target.uri,
+            mode=mode,
+            partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            compression=compression,
+            table=target,
+            checks=tuple(checks),
         )
         return Sink(self._named(name)._node, spec)
 

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from pond_core.checks import CheckResult
 from pond_core.plan.physical import PhysicalPlan, Schema, SinkOutput, SourceInput, Stage, UpstreamInput
 
 
@@ -23,6 +24,7 @@ class LineageDataset:
     rows: int | None = None
     bytes: int | None = None
     format: str | None = None
+    assertions: tuple[CheckResult, ...] = ()  # the checks run on this output before its commit
 
     def to_dict(self) -> dict[str, Any]:
         """The catalog's and the providers' form: fields as {"name", "type"} dicts."""
@@ -35,7 +37,23 @@ class LineageDataset:
             out["bytes"] = self.bytes
         if self.format is not None:
             out["format"] = self.format
+        if self.assertions:
+            out["assertions"] = [assertion_dict(r) for r in self.assertions]
         return out
+
+
+def assertion_dict(result: CheckResult) -> dict[str, Any]:
+    """A check result in the shape of OpenLineage's DataQualityAssertions assertion."""
+    return {
+        "assertion": result.kind.value, "success": result.passed, "column": result.columns_checked or None,
+        "severity": result.severity.value, "name": result.name, "actual": str(result.failing),
+    }
+
+
+def with_assertions(record: LineageRecord, results: tuple[CheckResult, ...]) -> LineageRecord:
+    """`record` whose output carries these check results (a stage whose checks failed)."""
+    outputs = tuple(dataclasses.replace(d, assertions=results) for d in record.outputs)
+    return dataclasses.replace(record, outputs=outputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +105,7 @@ def stage_lineage(
     if result is None:
         output = LineageDataset(stage_dataset(plan, stage, scope))
     else:
-        output = LineageDataset(stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes)
+        output = LineageDataset(stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes, assertions=result.checks)
     return LineageRecord(
         stage_id=stage.id,
         stage=stage.name,

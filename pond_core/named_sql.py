@@ -64,14 +64,22 @@ def sql_pipeline(
     sp: Any,
     sql: str,
     inputs: dict[str, str | list[str]],
-    output_path: str,
+    output_path: str | None = None,
     partition_by: str | list[str] | None = None,
-    mode: str = "error",
+    mode: str | None = None,
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
     hive_partitioning: HivePartitioning = None,
+    output_table: str | None = None,
+    iceberg_catalog: dict[str, str] | str | None = None,
+    checks: list[dict[str, Any]] | None = None,
 ) -> Any:
     """`named_sql` written to a dataset, as a pipeline (`pond_core.named_sql:sql_pipeline`): so
-    an orchestrator's one-statement task is a pond run like any other, in the catalog."""
+    an orchestrator's one-statement task is a pond run like any other, in the catalog. With
+    `output_table`, the result is committed to that Iceberg table instead of `output_path`."""
     query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
-    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode)
+    if output_table:
+        return query.sink_iceberg(output_table, mode=mode or "append", partition_by=partition_by, catalog=iceberg_catalog, checks=checks or ())
+    if not output_path:
+        raise PondConfigError("a SQL task needs output_path (a Parquet dataset) or output_table (an Iceberg table)")
+    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or ())

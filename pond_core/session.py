@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.dataframe import DataFrame
@@ -145,6 +145,40 @@ class Session:
             union_by_name=union_by_name,
             hive_partitioning=hive_partitioning,
         )
+        return self._frame(Read(inputs=(), source=spec))
+
+    def read_iceberg(
+        self,
+        table: str,
+        catalog: str | Mapping[str, str] | None = None,
+        *,
+        snapshot_id: int | None = None,
+        as_of: dt.datetime | float | None = None,
+        columns: Sequence[str] | None = None,
+        row_filter: str | None = None,
+        catalog_name: str = "pond",
+    ) -> DataFrame:
+        """An Iceberg table's snapshot (current, `snapshot_id`, or the one current `as_of`),
+        split by file like Parquet; `row_filter` prunes files and filters rows."""
+        from pond_core.tables import iceberg_source
+
+        spec = iceberg_source(table, catalog, catalog_name, snapshot_id, as_of, columns, row_filter)
+        return self._frame(Read(inputs=(), source=spec))
+
+    def read_delta(
+        self,
+        path: str,
+        *,
+        version: int | None = None,
+        as_of: dt.datetime | float | None = None,
+        columns: Sequence[str] | None = None,
+        partition_filters: Sequence[tuple[str, str, Any]] | None = None,
+    ) -> DataFrame:
+        """A Delta table's version (latest, `version`, or the one current `as_of`), split by
+        file like Parquet; `partition_filters` ([("dt", ">=", "2026-11-21")]) prune files."""
+        from pond_core.tables import delta_source
+
+        spec = delta_source(path, version, as_of, columns, partition_filters)
         return self._frame(Read(inputs=(), source=spec))
 
     def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",", header: bool = False) -> DataFrame:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pond_core.errors import PondConfigError, PondInputError
 from pond_core.execute.results import StageManifest
 from pond_core.io import hive_read_options
+from pond_core.io.table_read import TableFiles, table_sql
 from pond_core.io.written import WrittenFile
 from pond_core.plan.logical import SourceFormat, SourceSpec
 from pond_core.plan.physical import Schema, SourceInput, Split, Stage, StageInput, UpstreamInput
@@ -43,7 +44,7 @@ class ResolvedStage:
     inputs: tuple[ResolvedInput, ...]
 
 
-ListSource = Callable[[SourceSpec], list[str]]
+ListSource = Callable[[SourceSpec], "list[str] | TableFiles"]
 RowCounts = Callable[[list[str]], dict[str, int]]
 
 
@@ -55,13 +56,17 @@ def resolve(
     parallelism: int,
 ) -> ResolvedStage:
     """Expand the stage's sources and upstream manifests into what each partition reads."""
-    listed = {i.name: list_source(i.source) for i in stage.inputs if isinstance(i, SourceInput)}
+    sources = {i.name: list_source(i.source) for i in stage.inputs if isinstance(i, SourceInput)}
+    listed = {name: list(s.files) if isinstance(s, TableFiles) else s for name, s in sources.items()}
     n = stage.npartitions
     if n == 0:
         n = max(1, min(len(_paths(stage.inputs[0], listed, upstream)), parallelism))
     resolved = []
     for inp in stage.inputs:
-        if isinstance(inp, SourceInput):
+        source = sources.get(inp.name)
+        if isinstance(inp, SourceInput) and isinstance(source, TableFiles):
+            resolved.append(_resolve_table(inp, source, n))
+        elif isinstance(inp, SourceInput):
             resolved.append(_resolve_source(inp, listed[inp.name], n, row_counts))
         else:
             resolved.append(_resolve_upstream(inp, upstream[inp.stage], n))
@@ -87,6 +92,18 @@ def _resolve_source(inp: SourceInput, files: list[str], n: int, row_counts: RowC
     opts = hive_read_options(files, None, inp.source.hive_partitioning, label) if inp.source.format is not SourceFormat.JSON else ""
     source = inp.source
     return ResolvedInput(inp, parts, lambda part: source_sql(source, part, opts))
+
+
+def _resolve_table(inp: SourceInput, table: TableFiles, n: int) -> ResolvedInput:
+    """A table snapshot's files, split by file (row splits need row counts: not for tables)."""
+    if inp.split is Split.ROWS:
+        raise PondConfigError("repartition(by_rows=True) is not supported on table sources; repartition by files or hash")
+    parts = _split(inp.split, list(table.files), n, [])
+    columns = inp.source.columns
+    limit = inp.source.limit
+    return ResolvedInput(
+        inp, parts, lambda part: table_sql(table, part.files, columns) + (f" LIMIT {limit}" if limit is not None else "")
+    )
 
 
 def _resolve_upstream(inp: UpstreamInput, manifest: StageManifest, n: int) -> ResolvedInput:

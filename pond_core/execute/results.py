@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from pond_core.checks import CheckResult
 from pond_core.io.written import WrittenFile
 from pond_core.plan.physical import Schema
 
@@ -226,6 +227,7 @@ class StageResult:
     memory_retries: int = 0
     speculative_attempts: int = 0
     sink: SinkSummary | None = None
+    checks: tuple[CheckResult, ...] = ()  # the sink's checks, run before its commit
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -239,6 +241,8 @@ class StageResult:
         }
         if self.sink is not None:
             out["sink"] = self.sink.to_dict()
+        if self.checks:
+            out["checks"] = [c.to_dict() for c in self.checks]
         return out
 
     @classmethod
@@ -252,6 +256,7 @@ class StageResult:
             node_failures=int(d.get("node_failures") or 0), memory_retries=int(d.get("memory_retries") or 0),
             speculative_attempts=int(d.get("speculative_attempts") or 0),
             sink=SinkSummary.from_dict(d["sink"]) if d.get("sink") else None,
+            checks=tuple(CheckResult.from_dict(c) for c in d.get("checks") or ()),
         )
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
+from pond_core.checks import CheckResult
 from pond_core.errors import PondConfigError
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
@@ -27,10 +29,13 @@ from pond_core.execute.results import (
     StageManifest,
     StageResult,
 )
+from pond_core.execute.stage_checks import check_staged
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
-from pond_core.io import SinkWriter, join_path, resolve_paths
+from pond_core.io import join_path, resolve_paths
+from pond_core.io.iceberg import DatasetWriter, open_writer
+from pond_core.io.table_read import TableFiles, resolve_table
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import (
@@ -101,7 +106,9 @@ class StageRun:
             )
         return manifest
 
-    def _list_source(self, source: SourceSpec) -> list[str]:
+    def _list_source(self, source: SourceSpec) -> list[str] | TableFiles:
+        if source.table is not None:
+            return resolve_table(source.table, self.ctx.storage)
         return resolve_paths(list(source.paths), source.recursive, self.ctx.storage)
 
     def _row_counts(self, files: list[str]) -> dict[str, int]:
@@ -132,18 +139,19 @@ class StageRun:
                 self._commit_without_tasks(resolved, sink, todo, done)
             elif todo:
                 self._run_tasks(resolved, sink, todo, done)
+            checks = self._check(sink, done, n)
         except BaseException:
             if sink is not None:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
-        manifest = self._manifest(resolved, done, commit, started)
+        manifest = self._manifest(resolved, done, commit, started, checks)
         self.store.write_manifest(manifest)
         self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
         return manifest
 
     def _run_tasks(
-        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+        self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
         sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
         factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
@@ -164,7 +172,7 @@ class StageRun:
             self.ctx.progress(self.stage, len(done), n)
 
     def _commit_without_tasks(
-        self, resolved: ResolvedStage, sink: SinkWriter | None, todo: list[int], done: dict[int, CommittedPartition]
+        self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
         """Reference the upstream files (files output) or link them into the sink."""
         (upstream,) = resolved.inputs
@@ -176,18 +184,29 @@ class StageRun:
             record = CommittedPartition(partition=k, attempt=1, files=files, schema=upstream.schema, seconds=0.0)
             self._commit_partition(record, done, resolved.npartitions)
 
-    def _open_sink(self) -> SinkWriter | None:
+    def _check(self, sink: DatasetWriter | None, done: dict[int, CommittedPartition], n: int) -> tuple[CheckResult, ...]:
+        """The sink's checks on the staged files (raises PondCheckError when one fails)."""
+        output = self.stage.output
+        if sink is None or not isinstance(output, SinkOutput) or not output.sink.checks or sink.already_committed:
+            return ()
+        files = [f.path for k in range(n) for f in done[k].files]
+        schema = next((done[k].schema for k in range(n) if done[k].schema), ())
+        spec = replace(sink.spec, checks=output.sink.checks, path=output.sink.path)  # named as the user named it
+        return check_staged(self.stage.name, spec, files, schema, self.ctx.storage)
+
+    def _open_sink(self) -> DatasetWriter | None:
         output = self.stage.output
         if not isinstance(output, SinkOutput):
             return None
-        writer = SinkWriter(output.sink, self.write_id, self.ctx.storage)
+        writer = open_writer(output.sink, self.write_id, self.ctx.storage)
         writer.prepare()
         return writer
 
     # -- result ------------------------------------------------------------------------------
 
     def _manifest(
-        self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float
+        self, resolved: ResolvedStage, done: dict[int, CommittedPartition], commit: SinkCommit | None, started: float,
+        checks: tuple[CheckResult, ...] = (),
     ) -> StageManifest:
         n = resolved.npartitions
         schema = next((done[k].schema for k in range(n) if done[k].schema), ())
@@ -215,6 +234,7 @@ class StageRun:
             memory_retries=sum(r.memory_retries for r in records),
             speculative_attempts=sum(r.speculative_attempts for r in records),
             sink=_sink_summary(self.stage, records, commit) if commit else None,
+            checks=checks,
         )
         return StageManifest(self.stage.id, self.ctx.run_id, partitions, schema, result)
 
@@ -223,7 +243,7 @@ class _PartitionTasks:
     """The TaskFactory of one stage run: the spec of each attempt of each partition."""
 
     def __init__(
-        self, stage: Stage, ctx: RunContext, store: StageStore, sink: SinkWriter | None,
+        self, stage: Stage, ctx: RunContext, store: StageStore, sink: DatasetWriter | None,
         inputs: tuple[ResolvedInput, ...], threads: int,
     ) -> None:
         self.stage, self.ctx, self.store, self.sink, self.inputs, self.threads = stage, ctx, store, sink, inputs, threads
@@ -263,7 +283,7 @@ class _PartitionTasks:
             return BucketedTarget(self.store.attempt_path(self.stage.id, partition, attempt))
         assert self.sink is not None
         copy_sql = self.sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", partition, f"a{attempt}")
-        return SinkTarget(copy_sql, output.sink, self.sink.job_id)
+        return SinkTarget(copy_sql, self.sink.spec, self.sink.job_id)
 
 
 def _partitions(stage: Stage, records: list[CommittedPartition]) -> tuple[PartitionOutput, ...]:
@@ -302,7 +322,7 @@ def _moves_files_only(stage: Stage, resolved: ResolvedStage) -> bool:
     )
 
 
-def _link_into(sink: SinkWriter, partition: int, files: tuple[WrittenFile, ...]) -> tuple[WrittenFile, ...]:
+def _link_into(sink: DatasetWriter, partition: int, files: tuple[WrittenFile, ...]) -> tuple[WrittenFile, ...]:
     task_dir = join_path(sink.staging, "tasks", f"p{partition:05d}-link-{uuid.uuid4().hex[:8]}")
     out = []
     for i, f in enumerate(files):

@@ -129,3 +129,26 @@ def _bucket_of(url: str) -> str:
     from pond_core.io.s3 import bucket_of  # pyarrow.fs: loaded only when S3 is in use
 
     return bucket_of(url)
+
+
+def packaged_extension_path(name: str) -> str | None:
+    """The binary of DuckDB extension `name` for the running DuckDB, from its
+    `duckdb-extension-<name>` package (iceberg, avro, delta), or None when not installed."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    path = os.path.join(root, "extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension")
+    return path if os.path.isfile(path) else None
+
+
+def load_packaged_extension(con: duckdb.DuckDBPyConnection, name: str, extra: str) -> None:
+    """Load extension `name` offline from its package; `extra` is pond's extra that installs it."""
+    path = packaged_extension_path(name)
+    try:
+        con.load_extension(path if path is not None else name)
+    except duckdb.Error as exc:
+        raise PondConfigError(
+            f"DuckDB {duckdb.__version__} cannot load its {name} extension ({exc}); install "
+            f"pip install 'pond-core[{extra}]' (duckdb-extension-{name}=={duckdb.__version__})"
+        ) from None

@@ -146,6 +146,11 @@ class SinkWriter:
             return None
         return self._result(files)
 
+    @property
+    def already_committed(self) -> bool:
+        """An earlier run of this same job committed (prepare() found it)."""
+        return self._done is not None
+
     # --- the tasks' statement -----------------------------------------------------------------
     def base_name(self, partition: int) -> str:
         """part-00003 for a new dataset; part-<job>-00003 when old files may exist, so a new
@@ -170,6 +175,8 @@ class SinkWriter:
             checks = " AND ".join(partition_check_sql(q, c) for q, c in zip(cols, spec.partition_by))
             source = f"SELECT * FROM ({select_sql}) AS _pond_sink WHERE {checks}"
             opts.append(f"PARTITION_BY ({', '.join(cols)})")
+            if spec.write_partition_columns:
+                opts.append("WRITE_PARTITION_COLUMNS true")
         else:
             # DuckDB cannot rotate files and partition at once, so target_file_size applies here.
             opts.append(f"FILE_SIZE_BYTES {spec.target_file_size or NO_ROTATION}")

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pond_core.checks import Check, as_checks
 from pond_core.errors import PondConfigError
+from pond_core.io.table_spec import IcebergTable
 
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")
@@ -29,8 +31,15 @@ class SinkSpec:
     file_prefix: str = "part"
     row_group_size: int | None = None
     compression_level: int | None = None
+    # An Iceberg sink: pond writes the files, then commits them to this table (io/iceberg.py).
+    table: IcebergTable | None = None
+    # Keep partition columns inside the files too (Iceberg readers do not parse hive paths).
+    write_partition_columns: bool = False
+    # Run on the staged files before the commit; a failing one publishes nothing (checks.py).
+    checks: tuple[Check, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", as_checks(self.checks))
         if isinstance(self.partition_by, str):
             object.__setattr__(self, "partition_by", [self.partition_by])
         elif self.partition_by is not None:
@@ -40,7 +49,16 @@ class SinkSpec:
         self._validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # Table options appear only when set, so a Parquet sink's definition (and id) is unchanged.
+        for name in _OPTIONAL:
+            if not out[name]:
+                del out[name]
+        if self.table is not None:
+            out["table"] = self.table.to_dict()
+        if self.checks:
+            out["checks"] = [c.to_dict() for c in self.checks]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SinkSpec:
@@ -48,7 +66,10 @@ class SinkSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise PondConfigError(f"unknown sink option(s): {', '.join(unknown)}")
-        return cls(**data)
+        values = dict(data)
+        if values.get("table") is not None:
+            values["table"] = IcebergTable.from_dict(values["table"])
+        return cls(**values)
 
     def _validate(self) -> None:
         if self.mode not in MODES:
@@ -66,6 +87,9 @@ class SinkSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+_OPTIONAL = ("table", "write_partition_columns", "checks")
 
 
 def job_tag(job_id: str) -> str:

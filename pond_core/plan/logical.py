@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pond_core.errors import PondConfigError
+from pond_core.io.table_read import TableRead
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
 from pond_core.textenum import TextEnum
@@ -36,6 +37,8 @@ class SourceFormat(TextEnum):
     PARQUET = "parquet"
     CSV = "csv"
     JSON = "json"  # newline-delimited
+    ICEBERG = "iceberg"  # a table snapshot's Parquet files (io/table_read.py)
+    DELTA = "delta"
 
 
 class PyMethod(TextEnum):
@@ -81,12 +84,17 @@ class SourceSpec:
     delim: str = ","
     header: bool = False
     limit: int | None = None
+    table: TableRead | None = None  # ICEBERG / DELTA: which snapshot
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", SourceFormat(self.format))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "format": self.format.value}
+        out = {**dataclasses.asdict(self), "format": self.format.value}
+        del out["table"]
+        if self.table is not None:  # only when set, so file sources keep their ids
+            out["table"] = self.table.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SourceSpec:
@@ -96,6 +104,8 @@ class SourceSpec:
             d["columns"] = tuple(d["columns"])
         if d.get("schema") is not None:
             d["schema"] = tuple(tuple(x) for x in d["schema"])
+        if d.get("table") is not None:
+            d["table"] = TableRead.from_dict(d["table"])
         return cls(**d)
 
 

@@ -41,10 +41,28 @@ def ol_name(uri: str) -> tuple[str, str]:
 def _facets(item: dict[str, Any]) -> dict[str, Any]:
     from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
 
+    facets: dict[str, Any] = {}
     schema = item.get("schema")
-    if not schema:
-        return {}
-    return {"schema": SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=f["name"], type=f["type"]) for f in schema])}
+    if schema:
+        facets["schema"] = SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=f["name"], type=f["type"]) for f in schema])
+    if item.get("assertions"):
+        facets["dataQualityAssertions"] = _assertions(item["assertions"])
+    return facets
+
+
+def _assertions(assertions: list[dict[str, Any]]) -> Any:
+    """pond's checks before publish as OpenLineage's DataQualityAssertions facet."""
+    from openlineage.client.generated.data_quality_assertions_dataset import Assertion, DataQualityAssertionsDatasetFacet
+
+    return DataQualityAssertionsDatasetFacet(
+        assertions=[
+            Assertion(
+                assertion=a["assertion"], success=a["success"], column=a.get("column"), severity=a.get("severity"),
+                name=a.get("name"), actual=a.get("actual"),
+            )
+            for a in assertions
+        ]
+    )
 
 
 def _datasets(items: Iterable[dict[str, Any]], output: bool) -> list[Any]:

@@ -100,6 +100,19 @@ def create_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, An
     return cast(UUID, created)
 
 
+def create_checks_artifact(plan: PhysicalPlan, stage: Stage, checks: list[dict[str, Any]]) -> UUID:
+    """The stage's checks before publish, one row each: passed, failed (nothing published) or
+    warned, with the failing count and a few sample rows."""
+    rows = []
+    for c in checks:
+        status = "passed" if c["passed"] else ("FAILED" if c["severity"] == "error" else "warned")
+        sample = "; ".join(" | ".join(r) for r in c.get("sample") or [])
+        rows.append({"check": c["name"], "severity": c["severity"], "status": status, "failing": c["failing"], "detail": c["detail"], "sample": sample})
+    slug = re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-")[:40] or "stage"
+    key = artifact_key(plan, f"checks-{slug}")
+    return cast(UUID, create_table_artifact(rows, key=key, description=f"pond checks before publish of stage {stage.name}"))
+
+
 class Progress:
     """The flow run's progress artifact: the mean of every stage's finished-partition share.
 

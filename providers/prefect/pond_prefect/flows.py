@@ -170,27 +170,36 @@ def _finish(cfg: PondConfig, run_id: str, status: str, error: str | None) -> Non
 def run_sql(
     sql: str,
     inputs: dict[str, str | list[str]],
-    output_path: str,
+    output_path: str | None = None,
     *,
     partition_by: str | list[str] | None = None,
-    mode: str = "error",
+    mode: str | None = None,
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
     hive_partitioning: bool | dict[str, bool] | None = None,
+    output_table: str | None = None,
+    iceberg_catalog: dict[str, str] | str | None = None,
+    checks: list[Any] | None = None,
     **run_options: Any,
 ) -> Any:
     """Inside a flow: run one SQL statement over named Parquet inputs as pond stages (the
-    pipeline `pond_prefect.sql:sql_pipeline`; see `run_pipeline` for the options)."""
-    params = {
+    pipeline `pond_prefect.sql:sql_pipeline`; see `run_pipeline` for the options). With
+    `output_table` (and `iceberg_catalog`) it commits an Iceberg table; `checks` run before
+    publish (`pond_core.checks`)."""
+    params: dict[str, Any] = {
         "sql": sql,
         "inputs": dict(inputs),
         "output_path": output_path,
         "partition_by": partition_by,
-        "mode": mode,
+        "mode": mode if mode is not None else ("append" if output_table else "error"),
         "hash_by": hash_by,
         "npartitions": npartitions,
         "hive_partitioning": hive_partitioning,
     }
+    if output_table:  # only when used, so a Parquet run_sql keeps its plan (and its run id)
+        params.update(output_table=output_table, iceberg_catalog=iceberg_catalog)
+    if checks:
+        params["checks"] = [c if isinstance(c, dict) else c.to_dict() for c in checks]
     return run_pipeline("pond_prefect.sql:sql_pipeline", params, **run_options)
 
 

@@ -25,13 +25,19 @@ def sql_pipeline(
     sp: Any,
     sql: str,
     inputs: dict[str, str | list[str]],
-    output_path: str,
+    output_path: str | None,
     partition_by: str | list[str] | None = None,
-    mode: str = "error",
+    mode: str | None = None,
     hash_by: str | list[str] | None = None,
     npartitions: int | None = None,
     hive_partitioning: bool | dict[str, bool] | None = None,
+    output_table: str | None = None,
+    iceberg_catalog: dict[str, str] | str | None = None,
+    checks: list[dict[str, Any]] | None = None,
 ) -> Any:
     """The pond pipeline behind `run_sql` (address: `pond_prefect.sql:sql_pipeline`); the same
-    as Airflow's PondSqlOperator runs (`pond_core.named_sql:sql_pipeline`)."""
-    return api.sql_pipeline(sp, sql, inputs, output_path, partition_by, mode, hash_by, npartitions, hive_partitioning)
+    as Airflow's PondSqlOperator runs (`pond_core.named_sql:sql_pipeline`). With `output_table`,
+    the result is committed to that Iceberg table instead of `output_path`."""
+    return api.sql_pipeline(
+        sp, sql, inputs, output_path, partition_by, mode, hash_by, npartitions, hive_partitioning, output_table, iceberg_catalog, checks,
+    )

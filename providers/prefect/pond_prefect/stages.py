@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import MaterializingTask
 
 from pond_core import api
-from pond_prefect.artifacts import Progress, create_stage_artifact
+from pond_prefect.artifacts import Progress, create_checks_artifact, create_stage_artifact
 from pond_prefect.assets import MATERIALIZED_BY, add_partitions_to_current_task, stage_asset, upstream_assets
 from pond_prefect.blocks import PondConfig
 from pond_prefect.cache import StageCache, retry_transient_only
@@ -55,11 +55,17 @@ def run_pond_stage(
             plan, stage.id, run_id, settings=settings, storage=config.storage_options(), executor=executor, force=force,
             progress=progress.partitions_done if progress else None, recompute_upstream=True,
         )
+    except api.PondCheckError as exc:
+        logger.error("stage %s: checks failed, nothing was published\n%s", stage.name, api.render_checks(exc.results))
+        create_checks_artifact(plan, stage, [r.to_dict() for r in exc.results])
+        raise
     finally:
         if guard is not None:
             guard.unregister(executor)
         executor.shutdown()
     result = manifest.result.to_dict()
+    if result.get("checks"):
+        create_checks_artifact(plan, stage, result["checks"])
     add_partitions_to_current_task(plan, stage, result)
     create_stage_artifact(plan, stage, result)
     logger.info(

@@ -48,10 +48,15 @@ class PondSqlOperator(BaseOperator):
         result (at most `max_xcom_rows` rows) goes to XCom.
     :param partition_by: hive partition columns of the output.
     :param mode: error | overwrite | overwrite_partitions | append.
+    :param output_table: instead of `output_path`, an Iceberg table (`namespace.table`,
+        templated) committed as one snapshot; `iceberg_catalog` holds the catalog's non-secret
+        properties (`uri`, `warehouse`); mode is append (default), overwrite or overwrite_partitions.
+    :param checks: checks before publish (`pond_core.checks`: not_null(...), unique(...), ...),
+        run on the staged output; a failing one fails the task and publishes nothing.
     :param pond_conn_id: the pond connection; `hook_params` override its settings.
     """
 
-    template_fields: Sequence[str] = ("sql", "inputs", "output_path")
+    template_fields: Sequence[str] = ("sql", "inputs", "output_path", "output_table")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "inputs": "json"}
     ui_color = "#e3f2fd"
@@ -66,13 +71,19 @@ class PondSqlOperator(BaseOperator):
         npartitions: int | None = None,
         output_path: str | None = None,
         partition_by: str | Sequence[str] | None = None,
-        mode: str = "error",
+        mode: str | None = None,
+        output_table: str | None = None,
+        iceberg_catalog: dict[str, str] | str | None = None,
+        checks: Sequence[Any] = (),
         max_xcom_rows: int = 100,
         pond_conn_id: str = PondHook.default_conn_name,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         api.check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)  # raises ValueError
+        if output_path and output_table:
+            raise ValueError("give output_path (a Parquet dataset) or output_table (an Iceberg table), not both")
+        mode = mode or ("append" if output_table else "error")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if output_path and "outlets" not in kwargs and "{{" not in output_path:
@@ -86,6 +97,9 @@ class PondSqlOperator(BaseOperator):
         self.output_path = output_path
         self.partition_by = partition_by
         self.mode = mode
+        self.output_table = output_table
+        self.iceberg_catalog = iceberg_catalog
+        self.checks = [c if isinstance(c, dict) else c.to_dict() for c in checks]  # plain data: DAGs serialise
         self.max_xcom_rows = max_xcom_rows
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
@@ -111,7 +125,7 @@ class PondSqlOperator(BaseOperator):
         scope = ti.task_id if ti.map_index in (None, -1) else f"{ti.task_id}.{ti.map_index}"
         run_id = pond_run_id(context, scope)
         hook = self.hook
-        if self.output_path:
+        if self.output_path or self.output_table:
             return self._write(context, run_id)
         with hook.get_conn(job_id=run_id) as session:  # rows to XCom: a query, not a dataset
             self._session = session
@@ -121,6 +135,8 @@ class PondSqlOperator(BaseOperator):
                     df.recompute()
                 out = self._rows(df, run_id)
             except api.PondError as exc:
+                if isinstance(exc, api.PondCheckError):
+                    self.log.error("checks failed, nothing was published\n%s", api.render_checks(exc.results))
                 fail_for(exc, lambda text: _scrub(text, hook))
             finally:
                 self._session = None
@@ -131,10 +147,14 @@ class PondSqlOperator(BaseOperator):
         """Run the statement as the pipeline `pond_core.named_sql:sql_pipeline`: a pond run
         recorded in the catalog (`pond runs`, `pond partitions`, `pond lineage`)."""
         hook = self.hook
-        params = {
+        params: dict[str, Any] = {
             "sql": self.sql, "inputs": self.inputs, "output_path": self.output_path, "partition_by": self.partition_by,
             "mode": self.mode, "hash_by": self.hash_by, "npartitions": self.npartitions, "hive_partitioning": self.hive_partitioning,
         }
+        if self.output_table:  # only when used, so a Parquet write keeps its plan (and its ids)
+            params.update(output_table=self.output_table, iceberg_catalog=self.iceberg_catalog)
+        if self.checks:
+            params["checks"] = self.checks
         settings = hook.session_settings(job_id=run_id)
         self._executor = api.make_executor(settings)
         try:
@@ -143,13 +163,16 @@ class PondSqlOperator(BaseOperator):
                 plan, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=first_try(context)
             )
         except api.PondError as exc:
+            if isinstance(exc, api.PondCheckError):
+                self.log.error("checks failed, nothing was published\n%s", api.render_checks(exc.results))
             fail_for(exc, lambda text: _scrub(text, hook))
         finally:
             executor, self._executor = self._executor, None
             executor.shutdown()
         result = done.manifests[plan.final.name].result.to_dict()
         self._result = result
-        emit_asset_events(context, self.outlets, str(self.output_path), asset_event_extra(result, run_id), match=False)
+        target = self.output_path or str(result.get("location"))
+        emit_asset_events(context, self.outlets, target, asset_event_extra(result, run_id), match=False)
         return xcom_result(result)
 
     def _rows(self, df: Any, run_id: str) -> dict[str, Any]:
@@ -182,8 +205,10 @@ class PondSqlOperator(BaseOperator):
             for path in [value] if isinstance(value, str) else value:
                 inputs.append({"uri": path})
         outputs = []
-        if self.output_path:
-            output: dict[str, Any] = {"uri": self.output_path}
+        if self.output_path or self.output_table:
+            output: dict[str, Any] = {"uri": self.output_path or (self._result or {}).get("location") or f"iceberg://pond/{self.output_table}"}
+            if self._result and self._result.get("checks"):
+                output["assertions"] = [_assertion(c) for c in self._result["checks"]]
             if self._result:
                 output["schema"] = [{"name": n, "type": t} for n, t in self._result.get("schema") or []]
                 output["rows"] = (self._result.get("sink") or {}).get("rows", self._result.get("rows"))
@@ -212,3 +237,10 @@ def _scrub(text: str, hook: PondHook) -> str:
     from pond_airflow.hooks.pond import scrub
 
     return scrub(text, hook.settings)
+
+
+def _assertion(check: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "assertion": check["kind"], "success": check["passed"], "column": check.get("columns_checked") or None,
+        "severity": check["severity"], "name": check["name"], "actual": str(check["failing"]),
+    }

@@ -147,6 +147,7 @@ class PondStageOperator(BaseOperator):
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
+            self._checks_failed(exc)
             fail_for(exc)
         finally:
             executor, self._executor = self._executor, None
@@ -163,6 +164,15 @@ class PondStageOperator(BaseOperator):
             api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
         except Exception as exc:  # the stage's own error is what the task must report
             self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
+
+    def _checks_failed(self, error: BaseException) -> None:
+        """A stage stopped by its checks: the table of results in the task log, and in lineage
+        (the output's DataQualityAssertions facet) of the failure event."""
+        if not isinstance(error, api.PondCheckError):
+            return
+        self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(error.results))
+        record = api.stage_lineage(self.plan(), self._stage(), None, {})
+        self._lineage = api.with_assertions(record, error.results).to_dict()
 
     def _defer(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> Any:
         from pond_airflow import worker
@@ -210,6 +220,9 @@ class PondStageOperator(BaseOperator):
                 "pond stage %s done in the worker: %s partitions, %s rows, %s in %s files -> %s", stage.name, result.get("npartitions"),
                 result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
             )
+        if result.get("checks"):
+            checks = [api.CheckResult.from_dict(c) for c in result["checks"]]
+            self.log.info("pond stage %s: checks before publish\n%s", stage.name, api.render_checks(checks))
         return xcom_result(result)
 
     def on_kill(self) -> None:
