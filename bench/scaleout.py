@@ -214,7 +214,8 @@ def summarize_tasks(tasks: list[dict[str, Any]], stage: dict[str, Any] | None) -
     if not tasks or stage is None:
         return {}
     inside = sorted(t["seconds"] for t in tasks)
-    starts = sorted(t["started_at"] for t in tasks)
+    # (task records no longer keep a start time; the stage's first-task delay is then unknown)
+    starts = sorted(t["started_at"] for t in tasks if "started_at" in t) or [math.nan]
     return {
         "count": len(tasks),
         "in_task_median_ms": 1000 * statistics.median(inside),

@@ -71,13 +71,15 @@ def compile_pipeline(
     params: dict[str, Any] | None = None,
     *,
     data_root: str | None = None,
+    storage: StorageOptions | None = None,
 ) -> PhysicalPlan:
-    """Build the pipeline's physical plan; reads no data, starts no executor."""
+    """Build the pipeline's physical plan; reads no data, starts no executor. `storage`: the
+    credentials of an s3:// data root (default: the environment's)."""
     params = dict(params or {})
     func = load_pipeline(ref)
     name = pipeline_name(ref)
     check_params(func, params, name)
-    planner = Session(Settings.resolve(data_root=data_root, job_id="planning"), StorageOptions.from_env())
+    planner = Session(Settings.resolve(data_root=data_root, job_id="planning"), storage or StorageOptions.from_env())
     result = func(planner, **params)
     output: StageOutput
     if isinstance(result, Sink):

@@ -53,7 +53,7 @@ def run_pipeline(
     """
     logger = get_run_logger()
     cfg = load_config(config)
-    plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root)
+    plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
     run_id = run_id_for(plan, cfg.storage_options())
     logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
     create_plan_artifact(plan, run_id)

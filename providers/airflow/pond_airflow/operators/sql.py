@@ -158,7 +158,7 @@ class PondSqlOperator(BaseOperator):
         settings = hook.session_settings(job_id=run_id)
         self._executor = api.make_executor(settings)
         try:
-            plan = api.compile_pipeline(SQL_PIPELINE, params, data_root=settings.data_root)
+            plan = api.compile_pipeline(SQL_PIPELINE, params, data_root=settings.data_root, storage=hook.settings.storage())
             done = api.run_plan(
                 plan, run_id, settings=settings, storage=hook.settings.storage(), executor=self._executor, force=first_try(context)
             )
