@@ -40,3 +40,15 @@ def test_opening_the_catalog_again_logs_nothing_from_alembic(tmp_path, caplog):
 
 def test_human_bytes():
     assert [human_bytes(n) for n in (None, 0, 999, 1000, 12_345_678, 5 * 10**12)] == ["?", "0 B", "999 B", "1.0 kB", "12.3 MB", "5.0 TB"]
+
+
+def test_each_partition_logs_one_debug_line_and_nothing_at_info(tmp_path, caplog):
+    shop, root = str(tmp_path / "shop"), str(tmp_path / "pond")
+    generate_shop(shop, [DAY], orders_per_day=200, customers=20)
+    plan = compile_pipeline("pond_core.examples:daily_revenue", {"ds": DAY, "source_root": shop, "output_root": str(tmp_path / "out")}, data_root=root)
+    with caplog.at_level(logging.DEBUG, logger="pond"):
+        run_plan(plan, "partition-logs", settings={"data_root": root, "executor": "local"})
+    join = plan.stages[[s.name for s in plan.stages].index("join_customers_orders")]
+    lines = [r for r in caplog.records if r.getMessage().startswith("stage join_customers_orders partition ")]
+    assert sorted(int(r.getMessage().split()[3]) for r in lines) == list(range(join.npartitions))
+    assert {r.levelno for r in lines} == {logging.DEBUG} and all(" rows, " in r.getMessage() for r in lines)

@@ -216,6 +216,10 @@ class StageAttempts:
         entry.outcome = "committed"
         part.done = True
         self._durations.append(result.seconds)
+        log.debug(
+            "stage %s partition %d committed: %d rows, %d bytes in %d files, %.3f s (attempt %d, %s)", self.stage_name, part.index,
+            result.rows, result.bytes, len(result.files), result.seconds, entry.attempt, result.node or result.host,
+        )
         losers = list(part.running)
         for loser in losers:
             part.running[loser].outcome = "cancelled"
