@@ -30,7 +30,7 @@ from pond_core.execute.results import StageManifest, StageResult
 from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage_run import StageRun
 from pond_core.io.options import StorageOptions
-from pond_core.layout import RunLayout
+from pond_core.layout import RunLayout, check_run_id
 from pond_core.plan.physical import PhysicalPlan, Stage
 from pond_core.recorder import CatalogRecorder
 from pond_core.settings import Settings
@@ -100,6 +100,7 @@ def run_plan(
     stages: names or ids to run (default: all). force: True, or the names/ids of stages to
     run anew even if committed. stop: set from another thread to stop the run's tasks.
     """
+    check_run_id(run_id)  # it names the run's folder and reaches SQL inside paths
     resolved = resolve_settings(settings, run_id)
     selected = [plan.stage(ref) for ref in stages] if stages is not None else list(plan.stages)
     forced = _forced(plan, force)
@@ -140,7 +141,10 @@ def run_stage(plan: PhysicalPlan, stage: str, run_id: str, **options: Any) -> St
 
 def open_catalog(settings: Settings) -> Catalog:
     from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
+    from pond_core.catalog.engine import check_catalog_url
 
+    if settings.catalog_url:  # an explicit URL must name what exists; the default is created
+        check_catalog_url(settings.catalog_url)
     return Catalog(settings.resolved_catalog_url)
 
 

@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.dataframe import DataFrame
@@ -76,6 +76,10 @@ def init(
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
         warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation,
     )
+    if settings.catalog_url:
+        from pond_core.catalog.engine import check_catalog_url
+
+        check_catalog_url(settings.catalog_url)
     return Session(settings, _storage_options(storage_options))
 
 
@@ -188,8 +192,14 @@ class Session:
             self._fs.write_bytes(path, data)
         return self.read_parquet(path)
 
-    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None) -> DataFrame:
-        """Run `query` on each partition; `{0}`, `{1}` … name the inputs."""
+    def partial_sql(
+        self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> DataFrame:
+        """Run `query` on each partition; `{0}`, `{1}` … name the inputs; `$name` takes the
+        value `params[name]` as a literal (never concatenate values into SQL)."""
+        from pond_core.sql_quote import bind_params
+
+        query = bind_params(query, params, format_braces=True)
         for i, df in enumerate(inputs):
             if not isinstance(df, DataFrame):
                 raise PondConfigError(f"partial_sql input {i} is a {type(df).__name__}, not a DataFrame")

@@ -27,6 +27,7 @@ from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate
 from pond_core.io.options import StorageOptions
 from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.sql_quote import quote_ident, quote_str
 
 
 class SinkWriter:
@@ -166,15 +167,15 @@ class SinkWriter:
             opts.append(f"ROW_GROUP_SIZE {spec.row_group_size}")
         source = select_sql
         if spec.partition_by:
-            cols = [_quote_ident(c) for c in spec.partition_by]
+            cols = [quote_ident(c) for c in spec.partition_by]
             checks = " AND ".join(partition_check_sql(q, c) for q, c in zip(cols, spec.partition_by))
             source = f"SELECT * FROM ({select_sql}) AS _pond_sink WHERE {checks}"
             opts.append(f"PARTITION_BY ({', '.join(cols)})")
         else:
             # DuckDB cannot rotate files and partition at once, so target_file_size applies here.
             opts.append(f"FILE_SIZE_BYTES {spec.target_file_size or NO_ROTATION}")
-        opts += [f"FILENAME_PATTERN '{self.base_name(partition)}-{{i}}'", "RETURN_STATS true"]
-        return f"COPY ({source}) TO '{_sql_escape(dest)}' ({', '.join(opts)})"
+        opts += [f"FILENAME_PATTERN {quote_str(self.base_name(partition) + '-{i}')}", "RETURN_STATS true"]
+        return f"COPY ({source}) TO {quote_str(dest)} ({', '.join(opts)})"
 
     def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> PartitionFiles:
         """Run copy_statement on `con` and return the task output that commit() expects."""
@@ -376,11 +377,3 @@ def written_files(cursor: Any) -> tuple[WrittenFile, ...]:
 
 def _dir(rel: str) -> str:
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_escape(text: str) -> str:
-    return text.replace("'", "''")
