@@ -30,7 +30,7 @@ from pond_core.execute.results import (
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
-from pond_core.io import SinkWriter, join_path, resolve_paths
+from pond_core.io import SinkWriter, crashpoints, join_path, resolve_paths
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import (
@@ -135,8 +135,10 @@ class StageRun:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+        crashpoints.reached("sink committed, stage manifest not written")
         manifest = self._manifest(resolved, done, commit, started)
         self.store.write_manifest(manifest)
+        crashpoints.reached("stage manifest written")
         self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
         return manifest
 

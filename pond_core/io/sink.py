@@ -85,14 +85,15 @@ class SinkWriter:
             )
 
     def _finish_interrupted_swaps(self, parent: str) -> None:
-        """A writer killed between the two renames of an overwrite left the dataset absent and
-        its complete replacement in staging: put it in place before anything else looks."""
-        if os.path.lexists(self.root) or not os.path.isdir(parent):
+        """A writer killed between the two renames of a fallback swap left the dataset (or one
+        partition of it) absent and its complete replacement in staging: put it in place
+        before anything else looks."""
+        if not os.path.isdir(parent):
             return
         prefix = f".{basename_of(self.root)}.pond-staging-"
         for name in sorted(os.listdir(parent)):
-            if name.startswith(prefix) and swap.finish_interrupted_swap(os.path.join(parent, name)):
-                return
+            if name.startswith(prefix):
+                swap.finish_interrupted_swap(os.path.join(parent, name))
 
     def _load(self) -> mf.LoadedState | None:
         return mf.load_state(self.fs, self.root) if self.fs.isdir(self.root) else None
@@ -211,6 +212,8 @@ class SinkWriter:
         if not self._prepared:
             raise PondConfigError("SinkWriter.commit() called before prepare()")
         if self._done is not None:
+            if not self.on_s3 and self.spec.mode in ("overwrite", "overwrite_partitions"):
+                self._sweep_replaced()
             self.fs.delete(self.staging, recursive=True)
             return self._done
         staged = self._staged_files(task_outputs)
@@ -228,6 +231,15 @@ class SinkWriter:
         entries = [{"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel), "key": key} for _, rel, rows, size in staged]
         self._done = self._result(entries)
         return self._done
+
+    def _sweep_replaced(self) -> None:
+        """This job committed before a kill: finish the unlinks of the old names it replaced."""
+        loaded = self._load()
+        if loaded is None:
+            return
+        mine = {_dir(f["path"]) for f in loaded.state.sorted_files() if f["key"].split("-", 1)[-1] == self.tag}
+        parts = [""] if self.spec.mode == "overwrite" and mine else sorted(mine)
+        publish_local.sweep_replaced(self.fs, self.root, parts, set(loaded.state.files))
 
     def abort(self) -> None:
         """Remove staging. The dataset keeps its previous contents."""
@@ -289,7 +301,9 @@ class SinkWriter:
 
     # --- backends -----------------------------------------------------------------------------
     def _publish_local(self, staged: list, key: str) -> None:
-        new_root, trash = join_path(self.staging, "new"), join_path(self.staging, "trash")
+        # A fresh folder per commit attempt: what a killed attempt left never collides.
+        attempt = join_path(self.staging, f"commit-{uuid.uuid4().hex[:8]}")
+        new_root, trash = join_path(attempt, "new"), join_path(attempt, "trash")
         publish_local.assemble(self.fs, [(src, rel) for src, rel, _, _ in staged], new_root)
         os.makedirs(trash, exist_ok=True)
         replaces = self._replaces(staged)
