@@ -16,6 +16,11 @@ class PondConfigError(PondError, ValueError):
     """A setting, argument or connection is wrong: fix the call, do not retry."""
 
 
+class PondRunBusyError(PondConfigError):
+    """Another live driver runs this stage of this run (it holds the stage's lease): wait for
+    it to finish, or resume once it is gone (its lease goes stale after three heartbeats)."""
+
+
 class PondInputError(PondError):
     """An input cannot be read: a missing path, an empty glob, a corrupt or mistyped file."""
 

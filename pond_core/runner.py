@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pond_core.errors import PondRunBusyError
 from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor, TaskHook
@@ -106,6 +107,7 @@ def run_plan(
     forced = _forced(plan, force)
     started = time.time()
     stop = stop or threading.Event()
+    _check_sink_buckets(selected, storage)
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
         events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None))
@@ -130,6 +132,21 @@ def run_plan(
         if isinstance(events, CatalogRecorder) and plan.final.name in manifests:
             events.finish_run("success")
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
+
+
+def _check_sink_buckets(stages: Sequence[Stage], storage: StorageOptions | None) -> None:
+    """A missing sink bucket fails the run before any upstream stage spends its time (one
+    HEAD request per S3 sink; a sink's own prepare() checks the rest when its stage starts)."""
+    from pond_core.io import get_filesystem
+    from pond_core.io.fs import is_s3
+    from pond_core.plan.physical import SinkOutput
+
+    for stage in stages:
+        if isinstance(stage.output, SinkOutput) and is_s3(stage.output.sink.path):
+            fs = get_filesystem(stage.output.sink.path, storage or StorageOptions.from_env())
+            check = getattr(fs, "check_bucket", None)
+            if check is not None:
+                check(stage.output.sink.path)
 
 
 def run_stage(plan: PhysicalPlan, stage: str, run_id: str, **options: Any) -> StageManifest:
@@ -190,7 +207,7 @@ def _recording(
         try:
             yield recorder
         except BaseException as exc:
-            if whole:
+            if whole and not isinstance(exc, PondRunBusyError):  # the live driver finishes the run
                 recorder.finish_run("failed", _describe(exc))
             raise
     finally:

@@ -9,6 +9,7 @@ which is also what `run()` returns, so no caller reads back what was just writte
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -44,6 +45,8 @@ from pond_core.plan.physical import (
     UpstreamInput,
 )
 
+log = logging.getLogger("pond")
+
 
 class StageRun:
     """Runs `stage` of `plan` for the run `ctx` describes; `run()` returns its manifest."""
@@ -55,6 +58,7 @@ class StageRun:
         self.force = force
         self.store = StageStore.of(ctx.layout, ctx.storage)
         self.counters = AttemptCounters()
+        self._broken = False
         # The sink treats a write it already committed under this id as done (idempotence), so
         # the id names one write: this run's stage (a rerun resumes it), or a new one when forced.
         self.write_id = f"{ctx.run_id}-{stage.id}" + (f"-{uuid.uuid4().hex[:8]}" if force else "")
@@ -65,7 +69,14 @@ class StageRun:
         else:
             committed = self.store.manifest(self.stage.id)
             if committed is not None:
-                return committed
+                broken = self.store.broken_files(committed)
+                if not broken:
+                    return committed
+                log.warning(
+                    "stage %s of run %s: its committed manifest lists %d missing or changed file(s) (e.g. %s); running it again",
+                    self.stage.name, self.ctx.run_id, len(broken), broken[0],
+                )
+                self._broken = True
         started = time.time()
         resolved = self._resolve(started)
         self.ctx.events.stage_started(self.stage, resolved.npartitions)
@@ -120,6 +131,8 @@ class StageRun:
     # -- partitions --------------------------------------------------------------------------
 
     def _run_partitions(self, resolved: ResolvedStage, started: float) -> StageManifest:
+        if self._broken:  # only now, holding the stage's lease
+            self.store.forget(self.stage.id)
         sink = self._open_sink()
         self.store.prepare(self.stage.id)
         n = resolved.npartitions
