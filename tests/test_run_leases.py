@@ -153,3 +153,67 @@ def test_a_committed_stage_whose_files_are_gone_runs_again(tmp_path, caplog):
     assert all(os.path.exists(f) for f in files)
     assert duckdb.sql(f"SELECT count(*), sum(d) FROM read_parquet({sql_list(files)})").fetchone() == (90, 2 * sum(range(90)))
     assert "missing or changed file" in caplog.text
+
+
+# -- one run id driven twice, at random offsets ----------------------------------------------
+
+
+def _slow_pipeline(sp, out: str):
+    def slow(row):
+        time.sleep(0.02)
+        return row
+
+    first = sp.from_items([{"v": i} for i in range(40)]).map(slow).repartition(4, hash_by="v")
+    return sp.partial_sql("SELECT v, v * 2 AS w FROM {0}", first).map(slow).sink_parquet(out, mode="overwrite")
+
+
+def _slow_driver(tmp_path, run_id: str) -> None:
+    plan = compile_pipeline(_slow_pipeline, {"out": str(tmp_path / "ds")}, data_root=str(tmp_path / "pond"))
+    settings = {"data_root": str(tmp_path / "pond"), "executor": "local", "catalog_url": f"sqlite:///{tmp_path}/catalog.sqlite"}
+    try:
+        run_plan(plan, run_id, settings=settings)
+    except PondRunBusyError:
+        os._exit(2)  # refused: the other driver is live
+    except BaseException as exc:
+        os.write(2, f"driver failed: {exc!r}\n".encode())
+        os._exit(3)
+    os._exit(0)
+
+
+def _twice(tmp_path, trials: int) -> dict[str, int]:
+    import random
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = {"both ran": 0, "one refused": 0, "unresumable": 0}
+    rng = random.Random(14)
+    for trial in range(trials):
+        base = tmp_path / f"t{trial}"
+        base.mkdir()
+        a = ctx.Process(target=_slow_driver, args=(base, "twice"))
+        a.start()
+        time.sleep(rng.uniform(0.1, 1.0))
+        b = ctx.Process(target=_slow_driver, args=(base, "twice"))
+        b.start()
+        a.join(120)
+        b.join(120)
+        codes = sorted((a.exitcode, b.exitcode))
+        assert codes in ([0, 0], [0, 2]), f"trial {trial}: exit codes {codes}"
+        outcomes["one refused" if codes == [0, 2] else "both ran"] += 1
+        resumed = ctx.Process(target=_slow_driver, args=(base, "twice"))
+        resumed.start()
+        resumed.join(120)
+        if resumed.exitcode != 0 or _rows(str(base / "ds")) != 40:
+            outcomes["unresumable"] += 1
+    return outcomes
+
+
+def test_one_run_id_driven_twice_ends_complete_and_resumable(tmp_path):
+    outcomes = _twice(tmp_path, 2)
+    assert outcomes["unresumable"] == 0
+
+
+@pytest.mark.slow
+def test_one_run_id_driven_twice_twenty_times(tmp_path):
+    outcomes = _twice(tmp_path, 20)
+    print(f"20 trials of one run id driven twice 0.1-1 s apart: {outcomes}")
+    assert outcomes["unresumable"] == 0
