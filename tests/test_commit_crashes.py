@@ -105,3 +105,68 @@ def test_a_kill_at_any_commit_step_resumes_on_the_first_try(tmp_path, mode, atom
     print(f"{mode} {'exchange' if atomic else 'fallback'}: {points} kill points, {inconsistent} inconsistent, {failed} failed first resumes")
     assert points >= 3  # the enumeration really reached inside the commit
     assert (inconsistent, failed) == (0, 0)
+
+
+# -- the same on S3 (a moto server on 127.0.0.1), in spawned children --------------------------
+
+
+def _s3_run(root: str, out: str, value: int, mode: str, run_id: str, options: dict) -> None:
+    from pond_core.io import StorageOptions
+
+    plan = compile_pipeline(_pipeline, {"value": value, "out": out, "mode": mode}, data_root=root)
+    run_plan(plan, run_id, settings={"data_root": root, "executor": "local"}, storage=StorageOptions.from_dict(options), record=False)
+
+
+def _s3_child(root: str, out: str, mode: str, k: int, options: dict) -> None:
+    crashpoints.arm(k)
+    try:
+        _s3_run(root, out, 2, mode, "r1", options)
+    except BaseException as exc:
+        os.write(2, f"child failed: {exc!r}\n".encode())
+        os._exit(3)
+    os._exit(0)
+
+
+def _s3_views(out: str, options) -> tuple[tuple[int, tuple[int, ...]], set[str], set[str]]:
+    """(what a pond reader sees, the committed files, every visible object under the dataset)."""
+    from pond_core.io import configure_duckdb, get_filesystem
+    from pond_core.io.fs import visible
+
+    files = resolve_paths(out, True, options)
+    con = duckdb.connect()
+    configure_duckdb(con, options, files)
+    count, values = con.execute(f"SELECT count(*), list(DISTINCT v ORDER BY v) FROM read_parquet({sql_list(files)})").fetchone()
+    objects = {f.path for f in get_filesystem(out, options).list_files(out) if visible(f.path, out)}
+    return (count, tuple(values)), set(files), objects
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["overwrite_partitions", "overwrite", "append"])
+def test_a_kill_at_any_s3_commit_step_resumes_on_the_first_try(s3_server, s3_options, tmp_path, mode):
+    ctx = multiprocessing.get_context("spawn")  # a fork would inherit the AWS SDK's threads
+    old, new = _expected(mode)
+    inconsistent = failed = 0
+    k = 0
+    while True:
+        k += 1
+        root, out = str(tmp_path / f"{k}" / "pond"), f"s3://{s3_server.new_bucket()}/ds"
+        _s3_run(root, out, 1, "overwrite", "base", s3_options.to_dict())
+        child = ctx.Process(target=_s3_child, args=(root, out, mode, k, s3_options.to_dict()))
+        child.start()
+        child.join(120)
+        assert child.exitcode in (0, 137), f"kill point {k}: the child exited {child.exitcode}"
+        if _s3_views(out, s3_options)[0] not in (old, new):
+            inconsistent += 1
+        if child.exitcode == 0:
+            break
+        try:
+            _s3_run(root, out, 2, mode, "r1", s3_options.to_dict())
+        except Exception:
+            failed += 1
+            continue
+        view, committed, objects = _s3_views(out, s3_options)
+        assert view == new
+        assert objects == committed, f"kill point {k}: objects beside the committed ones: {sorted(objects - committed)}"
+    print(f"s3 {mode}: {k - 1} kill points, {inconsistent} inconsistent, {failed} failed first resumes")
+    assert k - 1 >= 3 and (inconsistent, failed) == (0, 0)

@@ -174,20 +174,3 @@ def _commit_metadata(fs: FileSystem, root: str, record: dict[str, Any]) -> None:
     crashpoints.reached("manifest written")
     mf.prune_records(fs, root, loaded.state, loaded.record_names)
 
-
-def sweep_replaced(fs: FileSystem, root: str, partitions: list[str], live: set[str]) -> list[str]:
-    """Unlink the files in `partitions` ("" is the whole dataset) that the committed state does
-    not list: old names a commit killed after its record, before its unlinks, left visible to
-    plain glob readers."""
-    removed = []
-    for part in partitions:
-        folder = os.path.join(root, part) if part else root
-        if not os.path.isdir(folder):
-            continue
-        for info in fs.list_files(folder):
-            rel = os.path.relpath(info.path, root)
-            if rel not in live and visible(info.path, root):
-                fs.delete(info.path)
-                removed.append(rel)
-        _remove_empty_dirs(folder)
-    return removed

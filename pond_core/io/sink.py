@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondDataError, PondError, PondStorageError
+from pond_core.io import crashpoints, publish_local, publish_s3, swap
 from pond_core.io import manifest as mf
-from pond_core.io import publish_local, publish_s3, swap
 from pond_core.io.filesystems import get_filesystem
 from pond_core.io.fs import basename_of, fsync_dir, is_s3, join_path, normalize_path, parent_of, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
@@ -212,7 +212,7 @@ class SinkWriter:
         if not self._prepared:
             raise PondConfigError("SinkWriter.commit() called before prepare()")
         if self._done is not None:
-            if not self.on_s3 and self.spec.mode in ("overwrite", "overwrite_partitions"):
+            if self.spec.mode in ("overwrite", "overwrite_partitions"):
                 self._sweep_replaced()
             self.fs.delete(self.staging, recursive=True)
             return self._done
@@ -233,13 +233,25 @@ class SinkWriter:
         return self._done
 
     def _sweep_replaced(self) -> None:
-        """This job committed before a kill: finish the unlinks of the old names it replaced."""
+        """This job committed before a kill: finish deleting what its commit replaced (old
+        files, or a killed attempt's copies), so plain glob readers see only the new data."""
         loaded = self._load()
         if loaded is None:
             return
         mine = {_dir(f["path"]) for f in loaded.state.sorted_files() if f["key"].split("-", 1)[-1] == self.tag}
-        parts = [""] if self.spec.mode == "overwrite" and mine else sorted(mine)
-        publish_local.sweep_replaced(self.fs, self.root, parts, set(loaded.state.files))
+        if not mine:
+            return
+        prefix = self.root.rstrip("/") + "/"
+        stale = []
+        for path in self._visible_files(loaded):
+            rel = path[len(prefix):]
+            if rel not in loaded.state.files and (self.spec.mode == "overwrite" or _dir(rel) in mine):
+                stale.append(path)
+        if self.on_s3:
+            publish_s3.delete_objects(self.fs, stale)
+        else:
+            for path in stale:
+                self.fs.delete(path)
 
     def abort(self) -> None:
         """Remove staging. The dataset keeps its previous contents."""
@@ -340,6 +352,7 @@ class SinkWriter:
         try:
             publish_s3.copy_into_place(self.fs, [(src, rel) for src, rel, _, _ in staged], self.root)
             publish_s3.write_record(self.fs, self.root, record)
+            crashpoints.reached("commit record written")
         except BaseException:
             # Not committed (a PUT that timed out may still have landed: look): take back what
             # was copied in; no earlier commit uses these names.
@@ -348,12 +361,14 @@ class SinkWriter:
                 publish_s3.delete_objects(self.fs, copied + ([marker] if marker else []))
             raise
         state = publish_s3.refresh_manifest(self.fs, self.root)
+        crashpoints.reached("manifest written")
         for name in loaded.pending if loaded else []:
             self.fs.delete(join_path(self.root, mf.LOG_DIR, name))  # superseded by this commit
         if marker:
             self.fs.delete(marker)
         debris = publish_s3.pending_debris(self.fs, self.root, loaded)
         publish_s3.delete_objects(self.fs, publish_s3.superseded(self.root, before + debris, loaded, state, replaces))
+        crashpoints.reached("replaced objects deleted")
 
     # --- result -------------------------------------------------------------------------------
     def _result(self, entries: list[dict[str, Any]]) -> SinkCommit:
