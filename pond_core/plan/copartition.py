@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pond_core.errors import PondConfigError
 
@@ -19,14 +20,14 @@ log = logging.getLogger("pond")
 
 def partitioning(node: object) -> tuple[str, tuple[str, ...]] | None:
     """(method, keys) of the nearest repartition, through nodes that keep partitions; None when
-    the input is not repartitioned (files as read)."""
-    from pond_core.plan.logical import PyMap, Repartition, Sql
-
-    current = node
+    the input is not repartitioned (files as read). Nodes are told apart by their `kind`, so
+    this module needs no import of plan.logical (which calls it)."""
+    current: Any = node
     while True:
-        if isinstance(current, Repartition):
+        kind = getattr(current, "kind", None)
+        if kind == "repartition":
             return current.method.value, tuple(current.keys)
-        if isinstance(current, (Sql, PyMap)) and len(current.inputs) == 1:
+        if kind in ("sql", "python") and len(current.inputs) == 1:
             current = current.inputs[0]
             continue
         return None
