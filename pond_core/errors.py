@@ -16,11 +16,6 @@ class PondConfigError(PondError, ValueError):
     """A setting, argument or connection is wrong: fix the call, do not retry."""
 
 
-class PondRunBusyError(PondConfigError):
-    """Another live driver runs this stage of this run (it holds the stage's lease): wait for
-    it to finish, or resume once it is gone (its lease goes stale after three heartbeats)."""
-
-
 class PondInputError(PondError):
     """An input cannot be read: a missing path, an empty glob, a corrupt or mistyped file."""
 
@@ -39,6 +34,12 @@ class PondSerializationError(PondError):
 
 class PondTransientError(PondError):
     """A failure that a retry may cure: a lost worker, memory exhaustion, a flaky network."""
+
+
+class PondRunBusyError(PondConfigError, PondTransientError):
+    """Another live driver runs this stage of this run (it holds the stage's lease): nothing
+    ran here. Retryable, so an orchestrator's retry that met its zombie predecessor tries again
+    later; the CLI reports it as a refused call (exit 2)."""
 
 
 class PondNodeLostError(PondTransientError):

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from pond_core.catalog import Catalog
-from pond_core.errors import PondRunBusyError
+from pond_core.errors import PondRunBusyError, is_retryable
 from pond_core.pipeline import compile_pipeline
 from pond_core.runner import run_plan
 from pond_core.sql_quote import sql_list
@@ -37,8 +37,9 @@ def test_a_live_lease_refuses_a_second_driver_and_a_stale_one_is_taken_over(tmp_
         catalog.start_run("r1", "p", {}, None, "local")
         assert catalog.acquire_stage_lease("r1", "s1", "driver-a", "write_sales") is None
         assert catalog.acquire_stage_lease("r1", "s1", "driver-a") is None  # its own: re-entrant
-        with pytest.raises(PondRunBusyError, match="stage write_sales of run r1 is being run by another driver, driver-a"):
+        with pytest.raises(PondRunBusyError, match="stage write_sales of run r1 is being run by another driver, driver-a") as busy:
             catalog.acquire_stage_lease("r1", "s1", "driver-b", "write_sales")
+        assert is_retryable(busy.value)  # an orchestrator's retry that met its zombie tries again later
         assert catalog.acquire_stage_lease("r1", "s2", "driver-b") is None  # other stages run at once
         assert catalog.renew_stage_lease("r1", "s1", "driver-a")
         _age_lease(tmp_path, 3600)
