@@ -30,6 +30,8 @@ _EXPORTS = {
     "PondSqlError": "pond_core.errors",
     "PondStorageError": "pond_core.errors",
     "PondTransientError": "pond_core.errors",
+    "sql_literal": "pond_core.sql_quote",
+    "bind_params": "pond_core.sql_quote",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -66,4 +68,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         PondTransientError,
     )
     from pond_core.session import Session, init
+    from pond_core.sql_quote import bind_params, sql_literal
     from pond_core.udfs import UDF, udf

@@ -89,6 +89,7 @@ _EXPORTS = {
     "PondError": "pond_core.errors",
     "PondConfigError": "pond_core.errors",
     "PondInterruptedError": "pond_core.errors",
+    "PondRunBusyError": "pond_core.errors",
     "PondTransientError": "pond_core.errors",
     "is_retryable": "pond_core.errors",
 }

@@ -22,6 +22,7 @@ from pond_core.pipeline import compile_pipeline
 from pond_core.plan.physical import Stage
 from pond_core.runner import run_plan
 from pond_core.settings import Settings
+from pond_core.sql_quote import quote_str
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
 
@@ -65,7 +66,7 @@ def _progress(console: Console) -> Callable[[Stage, int, int], None]:
 
 def _print_result(console: Console, output: str) -> None:
     rows = duckdb.sql(
-        f"SELECT dt, segment, sum(revenue) AS revenue, sum(orders) AS orders FROM read_parquet('{output}/*/*.parquet', hive_partitioning=true) "
+        f"SELECT dt, segment, sum(revenue) AS revenue, sum(orders) AS orders FROM read_parquet({quote_str(output + '/*/*.parquet')}, hive_partitioning=true) "
         "GROUP BY ALL ORDER BY dt, segment"
     ).fetchall()
     table = Table(title="revenue by day and segment")

@@ -36,6 +36,12 @@ class PondTransientError(PondError):
     """A failure that a retry may cure: a lost worker, memory exhaustion, a flaky network."""
 
 
+class PondRunBusyError(PondConfigError, PondTransientError):
+    """Another live driver runs this stage of this run (it holds the stage's lease): nothing
+    ran here. Retryable, so an orchestrator's retry that met its zombie predecessor tries again
+    later; the CLI reports it as a refused call (exit 2)."""
+
+
 class PondNodeLostError(PondTransientError):
     """The machine (Ray node) running a task died; the task runs again on another node."""
 

@@ -20,6 +20,7 @@ import duckdb
 
 from pond_core.dataframe import DataFrame, Sink
 from pond_core.errors import PondConfigError
+from pond_core.sql_quote import quote_str, sql_literal
 
 SEGMENTS = ("consumer", "corporate", "home_office", "small_business")
 COUNTRIES = ("DE", "FR", "JP", "US", "BR", "IN")
@@ -37,7 +38,7 @@ def generate_shop(root: str, days: Sequence[str], orders_per_day: int = 20_000, 
                        {list(SEGMENTS)}[1 + i % {len(SEGMENTS)}] AS segment,
                        {list(COUNTRIES)}[1 + (i * 7) % {len(COUNTRIES)}] AS country
                 FROM range({customers}) t(i)
-            ) TO '{os.path.join(root, "customers.parquet")}' (FORMAT parquet)"""
+            ) TO {quote_str(os.path.join(root, "customers.parquet"))} (FORMAT parquet)"""
         )
         for day in days:
             _check_day(day)
@@ -53,9 +54,9 @@ def generate_shop(root: str, days: Sequence[str], orders_per_day: int = 20_000, 
                     SELECT {seed * orders_per_day} + i AS order_id,
                            (i * 7919 + {seed * 31}) % {customers} AS customer_id,
                            round((5 + ((i * 104729 + {seed * 7919}) % 50000) / 100.0) * {busy:.1f}, 2)::DECIMAL(12,2) AS amount,
-                           TIMESTAMP '{day} 00:00:00' + to_seconds((i * 37) % 86400) AS ordered_at
+                           {sql_literal(dt.datetime.fromisoformat(day))} + to_seconds((i * 37) % 86400) AS ordered_at
                     FROM range({orders_per_day}) t(i)
-                ) TO '{os.path.join(folder, "part-0.parquet")}' (FORMAT parquet)"""
+                ) TO {quote_str(os.path.join(folder, "part-0.parquet"))} (FORMAT parquet)"""
             )
     finally:
         con.close()
@@ -110,9 +111,10 @@ def daily_revenue_frame(sp: Any, orders: DataFrame, customers: DataFrame, ds: st
         "SELECT segment, country, sum(amount) AS revenue, count(*) AS orders FROM {0} GROUP BY ALL", joined
     )
     return sp.partial_sql(
-        f"SELECT DATE '{ds}' AS dt, segment, country, sum(revenue) AS revenue, sum(orders)::BIGINT AS orders "
+        "SELECT $ds AS dt, segment, country, sum(revenue) AS revenue, sum(orders)::BIGINT AS orders "
         "FROM {0} GROUP BY ALL ORDER BY segment, country",
         partial.repartition(1),
+        params={"ds": dt.date.fromisoformat(ds)},
     )
 
 

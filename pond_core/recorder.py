@@ -3,6 +3,11 @@ the heartbeat while it runs, lineage and, for a sink, the dataset partitions it 
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import socket
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from pond_core.execute.results import AttemptCounters, SinkSummary, StageManifest
@@ -12,6 +17,45 @@ from pond_core.plan.physical import PhysicalPlan, SinkOutput, Stage
 
 if TYPE_CHECKING:
     from pond_core.catalog import Catalog
+
+log = logging.getLogger("pond")
+
+
+def driver_name() -> str:
+    """This driver as a lease holder: host, process (with its start time, so a reused pid is
+    not mistaken for it) and a token (two drivers never share a name)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()} pid {pid} start {_process_start(pid)} ({uuid.uuid4().hex[:8]})"
+
+
+_HOLDER = re.compile(r"^(?P<host>\S+) pid (?P<pid>\d+) start (?P<start>\S+) \(")
+
+
+def holder_gone(holder: str) -> bool:
+    """True when `holder` was a process on this machine that no longer runs: its lease can be
+    taken over at once instead of after three missed heartbeats (a resume right after a kill)."""
+    match = _HOLDER.match(holder)
+    if not match or match["host"] != socket.gethostname():
+        return False  # another machine: only its heartbeat can tell
+    return _process_start(int(match["pid"])) != match["start"]
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or
+    "-" where /proc is not available (then "gone" is only whether the pid exists)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "gone"
+        except PermissionError:
+            pass
+        return "-"
 
 
 class CatalogRecorder:
@@ -23,11 +67,24 @@ class CatalogRecorder:
         self.plan = plan
         self.run_id = run_id
         self._heartbeats: dict[str, Heartbeat] = {}
+        self.holder = driver_name()
 
     def stage_started(self, stage: Stage, npartitions: int) -> None:
+        """Take the stage's lease first (PondRunBusyError while another driver runs it), then
+        record the start; the heartbeat stamps the stage and renews the lease."""
+        if stage.id not in self._heartbeats:
+            stale = self.catalog.acquire_stage_lease(self.run_id, stage.id, self.holder, stage.name, holder_gone)
+            if stale:
+                log.warning("stage %s of run %s: taking over from %s, whose lease went stale", stage.name, self.run_id, stale)
         position = next((i for i, s in enumerate(self.plan.stages) if s.id == stage.id), None)
         self.catalog.start_stage(self.run_id, stage.id, stage.name, npartitions, position)
-        beat = lambda: self.catalog.heartbeat(self.run_id, stage.id)  # noqa: E731
+
+        def beat() -> None:
+            self.catalog.heartbeat(self.run_id, stage.id)
+            if not self.catalog.renew_stage_lease(self.run_id, stage.id, self.holder):
+                log.error("stage %s of run %s: another driver took over this stage's lease", stage.name, self.run_id)
+
+        self._stop_heartbeat(stage)
         self._heartbeats[stage.id] = Heartbeat(beat, stage.name).start()
 
     def stage_failed(self, stage: Stage, error: BaseException, seconds: float, counters: AttemptCounters) -> None:
@@ -38,6 +95,7 @@ class CatalogRecorder:
             task_retries=counters.task_retries, node_failures=counters.node_failures,
             speculative_attempts=counters.speculative_attempts,
         )
+        self._release(stage)
 
     def stage_finished(self, stage: Stage, manifest: StageManifest) -> None:
         self._stop_heartbeat(stage)
@@ -55,6 +113,7 @@ class CatalogRecorder:
         if isinstance(stage.output, SinkOutput) and result.sink is not None:
             sink = stage.output.sink
             self.catalog.record_partitions(sink.path, _partitions(result.sink), self.run_id, stage.id, mode=sink.mode)
+        self._release(stage)
 
     def finish_run(self, status: str, error: str | None = None) -> None:
         """Close the run; recording a failure never hides the failure itself."""
@@ -68,6 +127,12 @@ class CatalogRecorder:
         heartbeat = self._heartbeats.pop(stage.id, None)
         if heartbeat is not None:
             heartbeat.stop()
+
+    def _release(self, stage: Stage) -> None:
+        try:
+            self.catalog.release_stage_lease(self.run_id, stage.id, self.holder)
+        except Exception as exc:  # it goes stale on its own; never hide the stage's outcome
+            log.warning("stage %s of run %s: cannot release its lease: %s", stage.name, self.run_id, exc)
 
 
 def _partitions(sink: SinkSummary) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core import stage_text
+from pond_core.errors import PondRunBusyError
 from pond_core.execute.context import NoEvents, Progress, RunContext, StageEvents, TaskLimits
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor, TaskHook
@@ -33,7 +34,7 @@ from pond_core.execute.scheduler import run_dag
 from pond_core.execute.stage_run import StageRun
 from pond_core.execute.store import StageStore
 from pond_core.io.options import StorageOptions
-from pond_core.layout import RunLayout
+from pond_core.layout import RunLayout, check_run_id
 from pond_core.plan.physical import PhysicalPlan, Stage
 from pond_core.recorder import CatalogRecorder
 from pond_core.settings import Settings
@@ -107,11 +108,13 @@ def run_plan(
     lineage_scope: where intermediate datasets are recorded (`pond://<scope>/<stage>`; default
     the pipeline): an orchestrator passes its pipeline instance, e.g. an Airflow DAG and group.
     """
+    check_run_id(run_id)  # it names the run's folder and reaches SQL inside paths
     resolved = resolve_settings(settings, run_id)
     selected = [plan.stage(ref) for ref in stages] if stages is not None else list(plan.stages)
     forced = _forced(plan, force)
     started = time.time()
     stop = stop or threading.Event()
+    _check_sink_buckets(selected, storage)
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
         events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope))
@@ -146,6 +149,21 @@ def run_plan(
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
 
 
+def _check_sink_buckets(stages: Sequence[Stage], storage: StorageOptions | None) -> None:
+    """A missing sink bucket fails the run before any upstream stage spends its time (one
+    HEAD request per S3 sink; a sink's own prepare() checks the rest when its stage starts)."""
+    from pond_core.io import get_filesystem
+    from pond_core.io.fs import is_s3
+    from pond_core.plan.physical import SinkOutput
+
+    for stage in stages:
+        if isinstance(stage.output, SinkOutput) and is_s3(stage.output.sink.path):
+            fs = get_filesystem(stage.output.sink.path, storage or StorageOptions.from_env())
+            check = getattr(fs, "check_bucket", None)
+            if check is not None:
+                check(stage.output.sink.path)
+
+
 def run_stage(plan: PhysicalPlan, stage: str, run_id: str, *, recompute_upstream: bool = False, **options: Any) -> StageManifest:
     """Run one stage (a name or an id) of `plan` for `run_id`; see run_plan for the options.
     A committed stage returns at once. Its upstream stages must be committed for the run,
@@ -178,7 +196,10 @@ def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> lis
 
 def open_catalog(settings: Settings) -> Catalog:
     from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
+    from pond_core.catalog.engine import check_catalog_url
 
+    if settings.catalog_url:  # an explicit URL must name what exists; the default is created
+        check_catalog_url(settings.catalog_url)
     return Catalog(settings.resolved_catalog_url)
 
 
@@ -229,7 +250,7 @@ def _recording(
         try:
             yield recorder
         except BaseException as exc:
-            if whole:
+            if whole and not isinstance(exc, PondRunBusyError):  # the live driver finishes the run
                 recorder.finish_run("failed", _describe(exc))
             raise
     finally:

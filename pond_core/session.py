@@ -76,6 +76,10 @@ def init(
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
         warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation,
     )
+    if settings.catalog_url:
+        from pond_core.catalog.engine import check_catalog_url
+
+        check_catalog_url(settings.catalog_url)
     return Session(settings, _storage_options(storage_options))
 
 
@@ -222,9 +226,16 @@ class Session:
             self._fs.write_bytes(path, data)
         return self.read_parquet(path).alias("arrow")  # its file is named by a hash: no name
 
-    def partial_sql(self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, name: str | None = None) -> DataFrame:
-        """Run `query` on each partition; `{0}`, `{1}` … name the inputs. `name` names the
+    def partial_sql(
+        self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> DataFrame:
+        """Run `query` on each partition; `{0}`, `{1}` … name the inputs; `$name` takes the
+        value `params[name]` as a literal (never concatenate values into SQL). `name` names the
         stage that computes the result (see DataFrame.alias)."""
+        from pond_core.sql_quote import bind_params
+
+        query = bind_params(query, params, format_braces=True)
         for i, df in enumerate(inputs):
             if not isinstance(df, DataFrame):
                 raise PondConfigError(f"partial_sql input {i} is a {type(df).__name__}, not a DataFrame")

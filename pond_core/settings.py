@@ -259,7 +259,16 @@ class Settings:
                 values[setting.name] = setting.parse(raw, f"environment variable {setting.env_names[0]} (or {setting.env_names[1]})")
             else:
                 values[setting.name] = setting.default
-        return cls(**_derived_defaults(values))
+        settings = cls(**_derived_defaults(values))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse, before anything runs, a job id that is not a safe folder name (it names the
+        run's folder under jobs/ and reaches SQL as part of paths)."""
+        from pond_core.layout import check_run_id
+
+        check_run_id(self.job_id)
 
     def replace(self, **changes: Any) -> Settings:
         parsed: dict[str, Any] = {k: BY_NAME[k].parse(v, "setting") if v is not None else v for k, v in changes.items()}

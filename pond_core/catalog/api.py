@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
-from pond_core.catalog import convert, datasets, engine, lineage, migrate, runs
+from pond_core.catalog import convert, datasets, engine, leases, lineage, migrate, runs
 from pond_core.catalog.convert import Timestamp, count, now, to_datetime
 from pond_core.catalog.models import FINAL_STATES
 from pond_core.catalog.transactions import Transactions
-from pond_core.errors import PondConfigError
-from pond_core.heartbeat import stale_before
+from pond_core.errors import PondConfigError, PondRunBusyError
+from pond_core.heartbeat import MISSED_BEATS, stale_before
 
 
 class Catalog:
@@ -160,6 +160,36 @@ class Catalog:
         """Stamp a running stage as alive (see `pond_core.heartbeat`)."""
         at = now()
         self._tx.write(lambda c: runs.heartbeat(c, run_id, stage_id, at))
+
+    # -- leases (one live driver per stage; see leases.py) -----------------------------------
+
+    def acquire_stage_lease(
+        self, run_id: str, stage_id: str, holder: str, stage_name: str | None = None, gone: Callable[[str], bool] | None = None
+    ) -> str | None:
+        """Hold the stage's lease as `holder`; returns the stale holder taken over, if any.
+        Raises PondRunBusyError naming the live holder when another driver runs the stage.
+        `gone(holder)`: True when that holder is known dead (a process of this machine)."""
+        at = now()
+        cutoff = stale_before(at)
+        outcome = self._tx.write(lambda c: leases.acquire(c, run_id, stage_id, holder, at, cutoff, gone))
+        if not outcome.acquired:
+            assert outcome.holder is not None
+            held = outcome.holder
+            raise PondRunBusyError(
+                f"stage {stage_name or stage_id} of run {run_id} is being run by another driver, {held.holder} "
+                f"(since {convert.iso(held.acquired_at)}, alive at {convert.iso(held.renewed_at)}); wait for it "
+                "to finish, or resume the run once that driver is gone (its lease goes stale after "
+                f"{MISSED_BEATS} missed heartbeats)"
+            )
+        return outcome.took_over.holder if outcome.took_over else None
+
+    def renew_stage_lease(self, run_id: str, stage_id: str, holder: str) -> bool:
+        """Stamp the lease; False when another driver took it over (this one was stale)."""
+        at = now()
+        return self._tx.write(lambda c: leases.renew(c, run_id, stage_id, holder, at))
+
+    def release_stage_lease(self, run_id: str, stage_id: str, holder: str) -> None:
+        self._tx.write(lambda c: leases.release(c, run_id, stage_id, holder))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run with its stage runs under "stages", or None. Running stages and runs carry

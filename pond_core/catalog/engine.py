@@ -43,6 +43,19 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
+def check_catalog_url(url: str) -> None:
+    """A PondConfigError when `url` is not a sqlite or postgresql URL, or names a SQLite file
+    in a directory that does not exist."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = os.path.dirname(os.path.abspath(str(parsed.database)))
+        if not os.path.isdir(folder):
+            raise PondConfigError(
+                f"catalog URL {mask(parsed)!r}: the directory {folder} does not exist; create it, "
+                "or leave catalog_url unset for the embedded catalog under the data root"
+            )
+
+
 def mask(url: URL) -> str:
     """The URL as text with its password replaced by ***."""
     return url.render_as_string(hide_password=True)

@@ -120,6 +120,20 @@ class StageRun(Base):
     position: Mapped[int | None] = mapped_column(Integer)  # the stage's index in its plan
 
 
+class StageLease(Base):
+    """The driver that runs a stage of a run now; renewed by its heartbeat (see leases.py)."""
+
+    __tablename__ = "pond_stage_leases"
+
+    run_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("pond_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    stage_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    renewed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class Dataset(Base):
     """A dataset known by its URI (a storage path or URL, credentials stripped)."""
 

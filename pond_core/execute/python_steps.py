@@ -73,8 +73,15 @@ def _flat_map_rows(func: Callable, batch: pa.RecordBatch, schema: pa.Schema | No
 
 
 def _filter_rows(func: Callable, batch: pa.RecordBatch, schema: pa.Schema | None, where: str) -> pa.Table:
-    mask = pa.array([bool(_call(func, row, where)) for row in batch.to_pylist()], type=pa.bool_())
+    mask = pa.array([_keep(_call(func, row, where), where) for row in batch.to_pylist()], type=pa.bool_())
     return pa.Table.from_batches([batch.filter(mask)])
+
+
+def _keep(value: Any, where: str) -> bool:
+    """A filter's answer must be a boolean: "no" or a count would otherwise be silently truthy."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy.bool_ too
+        return bool(value)
+    raise PondDataError(f"{where}: filter's function must return True or False, got {type(value).__name__} {value!r:.60}")
 
 
 def _rows_to_table(rows: list[Any], schema: pa.Schema | None, where: str) -> pa.Table:
@@ -84,7 +91,20 @@ def _rows_to_table(rows: list[Any], schema: pa.Schema | None, where: str) -> pa.
     try:
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise PondDataError(f"{where}: rows returned by the function do not fit the schema: {exc}") from exc
+        column = _bad_column(rows, schema)
+        what = f"column {column!r} of the rows returned by the function" if column else "rows returned by the function"
+        raise PondDataError(f"{where}: {what} do not fit {'the schema' if schema else 'one type'}: {exc}") from exc
+
+
+def _bad_column(rows: list[dict], schema: pa.Schema | None) -> str | None:
+    """The first column whose values Arrow cannot convert (to its schema type, if given)."""
+    names = list(schema.names) if schema is not None else list(dict.fromkeys(k for r in rows for k in r))
+    for name in names:
+        try:
+            pa.array([r.get(name) for r in rows], type=schema.field(name).type if schema is not None else None)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return name
+    return None
 
 
 def _rechunk(reader: pa.RecordBatchReader, batch_size: int) -> Iterator[pa.Table]:

@@ -9,6 +9,7 @@ which is also what `run()` returns, so no caller reads back what was just writte
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -33,7 +34,7 @@ from pond_core.execute.stage_checks import check_staged
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
-from pond_core.io import join_path, resolve_paths
+from pond_core.io import crashpoints, join_path, resolve_paths
 from pond_core.io.iceberg import DatasetWriter, open_writer
 from pond_core.io.table_read import TableFiles, resolve_table
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
@@ -49,6 +50,8 @@ from pond_core.plan.physical import (
     UpstreamInput,
 )
 
+log = logging.getLogger("pond")
+
 
 class StageRun:
     """Runs `stage` of `plan` for the run `ctx` describes; `run()` returns its manifest."""
@@ -60,6 +63,7 @@ class StageRun:
         self.force = force
         self.store = StageStore.of(ctx.layout, ctx.storage)
         self.counters = AttemptCounters()
+        self._broken = False
         # The sink treats a write it already committed under this id as done (idempotence), so
         # the id names one write: this run's stage (a rerun resumes it), or a new one when forced.
         self.write_id = f"{ctx.run_id}-{stage.id}" + (f"-{uuid.uuid4().hex[:8]}" if force else "")
@@ -70,7 +74,14 @@ class StageRun:
         else:
             committed = self.store.manifest(self.stage.id)
             if committed is not None:
-                return committed
+                broken = self.store.broken_files(committed)
+                if not broken:
+                    return committed
+                log.warning(
+                    "stage %s of run %s: its committed manifest lists %d missing or changed file(s) (e.g. %s); running it again",
+                    self.stage.name, self.ctx.run_id, len(broken), broken[0],
+                )
+                self._broken = True
         started = time.time()
         resolved = self._resolve(started)
         self.ctx.events.stage_started(self.stage, resolved.npartitions)
@@ -129,6 +140,8 @@ class StageRun:
     # -- partitions --------------------------------------------------------------------------
 
     def _run_partitions(self, resolved: ResolvedStage, started: float) -> StageManifest:
+        if self._broken:  # only now, holding the stage's lease
+            self.store.forget(self.stage.id)
         sink = self._open_sink()
         self.store.prepare(self.stage.id)
         n = resolved.npartitions
@@ -145,8 +158,10 @@ class StageRun:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+        crashpoints.reached("sink committed, stage manifest not written")
         manifest = self._manifest(resolved, done, commit, started, checks)
         self.store.write_manifest(manifest)
+        crashpoints.reached("stage manifest written")
         self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
         return manifest
 

@@ -49,6 +49,21 @@ class StageStore:
         data = self._read_json(join_path(self.stage_dir(stage_id), MANIFEST))
         return None if data is None else StageManifest.from_dict(data)
 
+    def broken_files(self, manifest: StageManifest) -> list[str]:
+        """The files of a committed manifest, under this run's staging, that are missing or of
+        another size (another driver's clean-up, a hand-deleted folder): such a manifest is
+        not trusted and its stage runs again. Files outside staging (a sink's dataset) are
+        governed by the dataset's own manifest, which a later write may rightly replace."""
+        prefix = self.root.rstrip("/") + "/"
+        ours = [f for f in manifest.files if f.path.startswith(prefix)]
+        if not ours:
+            return []
+        sizes = {info.path: info.size for info in self.fs.list_files(self.stage_dir(manifest.stage_id), recursive=True)}
+        for f in ours:
+            if f.path not in sizes and not f.path.startswith(self.stage_dir(manifest.stage_id) + "/") and self.fs.exists(f.path):
+                sizes[f.path] = f.bytes  # another stage's folder (a reference): present is enough
+        return [f.path for f in ours if sizes.get(f.path) != f.bytes]
+
     def write_manifest(self, manifest: StageManifest) -> None:
         self._write_json(join_path(self.stage_dir(manifest.stage_id), MANIFEST), manifest.to_dict())
 
@@ -58,7 +73,7 @@ class StageStore:
             return None
         record = CommittedPartition.from_dict(data)
         # A record whose files were cleaned away is not a commit any more.
-        if all(self.fs.exists(f.path) for f in record.files[:1]):
+        if all(self.fs.exists(f.path) for f in record.files):
             return record
         return None
 

@@ -26,7 +26,7 @@ import duckdb
 
 from pond_core.execute.task_spec import TaskSpec
 from pond_core.io.duckdb_setup import SECRET_NAME
-from pond_core.plan.sql import quote_str
+from pond_core.sql_quote import quote_str
 
 
 class TaskDatabase:
@@ -47,7 +47,7 @@ class TaskDatabase:
         try:
             self._apply(cursor, spec)
             cursor.execute(f"CREATE SCHEMA {schema}")
-            cursor.execute(f"SET search_path = '{schema}'")
+            cursor.execute(f"SET search_path = {quote_str(schema)}")
             yield _Tracked(cursor, udfs, schema)  # type: ignore[misc]
             reusable = not os.path.exists(spec.spill_dir)
         finally:
@@ -111,7 +111,7 @@ class _Tracked:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """Another cursor that sees the task's views (a Python step streams through one)."""
         other = self._cursor.cursor()
-        other.execute(f"SET search_path = '{self._schema}'")
+        other.execute(f"SET search_path = {quote_str(self._schema)}")
         return other
 
     def __getattr__(self, name: str) -> Any:

@@ -17,6 +17,7 @@ import duckdb
 from pond_core.errors import PondConfigError, PondStorageError
 from pond_core.io.fs import is_s3
 from pond_core.io.options import StorageOptions
+from pond_core.sql_quote import quote_str
 
 SECRET_NAME = "pond_s3"
 
@@ -73,26 +74,22 @@ def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
         ) from None
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def secret_sql(options: StorageOptions) -> str:
     """CREATE SECRET text. It holds the credentials: run it, never log or raise it."""
     items = [
         "TYPE s3",
-        f"REGION {_sql_str(options.effective_region)}",
-        f"URL_STYLE {_sql_str(options.effective_url_style)}",
+        f"REGION {quote_str(options.effective_region)}",
+        f"URL_STYLE {quote_str(options.effective_url_style)}",
         f"USE_SSL {'true' if options.effective_use_ssl else 'false'}",
         "SCOPE 's3://'",
     ]
     if options.endpoint_host:
-        items.append(f"ENDPOINT {_sql_str(options.endpoint_host)}")
+        items.append(f"ENDPOINT {quote_str(options.endpoint_host)}")
     if not options.anonymous:
-        items.append(f"KEY_ID {_sql_str(options.access_key_id or '')}")
-        items.append(f"SECRET {_sql_str(options.secret_access_key or '')}")
+        items.append(f"KEY_ID {quote_str(options.access_key_id or '')}")
+        items.append(f"SECRET {quote_str(options.secret_access_key or '')}")
         if options.session_token:
-            items.append(f"SESSION_TOKEN {_sql_str(options.session_token)}")
+            items.append(f"SESSION_TOKEN {quote_str(options.session_token)}")
     return f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(items)})"
 
 

@@ -7,6 +7,9 @@ import urllib.parse
 from typing import Any
 
 from pond_core.errors import PondDataError, PondInputError
+from pond_core.sql_quote import quote_str
+
+MAX_DIR_NAME_BYTES = 255
 
 NULL_VALUE = "__HIVE_DEFAULT_PARTITION__"
 _SEGMENT = re.compile(r"^([^=/]+)=([^/]*)$")
@@ -27,6 +30,8 @@ def validate_partition_value(value: Any, column: str | None = None) -> None:
         problem = "it contains '..'"
     elif _CONTROL.search(text):
         problem = "it contains a control character"
+    elif len(text.encode()) > MAX_DIR_NAME_BYTES - len((column or "").encode()) - 1:
+        problem = f"too long: a partition directory name is at most {MAX_DIR_NAME_BYTES} bytes"
     if problem:
         where = f" for column {column!r}" if column else ""
         raise PondDataError(f"invalid partition key value{where}: {text!r} ({problem})")
@@ -35,16 +40,22 @@ def validate_partition_value(value: Any, column: str | None = None) -> None:
 def partition_check_sql(column_sql: str, column: str) -> str:
     """A SQL predicate that is true for a valid value and raises (via error()) otherwise."""
     v = f"CAST({column_sql} AS VARCHAR)"
-    name = column.replace("'", "''")
     bad = (
         f"{v} = '' OR contains({v}, '/') OR contains({v}, '\\') OR contains({v}, '..') "
         f"OR regexp_matches({v}, '[[:cntrl:]]')"
     )
-    message = (
-        f"'pond: invalid partition key value for column \"{name}\": ''' || {v} || ''' "
-        "(a partition value may not be empty or contain / or \\ or .. or control characters)'"
+    prefix = quote_str(f'pond: invalid partition key value for column "{column}": \'')
+    rule = quote_str("' (a partition value may not be empty or contain / or \\ or .. or control characters)")
+    # A directory name is at most 255 bytes on every common filesystem: say so, rather than
+    # letting the COPY fail with "Failed to create directory".
+    limit = MAX_DIR_NAME_BYTES - len(urllib.parse.quote(column, safe="").encode()) - 1
+    too_long = quote_str(f"' (too long: a partition directory name is at most {MAX_DIR_NAME_BYTES} bytes)")
+    shown = f"regexp_replace(left({v}, 60), '[[:cntrl:]]', '?', 'g')"  # one line, short
+    return (
+        f"(CASE WHEN {v} IS NOT NULL AND ({bad}) THEN error({prefix} || {shown} || {rule}) "
+        f"WHEN strlen({v}) > {limit} THEN error({prefix} || {shown} || '...' || {too_long}) "
+        "ELSE true END)"
     )
-    return f"(CASE WHEN {v} IS NOT NULL AND ({bad}) THEN error({message}) ELSE true END)"
 
 
 def parse_partition_dir(rel_dir: str) -> list[tuple[str, str | None]] | None:
@@ -139,7 +150,7 @@ def hive_read_options(
         )
     if not types:
         return ", hive_partitioning=false"
-    body = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': {t}" for c, t in types.items())
+    body = ", ".join(f"{quote_str(c)}: {t}" for c, t in types.items())
     return f", hive_partitioning=true, hive_types={{{body}}}"
 
 

@@ -12,6 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pond_core.io import crashpoints
 from pond_core.io import manifest as mf
 from pond_core.io.fs import FileSystem, join_path
 
@@ -21,6 +22,7 @@ COPY_THREADS = 16
 def copy_into_place(fs: FileSystem, staged: list[tuple[str, str]], root: str) -> None:
     def copy(item: tuple[str, str]) -> None:
         fs.link_or_copy(item[0], join_path(root, item[1]))
+        crashpoints.reached("an object copied in")
 
     with ThreadPoolExecutor(max_workers=min(COPY_THREADS, max(1, len(staged)))) as pool:
         list(pool.map(copy, staged))

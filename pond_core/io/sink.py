@@ -19,14 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondDataError, PondError, PondStorageError
+from pond_core.io import crashpoints, publish_local, publish_s3, swap
 from pond_core.io import manifest as mf
-from pond_core.io import publish_local, publish_s3, swap
 from pond_core.io.filesystems import get_filesystem
 from pond_core.io.fs import basename_of, fsync_dir, is_s3, join_path, normalize_path, parent_of, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
 from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.sql_quote import quote_ident, quote_str
 
 
 class SinkWriter:
@@ -84,14 +85,15 @@ class SinkWriter:
             )
 
     def _finish_interrupted_swaps(self, parent: str) -> None:
-        """A writer killed between the two renames of an overwrite left the dataset absent and
-        its complete replacement in staging: put it in place before anything else looks."""
-        if os.path.lexists(self.root) or not os.path.isdir(parent):
+        """A writer killed between the two renames of a fallback swap left the dataset (or one
+        partition of it) absent and its complete replacement in staging: put it in place
+        before anything else looks."""
+        if not os.path.isdir(parent):
             return
         prefix = f".{basename_of(self.root)}.pond-staging-"
         for name in sorted(os.listdir(parent)):
-            if name.startswith(prefix) and swap.finish_interrupted_swap(os.path.join(parent, name)):
-                return
+            if name.startswith(prefix):
+                swap.finish_interrupted_swap(os.path.join(parent, name))
 
     def _load(self) -> mf.LoadedState | None:
         return mf.load_state(self.fs, self.root) if self.fs.isdir(self.root) else None
@@ -171,7 +173,7 @@ class SinkWriter:
             opts.append(f"ROW_GROUP_SIZE {spec.row_group_size}")
         source = select_sql
         if spec.partition_by:
-            cols = [_quote_ident(c) for c in spec.partition_by]
+            cols = [quote_ident(c) for c in spec.partition_by]
             checks = " AND ".join(partition_check_sql(q, c) for q, c in zip(cols, spec.partition_by))
             source = f"SELECT * FROM ({select_sql}) AS _pond_sink WHERE {checks}"
             opts.append(f"PARTITION_BY ({', '.join(cols)})")
@@ -180,8 +182,8 @@ class SinkWriter:
         else:
             # DuckDB cannot rotate files and partition at once, so target_file_size applies here.
             opts.append(f"FILE_SIZE_BYTES {spec.target_file_size or NO_ROTATION}")
-        opts += [f"FILENAME_PATTERN '{self.base_name(partition)}-{{i}}'", "RETURN_STATS true"]
-        return f"COPY ({source}) TO '{_sql_escape(dest)}' ({', '.join(opts)})"
+        opts += [f"FILENAME_PATTERN {quote_str(self.base_name(partition) + '-{i}')}", "RETURN_STATS true"]
+        return f"COPY ({source}) TO {quote_str(dest)} ({', '.join(opts)})"
 
     def run_copy(self, con: Any, select_sql: str, partition: int, attempt: str = "a1") -> PartitionFiles:
         """Run copy_statement on `con` and return the task output that commit() expects."""
@@ -217,6 +219,8 @@ class SinkWriter:
         if not self._prepared:
             raise PondConfigError("SinkWriter.commit() called before prepare()")
         if self._done is not None:
+            if self.spec.mode in ("overwrite", "overwrite_partitions"):
+                self._sweep_replaced()
             self.fs.delete(self.staging, recursive=True)
             return self._done
         staged = self._staged_files(task_outputs)
@@ -234,6 +238,27 @@ class SinkWriter:
         entries = [{"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel), "key": key} for _, rel, rows, size in staged]
         self._done = self._result(entries)
         return self._done
+
+    def _sweep_replaced(self) -> None:
+        """This job committed before a kill: finish deleting what its commit replaced (old
+        files, or a killed attempt's copies), so plain glob readers see only the new data."""
+        loaded = self._load()
+        if loaded is None:
+            return
+        mine = {_dir(f["path"]) for f in loaded.state.sorted_files() if f["key"].split("-", 1)[-1] == self.tag}
+        if not mine:
+            return
+        prefix = self.root.rstrip("/") + "/"
+        stale = []
+        for path in self._visible_files(loaded):
+            rel = path[len(prefix):]
+            if rel not in loaded.state.files and (self.spec.mode == "overwrite" or _dir(rel) in mine):
+                stale.append(path)
+        if self.on_s3:
+            publish_s3.delete_objects(self.fs, stale)
+        else:
+            for path in stale:
+                self.fs.delete(path)
 
     def abort(self) -> None:
         """Remove staging. The dataset keeps its previous contents."""
@@ -295,7 +320,9 @@ class SinkWriter:
 
     # --- backends -----------------------------------------------------------------------------
     def _publish_local(self, staged: list, key: str) -> None:
-        new_root, trash = join_path(self.staging, "new"), join_path(self.staging, "trash")
+        # A fresh folder per commit attempt: what a killed attempt left never collides.
+        attempt = join_path(self.staging, f"commit-{uuid.uuid4().hex[:8]}")
+        new_root, trash = join_path(attempt, "new"), join_path(attempt, "trash")
         publish_local.assemble(self.fs, [(src, rel) for src, rel, _, _ in staged], new_root)
         os.makedirs(trash, exist_ok=True)
         replaces = self._replaces(staged)
@@ -332,6 +359,7 @@ class SinkWriter:
         try:
             publish_s3.copy_into_place(self.fs, [(src, rel) for src, rel, _, _ in staged], self.root)
             publish_s3.write_record(self.fs, self.root, record)
+            crashpoints.reached("commit record written")
         except BaseException:
             # Not committed (a PUT that timed out may still have landed: look): take back what
             # was copied in; no earlier commit uses these names.
@@ -340,12 +368,14 @@ class SinkWriter:
                 publish_s3.delete_objects(self.fs, copied + ([marker] if marker else []))
             raise
         state = publish_s3.refresh_manifest(self.fs, self.root)
+        crashpoints.reached("manifest written")
         for name in loaded.pending if loaded else []:
             self.fs.delete(join_path(self.root, mf.LOG_DIR, name))  # superseded by this commit
         if marker:
             self.fs.delete(marker)
         debris = publish_s3.pending_debris(self.fs, self.root, loaded)
         publish_s3.delete_objects(self.fs, publish_s3.superseded(self.root, before + debris, loaded, state, replaces))
+        crashpoints.reached("replaced objects deleted")
 
     # --- result -------------------------------------------------------------------------------
     def _result(self, entries: list[dict[str, Any]]) -> SinkCommit:
@@ -383,11 +413,3 @@ def written_files(cursor: Any) -> tuple[WrittenFile, ...]:
 
 def _dir(rel: str) -> str:
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_escape(text: str) -> str:
-    return text.replace("'", "''")

@@ -174,6 +174,9 @@ class Sql(Node):
                 "partial_sql inputs must have the same number of partitions (or one partition, "
                 f"which is broadcast); got {', '.join(str(i.npartitions) for i in self.inputs)}: {self.query}"
             )
+        from pond_core.plan.copartition import check_copartitioned
+
+        check_copartitioned(self.inputs, self.query)
 
     def params(self) -> dict[str, Any]:
         return {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
@@ -217,6 +220,9 @@ class PyMap(Node):
         return f"{self.method.value}({self.func.label})"
 
 
+MAX_PARTITIONS = 10_000  # 10,000 tiny partitions already took 6 minutes on one machine
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Repartition(Node):
     """An exchange: 'hash' (keys), 'value' (expr), 'random', or an even split by 'files'/'rows'."""
@@ -231,6 +237,11 @@ class Repartition(Node):
         object.__setattr__(self, "method", RepartitionMethod(self.method))
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
             raise PondConfigError(f"npartitions must be an integer >= 1, got {self.n!r}")
+        if self.n > MAX_PARTITIONS:
+            raise PondConfigError(
+                f"npartitions={self.n} is more than {MAX_PARTITIONS}: every partition is a task and a file of "
+                "each exchange, so this many would take hours; use fewer, larger partitions"
+            )
 
     def params(self) -> dict[str, Any]:
         return {"n": self.n, "method": self.method.value, "keys": list(self.keys), "expr": self.expr}

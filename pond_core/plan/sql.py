@@ -1,25 +1,15 @@
-"""Small SQL helpers: quoting, placeholder checks and column references."""
+"""Small SQL helpers: placeholder checks and column references (quoting: pond_core.sql_quote)."""
 
 from __future__ import annotations
 
 import functools
 import re
 import string
-from collections.abc import Iterable
 
 from pond_core.errors import PondConfigError
+from pond_core.sql_quote import quote_ident, quote_str, sql_list
 
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(quote_str(v) for v in values) + "]"
+__all__ = ["quote_ident", "quote_str", "sql_list"]  # the one quoting helper lives in sql_quote
 
 
 def placeholders(query: str) -> list[int]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.errors import PondConfigError
-from pond_core.plan.sql import sql_list
+from pond_core.sql_quote import quote_str, sql_list
 from pond_core.sqlplan import adapter
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def _literal(value: str) -> str:
     try:
         return str(int(value))
     except ValueError:
-        return "DATE '" + value.replace("'", "''") + "'"
+        return "DATE " + quote_str(value)
 
 
 def _ordinal(typ: str | None, value: str | None) -> float | None:

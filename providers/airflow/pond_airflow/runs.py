@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_LISTED_PARTITIONS = 50
+MAX_RUN_ID = 200  # pond_core.api.check_run_id's limit
 
 
 _AIRFLOW_RUN_ID = re.compile(r"^([a-z_]+)__(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?\+00:00$")
@@ -35,9 +36,10 @@ def pond_run_id(context: Any, scope: str) -> str:
     """
     dag_run = context["dag_run"]
     raw = f"{dag_run.dag_id}__{compact_run_id(dag_run.run_id)}__{scope}"
-    safe = _UNSAFE.sub("_", raw)
-    if safe != raw:
-        safe = f"{safe}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+    safe = _UNSAFE.sub("_", raw).lstrip("._-") or "run"
+    if safe != raw or len(safe) > MAX_RUN_ID:
+        # pond's run ids are at most 200 characters (a dag id and a run id may be 250 each)
+        safe = f"{safe[: MAX_RUN_ID - 9]}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
     return safe
 
 

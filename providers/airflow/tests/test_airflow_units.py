@@ -74,3 +74,17 @@ def test_xcom_result_is_small_and_plain():
 def test_dataset_naming(path, uri, name):
     assert dataset_uri(path) == uri
     assert ol_name(uri) == name
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "run_id"),
+    [("daily", "manual__2026-11-20T00:00:00+00:00"), ("d" * 250, "r" * 250), ("q'uote", "x'); COPY (SELECT 1) TO '/tmp/p'; --\n"),
+     ("_private", "~tilde~"), ("uniçødé✓", "semi;colon--dash")],
+)
+def test_pond_run_ids_of_any_airflow_ids_are_accepted_by_pond(dag_id, run_id):
+    from pond_core import api
+
+    pond_id = pond_run_id({"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id)}, "stage")
+    assert api.check_run_id(pond_id) == pond_id
+    other = pond_run_id({"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id + "x")}, "stage")
+    assert other != pond_id
