@@ -131,8 +131,9 @@ def run_plan(
 
         def run_one(stage: Stage) -> StageManifest:
             forced_here = stage.id in forced
-            committed = None if forced_here else StageStore.of(ctx.layout, ctx.storage).manifest(stage.id)
-            if committed is not None:
+            store = StageStore.of(ctx.layout, ctx.storage)
+            committed = None if forced_here else store.manifest(stage.id)
+            if committed is not None and not store.broken_files(committed):  # (else StageRun says why it reruns)
                 log.info("%s", stage_text.finish_line(stage, committed.result, reused=True))
                 manifest = committed
             else:
