@@ -107,3 +107,30 @@ def test_a_missing_sink_bucket_fails_before_any_upstream_stage_runs(s3_server, s
         run_plan(plan, "r1", settings={"data_root": str(tmp_path / "p"), "executor": "local"}, storage=s3_options, record=False)
     assert not ran.exists()
 
+
+def test_a_task_reserves_its_limit_plus_the_measured_overhead():
+    from pond_core.execute.task_memory import TASK_OVERHEAD_BYTES, reserved_bytes
+
+    limit = 800 << 20
+    assert reserved_bytes(limit) == limit + TASK_OVERHEAD_BYTES + limit // 8
+    assert reserved_bytes(0) == 0
+
+
+def test_a_ray_task_reserves_its_limit_plus_overhead_but_never_more_than_a_node(ray_instance, tmp_path):
+    from pond_core.execute.ray_executor import RayExecutor
+
+    session = pond_core.init(data_root=str(tmp_path / "p"), executor="ray", memory_limit="64MB", max_task_memory="64MB")
+    executor = session.executor()
+    assert isinstance(executor, RayExecutor)
+    seen = []
+    original = executor._remote.options
+
+    def spy(**options):
+        seen.append(options.get("memory"))
+        return original(**options)
+
+    executor._remote.options = spy  # type: ignore[method-assign]
+    assert session.from_items([{"v": 1}, {"v": 2}]).count() == 2
+    session.shutdown()
+    limit = 64 * 10**6 >> 20 << 20  # the task's limit, whole MiB
+    assert seen and all(m is not None and m > limit for m in seen)

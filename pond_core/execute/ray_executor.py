@@ -65,6 +65,7 @@ class RayExecutor:
         self._remote_remove_dirs = ray.remote(_remove_dirs)
         self.task_hooks: list[TaskHook] = list(task_hooks)
         self._outstanding = _Outstanding()
+        self._largest_node_memory: int | None = None
         self._warm: WarmPool | None = None
         if warm:
             from pond_core.execute.ray_workers import WarmPool
@@ -79,6 +80,11 @@ class RayExecutor:
 
     def max_task_memory(self) -> int:
         return max(self._task_node_memory(), default=0) or available_memory()
+
+    def _largest_node(self) -> int:
+        if self._largest_node_memory is None:
+            self._largest_node_memory = self.max_task_memory()
+        return self._largest_node_memory
 
     def max_task_cores(self) -> int:
         # A task runs on one node: asking for more CPUs than any node has never schedules.
@@ -105,7 +111,9 @@ class RayExecutor:
             "name": f"{spec.stage_name}[{spec.partition}]",
         }
         if spec.memory_bytes:
-            options["memory"] = spec.memory_bytes
+            # The DuckDB limit plus what it does not bound, but never more than a node has (a
+            # task at max_task_memory would otherwise never be scheduled).
+            options["memory"] = min(spec.reserved_bytes, max(spec.memory_bytes, self._largest_node()))
         if spec.avoid_node and any(n["NodeID"] != spec.avoid_node for n in self._task_nodes()):
             # A straggler's node is often the reason it straggles; a copy there would race itself.
             options["label_selector"] = {NODE_ID_LABEL: f"!{spec.avoid_node}"}

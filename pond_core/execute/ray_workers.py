@@ -242,7 +242,7 @@ class WarmPool:
             self._queue.remove(queued)
             slot = node.idle.pop()
             node.free_cpus -= queued.spec.threads
-            node.free_memory -= queued.spec.memory_bytes
+            node.free_memory -= queued.spec.reserved_bytes
             actor = self._actor(node, slot)
             running = _Running(queued.spec, node, slot, actor, queued.future)
             self._running[queued.future] = running
@@ -255,7 +255,7 @@ class WarmPool:
         nodes = [n for n in self._nodes.values() if n.alive and n.idle and n.free_cpus >= spec.threads]
         if spec.avoid_node and any(n.id != spec.avoid_node for n in self.nodes()):
             nodes = [n for n in nodes if n.id != spec.avoid_node]
-        fits = [n for n in nodes if n.free_memory >= spec.memory_bytes or n.free_memory == n.memory]
+        fits = [n for n in nodes if n.free_memory >= spec.reserved_bytes or n.free_memory == n.memory]
         return max(fits, key=lambda n: (n.free_cpus, n.free_memory), default=None)
 
     def _settle_finished(self) -> None:
@@ -281,7 +281,7 @@ class WarmPool:
             self._stopped.discard(running.future)
             node = running.node
             node.free_cpus += running.spec.threads
-            node.free_memory += running.spec.memory_bytes
+            node.free_memory += running.spec.reserved_bytes
             if not worker_died:
                 node.idle.append(running.slot)
             self._dispatch()

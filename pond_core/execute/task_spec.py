@@ -85,6 +85,14 @@ class TaskSpec:
         return f"stage {self.stage_name} partition {self.partition}"
 
     @property
+    def reserved_bytes(self) -> int:
+        """What the task reserves on Ray: its DuckDB limit plus the measured overhead (see
+        execute/task_memory.py)."""
+        from pond_core.execute.task_memory import reserved_bytes
+
+        return reserved_bytes(self.memory_bytes)
+
+    @property
     def memory_limit(self) -> str:
         """DuckDB's memory_limit setting."""
         return f"{self.memory_bytes >> 20}MiB"
