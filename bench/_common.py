@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
 import pathlib
@@ -47,8 +48,10 @@ class ChildRun:
     sampler: dict[str, float] = dataclasses.field(default_factory=dict)  # samples taken, the sampler's CPU seconds
 
 
+@functools.cache
 def precompile() -> None:
-    """Write the bytecode of the checkout's packages once (as pip does at install)."""
+    """Write the bytecode of the checkout's packages, once per script run (as pip does at
+    install), never inside a timing."""
     import compileall
 
     for package in ("pond_core", "providers/airflow/pond_airflow", "providers/prefect/pond_prefect"):
@@ -85,10 +88,11 @@ def run_child(
     directories whose disk use is sampled (spill)."""
     cmd = [sys.executable, *args]
     roots = dict(trees or {})
+    env = env or child_env()  # (before the clock: it may precompile)
     before = _rss.trees_now(roots)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            env=env or child_env(), start_new_session=True)
+                            env=env, start_new_session=True)
     sampler = _rss.TreeSampler({"child": proc.pid, **roots}, dirs)
     sampler.start()
     out: list[str] = []

@@ -48,6 +48,7 @@ _EXPORTS = {
     "describe_stage": "pond_core.stages",
     "source_files": "pond_core.stages",
     "sql_pipeline": "pond_core.named_sql",
+    "sql_pipeline_params": "pond_core.named_sql",
     "stage_sql": "pond_core.stage_text",
     "stage_markdown": "pond_core.stage_text",
     "sql_head": "pond_core.stage_text",

@@ -218,7 +218,7 @@ class DataFrame:
         spec = SinkSpec(
             path=path,
             mode=mode,
-            partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            partition_by=_column_list(partition_by),
             compression=compression,
             target_file_size=parse_bytes(target_file_size),
             row_group_size=row_group_size,
@@ -267,7 +267,7 @@ class DataFrame:
         spec = SinkSpec(
             path=target.uri,
             mode=mode,
-            partition_by=[partition_by] if isinstance(partition_by, str) else (list(partition_by) if partition_by else None),
+            partition_by=_column_list(partition_by),
             compression=compression,
             table=target,
             checks=tuple(checks),
@@ -353,3 +353,10 @@ def _schema_pairs(schema: Any) -> tuple[tuple[str, str], ...] | None:
         finally:
             con.close()
     raise PondConfigError(f"schema= takes a dict of column name to DuckDB type or a pyarrow.Schema, got {type(schema).__name__}")
+
+
+def _column_list(columns: str | Sequence[str] | None) -> list[str] | None:
+    """`partition_by` as a sink spec keeps it: one column or several, or None."""
+    if isinstance(columns, str):
+        return [columns]
+    return list(columns) if columns else None

@@ -83,3 +83,31 @@ def sql_pipeline(
     if not output_path:
         raise PondConfigError("a SQL task needs output_path (a Parquet dataset) or output_table (an Iceberg table)")
     return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or ())
+
+
+def sql_pipeline_params(
+    sql: str,
+    inputs: Mapping[str, str | list[str]],
+    output_path: str | None = None,
+    *,
+    partition_by: str | list[str] | None = None,
+    mode: str | None = None,
+    hash_by: str | list[str] | None = None,
+    npartitions: int | None = None,
+    hive_partitioning: HivePartitioning = None,
+    output_table: str | None = None,
+    iceberg_catalog: dict[str, str] | str | None = None,
+    checks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """`sql_pipeline`'s parameters for one statement, as an orchestrator's SQL task passes them.
+    The Iceberg and checks keys appear only when used, so a Parquet task keeps its plan (and
+    its run ids). Checks may be `pond_core.checks` objects or their dicts."""
+    params: dict[str, Any] = {
+        "sql": sql, "inputs": dict(inputs), "output_path": output_path, "partition_by": partition_by, "mode": mode,
+        "hash_by": hash_by, "npartitions": npartitions, "hive_partitioning": hive_partitioning,
+    }
+    if output_table:
+        params.update(output_table=output_table, iceberg_catalog=iceberg_catalog)
+    if checks:
+        params["checks"] = [c if isinstance(c, dict) else c.to_dict() for c in checks]
+    return params

@@ -186,20 +186,11 @@ def run_sql(
     pipeline `pond_prefect.sql:sql_pipeline`; see `run_pipeline` for the options). With
     `output_table` (and `iceberg_catalog`) it commits an Iceberg table; `checks` run before
     publish (`pond_core.checks`)."""
-    params: dict[str, Any] = {
-        "sql": sql,
-        "inputs": dict(inputs),
-        "output_path": output_path,
-        "partition_by": partition_by,
-        "mode": mode if mode is not None else ("append" if output_table else "error"),
-        "hash_by": hash_by,
-        "npartitions": npartitions,
-        "hive_partitioning": hive_partitioning,
-    }
-    if output_table:  # only when used, so a Parquet run_sql keeps its plan (and its run id)
-        params.update(output_table=output_table, iceberg_catalog=iceberg_catalog)
-    if checks:
-        params["checks"] = [c if isinstance(c, dict) else c.to_dict() for c in checks]
+    params = api.sql_pipeline_params(
+        sql, inputs, output_path, partition_by=partition_by, mode=mode if mode is not None else ("append" if output_table else "error"),
+        hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning, output_table=output_table,
+        iceberg_catalog=iceberg_catalog, checks=checks or (),
+    )
     return run_pipeline("pond_prefect.sql:sql_pipeline", params, **run_options)
 
 

@@ -147,14 +147,11 @@ class PondSqlOperator(BaseOperator):
         """Run the statement as the pipeline `pond_core.named_sql:sql_pipeline`: a pond run
         recorded in the catalog (`pond runs`, `pond partitions`, `pond lineage`)."""
         hook = self.hook
-        params: dict[str, Any] = {
-            "sql": self.sql, "inputs": self.inputs, "output_path": self.output_path, "partition_by": self.partition_by,
-            "mode": self.mode, "hash_by": self.hash_by, "npartitions": self.npartitions, "hive_partitioning": self.hive_partitioning,
-        }
-        if self.output_table:  # only when used, so a Parquet write keeps its plan (and its ids)
-            params.update(output_table=self.output_table, iceberg_catalog=self.iceberg_catalog)
-        if self.checks:
-            params["checks"] = self.checks
+        params = api.sql_pipeline_params(
+            self.sql, self.inputs, self.output_path, partition_by=self.partition_by, mode=self.mode, hash_by=self.hash_by,
+            npartitions=self.npartitions, hive_partitioning=self.hive_partitioning, output_table=self.output_table,
+            iceberg_catalog=self.iceberg_catalog, checks=self.checks,
+        )
         settings = hook.session_settings(job_id=run_id)
         self._executor = api.make_executor(settings)
         try:
