@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.dataframe import DataFrame
-from pond_core.errors import PondConfigError, PondError
+from pond_core.errors import PondConfigError, PondError, PondInputError, user_call
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import StageManifest
@@ -29,7 +29,7 @@ from pond_core.layout import RunLayout
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Node, Read, SourceFormat, SourceSpec, Sql, walk
 from pond_core.plan.physical import SinkOutput, StageOutput
-from pond_core.settings import Settings
+from pond_core.settings import Settings, Surface, surface, unknown_setting
 from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pond")
 
 
+@user_call
 def init(
     job_id: str | None = None,
     job_time: dt.datetime | None = None,
@@ -60,6 +61,7 @@ def init(
     warm_workers: bool | None = None,
     worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
+    **unknown: Any,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
 
@@ -67,8 +69,10 @@ def init(
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
     `max_task_memory`, `speculation`; and `storage_options` (S3 settings; default: the
-    standard AWS environment).
+    standard AWS environment). A misspelt name is an error that names the setting meant.
     """
+    if unknown:
+        raise unknown_setting(sorted(unknown)[0], [s.name for s in surface(Surface.SESSION)], "init()")
     settings = Settings.resolve(
         job_id=job_id, job_time=job_time, job_name=job_name, data_root=data_root, num_executors=num_executors,
         ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform, executor=executor,
@@ -80,7 +84,7 @@ def init(
         from pond_core.catalog.engine import check_catalog_url
 
         check_catalog_url(settings.catalog_url)
-    return Session(settings, _storage_options(storage_options))
+    return Session(settings, _storage_options(storage_options), check_sources=True)
 
 
 def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOptions:
@@ -96,8 +100,11 @@ def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOp
 class Session:
     """A job: its storage under `data_root`, its executor, and the DataFrames built from it."""
 
-    def __init__(self, config: Settings, storage: StorageOptions) -> None:
+    def __init__(self, config: Settings, storage: StorageOptions, *, check_sources: bool = False) -> None:
+        """`check_sources`: a read's paths must exist when it is declared (init()'s sessions);
+        a pipeline's planning session declares paths that exist only when its stages run."""
         self.config = config
+        self.check_sources = check_sources
         self.storage = storage
         self.layout = RunLayout(config.data_root, config.job_id, config.spill_dir)
         self._fs = get_filesystem(config.data_root, storage)
@@ -133,6 +140,7 @@ class Session:
 
     # -- sources -----------------------------------------------------------------------------
 
+    @user_call
     def read_parquet(
         self,
         paths: str | Sequence[str],
@@ -149,7 +157,7 @@ class Session:
             union_by_name=union_by_name,
             hive_partitioning=hive_partitioning,
         )
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_parquet")
 
     def read_iceberg(
         self,
@@ -185,13 +193,15 @@ class Session:
         spec = delta_source(path, version, as_of, columns, partition_filters)
         return self._frame(Read(inputs=(), source=spec))
 
+    @user_call
     def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",", header: bool = False) -> DataFrame:
         spec = SourceSpec(SourceFormat.CSV, _paths(paths), schema=_schema(schema, "read_csv"), delim=delim, header=header)
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_csv")
 
+    @user_call
     def read_json(self, paths: str | Sequence[str], schema: dict[str, str]) -> DataFrame:
         spec = SourceSpec(SourceFormat.JSON, _paths(paths), schema=_schema(schema, "read_json"))
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_json")
 
     def from_items(self, items: Sequence[Any]) -> DataFrame:
         import pyarrow as pa
@@ -226,6 +236,7 @@ class Session:
             self._fs.write_bytes(path, data)
         return self.read_parquet(path).alias("arrow")  # its file is named by a hash: no name
 
+    @user_call
     def partial_sql(
         self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, params: Mapping[str, Any] | None = None,
         name: str | None = None,
@@ -242,6 +253,7 @@ class Session:
         node = Sql(inputs=tuple(df._node for df in inputs), query=query, udfs=udf_specs(udfs))
         return self._frame(node)._named(name)
 
+    @user_call
     def sql(self, query: str, /, **inputs: Any) -> DataFrame:
         """`query` over whole datasets: pond plans the exchanges, two-phase aggregations and
         broadcasts (see docs/sql.md). Inputs name the query's tables: DataFrames, or paths,
@@ -331,6 +343,18 @@ class Session:
 
     def _frame(self, node: Node) -> DataFrame:
         return DataFrame(self, node)
+
+    def _read(self, spec: SourceSpec, method: str) -> DataFrame:
+        """A read of files; in a user's session its paths must name files now (one listing
+        per path), so a wrong path fails at the call that has it, not at a later action."""
+        if self.check_sources:
+            from pond_core.io import resolve_paths
+
+            try:
+                resolve_paths(list(spec.paths), spec.recursive, self.storage)
+            except PondInputError as exc:
+                raise PondInputError(f"{method}: {exc}; check the path (and for s3:// the bucket and credentials)") from None
+        return self._frame(Read(inputs=(), source=spec))
 
 
 def _paths(paths: str | Sequence[str]) -> tuple[str, ...]:

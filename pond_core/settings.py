@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import enum
 import logging
 import os
@@ -210,6 +211,13 @@ def surface(which: Surface) -> tuple[Setting, ...]:
     return tuple(s for s in SETTINGS if which in s.surfaces)
 
 
+def unknown_setting(name: str, known: list[str], where: str) -> PondConfigError:
+    """The error for a setting nobody declared, naming the closest declared one."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+    return PondConfigError(f"{where}: unknown setting {name!r}; {hint}")
+
+
 def from_env(setting: Setting, environ: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     for name in setting.env_names:
@@ -245,9 +253,10 @@ class Settings:
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
-        unknown = sorted(set(explicit) - {s.name for s in surface(Surface.SESSION)})
+        known = [s.name for s in surface(Surface.SESSION)]
+        unknown = sorted(set(explicit) - set(known))
         if unknown:
-            raise PondConfigError(f"unknown setting(s): {', '.join(unknown)}")
+            raise unknown_setting(unknown[0], known, "session settings")
         values: dict[str, Any] = {}
         for setting in surface(Surface.SESSION):
             given = explicit.get(setting.name)
@@ -339,8 +348,7 @@ class SettingValues:
                 log.warning("%s: setting %r is now called %r; please rename it", source, key, name)
             setting = BY_NAME.get(name)
             if setting is None or Surface.CONNECTION not in setting.surfaces:
-                known = ", ".join(s.name for s in surface(Surface.CONNECTION))
-                raise PondConfigError(f"{source}: unknown setting {key!r}; known: {known}")
+                raise unknown_setting(key, [s.name for s in surface(Surface.CONNECTION)], source)
             if value in (None, ""):
                 continue
             out[name] = setting.parse(value, source)

@@ -24,6 +24,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from pond_core.errors import PondSqlError
 from pond_core.plan.sql import bind_named_inputs, quote_ident
+from pond_core.sql_errors import on_user_sql
 from pond_core.sqlplan import adapter
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.block import plan_select
@@ -97,7 +98,7 @@ def plan_sql(
         try:
             output = tuple(shadow.describe(body))
         except ShadowError as exc:
-            raise PondSqlError(f"sql: {str(exc).split(chr(10) + 'SQL:')[0]}\nSQL: {body}") from None
+            raise PondSqlError(f"sql: {on_user_sql(str(exc).split(chr(10) + 'SQL:')[0], body)}\nSQL: {body}") from None
         hashed = [t.layout.npartitions for t in tables.values() if t.layout.hash_keys]
         n = choose_npartitions(opts, sum(t.total_bytes for t in tables.values()), adapter.cluster_cores(session), hashed)
         ctx = Context(session, opts, n, shadow, tables)
