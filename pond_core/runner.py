@@ -246,7 +246,9 @@ def _recording(
     own = catalog is None
     catalog = catalog or open_catalog(settings)
     try:
-        catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
+        # A session's actions are many plans of one run (its job): no one plan fingerprints it.
+        fingerprint = plan.fingerprint if plan.pipeline else None
+        catalog.start_run(run_id, plan.pipeline or "session", plan.params, fingerprint, executor.name)
         recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
         try:
             yield recorder

@@ -1,8 +1,10 @@
 """`init()` and `Session`: settings, storage, the executor, and the sources of DataFrames.
 
 A session is a job (smallpond's word): its DataFrame actions run as the run named by its
-job id, through `pond_core.runner.run_plan`, on the session's executor, without recording in
-the catalog (pipelines are recorded; see pond_core.runner).
+job id, through `pond_core.runner.run_plan`, on the session's executor, and are recorded in the
+catalog like every run (`pond runs`, `pond lineage`): the run is the job, each action's stages
+its stage runs. The catalog opens at the first action, so building plans never imports
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from pond_core.catalog import Catalog
 
 log = logging.getLogger("pond")
 
@@ -109,6 +113,7 @@ class Session:
         self.layout = RunLayout(config.data_root, config.job_id, config.spill_dir)
         self._fs = get_filesystem(config.data_root, storage)
         self._executor: Executor | None = None
+        self._catalog: Catalog | None = None
         self._lock = threading.Lock()
         self._failed = False
         self._closed = False
@@ -287,13 +292,25 @@ class Session:
         force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
         try:
             result = run_plan(
-                plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), record=False, force=force,
+                plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
+                force=force, lineage_scope=f"session.{self.job_id}",
             )
         except PondError:
             self._failed = True
             raise
         self._recompute -= {n.id for n in walk(root)}
         return result.manifests[plan.final.name]
+
+    def catalog(self) -> Catalog:
+        """The catalog this session's runs are recorded in, opened at the first action."""
+        with self._lock:
+            if self._closed:
+                raise PondConfigError(f"session {self.job_id} was shut down; start a new one with init()")
+            if self._catalog is None:
+                from pond_core.runner import open_catalog
+
+                self._catalog = open_catalog(self.config)
+            return self._catalog
 
     def compile_options(self, started: bool = False) -> CompileOptions:
         """How this session's plans compile: on one machine, co-partitioned stages are fused
@@ -318,6 +335,8 @@ class Session:
             self._closed = True
         if self._executor is not None:
             self._executor.shutdown()
+        if self._catalog is not None:
+            self._catalog.close()
         if not self._laid_out:
             return
         status = {
