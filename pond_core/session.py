@@ -65,6 +65,7 @@ def init(
     warm_workers: bool | None = None,
     worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
+    progress: str | None = None,
     **unknown: Any,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
@@ -72,7 +73,7 @@ def init(
     smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
-    `max_task_memory`, `speculation`; and `storage_options` (S3 settings; default: the
+    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and `storage_options` (S3 settings; default: the
     standard AWS environment). A misspelt name is an error that names the setting meant.
     """
     if unknown:
@@ -82,7 +83,7 @@ def init(
         ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform, executor=executor,
         memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
-        warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation,
+        warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation, progress=progress,
     )
     if settings.catalog_url:
         from pond_core.catalog.engine import check_catalog_url
@@ -284,6 +285,7 @@ class Session:
         Writes always write anew (a sink stage is forced); other stages committed earlier in
         this job are reused unless `recompute()` asked otherwise."""
         from pond_core.plan.compile import compile_plan
+        from pond_core.progress import StageBars
         from pond_core.runner import run_plan
 
         plan = compile_plan(root, output, options=self.compile_options(started=True))
@@ -291,10 +293,11 @@ class Session:
         recompute = any(n.id in self._recompute for n in walk(root))
         force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
         try:
-            result = run_plan(
-                plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
-                force=force, lineage_scope=f"session.{self.job_id}",
-            )
+            with StageBars.for_session(plan, self.config.progress) as bars:
+                result = run_plan(
+                    plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
+                    force=force, lineage_scope=f"session.{self.job_id}", progress=bars.update, on_stage=bars.finished,
+                )
         except PondError:
             self._failed = True
             raise

@@ -192,6 +192,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("worker_idle_seconds", Kind.INTEGER, "A warm Ray worker with no task for this long exits.", "Warm worker idle timeout (s)", _SN, default=600, minimum=1),
     Setting("speculation", Kind.BOOLEAN, "Speculative copies of straggling tasks, the first to finish wins; default: on with Ray, off in-process.", "Speculative copies of stragglers", _SN),
+    Setting(
+        "progress", Kind.CHOICE,
+        "A session's progress bars per stage on stderr: auto (on a terminal, for actions running over 2 s), on (always, at once) or off.",
+        "Progress bars", _S, default="auto", choices=("auto", "on", "off"),
+    ),
     Setting("s3_endpoint_url", Kind.TEXT, "S3-compatible endpoint, e.g. http://minio:9000; default: AWS_ENDPOINT_URL, else AWS itself.", "S3 endpoint URL", _N, env=False, storage_field="endpoint_url"),
     Setting("s3_region", Kind.TEXT, "S3 region; default: AWS_REGION.", "S3 region", _N, env=False, storage_field="region"),
     Setting("s3_access_key_id", Kind.TEXT, "S3 access key id; default: AWS_ACCESS_KEY_ID or the AWS profile.", "S3 access key id", _N, env=False, secret=True, storage_field="access_key_id"),
@@ -250,6 +255,7 @@ class Settings:
     warm_workers: bool | None
     worker_idle_seconds: int
     speculation: bool | None
+    progress: str
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
