@@ -89,7 +89,26 @@ def init(
         from pond_core.catalog.engine import check_catalog_url
 
         check_catalog_url(settings.catalog_url)
-    return Session(settings, _storage_options(storage_options), check_sources=True)
+    global _latest
+    _latest = Session(settings, _storage_options(storage_options), check_sources=True)
+    return _latest
+
+
+_latest: Session | None = None  # what init() returned last: the session of pond_core.sql()
+
+
+@user_call
+def sql(query: str, /, **inputs: Any) -> DataFrame:
+    """`pond_core.sql(query, **inputs)`: `Session.sql` on the session `init()` returned last
+    (still open), so `import pond_core as sp; sp.init(...); sp.sql(...)` reads like DuckDB's
+    module-level `duckdb.sql`. Without one it is an error: init() chooses where the work and
+    the catalog live, and pond does not choose that silently."""
+    if _latest is None or _latest._closed:
+        raise PondConfigError(
+            "pond_core.sql runs on the session init() started; call pond_core.init(data_root=...) first"
+            + (" (the last one was shut down)" if _latest is not None else "")
+        )
+    return _latest.sql(query, **inputs)
 
 
 def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOptions:
