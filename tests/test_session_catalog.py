@@ -40,10 +40,10 @@ def test_a_dataframe_run_is_listed_with_its_stages_and_lineage(tmp_path, orders)
     assert [(r["run_id"], r["pipeline"], r["status"]) for r in runs] == [("df-job", "session", "success")]
     stages = json.loads(_cli("runs", "df-job", "--data-root", root, "--json"))["stages"]
     names = {s["stage_name"] for s in stages}
-    assert {"orders_by_k", "write_totals"} <= names and all(s["status"] == "success" for s in stages)
+    assert {"orders_by_k", "write_orders"} <= names and all(s["status"] == "success" for s in stages)
 
     tree = _cli("lineage", out, "--format", "tree", "--direction", "upstream", "--data-root", root)
-    assert "<- [write_totals, 40 rows] pond://session.df-job/orders_by_k" in tree
+    assert "<- [write_orders, 40 rows] pond://session.df-job/orders_by_k" in tree
     assert f"<- [orders_by_k] {orders}" in tree  # the chain reaches the source file
 
 
