@@ -59,7 +59,7 @@ def check_copartitioned(inputs: Sequence[object], query: str) -> None:
         )
 
 
-_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+_PLACEHOLDER = re.compile(r"(?<!\{)\{(\d+)\}(?!\})")
 Keyed = tuple[int, Sequence[str]]  # an input's index and the columns it is hashed on
 Side = tuple[int | None, str]  # a column of an equality: the input it belongs to, its name
 
@@ -73,7 +73,8 @@ def equates(query: str, left: Keyed, right: Keyed) -> bool:
     from sqlglot import exp
 
     try:
-        tree = sqlglot.parse_one(_PLACEHOLDER.sub(r"__pond_in\1", query.replace("{{", "(").replace("}}", ")")), read="duckdb")
+        sql = _PLACEHOLDER.sub(r"__pond_in\1", query).replace("{{", "{").replace("}}", "}")  # as str.format binds it
+        tree = sqlglot.parse_one(sql, read="duckdb")
     except Exception:
         return False
     names = _input_names(tree, exp)
