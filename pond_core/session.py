@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pond_core.catalog import Catalog
 
 log = logging.getLogger("pond")
+_latest: Session | None = None  # what init() returned last: the session of pond_core.sql()
 
 
 @user_call
@@ -73,8 +74,9 @@ def init(
     smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
-    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and `storage_options` (S3 settings; default: the
-    standard AWS environment). A misspelt name is an error that names the setting meant.
+    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and
+    `storage_options` (S3 settings; default: the standard AWS environment). A misspelt name is
+    an error that names the setting meant.
     """
     if unknown:
         raise unknown_setting(sorted(unknown)[0], [s.name for s in surface(Surface.SESSION)], "init()")
@@ -92,9 +94,6 @@ def init(
     global _latest
     _latest = Session(settings, _storage_options(storage_options), check_sources=True)
     return _latest
-
-
-_latest: Session | None = None  # what init() returned last: the session of pond_core.sql()
 
 
 @user_call
