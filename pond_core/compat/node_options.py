@@ -51,6 +51,10 @@ IGNORED = {
 ACCEPTED = frozenset(HONOURED) | frozenset(IGNORED)
 
 
+class UnknownOptionError(PondConfigError, TypeError):
+    """A keyword no smallpond node takes: a TypeError, as in smallpond, and a pond config error."""
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeOptions:
     """What pond takes from one operation's smallpond options."""
@@ -65,7 +69,7 @@ class NodeOptions:
         unknown = sorted(set(kwargs) - ACCEPTED)
         if unknown:
             names = ", ".join(repr(k) for k in unknown)
-            raise PondConfigError(
+            raise UnknownOptionError(
                 f"{method}() got unexpected keyword argument(s) {names}; smallpond's node options accepted here: "
                 f"{', '.join(sorted(ACCEPTED))}"
             )

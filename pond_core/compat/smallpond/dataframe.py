@@ -17,7 +17,8 @@ from pond_core.compat.smallpond.session import SessionBase
 from pond_core.compat.sql_placeholders import fill
 from pond_core.dataframe import DataFrame as PondDataFrame
 from pond_core.dataframe import Sink
-from pond_core.errors import PondConfigError
+from pond_core.compat.task_functions import check_task_function, unpicklable_message
+from pond_core.errors import PondConfigError, PondSerializationError
 from pond_core.plan.logical import Node, PyMethod, Sql
 from pond_core.plan.physical import SinkOutput
 
@@ -201,6 +202,15 @@ class DataFrame(PondDataFrame):
         return DataFrame(self.session, self._node, sink=sink)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _python(self, method: PyMethod, func: Callable[..., Any], **options: Any) -> DataFrame:
+        """pond's Python step, with smallpond's rule and wording for functions that cannot be pickled."""
+        user_func = func.func if isinstance(func, Truthy) else func
+        check_task_function(user_func, method.value)
+        try:
+            return self._compat(super()._python(method, func, **options))
+        except PondSerializationError as exc:
+            raise PondSerializationError(unpicklable_message(user_func, method.value, str(exc))) from exc
 
     def _compat(self, frame: PondDataFrame) -> DataFrame:
         return self._derive(frame._node)
