@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from pond_core.compat.node_options import NodeOptions
 from pond_core.compat.smallpond.session import SessionBase
 from pond_core.compat.sql_placeholders import fill
+from pond_core.compat.task_functions import check_task_function, unpicklable_message
 from pond_core.dataframe import DataFrame as PondDataFrame
 from pond_core.dataframe import Sink
-from pond_core.compat.task_functions import check_task_function, unpicklable_message
 from pond_core.errors import PondConfigError, PondSerializationError
-from pond_core.plan.logical import Node, PyMethod, Sql
+from pond_core.plan.logical import Node, PyMethod
 from pond_core.plan.physical import SinkOutput
 
 if TYPE_CHECKING:
