@@ -132,6 +132,12 @@ def test_smallpond_placeholders_are_filled(sp: Any) -> None:
     assert sorted(r["item"] for r in sampled) == list(range(30))
     mapped = df.map("item, {__data_partition__} AS p").take_all()
     assert all(r["p"] == r["item"] // 10 for r in mapped)
+    hashed = sp.from_items(list(range(100))).repartition(4, hash_by="item")  # a stage pond may fuse on one machine
+    placed = sp.partial_sql("SELECT item, {__data_partition__} AS p FROM {0}", hashed).take_all()
+    import duckdb
+
+    buckets = dict(duckdb.sql("SELECT i, hash(i) % 4 FROM range(100) t(i)").fetchall())
+    assert all(r["p"] == buckets[r["item"]] for r in placed) and len(placed) == 100
     with pytest.raises(PondConfigError, match=r"placeholder \{nope\}"):
         sp.partial_sql("SELECT {nope} FROM {0}", df)
 
@@ -143,6 +149,9 @@ def test_a_list_of_statements_runs_the_earlier_ones_as_set_up(sp: Any) -> None:
         df,
     )
     assert sorted((r["y"], r["q"]) for r in out.take_all()) == [(101, 2), (102, 2), (103, 2)]
+    hashed = sp.from_items([1, 2, 3]).repartition(2, hash_by="item")
+    fused = sp.partial_sql(["SET VARIABLE step2 = 10", "SELECT item + getvariable('step2') AS y FROM {0}"], hashed)
+    assert sorted(r["y"] for r in fused.take_all()) == [11, 12, 13]
     plain = sp.partial_sql("SELECT getvariable('step') AS s FROM {0}", df).take_all()
     assert {r["s"] for r in plain} == {None}, "set-up does not leak into the next task"
 

@@ -22,7 +22,7 @@ from pond_core.execute.task_errors import classify
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, SinkTarget, TaskSpec
 from pond_core.io.sink import written_files
 from pond_core.io.written import WrittenFile
-from pond_core.plan.physical import BUCKET_COLUMN, PythonStep, Schema, SqlStep, Step
+from pond_core.plan.physical import BUCKET_COLUMN, PARTITION_VARIABLE, PythonStep, Schema, SqlStep, Step
 from pond_core.plan.sql import bind, quote_ident, quote_str
 
 # Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
@@ -68,7 +68,7 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
     try:
         # SQL may read its partition's index: getvariable('pond_partition') (smallpond's
         # {__data_partition__}, pond_core/compat/sql_placeholders.py).
-        con.execute(f"SET VARIABLE pond_partition = {int(spec.partition)}")
+        con.execute(f"SET VARIABLE {PARTITION_VARIABLE} = {int(spec.partition)}")
         for relation in spec.relations:
             sql_text = relation.sql
             con.execute(f"CREATE VIEW {quote_ident(relation.name)} AS {relation.sql}")

@@ -212,6 +212,8 @@ class BucketedFilesOutput:
 
 
 BUCKET_COLUMN = "__pond_b"
+# The DuckDB variable each task sets to its partition index: getvariable('pond_partition').
+PARTITION_VARIABLE = "pond_partition"
 
 StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput, BucketedFilesOutput]
 FILES = FilesOutput()
