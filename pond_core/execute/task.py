@@ -66,9 +66,8 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
     """Create the inputs' and steps' views, then write the result; errors name what failed."""
     current, sql_text = "reading the inputs", ""
     try:
-        # SQL may read its partition's index: getvariable('pond_partition') (smallpond's
-        # {__data_partition__}, pond_core/compat/sql_placeholders.py).
-        con.execute(f"SET VARIABLE {PARTITION_VARIABLE} = {int(spec.partition)}")
+        if _reads_partition_index(spec):
+            con.execute(f"SET VARIABLE {PARTITION_VARIABLE} = {int(spec.partition)}")
         for relation in spec.relations:
             sql_text = relation.sql
             con.execute(f"CREATE VIEW {quote_ident(relation.name)} AS {relation.sql}")
@@ -84,6 +83,14 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
         return _write_output(con, spec, schema), schema
     except duckdb.Error as exc:
         raise _sink_error(spec, exc) or classify(exc, spec.where, current, sql_text) from exc
+
+
+def _reads_partition_index(spec: TaskSpec) -> bool:
+    """Whether the task's SQL reads its partition index, getvariable('pond_partition')
+    (smallpond's {__data_partition__}, pond_core/compat/sql_placeholders.py)."""
+    return any(
+        PARTITION_VARIABLE in text for step in spec.steps if isinstance(step, SqlStep) for text in (step.query, *step.setup)
+    )
 
 
 def _startup_config(spec: TaskSpec) -> dict[str, Any]:
