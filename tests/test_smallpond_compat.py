@@ -145,10 +145,14 @@ def test_smallpond_placeholders_are_filled(sp: Any) -> None:
 def test_a_list_of_statements_runs_the_earlier_ones_as_set_up(sp: Any) -> None:
     df = sp.from_items([1, 2, 3]).repartition(2, by_rows=True)
     out = sp.partial_sql(
-        ["SET VARIABLE step = 100", "CREATE MACRO bump(x) AS x + getvariable('step')", "SELECT bump(item) AS y, {query_index} AS q FROM {0}"],
+        [
+            "SET VARIABLE step = 100", "CREATE MACRO bump(x) AS x + getvariable('step')",
+            "CREATE TEMP TABLE seen AS SELECT count(*) AS n FROM {0}",
+            "SELECT bump(item) AS y, {query_index} AS q, (SELECT n FROM seen) AS n FROM {0}",
+        ],
         df,
     )
-    assert sorted((r["y"], r["q"]) for r in out.take_all()) == [(101, 2), (102, 2), (103, 2)]
+    assert sorted((r["y"], r["q"], r["n"]) for r in out.take_all()) == [(101, 3, 1), (102, 3, 2), (103, 3, 2)]
     hashed = sp.from_items([1, 2, 3]).repartition(2, hash_by="item")
     fused = sp.partial_sql(["SET VARIABLE step2 = 10", "SELECT item + getvariable('step2') AS y FROM {0}"], hashed)
     assert sorted(r["y"] for r in fused.take_all()) == [11, 12, 13]

@@ -8,6 +8,7 @@ replaces its output, `filter` takes truthiness). pond's own `pond_core.DataFrame
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -75,11 +76,9 @@ class Session(SessionBase):
         if len(filled) > 1:
             from pond_core.compat.setup_sql import check_setup
 
-            check_setup(filled[:-1])
+            check_setup(filled[:-1], len(inputs))
         frame = super().partial_sql(filled[-1], *inputs, udfs=options.udfs)
         if len(filled) > 1:
-            import dataclasses
-
             node = frame._node
             assert isinstance(node, Sql)
             frame = frame._derive(dataclasses.replace(node, setup=tuple(filled[:-1])))
