@@ -126,7 +126,7 @@ class StageRun:
         import duckdb
 
         from pond_core.io import configure_duckdb
-        from pond_core.plan.sql import sql_list
+        from pond_core.sql_quote import sql_list
 
         con = duckdb.connect()
         try:

@@ -23,7 +23,8 @@ from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTar
 from pond_core.io.sink import written_files
 from pond_core.io.written import WrittenFile
 from pond_core.plan.physical import BUCKET_COLUMN, PARTITION_VARIABLE, PythonStep, Schema, SqlStep, Step
-from pond_core.plan.sql import bind, quote_ident, quote_str
+from pond_core.plan.sql import bind
+from pond_core.sql_quote import quote_ident, quote_str
 
 # Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
 # so a write that only moves an exchange's files can link them instead of rewriting them.

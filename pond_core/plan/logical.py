@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pond_core.errors import PondConfigError
-from pond_core.io.table_read import TableRead
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
+from pond_core.specs.table_read import TableRead
 from pond_core.textenum import TextEnum
 
 
