@@ -111,6 +111,21 @@ def test_cpu_limit_and_memory_limit_size_the_stages_tasks(tmp_path: Any) -> None
         session.shutdown()
 
 
+def test_stage_limits_and_set_up_survive_the_plan_json_and_keep_ids(sp: Any) -> None:
+    from pond_core.plan.compile import compile_plan
+    from pond_core.plan.physical import PhysicalPlan
+
+    df = sp.from_items([1, 2])
+    plain = compile_plan(sp.partial_sql("SELECT * FROM {0}", df).plan)
+    limited = compile_plan(sp.partial_sql(["SET VARIABLE a = 1", "SELECT * FROM {0}"], df, cpu_limit=2, memory_limit=1 << 28).plan)
+    final = limited.final
+    assert (final.task_threads, final.task_memory, final.steps[-1].setup) == (2, 1 << 28, ("SET VARIABLE a = 1",))
+    assert PhysicalPlan.from_json(limited.to_json()) == limited
+    assert "task_threads" not in plain.to_json() and "setup" not in plain.to_json()
+    same_sql = compile_plan(sp.partial_sql("SELECT * FROM {0}", df, cpu_limit=2).plan)
+    assert same_sql.final.id == plain.final.id, "limits change no result, so not the stage id"
+
+
 def test_output_name_names_the_stage(sp: Any) -> None:
     from pond_core.plan.compile import compile_plan
 
