@@ -1,4 +1,4 @@
-# smallpond's own tests/test_dataframe.py (deepseek-ai/smallpond, commit in docs/smallpond.md),
+# smallpond's own tests/test_dataframe.py (deepseek-ai/smallpond at commit ed112db42af4, 2025-02-27),
 # run against pond through `import smallpond` -> pond_core.compat.smallpond.
 #
 # Copyright 2025 DeepSeek. MIT License:
