@@ -20,7 +20,7 @@ from pond_core.compat.task_functions import check_task_function, unpicklable_mes
 from pond_core.dataframe import DataFrame as PondDataFrame
 from pond_core.dataframe import Sink
 from pond_core.errors import PondConfigError, PondSerializationError
-from pond_core.plan.logical import Node, PyMethod, Sql
+from pond_core.plan.logical import Node, PyMethod, Sql, with_resources
 from pond_core.plan.physical import SinkOutput
 
 if TYPE_CHECKING:
@@ -120,8 +120,6 @@ class DataFrame(PondDataFrame):
         frame = self._compat(self.alias(options.output_name)) if options.output_name else self
         if options.cpu_limit is None and options.memory_limit is None:
             return frame
-        from pond_core.plan.logical import with_resources
-
         return DataFrame(self.session, with_resources(frame._node, options.cpu_limit, options.memory_limit))
 
     # -- transformations -----------------------------------------------------------------------
