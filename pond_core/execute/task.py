@@ -119,10 +119,11 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step) -> Non
         from pond_core.udfs import UDF
 
         UDF(u.name, u.func.load(), u.params, u.return_type).register(con)
-    names = [quote_ident(n) for n in step.inputs]
-    for statement in step.setup:
-        con.execute(bind(statement, names))
-    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {bind(step.query, names)}")
+    for statement in step.setup:  # smallpond's earlier statements of a list (compat/setup_sql.py)
+        con.execute(bind(statement, [quote_ident(n) for n in step.inputs]))
+
+    query = bind(step.query, [quote_ident(n) for n in step.inputs])
+    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {query}")
 
 
 def _run_python_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: PythonStep) -> None:

@@ -182,8 +182,10 @@ class Sql(Node):
     setup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for statement in (*self.setup, self.query):
+        for statement in self.setup:
             check_placeholders(statement, len(self.inputs))
+
+        check_placeholders(self.query, len(self.inputs))
         counts = sorted({i.npartitions for i in self.inputs if i.npartitions > 1})
         if len(counts) > 1:
             raise PondConfigError(
