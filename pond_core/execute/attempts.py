@@ -10,6 +10,12 @@ What happens to a failed attempt depends on why it failed:
   with a `PondResourceError` listing the memory of every attempt;
 - any other transient error is retried up to `max_retries` times.
 
+Admission: a stage's running attempts together reserve at most `memory_budget` bytes, each
+what `reserved_bytes` of its memory limit says a task really uses (execute/task_memory.py).
+An attempt that does not fit waits for a running one to finish (one attempt always runs, even a
+retry with the most memory a task may have), so pond's own tasks never overcommit the memory
+they were sized for; a speculative copy that does not fit is not started.
+
 Speculation (executors that can stop a running task, i.e. Ray): once `quantile` of a stage's
 tasks have finished, a task running longer than `multiplier` × their median time (and at least
 `min_seconds`) gets one copy, on another node than the one the straggler said it runs on
@@ -20,6 +26,7 @@ attempt-scoped name, is never referenced.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import logging
@@ -41,6 +48,7 @@ from pond_core.errors import (
 )
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import Attempt, AttemptCounters, CommittedPartition, TaskResult
+from pond_core.execute.task_memory import reserved_bytes
 from pond_core.execute.task_spec import TaskSpec
 
 log = logging.getLogger("pond.stage")
@@ -62,6 +70,7 @@ class AttemptPolicy:
     first_memory: int  # bytes for a partition's first attempt
     max_memory: int  # bytes no attempt may exceed
     speculation: Speculation | None
+    memory_budget: int | None = None  # bytes all running attempts may reserve at once; None: unbounded
 
 
 @dataclasses.dataclass
@@ -143,6 +152,8 @@ class StageAttempts:
         self._killed: list[str] = []  # spill directories of attempts whose process was killed
         self._durations: list[float] = []
         self._drained_at: float | None = None
+        self._waiting: collections.deque[_Partition] = collections.deque()  # admitted in order
+        self._reserved: dict[cf.Future, int] = {}  # what each running attempt reserves
 
     def run(self, todo: list[int]) -> None:
         """Run `todo` to one committed attempt each, or raise the error that ends the stage."""
@@ -182,7 +193,23 @@ class StageAttempts:
             speculative_attempts=sum(p.speculative for p in parts),
         )
 
+    def running_reserved(self) -> int:
+        """The bytes the stage's running attempts reserve now."""
+        return sum(self._reserved.values())
+
+    def _admits(self, memory: int) -> bool:
+        budget = self.policy.memory_budget
+        if budget is None or not self._owner:
+            return True
+        return self.running_reserved() + reserved_bytes(memory) <= budget
+
     def _launch(self, part: _Partition, avoid_node: str | None = None, speculative: bool = False) -> None:
+        if not speculative and (self._waiting or not self._admits(part.memory)):
+            self._waiting.append(part)  # after those already waiting: first come, first run
+            return
+        self._start(part, avoid_node, speculative)
+
+    def _start(self, part: _Partition, avoid_node: str | None, speculative: bool) -> None:
         part.launched += 1
         spec = self.tasks.task(part.index, part.launched, part.memory)
         if self.speculation:
@@ -190,12 +217,24 @@ class StageAttempts:
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
         self._spill_dirs[future] = spec.spill_dir
+        self._reserved[future] = reserved_bytes(part.memory)
         entry = _AttemptEntry(part.launched, part.memory, speculative, time.time(), avoid_node)
         part.running[future] = entry
         part.history.append(entry)
         self._owner[future] = part
 
     def _settle(self, future: cf.Future) -> None:
+        self._settle_one(future)  # when it raises, the stage ends: nothing more is admitted
+        self._admit_waiting()
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and self._admits(self._waiting[0].memory):
+            part = self._waiting.popleft()
+            if not part.done:
+                self._start(part, None, False)
+
+    def _settle_one(self, future: cf.Future) -> None:
+        self._reserved.pop(future, None)
         part = self._owner.pop(future)
         entry = part.running.pop(future)
         spill_dir = self._spill_dirs.pop(future)
@@ -258,7 +297,7 @@ class StageAttempts:
         now = time.time()
         cores = self.executor.cores()
         if self._drained_at is None:
-            if len(self._owner) > cores:
+            if len(self._owner) > cores or self._waiting:
                 return  # tasks still wait for a slot: waiting is not straggling
             self._drained_at = now
         if not self._durations or len(self._durations) < policy.quantile * len(parts) or len(self._owner) >= cores:
@@ -268,7 +307,7 @@ class StageAttempts:
             if part.done or part.speculative or len(part.running) != 1:
                 continue
             (entry,) = part.running.values()
-            if now - max(entry.submitted, self._drained_at) > threshold:
+            if now - max(entry.submitted, self._drained_at) > threshold and self._admits(part.memory):
                 node = self._node_running(part, entry.attempt)
                 log.warning(
                     "stage %s partition %d is a straggler (> %.1f s): starting a speculative copy%s",

@@ -1,25 +1,39 @@
-"""What a task reserves on a scheduler that reserves memory (Ray): its DuckDB limit plus what
-DuckDB, Arrow and pond allocate outside DuckDB's buffer manager.
+"""What a task really uses for a DuckDB memory limit: the bound pond reserves on Ray and admits
+tasks by (execute/attempts.py), so pond's own tasks never overcommit a node.
 
-`memory_limit` bounds DuckDB's buffer manager only. bench/task_memory.py measures a task's
-process past its limit: beyond the worker's idle footprint (the Python runtime with DuckDB and
-pyarrow loaded, ~87 MiB, there whether a task runs or not), a 2 M-row high-cardinality
-group-by, a join and a sort at 100 MB – 400 MB limits with 1 or 2 threads used at most 44 MiB
-more than their limit (DuckDB alone: 41 MiB), most of it at the smallest limits. Reserving the
-limit alone over-commits a node by that much per task, so a task reserves
-`limit + TASK_OVERHEAD_BYTES + limit / 8`: the measured fixed part with room, and a share that
-grows with the limit for the allocations (hash table directories, Arrow batches of a COPY) that
-grow with the work. The idle worker process itself is not reserved: Ray counts a node's
-memory after its own processes, and pond's warm workers are long-lived.
+`memory_limit` bounds DuckDB's buffer manager only. bench/task_memory.py measures a task's peak
+RSS against its limit over query shapes (group-by with wide VARCHAR min/max, join, sort,
+window, distinct) at 100 MB – 2 GB limits (figures in bench/README.md, the bound per shape in
+docs/security.md). Beyond the worker's idle footprint (the Python runtime with DuckDB and
+pyarrow loaded, ~87 MiB, there whether a task runs or not), what a task used past its limit
+grows with the limit, not only by a constant: a group-by keeping wide strings per group holds
+them outside the buffer manager, so at a small limit a task used up to RATIO times its limit.
+So a task reserves `limit * RATIO + TASK_OVERHEAD_BYTES`: the worst measured shape, with room.
+The idle worker process itself is not reserved: Ray counts a node's memory after its own
+processes, pond's warm workers are long-lived, and a local run's tasks share the driver.
 """
 
 from __future__ import annotations
 
-TASK_OVERHEAD_BYTES = 64 << 20
+# Measured (bench/README.md "Task memory against its limit"): the largest peak RSS minus the
+# idle process, over every shape and limit that finished, was RATIO_MEASURED x the limit.
+RATIO_NUM, RATIO_DEN = 5, 2  # a task reserves 2.5 x its limit ...
+TASK_OVERHEAD_BYTES = 64 << 20  # ... plus this: the fixed part (Arrow batches of a COPY, Python objects)
 
 
 def reserved_bytes(memory_limit_bytes: int) -> int:
     """The memory a task with this DuckDB limit reserves; 0 (no limit) reserves nothing."""
     if memory_limit_bytes <= 0:
         return 0
-    return memory_limit_bytes + TASK_OVERHEAD_BYTES + memory_limit_bytes // 8
+    return memory_limit_bytes * RATIO_NUM // RATIO_DEN + TASK_OVERHEAD_BYTES
+
+
+def limit_within(budget_bytes: int) -> int:
+    """The largest DuckDB limit whose reservation fits `budget_bytes` (0 when none does)."""
+    room = budget_bytes - TASK_OVERHEAD_BYTES
+    if room <= 0:
+        return 0
+    limit = room * RATIO_DEN // RATIO_NUM
+    while limit > 0 and reserved_bytes(limit) > budget_bytes:  # integer rounding
+        limit -= 1
+    return limit

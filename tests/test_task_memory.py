@@ -1,0 +1,104 @@
+"""The memory a task reserves, and the admission of a stage's tasks by it (issue 21, item 7).
+
+`reserved_bytes` must cover what bench/task_memory.py measured a task to use past its idle
+process, at every limit and shape that finished; `size_tasks` must size default limits so the
+tasks that run at once fit the executor's memory; and a stage whose tasks' reservations do not
+all fit must run fewer of them at once (real pond runs on the local executor)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import pond_core
+from pond_core.execute.context import TaskLimits, size_tasks
+from pond_core.execute.executors import LocalExecutor, available_memory
+from pond_core.execute.task_memory import TASK_OVERHEAD_BYTES, limit_within, reserved_bytes
+
+MiB = 1 << 20
+IDLE_PROCESS = 87 * MiB  # the task process after importing DuckDB and pyarrow (the bench's "base")
+
+# (shape, limit, peak RSS in MiB) of pond, from bench/README.md "Task memory against its limit".
+MEASURED = [
+    ("group-by-wide", 200 * 10**6, 469),
+    ("group-by-wide", 500 * 10**6, 385),
+    ("join", 200 * 10**6, 235),
+]
+
+
+@pytest.mark.parametrize(("shape", "limit", "peak_mib"), MEASURED)
+def test_the_reservation_covers_every_measured_peak(shape: str, limit: int, peak_mib: int) -> None:
+    assert reserved_bytes(limit) >= peak_mib * MiB - IDLE_PROCESS, shape
+
+
+def test_the_reservation_grows_with_the_limit_and_no_limit_reserves_nothing() -> None:
+    assert reserved_bytes(0) == 0
+    assert reserved_bytes(200 * 10**6) == 200 * 10**6 * 5 // 2 + TASK_OVERHEAD_BYTES
+    sizes = [reserved_bytes(n * 100 * 10**6) for n in range(1, 21)]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+
+
+@pytest.mark.parametrize("budget", [0, TASK_OVERHEAD_BYTES, TASK_OVERHEAD_BYTES + 1, 1 << 30, 7 * (1 << 30) + 12345])
+def test_limit_within_is_the_largest_limit_whose_reservation_fits(budget: int) -> None:
+    limit = limit_within(budget)
+    assert limit == 0 or reserved_bytes(limit) <= budget
+    assert reserved_bytes(limit + 1) > budget
+
+
+def test_default_limits_let_the_tasks_that_run_at_once_fit_the_memory() -> None:
+    executor = LocalExecutor(num_workers=2)
+    try:
+        sizing = size_tasks(TaskLimits(), executor, ntasks=8)
+        memory = executor.memory_bytes()
+        at_once = executor.cores() // sizing.threads
+        assert at_once * reserved_bytes(sizing.policy.first_memory) <= memory
+        assert sizing.policy.memory_budget == memory
+        # A limit set by the user is kept as it is; the budget still bounds what runs at once.
+        set_limit = size_tasks(TaskLimits(memory_limit=300 * MiB), executor, ntasks=8)
+        assert set_limit.policy.first_memory == 300 * MiB and set_limit.policy.memory_budget == memory
+    finally:
+        executor.shutdown()
+
+
+class _Concurrency:
+    """How many tasks ran `slow_batch` at once, at most (the local executor runs them on threads
+    of this process)."""
+
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+
+def slow_batch(table: pa.Table) -> pa.Table:
+    with _Concurrency.lock:
+        _Concurrency.running += 1
+        _Concurrency.most = max(_Concurrency.most, _Concurrency.running)
+    time.sleep(0.5)
+    with _Concurrency.lock:
+        _Concurrency.running -= 1
+    return table
+
+
+def most_at_once(tmp_path: Path, memory_limit: int) -> int:
+    _Concurrency.most = 0
+    session = pond_core.init(
+        data_root=str(tmp_path / f"p{memory_limit}"), executor="local", num_executors=2, task_threads=1,
+        memory_limit=memory_limit, max_task_memory=memory_limit,
+    )
+    try:
+        frame = session.from_items([{"v": i} for i in range(8)]).repartition(4, hash_by="v").map_batches(slow_batch)
+        assert sorted(r["v"] for r in frame.to_arrow().to_pylist()) == list(range(8))
+    finally:
+        session.shutdown()
+    return _Concurrency.most
+
+
+def test_a_stage_runs_fewer_tasks_at_once_when_their_reservations_do_not_fit(tmp_path: Path) -> None:
+    # 64 MiB tasks all fit: both cores work at once.
+    assert most_at_once(tmp_path, 64 * MiB) == 2
+    # A limit of all the available memory reserves 2.5 times that: one task at a time.
+    assert most_at_once(tmp_path, available_memory()) == 1
