@@ -17,7 +17,7 @@ import pytest
 import pond_core
 from pond_core.execute.context import TaskLimits, size_tasks
 from pond_core.execute.executors import LocalExecutor, available_memory
-from pond_core.execute.task_memory import TASK_OVERHEAD_BYTES, limit_within, reserved_bytes
+from pond_core.execute.task_memory import TASK_OVERHEAD_BYTES, budget_of, limit_within, reserved_bytes
 
 MiB = 1 << 20
 IDLE_PROCESS = 87 * MiB  # the task process after importing DuckDB and pyarrow (the bench's "base")
@@ -53,13 +53,15 @@ def test_default_limits_let_the_tasks_that_run_at_once_fit_the_memory() -> None:
     executor = LocalExecutor(num_workers=2)
     try:
         sizing = size_tasks(TaskLimits(), executor, ntasks=8)
-        memory = executor.memory_bytes()
+        budget = sizing.policy.memory_budget
+        assert budget is not None and budget.used == 0
+        # The executor's memory when its first stage was sized (MemAvailable: it moves a little).
+        assert abs(budget.total - executor.memory_bytes()) < 0.2 * budget.total
         at_once = executor.cores() // sizing.threads
-        assert at_once * reserved_bytes(sizing.policy.first_memory) <= memory
-        assert sizing.policy.memory_budget == memory
-        # A limit set by the user is kept as it is; the budget still bounds what runs at once.
+        assert at_once == 2 and at_once * reserved_bytes(sizing.policy.first_memory) <= 0.8 * budget.total
+        # A limit set by the user is kept as it is; the same budget bounds what runs at once.
         set_limit = size_tasks(TaskLimits(memory_limit=300 * MiB), executor, ntasks=8)
-        assert set_limit.policy.first_memory == 300 * MiB and set_limit.policy.memory_budget == memory
+        assert set_limit.policy.first_memory == 300 * MiB and set_limit.policy.memory_budget is budget
     finally:
         executor.shutdown()
 
@@ -90,8 +92,9 @@ def most_at_once(tmp_path: Path, memory_limit: int) -> int:
         memory_limit=memory_limit, max_task_memory=memory_limit,
     )
     try:
-        frame = session.from_items([{"v": i} for i in range(8)]).repartition(4, hash_by="v").map_batches(slow_batch)
-        assert sorted(r["v"] for r in frame.to_arrow().to_pylist()) == list(range(8))
+        frame = session.from_items([{"v": i} for i in range(400)]).repartition(4, hash_by="v").map_batches(slow_batch)
+        assert sorted(r["v"] for r in frame.to_arrow().to_pylist()) == list(range(400))
+        assert budget_of(session.executor(), 0).used == 0  # every finished task gave its memory back
     finally:
         session.shutdown()
     return _Concurrency.most

@@ -10,11 +10,11 @@ What happens to a failed attempt depends on why it failed:
   with a `PondResourceError` listing the memory of every attempt;
 - any other transient error is retried up to `max_retries` times.
 
-Admission: a stage's running attempts together reserve at most `memory_budget` bytes, each
-what `reserved_bytes` of its memory limit says a task really uses (execute/task_memory.py).
-An attempt that does not fit waits for a running one to finish (one attempt always runs, even a
-retry with the most memory a task may have), so pond's own tasks never overcommit the memory
-they were sized for; a speculative copy that does not fit is not started.
+Admission: running attempts reserve, from their executor's `MemoryBudget`, what
+`reserved_bytes` of their memory limit says a task really uses (execute/task_memory.py). An
+attempt that does not fit waits until others finish (a stage with nothing running always starts
+one, even a retry with the most memory a task may have), so pond's own tasks never overcommit
+the memory they were sized for; a speculative copy that does not fit is not started.
 
 Speculation (executors that can stop a running task, i.e. Ray): once `quantile` of a stage's
 tasks have finished, a task running longer than `multiplier` × their median time (and at least
@@ -48,7 +48,7 @@ from pond_core.errors import (
 )
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import Attempt, AttemptCounters, CommittedPartition, TaskResult
-from pond_core.execute.task_memory import reserved_bytes
+from pond_core.execute.task_memory import MemoryBudget, reserved_bytes
 from pond_core.execute.task_spec import TaskSpec
 
 log = logging.getLogger("pond.stage")
@@ -70,7 +70,7 @@ class AttemptPolicy:
     first_memory: int  # bytes for a partition's first attempt
     max_memory: int  # bytes no attempt may exceed
     speculation: Speculation | None
-    memory_budget: int | None = None  # bytes all running attempts may reserve at once; None: unbounded
+    memory_budget: MemoryBudget | None = None  # what running attempts reserve from; None: unbounded
 
 
 @dataclasses.dataclass
@@ -168,7 +168,7 @@ class StageAttempts:
                     # the wait returns to Python.
                     self._settle(self._finished.get(timeout=POLL_SECONDS))
                 except queue.Empty:
-                    pass
+                    self._admit_waiting()  # another stage on this executor may have freed memory
                 if self.stop is not None and self.stop.is_set():
                     raise PondInterruptedError(f"stage {self.stage_name} stopped: the run was interrupted")
                 if self.speculation and time.monotonic() - looked >= POLL_SECONDS:
@@ -181,6 +181,8 @@ class StageAttempts:
             # Cancelled losers must be gone before the stage commits and sweeps their files.
             cf.wait(self._losers, timeout=30)
             self._remove_killed_spill()
+            for future in list(self._reserved):  # a stage that ended early holds no memory
+                self._release(future)
 
     def counters(self) -> AttemptCounters:
         """Retries, lost nodes and speculative copies of every partition so far (for a stage
@@ -193,23 +195,28 @@ class StageAttempts:
             speculative_attempts=sum(p.speculative for p in parts),
         )
 
-    def running_reserved(self) -> int:
-        """The bytes the stage's running attempts reserve now."""
-        return sum(self._reserved.values())
-
-    def _admits(self, memory: int) -> bool:
+    def _reserve(self, memory: int) -> int | None:
+        """Reserve what an attempt with `memory` needs; the bytes reserved, or None: no room."""
         budget = self.policy.memory_budget
-        if budget is None or not self._owner:
-            return True
-        return self.running_reserved() + reserved_bytes(memory) <= budget
+        if budget is None:
+            return 0
+        nbytes = reserved_bytes(memory)
+        return nbytes if budget.try_reserve(nbytes, alone=not self._owner) else None
 
-    def _launch(self, part: _Partition, avoid_node: str | None = None, speculative: bool = False) -> None:
-        if not speculative and (self._waiting or not self._admits(part.memory)):
+    def _release(self, future: cf.Future) -> None:
+        nbytes = self._reserved.pop(future, 0)
+        if nbytes and self.policy.memory_budget is not None:
+            self.policy.memory_budget.release(nbytes)
+
+    def _launch(self, part: _Partition) -> None:
+        """Start the partition's next attempt now, or once its memory fits."""
+        reserved = None if self._waiting else self._reserve(part.memory)
+        if reserved is None:
             self._waiting.append(part)  # after those already waiting: first come, first run
             return
-        self._start(part, avoid_node, speculative)
+        self._start(part, None, False, reserved)
 
-    def _start(self, part: _Partition, avoid_node: str | None, speculative: bool) -> None:
+    def _start(self, part: _Partition, avoid_node: str | None, speculative: bool, reserved: int) -> None:
         part.launched += 1
         spec = self.tasks.task(part.index, part.launched, part.memory)
         if self.speculation:
@@ -217,7 +224,7 @@ class StageAttempts:
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
         self._spill_dirs[future] = spec.spill_dir
-        self._reserved[future] = reserved_bytes(part.memory)
+        self._reserved[future] = reserved
         entry = _AttemptEntry(part.launched, part.memory, speculative, time.time(), avoid_node)
         part.running[future] = entry
         part.history.append(entry)
@@ -228,13 +235,19 @@ class StageAttempts:
         self._admit_waiting()
 
     def _admit_waiting(self) -> None:
-        while self._waiting and self._admits(self._waiting[0].memory):
-            part = self._waiting.popleft()
-            if not part.done:
-                self._start(part, None, False)
+        while self._waiting:
+            part = self._waiting[0]
+            if part.done:
+                self._waiting.popleft()
+                continue
+            reserved = self._reserve(part.memory)
+            if reserved is None:
+                return
+            self._waiting.popleft()
+            self._start(part, None, False, reserved)
 
     def _settle_one(self, future: cf.Future) -> None:
-        self._reserved.pop(future, None)
+        self._release(future)
         part = self._owner.pop(future)
         entry = part.running.pop(future)
         spill_dir = self._spill_dirs.pop(future)
@@ -307,14 +320,17 @@ class StageAttempts:
             if part.done or part.speculative or len(part.running) != 1:
                 continue
             (entry,) = part.running.values()
-            if now - max(entry.submitted, self._drained_at) > threshold and self._admits(part.memory):
+            if now - max(entry.submitted, self._drained_at) > threshold:
+                reserved = self._reserve(part.memory)
+                if reserved is None:
+                    return  # no memory for a copy now
                 node = self._node_running(part, entry.attempt)
                 log.warning(
                     "stage %s partition %d is a straggler (> %.1f s): starting a speculative copy%s",
                     self.stage_name, part.index, threshold, f" away from node {node}" if node else "",
                 )
                 part.speculative += 1
-                self._launch(part, avoid_node=node, speculative=True)
+                self._start(part, node, True, reserved)
                 if len(self._owner) >= cores:
                     return
 

@@ -16,7 +16,7 @@ from typing import Protocol
 from pond_core.execute.attempts import AttemptPolicy, Speculation
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import AttemptCounters, StageManifest
-from pond_core.execute.task_memory import limit_within
+from pond_core.execute.task_memory import budget_of, limit_within
 from pond_core.io.options import StorageOptions
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import Stage
@@ -89,7 +89,7 @@ def size_tasks(limits: TaskLimits, executor: Executor, ntasks: int) -> TaskSizin
         first_memory=max(first, MIN_TASK_MEMORY),
         max_memory=max(max_memory, MIN_TASK_MEMORY),
         speculation=Speculation() if speculation else None,
-        memory_budget=memory,
+        memory_budget=budget_of(executor, memory),
     )
     return TaskSizing(threads, policy)
 

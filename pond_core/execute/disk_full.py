@@ -15,7 +15,7 @@ import os
 from pond_core.errors import PondStorageError
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_FULL_TEXTS = ("no space left on device", "disk is full", "disk quota exceeded")
+_FULL_TEXTS = ("no space left on device", "disk quota exceeded")  # as DuckDB words ENOSPC, EDQUOT
 
 
 def is_disk_full(exc: BaseException) -> bool:

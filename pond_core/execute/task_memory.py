@@ -15,6 +15,9 @@ processes, pond's warm workers are long-lived, and a local run's tasks share the
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 # Measured (bench/README.md "Task memory against its limit"): the largest peak RSS minus the
 # idle process, over every shape and limit that finished, was RATIO_MEASURED x the limit.
 RATIO_NUM, RATIO_DEN = 5, 2  # a task reserves 2.5 x its limit ...
@@ -37,3 +40,44 @@ def limit_within(budget_bytes: int) -> int:
     while limit > 0 and reserved_bytes(limit) > budget_bytes:  # integer rounding
         limit -= 1
     return limit
+
+
+class MemoryBudget:
+    """The bytes running tasks reserve, shared by every stage that runs on one executor (stages
+    of a run run at once, and a session's actions may too): a task starts only when its
+    reservation fits what the others hold, or when its stage has nothing running (so every
+    stage progresses, and a task larger than the budget runs alone in its stage)."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = total_bytes
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            return self._used
+
+    def try_reserve(self, nbytes: int, *, alone: bool) -> bool:
+        with self._lock:
+            if alone or self._used + nbytes <= self.total:
+                self._used += nbytes
+                return True
+            return False
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self._used -= nbytes
+
+
+_BUDGETS: weakref.WeakKeyDictionary[object, MemoryBudget] = weakref.WeakKeyDictionary()
+_BUDGETS_LOCK = threading.Lock()
+
+
+def budget_of(executor: object, total_bytes: int) -> MemoryBudget:
+    """The one budget of `executor`, made with `total_bytes` (its memory when first asked)."""
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(executor)
+        if budget is None:
+            budget = _BUDGETS[executor] = MemoryBudget(total_bytes)
+        return budget
