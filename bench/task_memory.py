@@ -84,7 +84,7 @@ print(json.dumps({"done": True}), flush=True)
 
 
 def make_inputs(folder: str, rows: int) -> dict[str, str]:
-    """`a`: rows/4 distinct keys, a double, and a 40-72 character string of 16 distinct
+    """`a`: rows/4 distinct keys, a double, and a 34-85 character string of 16 distinct
     prefixes with a per-row suffix (wide, mostly distinct); `b`: one row per key of `a`."""
     import duckdb
 

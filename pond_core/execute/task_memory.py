@@ -1,16 +1,17 @@
 """What a task really uses for a DuckDB memory limit: the bound pond reserves on Ray and admits
-tasks by (execute/attempts.py), so pond's own tasks never overcommit a node.
+tasks by (execute/attempts.py), so pond's own tasks never overcommit the memory they run in.
 
 `memory_limit` bounds DuckDB's buffer manager only. bench/task_memory.py measures a task's peak
 RSS against its limit over query shapes (group-by with wide VARCHAR min/max, join, sort,
 window, distinct) at 100 MB – 2 GB limits (figures in bench/README.md, the bound per shape in
 docs/security.md). Beyond the worker's idle footprint (the Python runtime with DuckDB and
-pyarrow loaded, ~87 MiB, there whether a task runs or not), what a task used past its limit
-grows with the limit, not only by a constant: a group-by keeping wide strings per group holds
-them outside the buffer manager, so at a small limit a task used up to RATIO times its limit.
-So a task reserves `limit * RATIO + TASK_OVERHEAD_BYTES`: the worst measured shape, with room.
-The idle worker process itself is not reserved: Ray counts a node's memory after its own
-processes, pond's warm workers are long-lived, and a local run's tasks share the driver.
+pyarrow loaded, ~87 MiB, there whether a task runs or not), joins, sorts, windows and DISTINCT
+used at most their limit + 50 MiB; a group-by keeping wide strings per group holds them outside
+the buffer manager and used up to 2.3 x its limit (5.5 x with far more groups than the limit
+holds: that case is bounded by its data, see docs/security.md). So a task reserves
+`limit * 5 / 2 + TASK_OVERHEAD_BYTES`. The idle worker process itself is not reserved: Ray
+counts a node's memory after its own processes, pond's warm workers are long-lived, and a local
+run's tasks share the driver's process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-# Measured (bench/README.md "Task memory against its limit"): the largest peak RSS minus the
-# idle process, over every shape and limit that finished, was RATIO_MEASURED x the limit.
+# Measured (bench/README.md "Task memory against its limit"), checked by tests/test_task_memory.py.
 RATIO_NUM, RATIO_DEN = 5, 2  # a task reserves 2.5 x its limit ...
 TASK_OVERHEAD_BYTES = 64 << 20  # ... plus this: the fixed part (Arrow batches of a COPY, Python objects)
 
