@@ -62,21 +62,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> None:
-    """Write zeros until the file system has no space left."""
-    with open(disk / "filler", "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
-    with open(disk / "filler", "ab") as fh:  # the last partial block
-        try:
-            while True:
-                fh.write(b"\0")
-                fh.flush()
-        except OSError:
-            pass
+    """Write zeros until the file system has no space left (unbuffered, ever smaller writes)."""
+    with open(disk / "filler", "wb", buffering=0) as fh:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError:
+                pass
     assert os.statvfs(disk).f_bavail == 0
 
 
