@@ -34,6 +34,16 @@ Lookup = Callable[[str], Sequence[str] | None]
 
 
 @dataclasses.dataclass(frozen=True)
+class InputHashing:
+    """The user's own partitioning (named_sql's `hash_by`): every input holding all `keys` is
+    hash-partitioned on them into `npartitions` before the query; a join or aggregate on those
+    keys then needs no exchange. Inputs without the keys are planned as usual."""
+
+    keys: tuple[str, ...]
+    npartitions: int
+
+
+@dataclasses.dataclass(frozen=True)
 class InputTable:
     name: str
     frame: DataFrame  # the whole input
@@ -78,6 +88,7 @@ def resolve_inputs(
     shadow: Shadow,
     lookup: Lookup | None = None,
     only: set[str] | None = None,
+    hashing: InputHashing | None = None,
 ) -> dict[str, InputTable]:
     """The inputs as tables (only those in `only`, when the query's table names are known)."""
     from pond_core.dataframe import DataFrame
@@ -103,9 +114,21 @@ def resolve_inputs(
         key = name.lower()  # SQL names are case-insensitive, as in DuckDB
         if key in out:
             raise PondConfigError(f"sql inputs {name!r} and {out[key].name!r} differ only in case")
-        out[key] = _describe(key, frame, shadow)
+        out[key] = _hashed(_describe(key, frame, shadow), hashing)
         shadow.create_table(key, out[key].schema)
     return out
+
+
+def _hashed(table: InputTable, hashing: InputHashing | None) -> InputTable:
+    if hashing is None:
+        return table
+    columns = {c.lower(): c for c, _ in table.schema}
+    if not all(k.lower() in columns for k in hashing.keys):
+        return table
+    keys = tuple(columns[k.lower()] for k in hashing.keys)
+    frame = table.frame.repartition(hashing.npartitions, hash_by=list(keys))
+    layout = adapter.FrameLayout(hashing.npartitions, keys)
+    return dataclasses.replace(table, frame=frame, layout=layout, is_read=False, clusters={})
 
 
 def _catalog_paths(paths: list[str], lookup: Lookup | None) -> list[str]:

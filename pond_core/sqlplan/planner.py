@@ -3,9 +3,16 @@
 The statement is parsed and qualified by sqlglot (every column bound to its FROM item, `*`
 expanded), checked by DuckDB over empty copies of the inputs (a user's SQL error surfaces here,
 with DuckDB's message), then planned block by block. Every CTE, derived table and uncorrelated
-subquery is a boundary: what cannot be distributed inside it runs in one partition - DuckDB
-running that part's own SQL - and the rest of the query stays distributed. If planning fails
-outright, the whole statement runs in one partition, which is always exact.
+subquery is a boundary: what cannot be distributed inside it (`NotDistributable`) runs in one
+partition - DuckDB running that part's own SQL - and the rest of the query stays distributed.
+Each such fallback is named with its reason in explain(), logged, and heads the step's SQL as a
+comment (so the stage description and the catalog's lineage record carry it); with
+`PlanOptions(strict=True)` it is an error instead. Any other exception while planning is a
+planner bug and is raised, never hidden behind a one-partition run.
+
+Planning never executes the user's statement: the text must be exactly one query (checked by
+DuckDB's parser and sqlglot before anything else), and it is bound only in a sealed DuckDB
+connection that can touch no file, network or extension (see shadow.py).
 
 The last step casts the result to the types DuckDB gives the statement and names its columns
 as DuckDB does.
@@ -24,11 +31,12 @@ from sqlglot.optimizer.qualify import qualify
 
 from pond_core.errors import PondSqlError
 from pond_core.plan.sql import bind_named_inputs, quote_ident
+from pond_core.plan.statement import check_one_query, pivot_values_from_data
 from pond_core.sqlplan import adapter
 from pond_core.sqlplan import exprs as X
 from pond_core.sqlplan.block import plan_select
 from pond_core.sqlplan.explain import render
-from pond_core.sqlplan.inputs import Lookup, resolve_inputs
+from pond_core.sqlplan.inputs import InputHashing, Lookup, resolve_inputs
 from pond_core.sqlplan.model import Fallback, Op, Partitioning, PlanNode, PlanOptions
 from pond_core.sqlplan.rel import (
     Context,
@@ -70,7 +78,7 @@ class DistributedQuery:
 
     def explain(self) -> str:
         """The distributed plan (no pond stages; DataFrame.explain adds those)."""
-        header = "result: " + ", ".join(f"{n} {t}" for n, t in self.output)
+        header = "result: " + (", ".join(f"{n} {t}" for n, t in self.output) or "columns that come from the data (PIVOT)")
         return render(self.root, self.npartitions, self.fallbacks, header)
 
 
@@ -83,25 +91,32 @@ def plan_sql(
     broadcast_threshold: int | None = None,
     options: PlanOptions | None = None,
     lookup: Lookup | None = None,
+    strict: bool | None = None,
+    hashing: InputHashing | None = None,
 ) -> DistributedQuery:
-    """Plan `query` over `inputs` (name -> DataFrame, path, glob, s3:// URL or a list of them)."""
+    """Plan `query` over `inputs` (name -> DataFrame, path, glob, s3:// URL or a list of them).
+
+    `strict=True`: raise PondSqlError instead of running any part of the statement in one
+    partition. `hashing`: the caller's own hash partitioning of the inputs that hold its keys."""
     opts = options or PlanOptions()
     if npartitions is not None:
         opts = dataclasses.replace(opts, npartitions=npartitions)
     if broadcast_threshold is not None:
         opts = dataclasses.replace(opts, broadcast_threshold=broadcast_threshold)
+    if strict is not None:
+        opts = dataclasses.replace(opts, strict=strict)
+    body = check_one_query(query, "sql")  # nothing is read, bound or run before this
+    from_data = pivot_values_from_data(body)
     shadow = Shadow()
     try:
-        body = query.strip().rstrip(";").strip()
-        tables = resolve_inputs(session, inputs, shadow, lookup, _table_names(body))
-        try:
-            output = tuple(shadow.describe(body))
-        except ShadowError as exc:
-            raise PondSqlError(f"sql: {str(exc).split(chr(10) + 'SQL:')[0]}\nSQL: {body}") from None
+        tables = resolve_inputs(session, inputs, shadow, lookup, _table_names(body), hashing)
+        shadow.seal()
+        output = () if from_data else _describe(shadow, body)
         hashed = [t.layout.npartitions for t in tables.values() if t.layout.hash_keys]
         n = choose_npartitions(opts, sum(t.total_bytes for t in tables.values()), adapter.cluster_cores(session), hashed)
         ctx = Context(session, opts, n, shadow, tables)
-        rel, root = _plan(ctx, body, output)
+        rel, root = _plan(ctx, body, output, from_data)
+        _report_fallbacks(ctx, body)
         holder: list[DistributedQuery] = []  # the frame's explain() needs the query it belongs to
         frame = adapter.sql_frame(rel.df, lambda: holder[0].explain())
         holder.append(DistributedQuery(body, frame, root, n, tuple(ctx.fallbacks), output))
@@ -115,6 +130,35 @@ def session_sql(session: Session, query: str, /, **inputs: Any) -> DataFrame:
     return plan_sql(session, query, inputs).frame
 
 
+def _describe(shadow: Shadow, body: str) -> tuple[tuple[str, str], ...]:
+    """The statement's result columns, bound by DuckDB over the empty inputs (a user's SQL error
+    surfaces here, with DuckDB's message)."""
+    try:
+        return tuple(shadow.describe(body))
+    except ShadowError as exc:
+        message = str(exc).split("\nSQL:")[0]
+        if "Permission Error" in message:
+            raise PondSqlError(
+                f"sql: the statement reads a file, URL or database that is not one of its inputs ({message.splitlines()[0]}); "
+                f"pond plans over its named inputs only: give it as an input (sql(query, name=path)) and name it like a table"
+                f"\nSQL: {body}"
+            ) from None
+        raise PondSqlError(f"sql: {message}\nSQL: {body}") from None
+
+
+def _report_fallbacks(ctx: Context, body: str) -> None:
+    """Every part that runs in one partition is logged; under strict it is an error."""
+    chosen = [f for f in ctx.fallbacks if f.reason != "distribute=False"]
+    if chosen and ctx.options.strict:
+        listed = "\n".join(f"  - {f.describe()}" for f in chosen)
+        raise PondSqlError(
+            f"sql: strict planning: {len(chosen)} part(s) of the statement would run in one partition:\n{listed}\n"
+            f"rewrite them (docs/sql.md lists what distributes) or plan without strict\nSQL: {body}"
+        )
+    for f in chosen:
+        log.warning("pond sql: %s", f.describe())
+
+
 def _table_names(body: str) -> set[str] | None:
     """The table names a statement reads (to look only at those inputs); None if unknown."""
     try:
@@ -123,28 +167,30 @@ def _table_names(body: str) -> set[str] | None:
         return None
 
 
-def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...]) -> tuple[Rel, PlanNode]:
-    if ctx.options.distribute:
+def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...], from_data: bool) -> tuple[Rel, PlanNode]:
+    if not ctx.options.distribute:
+        ctx.fallbacks.append(Fallback("whole query", "distribute=False"))
+    elif from_data:
+        ctx.fallbacks.append(Fallback("whole query", "PIVOT takes its columns from the data (no IN list): only the whole input tells them"))
+    else:
         try:
             tree = _parse(ctx, body)
             env = Env({}, lambda e, env, label: _boundary(ctx, e, env, label))
             planned = _plan_node(ctx, tree, env, "query")
             rel = _finish(ctx, planned.rel, output)
             return rel, rel.node
+        except NotDistributable as exc:  # a construct with no distributed plan: the whole query, exactly
+            ctx.fallbacks.clear()
+            ctx.fallbacks.append(Fallback("whole query", str(exc).split("\n")[0]))
         except PondSqlError:
             raise
-        except Exception as exc:  # anything the planner cannot place: the whole query, exactly
-            reason = str(exc).split("\n")[0] if isinstance(exc, (NotDistributable, ShadowError)) else f"planner error: {type(exc).__name__}: {exc}"
-            if not isinstance(exc, (NotDistributable, ShadowError)):
-                log.warning("pond sql planner fell back to one partition: %s", reason, exc_info=True)
-            ctx.fallbacks.clear()
-            ctx.fallbacks.append(Fallback("whole query", reason))
-    else:
-        ctx.fallbacks.append(Fallback("whole query", "distribute=False"))
+        except Exception as exc:  # a planner bug: never hidden behind a one-partition run
+            exc.add_note(f"pond's SQL planner failed on this statement (a bug; PlanOptions(distribute=False) runs it in one partition):\n{body}")
+            raise
     names = list(ctx.tables)
     rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
     rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
-    text = bind_named_inputs(body, names)  # `{i}` already: no sentinels
+    text = bind_named_inputs(ctx.fallbacks[-1].sql_comment() + body, names)  # `{i}` already: no sentinels
     df = ctx.session.partial_sql(text, *[r.df for r in rels])
     node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
                     ctx.fallbacks[-1].reason)
@@ -195,10 +241,10 @@ def _boundary(ctx: Context, e: exp.Expression, env: Env, label: str) -> Planned:
         raise NotDistributable(f"{label} reads columns of an enclosing query")
     try:
         return _plan_node(ctx, e, env, label)
-    except (NotDistributable, ShadowError) as exc:
-        reason = str(exc).split("\n")[0]
-        ctx.fallbacks.append(Fallback(label, reason))
-        return _single(ctx, e, env, label, reason)
+    except NotDistributable as exc:
+        fallback = Fallback(label, str(exc).split("\n")[0])
+        ctx.fallbacks.append(fallback)
+        return _single(ctx, e, env, label, fallback)
 
 
 def _correlated(e: exp.Expression) -> bool:
@@ -210,7 +256,7 @@ def _correlated(e: exp.Expression) -> bool:
     return False
 
 
-def _single(ctx: Context, e: exp.Expression, env: Env, label: str, reason: str) -> Planned:
+def _single(ctx: Context, e: exp.Expression, env: Env, label: str, fallback: Fallback) -> Planned:
     """The nested query's own SQL in one partition, its tables bound to gathered inputs."""
     local = {c.alias for c in e.find_all(exp.CTE)}
     copy = e.copy()
@@ -235,8 +281,8 @@ def _single(ctx: Context, e: exp.Expression, env: Env, label: str, reason: str) 
         new.replace(exp.Table(this=exp.Identifier(this=names[name], quoted=False), alias=exp.TableAlias(this=exp.Identifier(this=orig.alias_or_name, quoted=True))))
     if isinstance(copy, exp.Select) and copy.args.get("with_") is None and not rels:
         raise NotDistributable(f"{label} reads no input")
-    rel = derive(ctx, X.sql(copy), rels, part=Partitioning.single(), rows=max([r.rows for r in rels] or [1.0]), op=Op.SINGLE_PARTITION,
-                 detail=f"{label} as written, by DuckDB", reason=reason)
+    rel = derive(ctx, fallback.sql_comment() + X.sql(copy), rels, part=Partitioning.single(), rows=max([r.rows for r in rels] or [1.0]),
+                 op=Op.SINGLE_PARTITION, detail=f"{label} as written, by DuckDB", reason=fallback.reason)
     return Planned(rel, rel.columns)
 
 
