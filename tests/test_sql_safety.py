@@ -45,7 +45,7 @@ def test_an_attach_after_the_query_creates_no_database(local_sp, table, tmp_path
 @pytest.mark.parametrize(
     "statement",
     ["COPY (SELECT 42) TO '{d}/c.csv'", "ATTACH '{d}/a.db' AS z", "CREATE TABLE x AS SELECT 1", "SET threads = 1",
-     "INSTALL spatial", "LOAD spatial", "PRAGMA version", "CALL pragma_version()", "EXPLAIN SELECT 1"],
+     "INSTALL spatial", "LOAD spatial", "PRAGMA enable_profiling", "PRAGMA memory_limit = '1GB'", "CALL pragma_version()", "EXPORT DATABASE '{d}/e'", "EXPLAIN SELECT 1"],
 )
 def test_a_statement_that_is_not_a_query_is_refused(local_sp, table, tmp_path, statement):
     with pytest.raises(PondSqlError, match="is not a query|more than one statement"):

@@ -27,8 +27,8 @@ from pond_core.cli.clean_cmd import clean_command
 from pond_core.cli.common import PondGroup
 from pond_core.cli.plan_cmd import plan_command
 from pond_core.cli.run_cmds import backfill_command, resume_command, run_command
-from pond_core.cli.sql_cmd import sql_command
 from pond_core.cli.show_cmds import datasets_command, lineage_command, partitions_command, runs_command
+from pond_core.cli.sql_cmd import sql_command
 
 
 @click.group(cls=PondGroup, context_settings={"help_option_names": ["-h", "--help"]})
