@@ -19,6 +19,7 @@ import functools
 import duckdb
 
 from pond_core.errors import PondSqlError
+from pond_core.plan.sql import inputs_as_names
 
 _QUERY = duckdb.StatementType.SELECT
 _PIVOT_ENUM = duckdb.StatementType.CREATE
@@ -52,7 +53,7 @@ def check_partition_query(query: str) -> None:
     inputs. Text DuckDB cannot parse is left to fail when it runs, with the run's own error (no
     statement of an unparseable string runs)."""
     try:
-        text = query.format(*[f"__pond_input_{i}" for i in range(query.count("{") + 1)])
+        text = inputs_as_names(query, query.count("{") + 1)
     except (IndexError, KeyError, ValueError):
         return  # malformed placeholders: check_placeholders names them
     try:

@@ -158,7 +158,7 @@ def rewrite(
         if isinstance(node, exp.Column) and orig is not None and id(orig) in bound:
             name = bound[id(orig)]
             if name is None:
-                from pond_core.sqlplan.rel import NotDistributable
+                from pond_core.plan.sqlcompile.rel import NotDistributable
 
                 raise NotDistributable(f"column {orig.sql(dialect=DIALECT)} is neither grouped nor aggregated here")
             return column_ref(name, qualifier)
