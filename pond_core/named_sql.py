@@ -56,10 +56,12 @@ def named_sql(
     strict: bool | None = None,
 ) -> DataFrame:
     """The DataFrame of `sql` over `inputs` (table name -> path, glob, s3:// URL or dataset dir)."""
+    from pond_core.plan.statement import check_one_query
     from pond_core.sqlplan import plan_sql
     from pond_core.sqlplan.inputs import InputHashing
 
     check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
+    check_one_query(sql, "sql")  # before any read: a session's read checks its path at once
     keys = (hash_by,) if isinstance(hash_by, str) else (tuple(hash_by) if hash_by else None)
     frames = {}
     for name, path in inputs.items():

@@ -13,7 +13,7 @@ import click
 
 from pond_core.cli import render
 from pond_core.cli.common import FAILED, CliError, executor_option, setting_option
-from pond_core.errors import PondSqlError
+from pond_core.errors import PondInputError, PondSqlError
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
@@ -68,7 +68,7 @@ def sql_command(
     try:
         try:
             frame = named_sql(session, statement, inputs, npartitions=npartitions, strict=strict or None)
-        except PondSqlError as exc:  # found while planning: nothing ran
+        except (PondSqlError, PondInputError) as exc:  # found while planning (a bad statement, a missing input): nothing ran
             raise CliError(str(exc)) from None
         if explain:
             click.echo(_explain_text(frame))
