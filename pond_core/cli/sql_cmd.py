@@ -16,7 +16,7 @@ from pond_core.cli.common import FAILED, CliError, executor_option, setting_opti
 from pond_core.errors import PondInputError, PondSqlError
 
 if TYPE_CHECKING:
-    from pond_core.dataframe import DataFrame
+    pass
 
 
 def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -71,7 +71,7 @@ def sql_command(
         except (PondSqlError, PondInputError) as exc:  # found while planning (a bad statement, a missing input): nothing ran
             raise CliError(str(exc)) from None
         if explain:
-            click.echo(_explain_text(frame))
+            click.echo(frame.explain())  # explain() returns the text, printing nothing
             return
         if output:
             result = frame.write_parquet(output)
@@ -87,12 +87,3 @@ def sql_command(
         raise CliError(str(exc), FAILED) from None
     finally:
         session.shutdown()
-
-
-def _explain_text(frame: DataFrame) -> str:
-    """DataFrame.explain prints as it returns; the CLI prints once, itself."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return frame.explain()
