@@ -33,6 +33,8 @@ class Catalog:
             migrate.upgrade(self._tx.engine)
         except DBAPIError as exc:
             self._tx.engine.dispose()
+            if self._tx.disk_full(exc):
+                raise self._tx.failed(exc) from None
             raise PondConfigError(
                 f"catalog at {self.url} cannot be upgraded to schema {migrate.head_revision()}: "
                 f"{self._tx.cause(exc)}"
