@@ -189,12 +189,12 @@ class StageRun:
         import duckdb
 
         from pond_core.io import configure_duckdb
-        from pond_core.plan.sql import sql_list
+        from pond_core.sql_quote import path_list
 
         con = duckdb.connect()
         try:
             configure_duckdb(con, self.ctx.storage, files)
-            query = f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({sql_list(files)}) GROUP BY file_name"
+            query = f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({path_list(files)}) GROUP BY file_name"
             rows = con.execute(query).fetchall()
         finally:
             con.close()

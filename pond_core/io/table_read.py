@@ -223,7 +223,8 @@ def _arrow_schema(arrow_schema: Any) -> Schema:
 
 def table_sql(files: TableFiles, part_files: tuple[str, ...], columns: tuple[str, ...] | None) -> str:
     """One partition's rows: its files under the snapshot's schema (absent columns are NULL)."""
-    from pond_core.plan.sql import quote_ident, quote_str, sql_list
+    from pond_core.plan.sql import quote_ident, quote_str
+    from pond_core.sql_quote import path_list
 
     wanted = columns or tuple(n for n, _ in files.schema)
     types = dict(files.schema)
@@ -239,7 +240,7 @@ def table_sql(files: TableFiles, part_files: tuple[str, ...], columns: tuple[str
         hive = ", hive_partitioning=true, hive_types={" + ", ".join(f"{quote_str(n)}: {t}" for n, t in files.hive_types) + "}"
     body = (
         f"SELECT {typed_empty} WHERE false UNION ALL BY NAME "
-        f"SELECT * FROM read_parquet({sql_list(list(part_files))}, union_by_name=true{hive})"
+        f"SELECT * FROM read_parquet({path_list(part_files)}, union_by_name=true{hive})"
     )
     where = f" WHERE {files.where}" if files.where else ""
     return f"SELECT {select} FROM ({body}){where}"
