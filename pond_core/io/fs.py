@@ -175,7 +175,7 @@ class LocalFileSystem(FileSystem):
         root = normalize_path(prefix)
         try:
             st = os.stat(root)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing, or not reachable: nothing to list (as os.path.isfile/isdir say)
             return []
         if stat.S_ISREG(st.st_mode):
             return [FileInfo(root, st.st_size, st.st_mtime_ns)]
