@@ -149,3 +149,12 @@ def test_an_s3_key_too_long_fails_before_anything_is_written(s3_server, s3_optio
     finally:
         sp.shutdown()
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_sql_over_a_dataset_named_with_glob_characters(sp, tmp_path):
+    """Session.sql resolves its inputs and reads their footers to plan (sqlplan/inputs.py), then runs."""
+    path = str(tmp_path / "sales[eu]")
+    sp.from_arrow(table(6)).write_parquet(path)
+    sp.from_arrow(table(9, 100)).write_parquet(str(tmp_path / "salese"))  # what `[eu]` would match
+    rows = sp.sql("SELECT p, sum(x) AS s FROM t GROUP BY p ORDER BY p", t=path).to_arrow().to_pylist()
+    assert rows == [{"p": 0, "s": 0 + 2 + 4}, {"p": 1, "s": 1 + 3 + 5}]

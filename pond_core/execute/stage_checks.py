@@ -5,10 +5,9 @@ from __future__ import annotations
 from pond_core.checks import RELATION, CheckResult, run_checks, verdict
 from pond_core.io import configure_duckdb
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.physical import Schema
-from pond_core.plan.sql import quote_str
-from pond_core.sql_quote import path_list
+from pond_core.specs.sink import SinkSpec
+from pond_core.sql_quote import path_list, quote_str
 
 
 def check_staged(

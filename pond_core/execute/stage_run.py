@@ -15,10 +15,11 @@ import uuid
 from dataclasses import replace
 
 from pond_core.checks import CheckResult
-from pond_core.errors import PondConfigError, PondError
+from pond_core.errors import PondConfigError, PondError, PondStorageError
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
 from pond_core.execute.context import RunContext, size_tasks
+from pond_core.execute.disk_full import disk_full_error, is_disk_full
 from pond_core.execute.input_key import InputKey, source_digest, table_digest, upstream_digest
 from pond_core.execute.inputs import ResolvedInput, ResolvedStage
 from pond_core.execute.results import (
@@ -70,6 +71,7 @@ class StageRun:
         self._reuse: tuple[StageManifest | None] | None = None
         self._listed: dict[int, list[FileInfo] | TableFiles] = {}  # by id() of the stage's SourceSpec
         self._key: InputKey | None = None
+        self._published = False  # the sink committed: the dataset shows this stage's output
 
     def run(self) -> StageManifest:
         committed = self.reusable()
@@ -83,7 +85,10 @@ class StageRun:
         try:
             manifest = self._run_partitions(resolved, started)
         except BaseException as exc:  # also Ctrl-C or an orchestrator's timeout: the stage no longer runs
-            self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
+            error = self._disk_full(exc)
+            self.ctx.events.stage_failed(self.stage, error or exc, time.time() - started, self.counters)
+            if error is not None:
+                raise error from exc
             raise
         self.ctx.events.stage_finished(self.stage, manifest)
         return manifest
@@ -142,6 +147,14 @@ class StageRun:
             elif inp.stage in upstream:
                 digests.append((inp.name, upstream_digest(upstream[inp.stage].files)))
         return InputKey(tuple(digests))
+
+    def _disk_full(self, exc: BaseException) -> PondStorageError | None:
+        """A full disk, said as such (not as a bug), naming the disk and what was published."""
+        if not isinstance(exc, Exception) or not is_disk_full(exc):
+            return None
+        output = self.stage.output
+        where = output.sink.path if isinstance(output, SinkOutput) else self.ctx.layout.run_root
+        return disk_full_error(self.stage.name, where, exc, self._published)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -229,6 +242,7 @@ class StageRun:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+        self._published = sink is not None
         crashpoints.reached("sink committed, stage manifest not written")
         manifest = self._manifest(resolved, done, commit, started, checks)
         self.store.write_manifest(manifest)
@@ -239,7 +253,7 @@ class StageRun:
     def _run_tasks(
         self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
-        sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
+        sizing = size_tasks(self.ctx.limits.for_stage(self.stage), self.ctx.executor, len(todo))
         factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
 
         def committed(record: CommittedPartition) -> None:

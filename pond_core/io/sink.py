@@ -25,8 +25,8 @@ from pond_core.io.filesystems import get_filesystem
 from pond_core.io.fs import basename_of, check_path_length, fsync_dir, is_s3, join_path, normalize_path, parent_of, shorten, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.specs.sink import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.sql_quote import quote_ident, quote_str
 
 
@@ -202,7 +202,7 @@ class SinkWriter:
             detail = text.split("pond: ", 1)[-1].split("\n", 1)[0]
             return PondDataError(f"cannot write {self.root}: {detail}")
         for column in self.spec.partition_by or []:
-            quoted = '"' + column.replace('"', '""') + '"'
+            quoted = quote_ident(column)
             if "Binder Error" in text and f"column {quoted} not found" in text:
                 found = re.search(r"Candidate bindings: (.*)", text)
                 hint = f" (the data has: {found.group(1).strip()})" if found else ""
