@@ -150,13 +150,17 @@ def run_plan(
 
 
 def _check_sink_buckets(stages: Sequence[Stage], storage: StorageOptions | None) -> None:
-    """A missing sink bucket fails the run before any upstream stage spends its time (one
-    HEAD request per S3 sink; a sink's own prepare() checks the rest when its stage starts)."""
+    """A missing sink bucket or a sink path too long for its storage fails the run before any
+    upstream stage spends its time (one HEAD request per S3 sink; a sink's own prepare() checks
+    the rest when its stage starts)."""
     from pond_core.io import get_filesystem
     from pond_core.io.fs import is_s3
+    from pond_core.io.sink import check_sink_path
     from pond_core.plan.physical import SinkOutput
 
     for stage in stages:
+        if isinstance(stage.output, SinkOutput) and stage.output.sink.table is None:
+            check_sink_path(stage.output.sink.path)
         if isinstance(stage.output, SinkOutput) and is_s3(stage.output.sink.path):
             fs = get_filesystem(stage.output.sink.path, storage or StorageOptions.from_env())
             check = getattr(fs, "check_bucket", None)
