@@ -1,0 +1,166 @@
+"""Column-level lineage: for each column a stage writes, the source dataset columns it is
+computed from.
+
+The physical plan says it exactly, for DataFrame pipelines and planned SQL alike: a stage is
+SQL steps over named relations, and each relation is a source, an upstream stage of the same
+plan or an earlier step. Each SQL step is qualified and traced with sqlglot's lineage (its
+scope machinery) over the columns of the relations it reads; a column of an upstream stage
+stands for that stage's own lineage, so every column traces back to source datasets, however
+many exchanges lie between.
+
+What cannot be traced is left out, never guessed: a Python step other than `filter` makes
+its output columns opaque (they exist, their origins are unknown), and a stage whose SQL
+sqlglot cannot read, or whose source schema is unknown, has no column lineage (None).
+Columns are matched without regard to case, as DuckDB does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pond_core.plan.logical import PyMethod
+from pond_core.plan.physical import ExchangeOutput, PhysicalPlan, PythonStep, Schema, SourceInput, SqlStep, Stage, UpstreamInput
+from pond_core.plan.sql import bind
+from pond_core.sql_quote import quote_ident
+
+log = logging.getLogger("pond")
+
+INTERNAL_PREFIX = "__pond"  # bucket tags and row numbers pond adds; never a user's column
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class SourceColumn:
+    """A column of a source dataset (its URI as lineage names it: the path as written)."""
+
+    dataset: str
+    column: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"dataset": self.dataset, "column": self.column}
+
+
+# An output column -> the source columns it is computed from (empty: a constant, count(*) or
+# an opaque Python step). Ordered like the stage's output.
+ColumnLineage = dict[str, tuple[SourceColumn, ...]]
+
+# A relation's columns, in order, each with its origins; keys as the relation names them.
+_Relation = dict[str, frozenset[SourceColumn]]
+
+SourceSchemas = Callable[[SourceInput], "Schema | None"]
+
+
+class PlanLineage:
+    """The column lineage of a plan's stages, traced on demand (a stage and its upstream
+    closure only), each source described once. `source_schema` gives a source input's
+    columns, None when unknown."""
+
+    def __init__(self, plan: PhysicalPlan, source_schema: SourceSchemas) -> None:
+        self.plan = plan
+        self._source_schema = source_schema
+        self._sources: dict[str, Schema | None] = {}
+        self._outputs: dict[str, _Relation | None] = {}
+
+    def stage(self, stage_id: str) -> ColumnLineage | None:
+        """The columns the stage writes, each with the source columns it is computed from."""
+        relation = self._output(stage_id)
+        return None if relation is None else {c: tuple(sorted(o)) for c, o in relation.items()}
+
+    def _output(self, stage_id: str) -> _Relation | None:
+        if stage_id not in self._outputs:
+            stage = self.plan.stage(stage_id)
+            for upstream in stage.depends_on:
+                self._output(upstream)
+            self._outputs[stage_id] = _stage_output(stage, self._outputs, self._schema)
+        return self._outputs[stage_id]
+
+    def _schema(self, inp: SourceInput) -> Schema | None:
+        key = json.dumps(inp.source.to_dict(), sort_keys=True)
+        if key not in self._sources:
+            self._sources[key] = self._source_schema(inp)
+        return self._sources[key]
+
+
+def to_json(lineage: ColumnLineage) -> dict[str, list[dict[str, str]]]:
+    return {column: [s.to_dict() for s in sources] for column, sources in lineage.items()}
+
+
+def from_json(data: Mapping[str, Any]) -> ColumnLineage:
+    return {str(c): tuple(SourceColumn(str(s["dataset"]), str(s["column"])) for s in sources) for c, sources in data.items()}
+
+
+def matching_case(lineage: ColumnLineage, schema: Schema | None) -> ColumnLineage:
+    """`lineage` with its column names spelt as the written schema spells them (SQL parsing
+    folds unquoted names to lower case; DuckDB keeps the case the data has)."""
+    if not schema:
+        return lineage
+    spelt = {name.lower(): name for name, _ in schema}
+    return {spelt.get(c.lower(), c): sources for c, sources in lineage.items()}
+
+
+def _stage_output(stage: Stage, done: Mapping[str, _Relation | None], source_schema: SourceSchemas) -> _Relation | None:
+    relations: dict[str, _Relation] = {}
+    for inp in stage.inputs:
+        if isinstance(inp, UpstreamInput):
+            upstream = done.get(inp.stage)
+            if upstream is None:
+                return None
+            relations[inp.name] = upstream
+        else:
+            schema = source_schema(inp)
+            if schema is None:
+                return None
+            relations[inp.name] = {name: frozenset(SourceColumn(path, name) for path in inp.source.paths) for name, _ in schema}
+    for step in stage.steps:
+        traced = _sql_step(step, relations) if isinstance(step, SqlStep) else _python_step(step, relations)
+        if traced is None:
+            return None
+        relations[step.id] = traced
+    result = relations.get(stage.result)
+    if result is None:
+        return None
+    keep = stage.output.columns if isinstance(stage.output, ExchangeOutput) else None
+    wanted = None if keep is None else {c.lower() for c in keep}
+    return {c: o for c, o in result.items() if not c.startswith(INTERNAL_PREFIX) and (wanted is None or c.lower() in wanted)}
+
+
+def _python_step(step: PythonStep, relations: Mapping[str, _Relation]) -> _Relation | None:
+    source = relations.get(step.inputs[0]) if step.inputs else None
+    if source is None:
+        return None
+    if step.method is PyMethod.FILTER:
+        return dict(source)
+    if step.schema is None:
+        return None
+    return {name: frozenset() for name, _ in step.schema}
+
+
+def _sql_step(step: SqlStep, relations: Mapping[str, _Relation]) -> _Relation | None:
+    """The step's output columns and their origins, traced by sqlglot over the inputs' columns."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+    from sqlglot.lineage import lineage
+
+    if any(name not in relations for name in step.inputs):
+        return None
+    schema = {name: {column: "UNKNOWN" for column in relations[name]} for name in step.inputs}
+    folded = {name.lower(): {c.lower(): o for c, o in relations[name].items()} for name in step.inputs}
+    try:
+        sql = bind(step.query, [quote_ident(name) for name in step.inputs])
+        nodes = lineage(None, sqlglot.parse_one(sql, dialect="duckdb"), schema=schema, dialect="duckdb", copy=False)
+        out: _Relation = {}
+        for column, node in nodes.items():
+            origins: set[SourceColumn] = set()
+            for leaf in node.walk():
+                if leaf.downstream or not isinstance(leaf.source, sqlglot.exp.Table):
+                    continue
+                name = sqlglot.exp.to_column(leaf.name, dialect="duckdb").name
+                origins |= folded.get(leaf.source.name.lower(), {}).get(name.lower(), frozenset())
+            out[column] = frozenset(origins)
+        return out
+    except (SqlglotError, KeyError, IndexError, ValueError) as exc:  # sqlglot cannot read this SQL
+        log.info("column lineage: step %s not traced (%s: %s)", step.id, type(exc).__name__, exc)
+        return None
