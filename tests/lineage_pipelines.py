@@ -27,10 +27,14 @@ EXPECTED = {
 }
 
 
+def source_paths(root: str) -> dict[str, str]:
+    return {name: os.path.join(root, f"{name}.parquet") for name in ("orders", "customers", "regions")}
+
+
 def write_sources(root: str) -> dict[str, str]:
     """Three small Parquet datasets; returns name -> file path."""
     os.makedirs(root, exist_ok=True)
-    paths = {name: os.path.join(root, f"{name}.parquet") for name in ("orders", "customers", "regions")}
+    paths = source_paths(root)
     con = duckdb.connect()
     try:
         con.execute(
@@ -51,8 +55,8 @@ def write_sources(root: str) -> dict[str, str]:
 
 
 def three_way_frames(sp: Any, source_root: str, output: str, npartitions: int = 3) -> Any:
-    """The join with the DataFrame API: two exchanges rounds, per-partition SQL."""
-    paths = write_sources(source_root)
+    """The join with the DataFrame API: two exchange rounds, per-partition SQL."""
+    paths = source_paths(source_root)
     orders = sp.read_parquet(paths["orders"]).repartition(npartitions, hash_by="customer_id")
     customers = sp.read_parquet(paths["customers"]).repartition(npartitions, hash_by="customer_id")
     with_customer = sp.partial_sql(
@@ -70,5 +74,5 @@ def three_way_frames(sp: Any, source_root: str, output: str, npartitions: int = 
 
 def three_way_sql(sp: Any, source_root: str, output: str) -> Any:
     """The same join as one SQL statement over whole datasets: pond plans the exchanges."""
-    paths = write_sources(source_root)
+    paths = source_paths(source_root)
     return sp.sql(THREE_WAY_SQL, **paths).sink_parquet(output, mode="overwrite")

@@ -17,7 +17,7 @@ from pond_core.lineage import stage_lineage
 from pond_core.pipeline import compile_pipeline
 from pond_core.plan.physical import SinkOutput
 from pond_core.source_schemas import source_schema
-from tests.lineage_pipelines import EXPECTED
+from tests.lineage_pipelines import EXPECTED, write_sources
 
 PIPELINES = ["tests.lineage_pipelines:three_way_frames", "tests.lineage_pipelines:three_way_sql"]
 
@@ -28,6 +28,7 @@ def expected(src: Path) -> dict[str, tuple[SourceColumn, ...]]:
 
 @pytest.mark.parametrize("ref", PIPELINES)
 def test_each_output_column_traces_to_its_source_columns_through_every_stage(ref: str, tmp_path: Path) -> None:
+    write_sources(str(tmp_path / "src"))
     plan = compile_pipeline(ref, {"source_root": str(tmp_path / "src"), "output": str(tmp_path / "out")}, data_root=str(tmp_path / "run"))
     lineage = PlanLineage(plan, source_schema)
     assert lineage.stage(plan.final.id) == expected(tmp_path / "src")
@@ -38,6 +39,7 @@ def test_each_output_column_traces_to_its_source_columns_through_every_stage(ref
 
 
 def test_an_untraceable_stage_has_no_column_lineage_rather_than_a_guess(tmp_path: Path) -> None:
+    write_sources(str(tmp_path / "src"))
     plan = compile_pipeline(PIPELINES[0], {"source_root": str(tmp_path / "src"), "output": str(tmp_path / "out")}, data_root=str(tmp_path / "run"))
     lineage = PlanLineage(plan, lambda inp: None if "regions" in inp.source.paths[0] else source_schema(inp))
     assert lineage.stage(plan.stage("customers_orders_by_country").id) is not None
@@ -53,6 +55,7 @@ def pond_cli(*args: str) -> str:
 @pytest.mark.parametrize("ref", PIPELINES)
 def test_the_catalog_records_it_and_pond_lineage_columns_shows_it(ref: str, tmp_path: Path) -> None:
     src, out, root = tmp_path / "src", tmp_path / "out", tmp_path / "root"
+    write_sources(str(src))
     params = ["-p", f"source_root={src}", "-p", f"output={out}"]
     pond_cli("run", ref, *params, "--run-id", "cols-1", "--data-root", str(root), "--json")
 
@@ -74,12 +77,14 @@ def test_the_catalog_records_it_and_pond_lineage_columns_shows_it(ref: str, tmp_
 
 def test_a_source_has_no_column_lineage_and_the_cli_says_why(tmp_path: Path) -> None:
     src, out, root = tmp_path / "src", tmp_path / "out", tmp_path / "root"
+    write_sources(str(src))
     pond_cli("run", PIPELINES[0], "-p", f"source_root={src}", "-p", f"output={out}", "--data-root", str(root), "--json")
     result = CliRunner().invoke(pond, ["lineage", str(src / "orders.parquet"), "--columns", "--data-root", str(root)])
     assert result.exit_code != 0 and "no column lineage recorded" in result.output
 
 
 def test_the_stage_record_carries_it_for_the_providers(tmp_path: Path) -> None:
+    write_sources(str(tmp_path / "src"))
     plan = compile_pipeline(PIPELINES[1], {"source_root": str(tmp_path / "src"), "output": str(tmp_path / "out")}, data_root=str(tmp_path / "run"))
     final = plan.final
     assert isinstance(final.output, SinkOutput)
