@@ -162,5 +162,5 @@ def _sql_step(step: SqlStep, relations: Mapping[str, _Relation]) -> _Relation | 
             out[column] = frozenset(origins)
         return out
     except (SqlglotError, KeyError, IndexError, ValueError) as exc:  # sqlglot cannot read this SQL
-        log.info("column lineage: step %s not traced (%s: %s)", step.id, type(exc).__name__, exc)
+        log.warning("column lineage: step %s not traced (%s: %s)", step.id, type(exc).__name__, exc)
         return None

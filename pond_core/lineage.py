@@ -104,10 +104,13 @@ def stage_lineage(
     upstream: UpstreamStats | None = None,
     scope: str | None = None,
     storage: StorageOptions | None = None,
+    columns: bool | None = None,
 ) -> LineageRecord:
     """The neutral record of a stage; with its StageResult once it committed (`scope`: see
-    stage_dataset). Its output carries the column lineage (sources read with `storage`,
-    default: the AWS environment)."""
+    stage_dataset). Its output carries the column lineage when `columns` (default: for a
+    sink, the dataset a user asks about; tracing costs a reading of each source's schema
+    and a parse of each SQL step, once a run). Sources are read with `storage` (default: the
+    AWS environment)."""
     inputs: list[LineageDataset] = []
     for inp in stage.inputs:
         if isinstance(inp, SourceInput):
@@ -116,13 +119,15 @@ def stage_lineage(
             rec = (upstream or {}).get(inp.stage) or {}
             schema = tuple((n, t) for n, t in rec.get("schema") or ()) or None
             inputs.append(LineageDataset(stage_dataset(plan, plan.stage(inp.stage), scope), schema, rec.get("rows")))
-    columns = plan_lineage(plan, None if result is None else result.run_id, storage).stage(stage.id)
+    traced = None
+    if columns or (columns is None and isinstance(stage.output, SinkOutput)):
+        traced = plan_lineage(plan, None if result is None else result.run_id, storage).stage(stage.id)
     if result is None:
-        output = LineageDataset(stage_dataset(plan, stage, scope), columns=columns)
+        output = LineageDataset(stage_dataset(plan, stage, scope), columns=traced)
     else:
-        columns = None if columns is None else column_lineage.matching_case(columns, result.schema)
+        traced = None if traced is None else column_lineage.matching_case(traced, result.schema)
         output = LineageDataset(
-            stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes, assertions=result.checks, columns=columns
+            stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes, assertions=result.checks, columns=traced
         )
     return LineageRecord(
         stage_id=stage.id,

@@ -24,10 +24,12 @@ log = logging.getLogger("pond")
 
 def source_schema(inp: SourceInput, options: StorageOptions | None = None) -> Schema | None:
     """The source's columns and DuckDB types, or None when they cannot be read."""
+    import duckdb
+
     try:
         return _describe(inp.source, options)
-    except (PondError, OSError, RuntimeError) as exc:  # duckdb.Error is a RuntimeError
-        log.info("column lineage: cannot describe source %s (%s)", ", ".join(inp.source.paths), exc)
+    except (PondError, OSError, duckdb.Error) as exc:
+        log.warning("column lineage: cannot read the columns of source %s (%s)", ", ".join(inp.source.paths), exc)
         return None
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from pond_core.catalog import Catalog
 from pond_core.cli import pond
 from pond_core.column_lineage import PlanLineage, SourceColumn
+from pond_core.errors import PondConfigError
 from pond_core.lineage import stage_lineage
 from pond_core.pipeline import compile_pipeline
 from pond_core.plan.physical import SinkOutput
@@ -93,3 +94,19 @@ def test_the_stage_record_carries_it_for_the_providers(tmp_path: Path) -> None:
         {"dataset": str(tmp_path / "src/orders.parquet"), "column": "amount"},
         {"dataset": str(tmp_path / "src/orders.parquet"), "column": "discount"},
     ]
+
+
+def test_the_catalog_keeps_the_newest_column_lineage_on_sqlite_and_postgresql(catalog_db_url: str) -> None:
+    catalog = Catalog(catalog_db_url)
+    older = {"total": [{"dataset": "/data/orders", "column": "amount"}]}
+    newer = {"total": [{"dataset": "/data/orders", "column": "amount"}, {"dataset": "/data/orders", "column": "discount"}], "n": []}
+    for run_id, columns in (("r1", older), ("r2", newer)):
+        catalog.start_run(run_id, "p")
+        catalog.record_lineage(run_id, "s1", [{"uri": "/data/orders"}], [{"uri": "/data/totals", "column_lineage": columns}], "SELECT 1")
+    record = catalog.column_lineage("/data/totals")
+    assert record is not None and (record["run_id"], record["columns"]) == ("r2", newer)
+    assert catalog.column_lineage("/data/orders") is None  # a source: nothing computed it
+    (recorded,) = [r for r in catalog.run_lineage("r2")]
+    assert recorded["outputs"][0]["column_lineage"] == newer and "column_lineage" not in recorded["inputs"][0]
+    with pytest.raises(PondConfigError, match="column_lineage of /data/totals must map each column"):
+        catalog.record_lineage("r2", "s2", [], [{"uri": "/data/totals", "column_lineage": {"total": ["amount"]}}])
