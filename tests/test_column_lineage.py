@@ -81,7 +81,7 @@ def test_a_source_has_no_column_lineage_and_the_cli_says_why(tmp_path: Path) -> 
     write_sources(str(src))
     pond_cli("run", PIPELINES[0], "-p", f"source_root={src}", "-p", f"output={out}", "--data-root", str(root), "--json")
     result = CliRunner().invoke(pond, ["lineage", str(src / "orders.parquet"), "--columns", "--data-root", str(root)])
-    assert result.exit_code != 0 and "no column lineage recorded" in result.output
+    assert result.exit_code == 2 and "no column lineage recorded" in result.output
 
 
 def test_the_stage_record_carries_it_for_the_providers(tmp_path: Path) -> None:
