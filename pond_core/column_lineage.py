@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from pond_core.plan.logical import PyMethod
 from pond_core.plan.physical import ExchangeOutput, PhysicalPlan, PythonStep, Schema, SourceInput, SqlStep, Stage, UpstreamInput
@@ -63,10 +63,12 @@ class PlanLineage:
         self._source_schema = source_schema
         self._sources: dict[str, Schema | None] = {}
         self._outputs: dict[str, _Relation | None] = {}
+        self._lock = threading.Lock()  # a run's stages finish on several threads
 
     def stage(self, stage_id: str) -> ColumnLineage | None:
         """The columns the stage writes, each with the source columns it is computed from."""
-        relation = self._output(stage_id)
+        with self._lock:
+            relation = self._output(stage_id)
         return None if relation is None else {c: tuple(sorted(o)) for c, o in relation.items()}
 
     def _output(self, stage_id: str) -> _Relation | None:
@@ -86,10 +88,6 @@ class PlanLineage:
 
 def to_json(lineage: ColumnLineage) -> dict[str, list[dict[str, str]]]:
     return {column: [s.to_dict() for s in sources] for column, sources in lineage.items()}
-
-
-def from_json(data: Mapping[str, Any]) -> ColumnLineage:
-    return {str(c): tuple(SourceColumn(str(s["dataset"]), str(s["column"])) for s in sources) for c, sources in data.items()}
 
 
 def matching_case(lineage: ColumnLineage, schema: Schema | None) -> ColumnLineage:
