@@ -17,6 +17,7 @@ from pond_core.errors import PondConfigError
 from pond_core.lineage import stage_lineage
 from pond_core.pipeline import compile_pipeline
 from pond_core.plan.physical import SinkOutput
+from pond_core.runner import run_plan
 from pond_core.source_schemas import source_schema
 from tests.lineage_pipelines import EXPECTED, write_sources
 
@@ -110,3 +111,19 @@ def test_the_catalog_keeps_the_newest_column_lineage_on_sqlite_and_postgresql(ca
     assert recorded["outputs"][0]["column_lineage"] == newer and "column_lineage" not in recorded["inputs"][0]
     with pytest.raises(PondConfigError, match="column_lineage of /data/totals must map each column"):
         catalog.record_lineage("r2", "s2", [], [{"uri": "/data/totals", "column_lineage": {"total": ["amount"]}}])
+
+
+def test_sources_on_s3_are_read_with_the_runs_storage_options(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)  # only the run's own options can reach the bucket
+    bucket = s3_server.new_bucket()
+    for name, path in write_sources(str(tmp_path / "src")).items():
+        s3_server.client().upload_file(path, bucket, f"src/{name}.parquet")
+    src, out = f"s3://{bucket}/src", f"s3://{bucket}/out"
+    plan = compile_pipeline(PIPELINES[0], {"source_root": src, "output": out}, data_root=str(tmp_path / "run"))
+    run_plan(plan, "s3-cols", settings={"data_root": str(tmp_path / "run"), "executor": "local"}, storage=s3_server.options())
+
+    record = Catalog(Catalog.default_url(str(tmp_path / "run"))).column_lineage(out)
+    assert record is not None
+    assert record["columns"]["net"] == [{"dataset": f"{src}/orders.parquet", "column": c} for c in ("amount", "discount")]
+    assert "secret" not in json.dumps(record).lower()
