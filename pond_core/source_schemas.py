@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
+
 from pond_core.errors import PondError
 from pond_core.execute.inputs import Part, source_sql
 from pond_core.io import configure_duckdb, hive_read_options, resolve_paths
@@ -24,8 +26,6 @@ log = logging.getLogger("pond")
 
 def source_schema(inp: SourceInput, options: StorageOptions | None = None) -> Schema | None:
     """The source's columns and DuckDB types, or None when they cannot be read."""
-    import duckdb
-
     try:
         return _describe(inp.source, options)
     except (PondError, OSError, duckdb.Error) as exc:
@@ -41,9 +41,8 @@ def _describe(source: SourceSpec, options: StorageOptions | None) -> Schema | No
 
         return _project(resolve_table(source.table, options).schema, source.columns)
     files = resolve_paths(list(source.paths), source.recursive, options)
-    sql = source_sql(source, Part(tuple(files[:1] if not source.union_by_name else files)), hive_read_options(files, None, source.hive_partitioning))
-    import duckdb
-
+    read = files if source.union_by_name else files[:1]  # one file's footer, unless columns vary by file
+    sql = source_sql(source, Part(tuple(read)), hive_read_options(files, None, source.hive_partitioning))
     con = duckdb.connect()
     try:
         configure_duckdb(con, options, files[:1])
