@@ -76,3 +76,11 @@ def three_way_sql(sp: Any, source_root: str, output: str) -> Any:
     """The same join as one SQL statement over whole datasets: pond plans the exchanges."""
     paths = source_paths(source_root)
     return sp.sql(THREE_WAY_SQL, **paths).sink_parquet(output, mode="overwrite")
+
+
+def python_steps(sp: Any, source_root: str, output: str) -> Any:
+    """A Python filter (columns pass through unchanged) and a Python map (opaque columns)."""
+    paths = source_paths(source_root)
+    kept = sp.read_parquet(paths["orders"]).filter(lambda row: row["amount"] > 10)
+    doubled = kept.map(lambda row: {"order_id": row["order_id"], "twice": row["amount"] * 2}, schema={"order_id": "BIGINT", "twice": "DOUBLE"})
+    return sp.partial_sql("SELECT k.order_id, k.discount, d.twice FROM {0} k JOIN {1} d USING (order_id)", kept, doubled).sink_parquet(output)

@@ -127,3 +127,16 @@ def test_sources_on_s3_are_read_with_the_runs_storage_options(s3_server, tmp_pat
     assert record is not None
     assert record["columns"]["net"] == [{"dataset": f"{src}/orders.parquet", "column": c} for c in ("amount", "discount")]
     assert "secret" not in json.dumps(record).lower()
+
+
+def test_a_python_filter_keeps_origins_and_a_python_map_hides_them(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_sources(str(src))
+    plan = compile_pipeline("tests.lineage_pipelines:python_steps", {"source_root": str(src), "output": str(tmp_path / "out")}, data_root=str(tmp_path / "run"))
+    lineage = PlanLineage(plan, source_schema).stage(plan.final.id)
+    orders = str(src / "orders.parquet")
+    assert lineage == {
+        "order_id": (SourceColumn(orders, "order_id"),),  # k.order_id: through the Python filter unchanged
+        "discount": (SourceColumn(orders, "discount"),),
+        "twice": (),  # a Python map's column: it exists, its origin is unknown
+    }
