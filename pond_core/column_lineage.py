@@ -29,7 +29,9 @@ from pond_core.sql_quote import quote_ident
 
 log = logging.getLogger("pond")
 
-INTERNAL_PREFIX = "__pond"  # bucket tags and row numbers pond adds; never a user's column
+# Columns pond adds (bucket tags, partial aggregates between stages): traced through, like any
+# column, but never reported as a column the stage writes for its user.
+INTERNAL_PREFIX = "__pond"
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -69,7 +71,9 @@ class PlanLineage:
         """The columns the stage writes, each with the source columns it is computed from."""
         with self._lock:
             relation = self._output(stage_id)
-        return None if relation is None else {c: tuple(sorted(o)) for c, o in relation.items()}
+        if relation is None:
+            return None
+        return {c: tuple(sorted(o)) for c, o in relation.items() if not c.startswith(INTERNAL_PREFIX)}
 
     def _output(self, stage_id: str) -> _Relation | None:
         if stage_id not in self._outputs:
@@ -122,7 +126,7 @@ def _stage_output(stage: Stage, done: Mapping[str, _Relation | None], source_sch
         return None
     keep = stage.output.columns if isinstance(stage.output, ExchangeOutput) else None
     wanted = None if keep is None else {c.lower() for c in keep}
-    return {c: o for c, o in result.items() if not c.startswith(INTERNAL_PREFIX) and (wanted is None or c.lower() in wanted)}
+    return {c: o for c, o in result.items() if wanted is None or c.lower() in wanted}
 
 
 def _python_step(step: PythonStep, relations: Mapping[str, _Relation]) -> _Relation | None:

@@ -140,3 +140,19 @@ def test_a_python_filter_keeps_origins_and_a_python_map_hides_them(tmp_path: Pat
         "discount": (SourceColumn(orders, "discount"),),
         "twice": (),  # a Python map's column: it exists, its origin is unknown
     }
+
+
+def test_a_two_phase_aggregate_traces_through_its_partial_columns(tmp_path: Path) -> None:
+    """Partial aggregates cross the exchange in pond's own `__pond` columns: traced through,
+    never reported as columns of their own."""
+    from tests.support.sql_tpch import tpch_dir
+
+    plan = compile_pipeline("tests.sql_pipelines:revenue_by_priority", {"data": str(tpch_dir(0.1))}, data_root=str(tmp_path / "run"))
+    assert len(plan.stages) >= 2 and any("__pond" in sql for s in plan.stages for sql in s.sql)
+    lineage = PlanLineage(plan, source_schema).stage(plan.final.id)
+    assert lineage is not None
+    assert {c: {s.column for s in sources} for c, sources in lineage.items()} == {
+        "o_orderpriority": {"o_orderpriority"},
+        "revenue": {"l_extendedprice", "l_discount"},
+        "n": set(),
+    }
