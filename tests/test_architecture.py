@@ -213,3 +213,14 @@ def test_sql_is_quoted_only_in_sql_quote():
 def test_the_quoting_check_sees_hand_quoting():
     assert _escapes_quotes(ast.parse("""name.replace('"', '""')""").body[0].value)  # type: ignore[attr-defined]
     assert not _escapes_quotes(ast.parse("""name.replace("a", "b")""").body[0].value)  # type: ignore[attr-defined]
+
+
+def test_the_sql_compiler_imports_no_session_dataframe_or_executor():
+    """The SQL compiler is plan layer: it makes logical plan nodes from a statement and typed
+    inputs; turning DataFrames into inputs and running plans is the front end's and executor's."""
+    forbidden = ("pond_core.session", "pond_core.dataframe", "pond_core.execute", "pond_core.sqlplan", "pond_core.runner")
+    compiler = {m: imported for m, imported in _graph("pond_core").items() if m.startswith("pond_core.plan.sqlcompile")}
+    assert len(compiler) > 10, sorted(compiler)
+    for module, imported in compiler.items():
+        bad = sorted(name for name in imported if name.startswith(forbidden))
+        assert not bad, f"{module} imports {bad}"

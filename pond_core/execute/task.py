@@ -24,6 +24,7 @@ from pond_core.io.sink import written_files
 from pond_core.io.written import WrittenFile
 from pond_core.plan.physical import BUCKET_COLUMN, PythonStep, Schema, SqlStep, Step
 from pond_core.plan.sql import bind
+from pond_core.plan.statement import pivot_values_from_data
 from pond_core.sql_quote import quote_ident, quote_str
 
 # Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
@@ -110,7 +111,10 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step) -> Non
 
         UDF(u.name, u.func.load(), u.params, u.return_type).register(con)
     query = bind(step.query, [quote_ident(n) for n in step.inputs])
-    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {query}")
+    # A PIVOT taking its values from the data cannot be a view (DuckDB reads the values first):
+    # it is computed into a temporary table, which spills like any DuckDB table.
+    kind = "TEMP TABLE" if pivot_values_from_data(query) else "VIEW"
+    con.execute(f"CREATE {kind} {quote_ident(step.id)} AS {query}")
 
 
 def _run_python_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: PythonStep) -> None:

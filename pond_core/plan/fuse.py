@@ -37,7 +37,8 @@ from pond_core.plan.physical import (
     UpstreamInput,
     stage_id,
 )
-from pond_core.plan.sql import quote_ident
+from pond_core.plan.sql import input_name, inputs_as_names, names_as_inputs
+from pond_core.sql_quote import quote_ident
 
 
 def fuse_co_partitioned(stages: list[Stage]) -> list[Stage]:
@@ -148,9 +149,9 @@ def per_partition_query(query: str, ninputs: int) -> str | None:
     import sqlglot
     from sqlglot import exp
 
-    names = [f"__pond_in{i}" for i in range(ninputs)]
+    names = [input_name(i) for i in range(ninputs)]
     try:
-        tree = sqlglot.parse_one(query.format(*names), read="duckdb")
+        tree = sqlglot.parse_one(inputs_as_names(query, ninputs), read="duckdb")
     except Exception:
         return None
     if not isinstance(tree, exp.Select) or not _plain(tree):
@@ -193,10 +194,8 @@ def per_partition_query(query: str, ninputs: int) -> str | None:
     tree = tree.select(exp.alias_(partition.copy(), BUCKET_COLUMN, quoted=True), copy=False)
     if group is not None and not group.args.get("all"):
         tree = tree.group_by(partition.copy(), copy=False)
-    text = tree.sql(dialect="duckdb").replace("{", "{{").replace("}", "}}")  # pond binds with str.format
-    for i, name in enumerate(names):
-        text = text.replace(name, f"{{{i}}}")
-    return text if all(name not in text for name in names) else None
+    text = names_as_inputs(tree.sql(dialect="duckdb"))
+    return text if "__pond_in_" not in text else None
 
 
 def _plain(tree: object) -> bool:
