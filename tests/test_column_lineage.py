@@ -156,3 +156,27 @@ def test_a_two_phase_aggregate_traces_through_its_partial_columns(tmp_path: Path
         "revenue": {"l_extendedprice", "l_discount"},
         "n": set(),
     }
+
+
+def test_every_tpch_querys_columns_trace_at_8_partitions(tmp_path: Path) -> None:
+    import pond_core
+    from pond_core.plan.compile import compile_plan
+    from pond_core.sqlplan import plan_sql
+    from tests.support.sql_tpch import tpch_dir
+    from tests.tpch_queries import QUERIES, table_paths
+
+    paths = table_paths(tpch_dir(0.1))
+    sp = pond_core.init(data_root=str(tmp_path), executor="local")
+    try:
+        sourceless = []
+        for q, sql in QUERIES.items():
+            frame = plan_sql(sp, sql, {k: v for k, v in paths.items() if k in sql.lower()}, npartitions=8).frame
+            plan = compile_plan(frame._node, options=sp.compile_options())
+            lineage = PlanLineage(plan, source_schema)
+            assert all(lineage.stage(s.id) is not None for s in plan.stages), f"Q{q}: a stage not traced"
+            final = lineage.stage(plan.final.id) or {}
+            sourceless += [f"Q{q}.{c}" for c, sources in final.items() if not sources]
+    finally:
+        sp.shutdown()
+    # only counts of rows come from no column
+    assert sourceless == ["Q1.count_order", "Q4.order_count", "Q13.custdist", "Q21.numwait", "Q22.numcust"]
