@@ -20,12 +20,14 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from pond_core.plan.logical import PyMethod
 from pond_core.plan.physical import ExchangeOutput, PhysicalPlan, PythonStep, Schema, SourceInput, SqlStep, Stage, UpstreamInput
 from pond_core.plan.sql import bind
 from pond_core.sql_quote import quote_ident
+from pond_core.textenum import TextEnum
 
 log = logging.getLogger("pond")
 
@@ -34,15 +36,46 @@ log = logging.getLogger("pond")
 INTERNAL_PREFIX = "__pond"
 
 
+class Transformation(TextEnum):
+    """How an output column is derived from a source column (OpenLineage's DIRECT subtypes):
+    copied unchanged, computed from it row by row, or aggregated over rows."""
+
+    IDENTITY = "identity"
+    TRANSFORMATION = "transformation"
+    AGGREGATION = "aggregation"
+
+    def then(self, other: Transformation) -> Transformation:
+        """This step followed by `other`: the stronger of the two."""
+        return max(self, other, key=_STRENGTH.index)
+
+
+_STRENGTH = [Transformation.IDENTITY, Transformation.TRANSFORMATION, Transformation.AGGREGATION]
+
+
 @dataclasses.dataclass(frozen=True, order=True)
 class SourceColumn:
-    """A column of a source dataset (its URI as lineage names it: the path as written)."""
+    """A column of a source dataset (its URI as lineage names it: the path as written), and how
+    the output column is derived from it. `how` does not change which column it is, so it takes
+    no part in equality or ordering."""
 
     dataset: str
     column: str
+    how: Transformation = dataclasses.field(default=Transformation.IDENTITY, compare=False)
 
     def to_dict(self) -> dict[str, str]:
-        return {"dataset": self.dataset, "column": self.column}
+        return {"dataset": self.dataset, "column": self.column, "transformation": self.how.value}
+
+    def then(self, how: Transformation) -> SourceColumn:
+        return dataclasses.replace(self, how=self.how.then(how))
+
+
+def _merge(origins: Iterable[SourceColumn]) -> frozenset[SourceColumn]:
+    """One entry per source column, reached by several paths: the strongest derivation wins."""
+    merged: dict[SourceColumn, SourceColumn] = {}
+    for origin in origins:
+        seen = merged.get(origin)
+        merged[origin] = origin if seen is None else dataclasses.replace(seen, how=seen.how.then(origin.how))
+    return frozenset(merged.values())
 
 
 # An output column -> the source columns it is computed from (empty: a constant, count(*) or
@@ -153,16 +186,35 @@ def _sql_step(step: SqlStep, relations: Mapping[str, _Relation]) -> _Relation | 
     try:
         sql = bind(step.query, [quote_ident(name) for name in step.inputs])
         nodes = lineage(None, sqlglot.parse_one(sql, dialect="duckdb"), schema=schema, dialect="duckdb", copy=False)
-        out: _Relation = {}
-        for column, node in nodes.items():
-            origins: set[SourceColumn] = set()
-            for leaf in node.walk():
-                if leaf.downstream or not isinstance(leaf.source, sqlglot.exp.Table):
-                    continue
-                name = sqlglot.exp.to_column(leaf.name, dialect="duckdb").name
-                origins |= folded.get(leaf.source.name.lower(), {}).get(name.lower(), frozenset())
-            out[column] = frozenset(origins)
-        return out
+        return {column: _merge(_origins(node, Transformation.IDENTITY, folded)) for column, node in nodes.items()}
     except (SqlglotError, KeyError, IndexError, ValueError) as exc:  # sqlglot cannot read this SQL
         log.warning("column lineage: step %s not traced (%s: %s)", step.id, type(exc).__name__, exc)
         return None
+
+
+def _origins(node: Any, how: Transformation, relations: Mapping[str, _Relation]) -> Iterator[SourceColumn]:
+    """The source columns under a sqlglot lineage node, each with how the path from the output
+    column down to it derives it (every hop on the path counts)."""
+    import sqlglot
+
+    how = how.then(_hop(node.expression))
+    if node.downstream:
+        for child in node.downstream:
+            yield from _origins(child, how, relations)
+    elif isinstance(node.source, sqlglot.exp.Table):
+        name = sqlglot.exp.to_column(node.name, dialect="duckdb").name
+        for origin in relations.get(node.source.name.lower(), {}).get(name.lower(), frozenset()):
+            yield origin.then(how)
+
+
+def _hop(expression: Any) -> Transformation:
+    """How one select expression derives its value: a bare column copies it, an aggregate
+    (also over a window) aggregates, anything else computes."""
+    import sqlglot
+
+    inner = expression.unalias() if isinstance(expression, sqlglot.exp.Alias) else expression
+    if isinstance(inner, (sqlglot.exp.Column, sqlglot.exp.Table)):
+        return Transformation.IDENTITY
+    if inner.find(sqlglot.exp.AggFunc) is not None:
+        return Transformation.AGGREGATION
+    return Transformation.TRANSFORMATION

@@ -123,15 +123,20 @@ def mermaid(root: LineageNode, direction: Direction) -> str:
 
 def columns_text(record: dict[str, Any], stage: str | None = None) -> str:
     """A dataset's column lineage (the catalog's `column_lineage` record), one line a column:
-    `net  <- /data/orders: amount, discount`; sources grouped by dataset, `;` between them."""
+    `net  <- /data/orders: amount, discount (transformation)`; sources grouped by dataset, `;`
+    between them, how each is derived in brackets unless copied as is."""
     head = f"columns of {record['uri']} (run {record['run_id']}, stage {stage or record['stage_id']})"
     columns: dict[str, list[dict[str, str]]] = record["columns"]
     width = max((len(c) for c in columns), default=0)
     lines = [head]
     for column, sources in columns.items():
-        by_dataset: dict[str, list[str]] = {}
+        groups: dict[tuple[str, str], list[str]] = {}
         for source in sources:
-            by_dataset.setdefault(source["dataset"], []).append(source["column"])
-        origin = "; ".join(f"{dataset}: {', '.join(names)}" for dataset, names in by_dataset.items()) or "(no source column)"
+            groups.setdefault((source["dataset"], source.get("transformation") or "identity"), []).append(source["column"])
+        origin = "; ".join(f"{dataset}: {', '.join(names)}{_how(how)}" for (dataset, how), names in groups.items()) or "(no source column)"
         lines.append(f"  {column.ljust(width)}  <- {origin}")
     return "\n".join(lines)
+
+
+def _how(transformation: str) -> str:
+    return "" if transformation == "identity" else f" ({transformation})"

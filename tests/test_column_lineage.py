@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from pond_core.catalog import Catalog
 from pond_core.cli import pond
-from pond_core.column_lineage import PlanLineage, SourceColumn
+from pond_core.column_lineage import PlanLineage, SourceColumn, Transformation
 from pond_core.errors import PondConfigError
 from pond_core.lineage import stage_lineage
 from pond_core.pipeline import compile_pipeline
@@ -33,7 +33,11 @@ def test_each_output_column_traces_to_its_source_columns_through_every_stage(ref
     write_sources(str(tmp_path / "src"))
     plan = compile_pipeline(ref, {"source_root": str(tmp_path / "src"), "output": str(tmp_path / "out")}, data_root=str(tmp_path / "run"))
     lineage = PlanLineage(plan, source_schema)
-    assert lineage.stage(plan.final.id) == expected(tmp_path / "src")
+    final = lineage.stage(plan.final.id)
+    assert final == expected(tmp_path / "src")
+    hows = {c: {s.how for s in sources} for c, sources in final.items()}
+    assert hows["order_id"] == hows["customer"] == hows["region"] == {Transformation.IDENTITY}  # copied through two exchanges
+    assert hows["net"] == hows["market"] == {Transformation.TRANSFORMATION}
     if ref.endswith("frames"):  # two exchange rounds lie between the sources and the sink
         assert len(plan.stages) == 5
         middle = lineage.stage(plan.stage("customers_orders_by_country").id)
@@ -72,9 +76,9 @@ def test_the_catalog_records_it_and_pond_lineage_columns_shows_it(ref: str, tmp_
     text = pond_cli("lineage", str(out), "--columns", "--data-root", str(root)).splitlines()
     assert text[0].startswith(f"columns of {out} (run cols-1, stage write_")
     lines = {line.split("<-")[0].strip(): line.split("<-")[1].strip() for line in text[1:]}
-    assert lines["net"] == f"{src}/orders.parquet: amount, discount"
-    assert lines["market"] == f"{src}/customers.parquet: country; {src}/regions.parquet: region_name"
-    assert lines["customer"] == f"{src}/customers.parquet: name"
+    assert lines["net"] == f"{src}/orders.parquet: amount, discount (transformation)"
+    assert lines["market"] == f"{src}/customers.parquet: country (transformation); {src}/regions.parquet: region_name (transformation)"
+    assert lines["customer"] == f"{src}/customers.parquet: name"  # copied as is
 
 
 def test_a_source_has_no_column_lineage_and_the_cli_says_why(tmp_path: Path) -> None:
@@ -92,8 +96,8 @@ def test_the_stage_record_carries_it_for_the_providers(tmp_path: Path) -> None:
     assert isinstance(final.output, SinkOutput)
     record = stage_lineage(plan, final).to_dict()
     assert record["outputs"][0]["column_lineage"]["net"] == [
-        {"dataset": str(tmp_path / "src/orders.parquet"), "column": "amount"},
-        {"dataset": str(tmp_path / "src/orders.parquet"), "column": "discount"},
+        {"dataset": str(tmp_path / "src/orders.parquet"), "column": "amount", "transformation": "transformation"},
+        {"dataset": str(tmp_path / "src/orders.parquet"), "column": "discount", "transformation": "transformation"},
     ]
 
 
@@ -125,7 +129,7 @@ def test_sources_on_s3_are_read_with_the_runs_storage_options(s3_server, tmp_pat
 
     record = Catalog(Catalog.default_url(str(tmp_path / "run"))).column_lineage(out)
     assert record is not None
-    assert record["columns"]["net"] == [{"dataset": f"{src}/orders.parquet", "column": c} for c in ("amount", "discount")]
+    assert [(s["dataset"], s["column"]) for s in record["columns"]["net"]] == [(f"{src}/orders.parquet", c) for c in ("amount", "discount")]
     assert "secret" not in json.dumps(record).lower()
 
 
@@ -156,6 +160,8 @@ def test_a_two_phase_aggregate_traces_through_its_partial_columns(tmp_path: Path
         "revenue": {"l_extendedprice", "l_discount"},
         "n": set(),
     }
+    assert {s.how for s in lineage["revenue"]} == {Transformation.AGGREGATION}  # partial sums, then their sum
+    assert {s.how for s in lineage["o_orderpriority"]} == {Transformation.IDENTITY}
 
 
 def test_every_tpch_querys_columns_trace_at_8_partitions(tmp_path: Path) -> None:

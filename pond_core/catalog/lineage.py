@@ -40,7 +40,8 @@ def dataset_refs(items: Sequence[Mapping[str, Any]], what: str) -> list[dict[str
 
 
 def _column_lineage(value: Any, uri: str) -> dict[str, list[dict[str, str]]] | None:
-    """{"column": [{"dataset", "column"}, ...]}: which source columns each column of `uri` is from."""
+    """{"column": [{"dataset", "column", "transformation"}, ...]}: which source columns each column
+    of `uri` is from, and how (the transformation is optional)."""
     if value is None:
         return None
     if not isinstance(value, Mapping) or not all(
@@ -50,7 +51,14 @@ def _column_lineage(value: Any, uri: str) -> dict[str, list[dict[str, str]]] | N
         raise PondConfigError(
             f"column_lineage of {uri} must map each column to a list of {{'dataset', 'column'}} dicts, not {value!r}"
         )
-    return {str(c): [{"dataset": str(s["dataset"]), "column": str(s["column"])} for s in sources] for c, sources in value.items()}
+    return {str(c): [_source_column(s) for s in sources] for c, sources in value.items()}
+
+
+def _source_column(source: Mapping[str, Any]) -> dict[str, str]:
+    out = {"dataset": str(source["dataset"]), "column": str(source["column"])}
+    if source.get("transformation") is not None:
+        out["transformation"] = str(source["transformation"])  # identity, transformation or aggregation
+    return out
 
 
 def _schema(fields: Any, uri: str) -> list[dict[str, Any]]:

@@ -56,12 +56,16 @@ def _facets(item: dict[str, Any]) -> dict[str, Any]:
 
 def _column_lineage(columns: dict[str, list[dict[str, str]]]) -> Any:
     """pond's column lineage (each output column -> the source columns it is computed from) as
-    OpenLineage's columnLineage facet; source datasets named as the event's inputs are."""
+    OpenLineage's columnLineage facet; source datasets named as the event's inputs are, each
+    with its DIRECT transformation (IDENTITY, TRANSFORMATION or AGGREGATION)."""
     from airflow.providers.common.compat.openlineage.facet import ColumnLineageDatasetFacet, Fields, InputField
+    from openlineage.client.generated.column_lineage_dataset import Transformation
 
     def field(source: dict[str, str]) -> Any:
         namespace, name = ol_name(dataset_uri(source["dataset"]))
-        return InputField(namespace=namespace, name=name, field=source["column"])
+        how = source.get("transformation")
+        transformations = [Transformation(type="DIRECT", subtype=how.upper())] if how else None
+        return InputField(namespace=namespace, name=name, field=source["column"], transformations=transformations)
 
     return ColumnLineageDatasetFacet(
         fields={column: Fields(inputFields=[field(s) for s in sources], transformationType="", transformationDescription="")

@@ -29,3 +29,8 @@ def test_a_three_way_joins_columns_trace_to_their_sources_in_the_openlineage_eve
     # an intermediate stage's output traces to sources too, through its exchange
     middle = _columns(f"{DAG_ID}.three_way_frames.customers_orders_by_country")
     assert middle["country"] == {("file", f"{sources}/customers.parquet", "country")}
+    # how each is derived: OpenLineage's DIRECT subtypes
+    complete = [e for e in lineage_events(f"{DAG_ID}.three_way_sql") if e["eventType"] == "COMPLETE"][-1]
+    fields = complete["outputs"][0]["facets"]["columnLineage"]["fields"]
+    assert [t["subtype"] for f in fields["net"]["inputFields"] for t in f["transformations"]] == ["TRANSFORMATION"] * 2
+    assert [(t["type"], t["subtype"]) for t in fields["order_id"]["inputFields"][0]["transformations"]] == [("DIRECT", "IDENTITY")]
