@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pond_core.plan.logical import RepartitionMethod
 from pond_core.plan.physical import (
     BUCKET_COLUMN,
+    PARTITION_VARIABLE,
     BucketedFilesOutput,
     ExchangeOutput,
     FilesOutput,
@@ -123,6 +124,8 @@ def _fuse(consumer: Stage, producers: list[Stage]) -> Stage | None:
         bucketed[consumer_input.name] = view
     for s in consumer.steps:
         assert isinstance(s, SqlStep)
+        if s.setup or PARTITION_VARIABLE in s.query:
+            return None  # set-up statements and the partition index belong to one partition's task
         rewritten = per_partition_query(s.query, len(s.inputs))
         if rewritten is None:
             return None
