@@ -55,7 +55,8 @@ def read_info(df: DataFrame) -> ReadInfo | None:
         return None
     src = node.source
     files = tuple(resolve_paths(list(src.paths), src.recursive, df.session.storage))
-    return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
+    label = ", ".join(src.paths)  # the path the user gave names the input in an error
+    return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning, label))
 
 
 def session_of(df: DataFrame) -> Session:
