@@ -152,7 +152,7 @@ def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...], from_dat
     names = list(ctx.tables)
     rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
     rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
-    text = bind_named_inputs(ctx.fallbacks[-1].sql_comment() + body, names)  # `{i}` already: no sentinels
+    text = ctx.fallbacks[-1].sql_comment() + bind_named_inputs(body, names)  # `{i}` already: no sentinels
     plan = Sql(inputs=tuple(r.plan for r in rels), query=text)
     node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
                     ctx.fallbacks[-1].reason)
