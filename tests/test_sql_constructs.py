@@ -121,3 +121,4 @@ def test_a_fallback_is_named_in_explain_the_log_and_the_stage(sql_sessions, tabl
     (stage,) = [s for s in compile_plan(dq.frame._node).stages if any("GROUP BY ROLLUP" in q for q in s.sql)]
     assert stage.sql[-1].startswith("/* pond: whole query runs in one partition: GROUPING SETS / ROLLUP / CUBE */")
     assert "runs in one partition" in stage.description
+    assert stage.name == "whole_query_in_one_partition"

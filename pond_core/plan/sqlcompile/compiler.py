@@ -33,6 +33,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from pond_core.errors import PondSqlError
 from pond_core.plan.logical import Node, Sql
+from pond_core.plan.naming import MAX_NAME, slug
 from pond_core.plan.sql import bind_named_inputs, quote_ident
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.block import plan_select
@@ -153,7 +154,7 @@ def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...], from_dat
     rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
     rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
     text = ctx.fallbacks[-1].sql_comment() + bind_named_inputs(body, names)  # `{i}` already: no sentinels
-    plan = Sql(inputs=tuple(r.plan for r in rels), query=text)
+    plan = Sql(inputs=tuple(r.plan for r in rels), query=text, name=_single_name(ctx.fallbacks[-1]))
     node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
                     ctx.fallbacks[-1].reason)
     rel = Rel(plan, tuple(c for c, _ in output), tuple(t for _, t in output), Partitioning.single(), 0.0, tuple(8.0 for _ in output), "", node)
@@ -242,7 +243,14 @@ def _single(ctx: Context, e: exp.Expression, env: Env, label: str, fallback: Fal
         raise NotDistributable(f"{label} reads no input")
     rel = derive(ctx, fallback.sql_comment() + X.sql(copy), rels, part=Partitioning.single(), rows=max([r.rows for r in rels] or [1.0]),
                  op=Op.SINGLE_PARTITION, detail=f"{label} as written, by DuckDB", reason=fallback.reason)
+    rel = dataclasses.replace(rel, plan=dataclasses.replace(rel.plan, name=_single_name(fallback)))
     return Planned(rel, rel.columns)
+
+
+def _single_name(fallback: Fallback) -> str:
+    """The stage computing a one-partition part says so in its name (plans, orchestrator tasks,
+    the catalog's stage list): `whole_query_in_one_partition`, `cte_x_in_one_partition`."""
+    return (slug(fallback.where)[: MAX_NAME - 20].strip("_") or "part") + "_in_one_partition"
 
 
 def _finish(ctx: Context, rel: Rel, output: tuple[tuple[str, str], ...]) -> Rel:
