@@ -122,3 +122,6 @@ def test_a_fallback_is_named_in_explain_the_log_and_the_stage(sql_sessions, tabl
     assert stage.sql[-1].startswith("/* pond: whole query runs in one partition: GROUPING SETS / ROLLUP / CUBE */")
     assert "runs in one partition" in stage.description
     assert stage.name == "whole_query_in_one_partition"
+    with caplog.at_level(logging.INFO, logger="pond.stage"):
+        dq.frame.recompute().take_all()
+    assert "pond stage whole_query_in_one_partition starts: " in caplog.text  # the stage log names it
