@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pond_core.plan.logical import RepartitionMethod
 from pond_core.plan.physical import (
     BUCKET_COLUMN,
+    PARTITION_VARIABLE,
     BucketedFilesOutput,
     ExchangeOutput,
     FilesOutput,
@@ -37,7 +38,8 @@ from pond_core.plan.physical import (
     UpstreamInput,
     stage_id,
 )
-from pond_core.plan.sql import input_name, inputs_as_names, names_as_inputs, quote_ident
+from pond_core.plan.sql import input_name, inputs_as_names, names_as_inputs
+from pond_core.sql_quote import quote_ident
 
 
 def fuse_co_partitioned(stages: list[Stage]) -> list[Stage]:
@@ -122,6 +124,8 @@ def _fuse(consumer: Stage, producers: list[Stage]) -> Stage | None:
         bucketed[consumer_input.name] = view
     for s in consumer.steps:
         assert isinstance(s, SqlStep)
+        if s.setup or PARTITION_VARIABLE in s.query:
+            return None  # set-up statements and the partition index belong to one partition's task
         rewritten = per_partition_query(s.query, len(s.inputs))
         if rewritten is None:
             return None

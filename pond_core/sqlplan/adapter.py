@@ -96,7 +96,8 @@ def frame_schema_sql(plan: Node, storage: StorageOptions, describe: Any) -> list
     for each node are created through it."""
     from pond_core.execute.inputs import empty_sql
     from pond_core.plan.logical import Limit, PyMap, Read, Repartition, Sql, walk
-    from pond_core.plan.sql import bind, quote_ident
+    from pond_core.plan.sql import bind
+    from pond_core.sql_quote import quote_ident
 
     names: dict[str, str] = {}
     cols = None

@@ -34,7 +34,6 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile.exprs import column_ref, sql
 from pond_core.plan.sqlcompile.model import Op, Partitioning
 from pond_core.plan.sqlcompile.rel import (
@@ -47,6 +46,7 @@ from pond_core.plan.sqlcompile.rel import (
     sentinel,
     shadow_sql,
 )
+from pond_core.sql_quote import quote_ident
 
 
 class AggKind(enum.Enum):

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.aggregate import AggCall, aggregate, describe_call
 from pond_core.plan.sqlcompile.fromclause import colmap_for, plan_from, sources_of
@@ -20,6 +19,7 @@ from pond_core.plan.sqlcompile.rel import Context, NotDistributable, Rel, derive
 from pond_core.plan.sqlcompile.scope import Env, Planned
 from pond_core.plan.sqlcompile.subqueries import OUTER, prepare
 from pond_core.plan.sqlcompile.windows import window_input
+from pond_core.sql_quote import quote_ident
 
 
 def plan_select(ctx: Context, sel: exp.Select, env: Env, label: str) -> Planned:

@@ -34,7 +34,7 @@ from sqlglot.optimizer.qualify import qualify
 from pond_core.errors import PondSqlError
 from pond_core.plan.logical import Node, Repartition, Sql, walk
 from pond_core.plan.naming import MAX_NAME, slug
-from pond_core.plan.sql import bind_named_inputs, quote_ident
+from pond_core.plan.sql import bind_named_inputs
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.block import plan_select
 from pond_core.plan.sqlcompile.explain import render
@@ -55,6 +55,8 @@ from pond_core.plan.sqlcompile.setops import plan_setop
 from pond_core.plan.sqlcompile.shadow import STORED_AS, Shadow, ShadowError
 from pond_core.plan.sqlcompile.tables import FileGrouping, InputTable
 from pond_core.plan.statement import pivot_values_from_data
+from pond_core.sql_errors import on_user_sql
+from pond_core.sql_quote import quote_ident
 
 log = logging.getLogger("pond.sql")
 
@@ -132,7 +134,7 @@ def _describe(shadow: Shadow, body: str) -> tuple[tuple[str, str], ...]:
                 f"pond plans over its named inputs only: give it as an input (sql(query, name=path)) and name it like a table"
                 f"\nSQL: {body}"
             ) from None
-        raise PondSqlError(f"sql: {message}\nSQL: {body}") from None
+        raise PondSqlError(f"sql: {on_user_sql(message, body)}\nSQL: {body}") from None
 
 
 def _report_fallbacks(ctx: Context, body: str) -> None:

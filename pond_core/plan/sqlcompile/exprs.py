@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
+from pond_core.sql_quote import quote_ident
 
 DIALECT = "duckdb"
 

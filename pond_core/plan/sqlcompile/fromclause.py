@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.joins import JoinKind, JoinSpec, join
 from pond_core.plan.sqlcompile.model import Op
@@ -27,6 +26,7 @@ from pond_core.plan.sqlcompile.scans import scan
 from pond_core.plan.sqlcompile.scope import Env, Planned
 from pond_core.plan.sqlcompile.subqueries import filter_step, prepare
 from pond_core.plan.sqlcompile.tables import InputTable
+from pond_core.sql_quote import quote_ident
 
 
 @dataclasses.dataclass

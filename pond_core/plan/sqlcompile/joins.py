@@ -22,10 +22,10 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile.layout import colocate, copartitioned
 from pond_core.plan.sqlcompile.model import Op, Partitioning
 from pond_core.plan.sqlcompile.rel import Context, Rel, broadcast, derive, gather, sentinel
+from pond_core.sql_quote import quote_ident
 
 
 class JoinKind(enum.Enum):

@@ -19,9 +19,9 @@ import dataclasses
 from collections.abc import Sequence
 
 from pond_core.plan.logical import Repartition, RepartitionMethod
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
 from pond_core.plan.sqlcompile.rel import Context, Rel, hash_exchange, project
+from pond_core.sql_quote import quote_ident
 
 
 def copartitioned(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:

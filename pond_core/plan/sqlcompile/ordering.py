@@ -20,7 +20,6 @@ import dataclasses
 from collections.abc import Sequence
 
 from pond_core.plan.logical import Repartition, RepartitionMethod
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
 from pond_core.plan.sqlcompile.rel import (
     Context,
@@ -31,6 +30,7 @@ from pond_core.plan.sqlcompile.rel import (
     partitions_for,
     sentinel,
 )
+from pond_core.sql_quote import quote_ident
 
 SAMPLE_ROWS = 1000
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pond_core.plan.logical import Node, Repartition, RepartitionMethod, Sql
-from pond_core.plan.sql import bind_input_names, input_name, names_as_inputs, quote_ident
+from pond_core.plan.sql import bind_input_names, input_name, names_as_inputs
 from pond_core.plan.sqlcompile.model import (
     ExchangeKind,
     Fallback,
@@ -31,6 +31,7 @@ from pond_core.plan.sqlcompile.model import (
 )
 from pond_core.plan.sqlcompile.shadow import STORED_AS, Shadow
 from pond_core.plan.sqlcompile.tables import type_width
+from pond_core.sql_quote import quote_ident
 
 if TYPE_CHECKING:
     from pond_core.plan.sqlcompile.tables import FileGrouping, InputTable

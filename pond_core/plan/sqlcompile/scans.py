@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from pond_core.plan.logical import Node, Read, Repartition, RepartitionMethod
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile.estimate import combined
 from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PlanNode
 from pond_core.plan.sqlcompile.rel import Context, Rel, derive, sentinel
 from pond_core.plan.sqlcompile.tables import InputTable
+from pond_core.sql_quote import quote_ident
 
 
 def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:

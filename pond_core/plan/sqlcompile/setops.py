@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.model import Op, Partitioning
 from pond_core.plan.sqlcompile.ordering import SortKey, distinct, order_limit
@@ -33,6 +32,7 @@ from pond_core.plan.sqlcompile.rel import (
     spread,
 )
 from pond_core.plan.sqlcompile.scope import Env, Planned
+from pond_core.sql_quote import quote_ident
 
 
 def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branch: Callable[..., Planned]) -> Planned:

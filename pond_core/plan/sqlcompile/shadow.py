@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from pond_core.plan.sql import quote_ident
+from pond_core.sql_quote import quote_ident
 
 # Parquet has no 128-bit integer; pond stores HUGEINT as DECIMAL(38,0) between stages. The
 # planner casts explicitly wherever a step yields one, so types never depend on where pond cuts

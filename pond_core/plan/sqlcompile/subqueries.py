@@ -24,7 +24,6 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.layout import anchor, colocate, copartitioned
 from pond_core.plan.sqlcompile.model import Op, PlanNode
@@ -39,6 +38,7 @@ from pond_core.plan.sqlcompile.rel import (
 )
 from pond_core.plan.sqlcompile.scans import scan
 from pond_core.plan.sqlcompile.scope import Env
+from pond_core.sql_quote import quote_ident
 
 OUTER = "__pond_outer"
 
