@@ -4,14 +4,14 @@
         task_id="customer_spend",
         sql="SELECT dt, customer_id, sum(amount) AS spend FROM orders WHERE dt = '{{ ds }}' GROUP BY ALL",
         inputs={"orders": "s3://shop/orders"},          # paths, globs, s3:// URLs, hive datasets
-        hash_by="customer_id", npartitions=8,             # optional repartition of every input
+        npartitions=8,                                    # optional: pond chooses from sizes and cores
         output_path="s3://shop/customer_spend", partition_by="dt", mode="overwrite_partitions",
     )
 
-The SQL names inputs like tables. Without `hash_by`/`npartitions` each input is gathered into
-one partition, so the SQL sees whole tables. With `hash_by`, every input is hash-partitioned on
-those columns and the SQL runs once per partition: right for joins and aggregations keyed on
-them. With only `npartitions`, the single input is split evenly (row-wise SQL only).
+The SQL names inputs like tables and reads them whole, as in DuckDB; pond's SQL planner
+(docs/sql.md) places the exchanges, so joins on different keys run as partitioned stages.
+`npartitions` fixes the partition count; `hash_by` hash-partitions every input holding those
+columns first (a join or aggregate on them then needs no exchange).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class PondSqlOperator(BaseOperator):
     :param inputs: table name -> path, glob, s3:// URL or (hive) dataset directory; templated.
     :param hive_partitioning: read `key=value` directories as columns: True, False, or a dict
         per input name; default (None): where the files are in such directories.
-    :param hash_by: hash-repartition every input on these columns first.
-    :param npartitions: partitions for `hash_by` (default 4), or an even split of one input.
+    :param hash_by: hash-repartition every input holding these columns first (an override).
+    :param npartitions: partitions of the planned stages (default: from sizes and cores; 4 with `hash_by`).
     :param output_path: where to write the result as Parquet (templated); without it, the
         result (at most `max_xcom_rows` rows) goes to XCom.
     :param partition_by: hive partition columns of the output.
