@@ -89,7 +89,7 @@ def test_every_smallpond_node_option_is_accepted_by_every_method(sp: Any) -> Non
 
 def test_an_unknown_option_is_an_error_naming_it(sp: Any) -> None:
     df = sp.from_items([1, 2, 3])
-    with pytest.raises(UnknownOptionError, match="'cpu_limt'") as err:
+    with pytest.raises(UnknownOptionError, match="'cpu_limt' \\(did you mean 'cpu_limit'\\?\\)") as err:
         df.map("item", cpu_limt=2)
     assert isinstance(err.value, TypeError) and isinstance(err.value, PondConfigError)
     with pytest.raises(TypeError, match="'by_row'"):
