@@ -194,13 +194,17 @@ def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> lis
     return [s for s in plan.stages if s.id in needed]
 
 
+_OPENING = threading.Lock()  # Alembic's upgrade keeps global state: one catalog opens at a time per process
+
+
 def open_catalog(settings: Settings) -> Catalog:
     from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
     from pond_core.catalog.engine import check_catalog_url
 
     if settings.catalog_url:  # an explicit URL must name what exists; the default is created
         check_catalog_url(settings.catalog_url)
-    return Catalog(settings.resolved_catalog_url)
+    with _OPENING:  # sessions in threads (and Prefect's threaded task runs) open catalogs at once
+        return Catalog(settings.resolved_catalog_url)
 
 
 def close_run(run_id: str, status: str, *, settings: Settings, error: str | None = None) -> None:
@@ -245,7 +249,9 @@ def _recording(
     own = catalog is None
     catalog = catalog or open_catalog(settings)
     try:
-        catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
+        # A session's actions are many plans of one run (its job): no one plan fingerprints it.
+        fingerprint = plan.fingerprint if plan.pipeline else None
+        catalog.start_run(run_id, plan.pipeline or "session", plan.params, fingerprint, executor.name)
         recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
         try:
             yield recorder

@@ -54,6 +54,7 @@ from pond_core.plan.sqlcompile.setops import plan_setop
 from pond_core.plan.sqlcompile.shadow import STORED_AS, Shadow, ShadowError
 from pond_core.plan.sqlcompile.tables import FileGrouping, InputTable
 from pond_core.plan.statement import pivot_values_from_data
+from pond_core.sql_errors import on_user_sql
 from pond_core.sql_quote import quote_ident
 
 log = logging.getLogger("pond.sql")
@@ -114,7 +115,7 @@ def _describe(shadow: Shadow, body: str) -> tuple[tuple[str, str], ...]:
                 f"pond plans over its named inputs only: give it as an input (sql(query, name=path)) and name it like a table"
                 f"\nSQL: {body}"
             ) from None
-        raise PondSqlError(f"sql: {message}\nSQL: {body}") from None
+        raise PondSqlError(f"sql: {on_user_sql(message, body)}\nSQL: {body}") from None
 
 
 def _report_fallbacks(ctx: Context, body: str) -> None:
