@@ -367,3 +367,16 @@ def test_pond_smallpond_reports_an_uncaught_exception_with_exit_code_1(tmp_path:
     assert ok.returncode == 0, ok.stderr
     missing = subprocess.run([POND, "smallpond", str(tmp_path / "nope.py")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such script" in missing.stderr
+
+
+def test_pond_smallpond_records_the_run_in_the_catalog(tmp_path: Any) -> None:
+    env = {**os.environ, "SP_DATA_ROOT": str(tmp_path / "root"), "SP_JOBID": "nightly-1"}
+    path = tmp_path / "script.py"
+    path.write_text("import smallpond\nsp = smallpond.init()\nsp.from_items([1, 2]).write_parquet('out')\n")
+    done = subprocess.run([POND, "smallpond", str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = subprocess.run([POND, "runs", "--json", "--data-root", str(tmp_path / "root")], capture_output=True, text=True, timeout=120)
+    assert runs.returncode == 0, runs.stderr
+    recorded = {r["run_id"]: r for r in json.loads(runs.stdout)}
+    assert recorded["nightly-1"]["status"] == "success"
+
