@@ -20,6 +20,7 @@ from typing import Any
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError
 from pond_core.plan.naming import slug, source_name
+from pond_core.plan.statement import check_one_query
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_HASH_PARTITIONS = 4  # `hash_by` without `npartitions`
@@ -56,12 +57,11 @@ def named_sql(
     strict: bool | None = None,
 ) -> DataFrame:
     """The DataFrame of `sql` over `inputs` (table name -> path, glob, s3:// URL or dataset dir)."""
-    from pond_core.plan.statement import check_one_query
     from pond_core.sqlplan import plan_sql
     from pond_core.sqlplan.inputs import InputHashing
 
     check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
-    check_one_query(sql, "sql")  # before any read: a session's read checks its path at once
+    check_one_query(sql, "sql")  # before any input is even looked at
     keys = (hash_by,) if isinstance(hash_by, str) else (tuple(hash_by) if hash_by else None)
     frames = {}
     for name, path in inputs.items():
