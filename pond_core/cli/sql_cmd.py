@@ -7,16 +7,11 @@ writes it as a Parquet dataset (`--output`), or shows the plan (`--explain`, not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from pond_core.cli import render
 from pond_core.cli.common import FAILED, CliError, executor_option, setting_option
 from pond_core.errors import PondInputError, PondSqlError
-
-if TYPE_CHECKING:
-    pass
 
 
 def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
