@@ -2,9 +2,9 @@
 
 A session is a job (smallpond's word): its DataFrame actions run as the run named by its
 job id, through `pond_core.runner.run_plan`, on the session's executor, and are recorded in the
-catalog like every run (`pond runs`, `pond lineage`): the run is the job, each action's stages
-its stage runs. The catalog opens at the first action, so building plans never imports
-SQLAlchemy.
+catalog like every run (`pond runs`, `pond lineage`): the run is the job, running while the
+session is, each action's stages its stage runs. The catalog opens at the first action, so
+building plans never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ class Session:
         self._fs = get_filesystem(config.data_root, storage)
         self._executor: Executor | None = None
         self._catalog: Catalog | None = None
+        self._run_open = False  # the catalog's run of this job is running after a successful action
         self._lock = threading.Lock()
         self._failed = False
         self._closed = False
@@ -316,10 +317,13 @@ class Session:
                 result = run_plan(
                     plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
                     force=force, lineage_scope=f"session.{self.job_id}", progress=bars.update, on_stage=bars.finished,
+                    finish_run=False,
                 )
         except PondError:
             self._failed = True
+            self._run_open = False  # run_plan recorded the run failed, with its error
             raise
+        self._run_open = True
         self._recompute -= {n.id for n in walk(root)}
         self.history.extend(m.result for m in result.manifests.values())
         return result.manifests[plan.final.name]
@@ -359,7 +363,7 @@ class Session:
         if self._executor is not None:
             self._executor.shutdown()
         if self._catalog is not None:
-            self._catalog.close()
+            self._finish_run(self._catalog)
         if not self._laid_out:
             return
         status = {
@@ -376,6 +380,16 @@ class Session:
                 shutil.rmtree(self.layout.spill_root, ignore_errors=True)
         except Exception as exc:  # at interpreter exit, storage may be gone; never raise there
             log.warning("pond session %s: cleanup failed: %s", self.config.job_id, exc)
+
+    def _finish_run(self, catalog: Catalog) -> None:
+        """The job's run ends with the session: success when its last action succeeded."""
+        try:
+            if self._run_open:
+                catalog.finish_run(self.job_id, "success")
+        except Exception as exc:  # at interpreter exit the catalog may be gone; never raise there
+            log.warning("pond session %s: cannot mark its run finished: %s", self.config.job_id, exc)
+        finally:
+            catalog.close()
 
     def __enter__(self) -> Session:
         return self
