@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pond_core.errors import PondConfigError
 from pond_core.plan.logical import Repartition, RepartitionMethod
 from pond_core.plan.sqlcompile.tables import DEFAULT_ROW_WIDTH, InputLayout, InputTable
-from pond_core.sql_quote import quote_str, sql_list
+from pond_core.sql_quote import path_list, quote_str
 from pond_core.sqlplan import adapter
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _parquet_sizes(storage: StorageOptions, files: list[str], shadow: Shadow) ->
         "SELECT file_name, row_group_id, any_value(row_group_num_rows), list(path_in_schema), "
         "list(total_uncompressed_size), list(type), list(stats_min_value), list(stats_max_value), "
         "list(data_page_offset - dictionary_page_offset), list(stats_null_count) "
-        f"FROM parquet_metadata({sql_list(files)}) GROUP BY 1, 2"
+        f"FROM parquet_metadata({path_list(files)}) GROUP BY 1, 2"
     ).fetchall()
     rows = 0.0
     col_bytes: dict[str, float] = {}

@@ -104,6 +104,7 @@ class PondSqlOperator(BaseOperator):
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self._result: dict[str, Any] | None = None
+        self._columns: dict[str, Any] | None = None  # the output's column lineage, once written
         self._hook: PondHook | None = None
         self._session: Any = None
         self._executor: api.Executor | None = None
@@ -167,8 +168,11 @@ class PondSqlOperator(BaseOperator):
         finally:
             executor, self._executor = self._executor, None
             executor.shutdown()
-        result = done.manifests[plan.final.name].result.to_dict()
+        committed = done.manifests[plan.final.name].result
+        result = committed.to_dict()
         self._result = result
+        (written,) = api.stage_lineage(plan, plan.final, committed, storage=hook.settings.storage()).outputs
+        self._columns = written.to_dict().get("column_lineage")
         target = self.output_path or str(result.get("location"))
         emit_asset_events(context, self.outlets, target, asset_event_extra(result, run_id), match=False)
         return xcom_result(result)
@@ -207,6 +211,8 @@ class PondSqlOperator(BaseOperator):
             output: dict[str, Any] = {"uri": self.output_path or (self._result or {}).get("location") or f"iceberg://pond/{self.output_table}"}
             if self._result and self._result.get("checks"):
                 output["assertions"] = [_assertion(c) for c in self._result["checks"]]
+            if self._columns is not None:
+                output["column_lineage"] = self._columns
             if self._result:
                 output["schema"] = [{"name": n, "type": t} for n, t in self._result.get("schema") or []]
                 output["rows"] = (self._result.get("sink") or {}).get("rows", self._result.get("rows"))
