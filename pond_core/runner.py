@@ -117,7 +117,9 @@ def run_plan(
     _check_sink_buckets(selected, storage)
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
-        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope))
+        events = scope.enter_context(
+            _recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope, storage)
+        )
         ctx = RunContext(
             run_id=run_id,
             layout=RunLayout(resolved.data_root, run_id, resolved.spill_dir),
@@ -244,7 +246,7 @@ def _owned_executor(settings: Settings, task_hooks: Sequence[TaskHook]) -> Itera
 @contextlib.contextmanager
 def _recording(
     plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool,
-    lineage_scope: str | None = None,
+    lineage_scope: str | None = None, storage: StorageOptions | None = None,
 ) -> Iterator[StageEvents]:
     """The run's catalog recorder (or nobody); a whole-plan run that fails is marked failed."""
     if not record:
@@ -256,7 +258,7 @@ def _recording(
         # A session's actions are many plans of one run (its job): no one plan fingerprints it.
         fingerprint = plan.fingerprint if plan.pipeline else None
         catalog.start_run(run_id, plan.pipeline or "session", plan.params, fingerprint, executor.name)
-        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
+        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope, storage)
         try:
             yield recorder
         except BaseException as exc:
