@@ -67,6 +67,7 @@ def init(
     worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
     progress: str | None = None,
+    sql_strict: bool | None = None,
     **unknown: Any,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
@@ -74,7 +75,7 @@ def init(
     smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
-    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and
+    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr), `sql_strict` (no one-partition fallback in sql()); and
     `storage_options` (S3 settings; default: the standard AWS environment). A misspelt name is
     an error that names the setting meant.
     """
@@ -86,6 +87,7 @@ def init(
         memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
         warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation, progress=progress,
+        sql_strict=sql_strict,
     )
     if settings.catalog_url:
         from pond_core.catalog.engine import check_catalog_url
