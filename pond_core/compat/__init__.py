@@ -1,0 +1,1 @@
+"""Compatibility layers: other systems' APIs backed by pond."""
