@@ -147,6 +147,9 @@ def run_logical_plan(plan: LogicalPlan, args: argparse.Namespace) -> list[dict[s
         raise PondConfigError("executor mode does not exist on pond (there are no executor processes); run the script in scheduler or ray mode")
     if plan is None:
         raise PondConfigError("Driver.run needs a LogicalPlan")
+    level = {"SUCCESS": "INFO", "TRACE": "DEBUG"}.get(args.console_log_level, args.console_log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # the program may have configured logging first
     session = init(
         job_id=args.job_id, job_name=args.job_name, data_root=args.data_root,
         executor="ray" if args.mode == "ray" else "local",
@@ -154,8 +157,7 @@ def run_logical_plan(plan: LogicalPlan, args: argparse.Namespace) -> list[dict[s
         speculation=None if args.mode == "ray" and args.speculative_exec != "disable" else False,
     )
     try:
-        output_root = f"{session.job_root}/output"
-        planner = Planner(session, output_path=args.output_path, files_root=output_root)
+        planner = Planner(session, output_path=args.output_path)
         results = []
         for target in planner.compile(plan):
             manifest = session.run(target.node, target.output)

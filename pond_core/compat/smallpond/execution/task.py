@@ -13,6 +13,7 @@ import dataclasses
 import os
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -86,10 +87,7 @@ class Task:
         self.local_rank = 0
         self.random_seed_uint32 = random.getrandbits(32)
         self._last = time.monotonic()
-
-    @property
-    def output_filename(self) -> str:
-        return f"{self.output_name}-{os.getpid()}-{id(self):x}"
+        self.output_filename = f"{self.output_name}-{uuid.uuid4().hex[:16]}"  # unique: files of all partitions share a folder
 
     @property
     def python_random_gen(self) -> random.Random:

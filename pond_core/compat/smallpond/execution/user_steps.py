@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from pond_core.compat.smallpond.execution.task import RuntimeContext, StreamOutput
-from pond_core.compat.smallpond.logical.dataset import ParquetDataSet
+from pond_core.compat.smallpond.logical.dataset import DataSet, FileSet, ParquetDataSet
 from pond_core.errors import PondDataError
 from pond_core.textenum import TextEnum
+
+FILE_COLUMN = "__pond_file__"  # a script step's output when it writes files of another kind
+MARK_COLUMN = "__pond_marker__"  # one extra row per partition, so an empty one still has a schema
 
 
 class StepKind(TextEnum):
@@ -52,76 +55,97 @@ class UserStep:
             gpu_limit=node.gpu_limit, memory_limit=node.memory_limit,
         )
         runtime_ctx.task = task
+        schema, tables = _unmark(chunks)
         if self.kind is StepKind.PYTHON_SCRIPT:
-            yield from self._script(task, runtime_ctx, chunks)
+            yield from self._script(task, runtime_ctx, schema, tables)
         elif self.kind in (StepKind.ARROW_COMPUTE, StepKind.PANDAS_COMPUTE):
-            yield from self._compute(task, runtime_ctx, list(chunks))
+            table = pa_concat(schema, list(tables))
+            yield _table(task.process(runtime_ctx, [table.to_pandas() if self.kind is StepKind.PANDAS_COMPUTE else table]))
         elif self.kind is StepKind.ARROW_STREAM:
-            yield from self._stream(task, runtime_ctx, chunks)
+            import pyarrow as pa
+
+            reader = pa.RecordBatchReader.from_batches(schema, (b for t in tables for b in t.to_batches()))
+            for out in task.process(runtime_ctx, [reader]):
+                yield _table(out)
         else:
-            for table in chunks:
+            for table in tables:
                 yield _table(task.process(runtime_ctx, [_frame(table) if self.kind is StepKind.PANDAS_BATCH else table]))
 
-    def _compute(self, task: Any, runtime_ctx: RuntimeContext, tables: list[Any]) -> Iterator[Any]:
+    def _script(self, task: Any, runtime_ctx: RuntimeContext, schema: Any, tables: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
-
-        if not tables:
-            return  # an empty partition: smallpond's user code is not called on nothing either
-        table = pa.concat_tables(tables)
-        yield _table(task.process(runtime_ctx, [table.to_pandas() if self.kind is StepKind.PANDAS_COMPUTE else table]))
-
-    def _stream(self, task: Any, runtime_ctx: RuntimeContext, chunks: Iterator[Any]) -> Iterator[Any]:
-        import pyarrow as pa
-
-        first = next(chunks, None)
-        if first is None:
-            return
-        batches = (b for t in _chain(first, chunks) for b in t.to_batches())
-        reader = pa.RecordBatchReader.from_batches(first.schema, batches)
-        for out in task.process(runtime_ctx, [reader]):
-            yield _table(out)
-
-    def _script(self, task: Any, runtime_ctx: RuntimeContext, chunks: Iterator[Any]) -> Iterator[Any]:
         import pyarrow.parquet as pq
 
         scratch = tempfile.mkdtemp(prefix="pond-smallpond-")
         try:
-            inputs, output = os.path.join(scratch, "input"), os.path.join(scratch, "output")
-            os.makedirs(inputs)
+            output = os.path.join(scratch, "output")
             os.makedirs(output)
-            paths = _write_parquet(chunks, os.path.join(inputs, "part-0.parquet"))
             task.runtime_output_abspath = output
-            if not task.process(runtime_ctx, [ParquetDataSet(paths)], output):
+            if not task.process(runtime_ctx, [_input_dataset(schema, tables, scratch)], output):
                 raise PondDataError(f"{type(self.node).__name__}.process returned False (the task failed)")
-            for name in sorted(os.listdir(output)):
-                path = os.path.join(output, name)
-                if name.endswith(".parquet"):
-                    yield pq.read_table(path)
-                elif self.files_dir is not None and os.path.isfile(path):
-                    os.makedirs(self.files_dir, exist_ok=True)
-                    shutil.move(path, os.path.join(self.files_dir, name))
+            names = sorted(os.listdir(output))
+            parquet = [n for n in names if n.endswith(".parquet")]
+            for name in parquet:
+                yield pq.read_table(os.path.join(output, name))
+            if not parquet:  # files of another kind: kept, and listed as this step's rows
+                yield pa.table({FILE_COLUMN: self._keep_files(output, names)}, schema=pa.schema([(FILE_COLUMN, pa.string())]))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _keep_files(self, output: str, names: list[str]) -> list[str]:
+        if not names:
+            return []
+        if self.files_dir is None:
+            raise PondDataError(f"{type(self.node).__name__} wrote files that are not Parquet and there is no folder to keep them in")
+        os.makedirs(self.files_dir, exist_ok=True)
+        kept = []
+        for name in names:
+            target = os.path.join(self.files_dir, name)
+            shutil.move(os.path.join(output, name), target)
+            kept.append(target)
+        return kept
+
+
+def _unmark(chunks: Iterator[Any]) -> tuple[Any, Iterator[Any]]:
+    """The partition's schema and its tables, without the marker row the planner added so
+    that even an empty partition arrives with its schema (logical/planner.py)."""
+    import pyarrow.compute as pc
+
+    first = next(chunks, None)
+    if first is None or MARK_COLUMN not in first.schema.names:
+        raise PondDataError("a smallpond node's step got no marker row; the plan was not built by the smallpond planner")
+    schema = first.schema.remove(first.schema.get_field_index(MARK_COLUMN))
+
+    def tables() -> Iterator[Any]:
+        for table in _chain(first, chunks):
+            kept = table.filter(pc.invert(table.column(MARK_COLUMN))).drop_columns([MARK_COLUMN])
+            if kept.num_rows:
+                yield kept
+
+    return schema, tables()
+
+
+def pa_concat(schema: Any, tables: list[Any]) -> Any:
+    import pyarrow as pa
+
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _input_dataset(schema: Any, tables: Iterator[Any], scratch: str) -> DataSet:
+    """The partition as files: a file list from an earlier script step, else Parquet written here."""
+    import pyarrow.parquet as pq
+
+    if schema.names == [FILE_COLUMN]:
+        return FileSet([p for t in tables for p in t.column(FILE_COLUMN).to_pylist()])
+    path = os.path.join(scratch, "input.parquet")
+    with pq.ParquetWriter(path, schema) as writer:
+        for table in tables:
+            writer.write_table(table)
+    return ParquetDataSet([path])
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
-
-
-def _write_parquet(chunks: Iterator[Any], path: str) -> list[str]:
-    import pyarrow.parquet as pq
-
-    writer = None
-    try:
-        for table in chunks:
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-    return [path] if writer is not None else []
 
 
 def _frame(table: Any) -> Any:

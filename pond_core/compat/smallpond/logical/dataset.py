@@ -80,10 +80,7 @@ class DataSet:
 
     @property
     def num_rows(self) -> int:
-        import duckdb
-
-        row = duckdb.sql(f"SELECT count(*) FROM {self.sql_query_fragment()}").fetchone()
-        return int(row[0]) if row else 0
+        return int(_query(f"SELECT count(*) AS n FROM {self.sql_query_fragment()}", None).column("n")[0].as_py())
 
     @property
     def _column_str(self) -> str:
@@ -94,16 +91,10 @@ class DataSet:
         raise NotImplementedError
 
     def to_arrow_table(self, max_workers: int = 16, filesystem: Any = None, conn: Any = None) -> Any:
-        import duckdb
-
-        query = f"SELECT {self._column_str} FROM {self.sql_query_fragment()}"
-        return (conn.sql(query) if conn is not None else duckdb.sql(query)).fetch_arrow_table()
+        return _query(f"SELECT {self._column_str} FROM {self.sql_query_fragment()}", conn)
 
     def to_batch_reader(self, batch_size: int = 122880, filesystem: Any = None, conn: Any = None) -> Any:
-        import duckdb
-
-        query = f"SELECT {self._column_str} FROM {self.sql_query_fragment()}"
-        return (conn.sql(query) if conn is not None else duckdb.sql(query)).fetch_arrow_reader(batch_size)
+        return _query(f"SELECT {self._column_str} FROM {self.sql_query_fragment()}", conn).to_reader(batch_size)
 
     def to_pandas(self) -> Any:
         return self.to_arrow_table().to_pandas()
@@ -116,6 +107,17 @@ class DataSet:
         if not self.resolved_paths:
             raise PondInputError(f"{self}: no file matches {self.paths}")
         return "[" + ", ".join(quote_str(p) for p in self.resolved_paths) + "]"
+
+
+def _query(query: str, conn: Any) -> Any:
+    """A query's result as Arrow, on the caller's connection or a new one: DuckDB's default
+    connection is shared by the process, and tasks run in threads."""
+    import duckdb
+
+    if conn is not None:
+        return conn.sql(query).fetch_arrow_table()
+    with duckdb.connect() as own:
+        return own.sql(query).fetch_arrow_table()
 
 
 class ParquetDataSet(DataSet):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.compat.smallpond.execution.task import RuntimeContext
-from pond_core.compat.smallpond.execution.user_steps import StepKind, UserStep
+from pond_core.compat.smallpond.execution.user_steps import MARK_COLUMN, StepKind, UserStep
 from pond_core.compat.smallpond.logical import dataset as ds
 from pond_core.compat.smallpond.logical import node as sp
 from pond_core.errors import PondConfigError
@@ -67,12 +67,13 @@ class Planner:
 
     `output_path`: where the root's result is written as a Parquet dataset (smallpond's
     `--output_path`); otherwise it stays in the run's staging area. `files_root`: where a
-    PythonScriptNode's non-Parquet files are kept (`<files_root>/<output_name>/`)."""
+    PythonScriptNode's non-Parquet files are kept (`<files_root>/<output_name>/`; default: the
+    job's `output/` folder, where smallpond keeps them too)."""
 
     def __init__(self, session: Session, output_path: str | None = None, files_root: str | None = None) -> None:
         self.session = session
         self.output_path = output_path
-        self.files_root = files_root
+        self.files_root = files_root or f"{session.job_root}/output"
         self._memo: dict[int, Compiled] = {}
 
     def compile(self, plan: sp.LogicalPlan) -> list[Target]:
@@ -98,7 +99,7 @@ class Planner:
         known = self._memo.get(n.id)
         if known is None:
             compiled = self._compile(n)
-            if n.output_name:
+            if n.output_name and not isinstance(n, sp.PartitionNode):  # partition nodes name their exchange
                 compiled = dataclasses.replace(compiled, node=dataclasses.replace(compiled.node, name=_stage_name(n.output_name)))
             known = self._memo[n.id] = compiled
         return known
@@ -192,7 +193,7 @@ class Planner:
             method = RepartitionMethod.RANDOM
         else:
             method = RepartitionMethod.ROWS if n.partition_by_rows else RepartitionMethod.FILES
-        return Compiled(Repartition(inputs=(self._inputs(n),), n=n.npartitions, method=method))
+        return Compiled(Repartition(inputs=(self._inputs(n),), n=n.npartitions, method=method, name=_exchange_name(n, None)))
 
     def _consolidate(self, n: sp.ConsolidateNode) -> Compiled:
         inner = self._one_input(n)
@@ -206,13 +207,16 @@ class Planner:
         source = self._inputs(n)
         others = f"COLUMNS(c -> c != {quote_str(column)})"
         if n.shuffle_only:
-            out: Node = Repartition(inputs=(source,), n=count, method=RepartitionMethod.VALUE, expr=quote_ident(column))
+            name = _exchange_name(n, f"shuffle_{column}")
+            out: Node = Repartition(inputs=(source,), n=count, method=RepartitionMethod.VALUE, expr=quote_ident(column), name=name)
         elif n.random_shuffle:
             tagged = Sql(inputs=(source,), query=f"SELECT {others}, CAST(floor(random() * {count}) AS BIGINT) AS {quote_ident(column)} FROM {{0}}")
-            out = Repartition(inputs=(tagged,), n=count, method=RepartitionMethod.VALUE, expr=quote_ident(column))
+            name = _exchange_name(n, "random_shuffle")
+            out = Repartition(inputs=(tagged,), n=count, method=RepartitionMethod.VALUE, expr=quote_ident(column), name=name)
         else:
             key = f"CAST(CAST(hash(concat_ws('##', {', '.join(n.hash_columns or [])})) AS UBIGINT) % {count} AS BIGINT)"
-            exchanged = Repartition(inputs=(source,), n=count, method=RepartitionMethod.VALUE, expr=key)
+            name = _exchange_name(n, "hash_" + "_".join(n.hash_columns or []))
+            exchanged = Repartition(inputs=(source,), n=count, method=RepartitionMethod.VALUE, expr=key, name=name)
             out = Sql(inputs=(exchanged,), query=_escape(f"SELECT {others}, {key} AS {quote_ident(column)} FROM ") + "{0}")
         if n.drop_partition_column:
             return Compiled(Sql(inputs=(out,), query=f"SELECT * EXCLUDE ({quote_ident(column)}) FROM {{0}}"))
@@ -221,7 +225,8 @@ class Planner:
     def _load_partitioned(self, n: sp.LoadPartitionedDataSetNode) -> Compiled:
         self._not_nested(n)
         column = str(n.data_partition_column)
-        node = Repartition(inputs=(self._inputs(n),), n=n.npartitions, method=RepartitionMethod.VALUE, expr=quote_ident(column))
+        node = Repartition(inputs=(self._inputs(n),), n=n.npartitions, method=RepartitionMethod.VALUE, expr=quote_ident(column),
+                           name=_exchange_name(n, f"partitions_by_{column}"))
         return Compiled(node, partition_column=column)
 
     def _tagged_exchange(self, parts: Sequence[Node], count: int) -> Node:
@@ -276,11 +281,13 @@ class Planner:
 
     def _user(self, n: Any, kind: StepKind) -> Compiled:
         inner = self._one_input(n)
-        files_dir = f"{self.files_root}/{n.output_name or type(n).__name__}" if self.files_root else None
+        files_dir = f"{self.files_root}/{n.output_name or type(n).__name__}"
         step = UserStep(kind, n.slim_copy(), self.session.job_id, files_dir)
         batch_size = getattr(n, "streaming_batch_size", sp.DEFAULT_BATCH_SIZE)
         func = PyFunc.wrap(step, "process")
-        return Compiled(PyMap(inputs=(inner.node,), method=PyMethod.MAP_BATCHES, func=func, batch_size=batch_size, streaming=True))
+        # One marker row per partition: the step learns the schema even of an empty partition.
+        marked = Sql(inputs=(inner.node,), query=f"SELECT *, false AS {MARK_COLUMN} FROM {{0}} UNION ALL BY NAME SELECT true AS {MARK_COLUMN}")
+        return Compiled(PyMap(inputs=(marked,), method=PyMethod.MAP_BATCHES, func=func, batch_size=batch_size, streaming=True))
 
     def _inner_sink(self, n: sp.DataSinkNode) -> Compiled:
         raise PondConfigError(f"{n!r}: a DataSinkNode must be the plan's root (or under its RootNode) on pond")
@@ -296,6 +303,15 @@ def _paths(dataset: ds.DataSet) -> tuple[str, ...]:
 def _escape(text: str) -> str:
     """Literal SQL as a pond query: its braces are not placeholders."""
     return text.replace("{", "{{").replace("}", "}}")
+
+
+def _exchange_name(n: sp.PartitionNode, default: str | None) -> str | None:
+    """The exchange stage's name: the node's output_name, else what it partitions by."""
+    from pond_core.plan.naming import slug
+
+    if n.output_name:
+        return _stage_name(n.output_name)
+    return _stage_name(slug(default)[:48]) if default and slug(default) else None
 
 
 def _stage_name(output_name: str) -> str:
