@@ -23,7 +23,7 @@ from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError, PondError
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor
-from pond_core.execute.results import StageManifest
+from pond_core.execute.results import StageManifest, StageResult
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.layout import RunLayout
 from pond_core.plan.compile import CompileOptions
@@ -108,6 +108,7 @@ class Session:
         self._recompute: set[str] = set()
         self._started = time.time()
         self._laid_out = False
+        self.history: list[StageResult] = []  # every stage each action ran or reused, in order
 
     @property
     def job_id(self) -> str:
@@ -281,6 +282,7 @@ class Session:
             self._failed = True
             raise
         self._recompute -= {n.id for n in walk(root)}
+        self.history.extend(m.result for m in result.manifests.values())
         return result.manifests[plan.final.name]
 
     def compile_options(self, started: bool = False) -> CompileOptions:

@@ -58,6 +58,14 @@ class TaskLimits:
     task_threads: int | None = None
     parallelism: int | None = None  # producers for source splits; default: executor cores
 
+    def for_stage(self, stage: Stage) -> TaskLimits:
+        """These limits with the stage's own threads and memory (smallpond's per-node limits)."""
+        if stage.task_threads is None and stage.task_memory is None:
+            return self
+        return dataclasses.replace(
+            self, task_threads=stage.task_threads or self.task_threads, memory_limit=stage.task_memory or self.memory_limit,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskSizing:

@@ -168,7 +168,7 @@ class StageRun:
     def _run_tasks(
         self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
-        sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
+        sizing = size_tasks(self.ctx.limits.for_stage(self.stage), self.ctx.executor, len(todo))
         factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
 
         def committed(record: CommittedPartition) -> None:

@@ -66,6 +66,9 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
     """Create the inputs' and steps' views, then write the result; errors name what failed."""
     current, sql_text = "reading the inputs", ""
     try:
+        # SQL may read its partition's index: getvariable('pond_partition') (smallpond's
+        # {__data_partition__}, pond_core/compat/sql_placeholders.py).
+        con.execute(f"SET VARIABLE pond_partition = {int(spec.partition)}")
         for relation in spec.relations:
             sql_text = relation.sql
             con.execute(f"CREATE VIEW {quote_ident(relation.name)} AS {relation.sql}")
@@ -108,8 +111,10 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step) -> Non
         from pond_core.udfs import UDF
 
         UDF(u.name, u.func.load(), u.params, u.return_type).register(con)
-    query = bind(step.query, [quote_ident(n) for n in step.inputs])
-    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {query}")
+    names = [quote_ident(n) for n in step.inputs]
+    for statement in step.setup:
+        con.execute(bind(statement, names))
+    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {bind(step.query, names)}")
 
 
 def _run_python_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: PythonStep) -> None:

@@ -48,6 +48,14 @@ class PyMethod(TextEnum):
     MAP_BATCHES = "map_batches"
 
 
+def with_resources(node: Node, threads: int | None, memory: int | None) -> Node:
+    """`node` with per-task threads and memory for the stage computing it (None keeps)."""
+    return dataclasses.replace(
+        node, task_threads=threads if threads is not None else node.task_threads,
+        task_memory=memory if memory is not None else node.task_memory,
+    )
+
+
 def content_id(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -116,6 +124,10 @@ class Node:
     # What the user called this result (df.alias, name=): it names the stage computing it.
     # A label only: not part of the id, so naming a stage never changes what is computed.
     name: str | None = dataclasses.field(default=None, kw_only=True)
+    # Per-task DuckDB threads and memory for the stage computing this node (smallpond's
+    # cpu_limit / memory_limit); None: the session's. Not part of the id: they change no result.
+    task_threads: int | None = dataclasses.field(default=None, kw_only=True)
+    task_memory: int | None = dataclasses.field(default=None, kw_only=True)
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -165,9 +177,13 @@ class Sql(Node):
     kind: ClassVar[str] = "sql"
     query: str = ""
     udfs: tuple[UdfSpec, ...] = ()
+    # Statements each task runs first in its connection (SET, CREATE MACRO ...): smallpond's
+    # list of queries, whose last one is the result. Checked by pond_core.compat.setup_sql.
+    setup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_placeholders(self.query, len(self.inputs))
+        for statement in (*self.setup, self.query):
+            check_placeholders(statement, len(self.inputs))
         counts = sorted({i.npartitions for i in self.inputs if i.npartitions > 1})
         if len(counts) > 1:
             raise PondConfigError(
@@ -179,7 +195,10 @@ class Sql(Node):
         check_copartitioned(self.inputs, self.query)
 
     def params(self) -> dict[str, Any]:
-        return {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        params: dict[str, Any] = {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        if self.setup:  # only when set, so other SQL keeps its id
+            params["setup"] = list(self.setup)
+        return params
 
     @property
     def npartitions(self) -> int:
