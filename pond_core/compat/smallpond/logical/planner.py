@@ -337,7 +337,7 @@ class _Placeholders(dict):  # type: ignore[type-arg]
 
 def _format(n: sp.SqlEngineNode, query: str, ninputs: int, partition_columns: set[str]) -> str:
     """smallpond's query (str.format over inputs and named values) as a pond query (`{i}`)."""
-    seed = int(hashlib.sha256(query.encode()).hexdigest()[:8], 16)  # stable, so the stage id is too
+    seed = int(hashlib.sha256(query.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF  # stable (so is the stage id); DuckDB parses int32 seeds
     values = {
         "batch_index": 0, "query_index": 0, "cpu_limit": n.cpu_limit, "memory_limit": n.memory_limit,
         "rand_seed": seed, "output_filename": n.output_name or "SqlEngineTask",
