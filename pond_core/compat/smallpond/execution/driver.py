@@ -111,11 +111,11 @@ class Driver:
 
     @property
     def job_id(self) -> str | None:
-        return self.get_driver_arguments(to_dict=False).job_id  # type: ignore[no-any-return]
+        return self.get_driver_arguments(to_dict=False).job_id
 
     @property
     def data_root(self) -> str | None:
-        return self.get_driver_arguments(to_dict=False).data_root  # type: ignore[no-any-return]
+        return self.get_driver_arguments(to_dict=False).data_root
 
     @property
     def num_executors(self) -> int:

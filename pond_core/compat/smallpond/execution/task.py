@@ -139,7 +139,7 @@ class ArrowStreamTask(Task):
 
 
 class ArrowBatchTask(ArrowStreamTask):
-    def process(self, runtime_ctx: RuntimeContext, input_tables: list[Any]) -> Any:  # type: ignore[override]
+    def process(self, runtime_ctx: RuntimeContext, input_tables: list[Any]) -> Any:
         return self._call(runtime_ctx, input_tables)
 
 

@@ -435,7 +435,7 @@ class LoadPartitionedDataSetNode(PartitionNode):
         self.hive_partitioning = hive_partitioning
 
 
-def DataSetPartitionNode(  # noqa: N802 - smallpond's name: a function that returns a node
+def DataSetPartitionNode(  # smallpond's name: a function that returns a node
     ctx: Context,
     input_deps: Sequence[Node],
     npartitions: int,

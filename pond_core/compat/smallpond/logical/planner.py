@@ -318,7 +318,7 @@ def _stage_name(output_name: str) -> str:
     return output_name if output_name[0].isalpha() or output_name[0] == "_" else f"_{output_name}"
 
 
-class _Placeholders(dict):  # type: ignore[type-arg]
+class _Placeholders(dict):
     """smallpond's named placeholders; an unknown one names the missing key."""
 
     def __init__(self, node: sp.SqlEngineNode, values: dict[str, Any], partition_columns: set[str]) -> None:
