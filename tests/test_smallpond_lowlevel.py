@@ -157,6 +157,17 @@ def test_empty_hash_partitions_reach_user_code_with_their_schema(tmp_path: Any) 
     assert sorted(r[0] for r in got) == ["a", "a", "b"]
 
 
+def test_query_lists_and_partition_placeholders(tmp_path: Any) -> None:
+    """A list of queries: the earlier ones set up each task's connection; the last is the result.
+    `{__data_partition__}` is the partition's index on any partitioned input."""
+    ctx = sp.Context()
+    parts = sp.DataSetPartitionNode(ctx, (sp.DataSourceNode(ctx, numbers(6)),), npartitions=3, partition_by_rows=True)
+    node = sp.SqlEngineNode(ctx, (parts,), ["create macro twice(a) as a * 2", "select twice(x) as y, {__data_partition__} as p from {0}"])
+    got = run(tmp_path, sp.LogicalPlan(ctx, node))
+    assert sorted(y for y, _, _ in got) == [0, 2, 4, 6, 8, 10]
+    assert all(p == partition(f) for _, p, f in got)
+
+
 def test_udfs_csv_json_pandas_sources(tmp_path: Any) -> None:
     (tmp_path / "a.csv").write_text("1|x\n2|y\n")
     (tmp_path / "a.json").write_text('{"n": 5}\n{"n": 6}\n')
@@ -232,9 +243,9 @@ def test_flags_reach_pond_and_output_names_name_stages(tmp_path: Any) -> None:
     [
         (lambda ctx, src: sp.RangePartitionNode(ctx, (src,), [10]), "RangePartitionNode names no column"),
         (lambda ctx, src: sp.HashPartitionNode(ctx, (src,), 2, ["k"], nested=True, dimension="d"), "nested partitions"),
-        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), ["create table t as select 1", "select * from t"]), "one query per SqlEngineNode"),
-        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), "select {__data_partition__} from {0}"), "partition placeholders work only"),
-        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), "select * from {1}"), "names an input beyond {0}"),
+        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), ["copy (select 1) to 'x.csv'", "select * from {0}"]), "may not write files"),
+        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), "select {nope} from {0}"), "placeholder {nope} is not one smallpond fills"),
+        (lambda ctx, src: sp.SqlEngineNode(ctx, (src,), "select * from {1}"), "refers to input 1"),
     ],
 )
 def test_plans_pond_cannot_run_fail_with_the_reason(tmp_path: Any, build: Any, message: str) -> None:

@@ -21,8 +21,6 @@ A node's `output_name` names the pond stage that computes it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import string
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +33,7 @@ from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Read, Repartition, RepartitionMethod, SourceFormat, SourceSpec, Sql
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
+from pond_core.plan.sql import check_placeholders
 from pond_core.sql_quote import quote_ident, quote_str
 from pond_core.udfs import udf_specs
 
@@ -257,13 +256,16 @@ class Planner:
                               "use HashPartitionNode, or ShuffleNode on a column holding the partition index")
 
     def _sql(self, n: sp.SqlEngineNode) -> Compiled:
+        """The last query is the result; earlier ones run first in each task (set-up)."""
+        from pond_core.compat.setup_sql import check_setup
+
         inputs = [self.node(d) for d in n.input_deps]
-        if len(n.sql_queries) != 1:
-            raise PondConfigError(f"{n!r}: pond runs one query per SqlEngineNode; got {len(n.sql_queries)} (chain SqlEngineNodes instead)")
-        partition_columns = {c.partition_column for c in inputs[:1] if c.partition_column}
-        query = _format(n, n.sql_queries[0], len(inputs), partition_columns)
+        dimensions = {c.partition_column for c in inputs if c.partition_column}
+        queries = [_format(n, q, i, len(inputs), dimensions) for i, q in enumerate(n.sql_queries)]
+        check_setup(queries[:-1])
         udfs = udf_specs([n.ctx.udfs[name].to_pond_udf() for name in n.udfs])
-        return Compiled(Sql(inputs=tuple(c.node for c in inputs), query=query, udfs=udfs), inputs[0].partition_column if inputs else None)
+        node = Sql(inputs=tuple(c.node for c in inputs), query=queries[-1], udfs=udfs, setup=tuple(queries[:-1]))
+        return Compiled(node, inputs[0].partition_column if inputs else None)
 
     def _limit(self, n: sp.LimitNode) -> Compiled:
         return Compiled(Limit(inputs=(self._one_input(n).node,), n=n.limit))
@@ -318,38 +320,13 @@ def _stage_name(output_name: str) -> str:
     return output_name if output_name[0].isalpha() or output_name[0] == "_" else f"_{output_name}"
 
 
-class _Placeholders(dict):
-    """smallpond's named placeholders; an unknown one names the missing key."""
+def _format(n: sp.SqlEngineNode, query: str, index: int, ninputs: int, dimensions: set[str]) -> str:
+    """smallpond's query as a pond query: `{i}` kept, its named placeholders filled
+    (compat/sql_placeholders.py); a hash partition's column names its partition index too."""
+    from pond_core.compat.sql_placeholders import DATA_PARTITION, fill
 
-    def __init__(self, node: sp.SqlEngineNode, values: dict[str, Any], partition_columns: set[str]) -> None:
-        super().__init__(values)
-        self.node = node
-        self.partition_columns = partition_columns
-
-    def __missing__(self, key: str) -> str:
-        if key in self.partition_columns:  # the partition's index, read from its rows
-            return f"\x00P{key}\x00"
-        raise PondConfigError(
-            f"{self.node!r}: the query names {{{key}}}, which pond cannot fill here (partition placeholders work "
-            "only on the output of a HashPartitionNode or ShuffleNode)"
-        )
-
-
-def _format(n: sp.SqlEngineNode, query: str, ninputs: int, partition_columns: set[str]) -> str:
-    """smallpond's query (str.format over inputs and named values) as a pond query (`{i}`)."""
-    seed = int(hashlib.sha256(query.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF  # stable (so is the stage id); DuckDB parses int32 seeds
-    values = {
-        "batch_index": 0, "query_index": 0, "cpu_limit": n.cpu_limit, "memory_limit": n.memory_limit,
-        "rand_seed": seed, "output_filename": n.output_name or "SqlEngineTask",
-    }
-    tokens = [f"\x00{i}\x00" for i in range(ninputs)]
-    try:
-        text = string.Formatter().vformat(query, tokens, _Placeholders(n, values, partition_columns))
-    except IndexError as exc:
-        raise PondConfigError(f"{n!r}: the query names an input beyond {{{ninputs - 1}}} ({ninputs} inputs): {query}") from exc
-    text = _escape(text)
-    for i, token in enumerate(tokens):
-        text = text.replace(token, f"{{{i}}}")
-    for column in partition_columns:
-        text = text.replace(f"\x00P{column}\x00", f"(SELECT any_value({quote_ident(column)}) FROM {{0}})")
-    return text
+    for column in dimensions:
+        query = query.replace("{" + column + "}", "{" + DATA_PARTITION + "}")
+    filled = fill(query, index, n.cpu_limit, n.memory_limit)
+    check_placeholders(filled, ninputs)
+    return filled
