@@ -626,3 +626,19 @@ def test_gray_sort_benchmark(tmp_path: Any, engine: str) -> None:
         assert len(buckets) <= 1
         ranges.append(buckets)
     assert set().union(*ranges) <= set(range(8))
+
+
+def test_sort_mock_urls_in_ray_mode(urls: str, tmp_path: Any, ray_instance: Any) -> None:
+    """`ray` mode: the same program on the test session's Ray, the user's ArrowComputeNode
+    pickled to Ray workers."""
+    address = ray_instance.get_runtime_context().gcs_address
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(SORT_MOCK_URLS))
+    flags = ["ray", "--data_root", str(tmp_path / "root"), "--job_id", "job1", "-i", f"{urls}/*.tsv", "-n", "3", "-e", "arrow",
+             "-x", str(tmp_path / "external")]
+    env = {**os.environ, "POND_RAY_ADDRESS": address}
+    done = subprocess.run([POND, "smallpond", str(script), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = tmp_path / "external" / "data_sink"
+    assert rows(f"SELECT host, url, payload FROM {output(out)} ORDER BY ALL") == expected_urls(urls)
+    assert_sorted_per_partition(out, "host")
