@@ -228,11 +228,14 @@ def test_flags_reach_pond_and_output_names_name_stages(tmp_path: Any) -> None:
     ctx = sp.Context()
     source = sp.DataSetPartitionNode(ctx, (sp.DataSourceNode(ctx, numbers(8)),), npartitions=2)
     hashed = sp.HashPartitionNode(ctx, (source,), npartitions=2, hash_columns=["k"], output_name="by_key", use_parquet_writer=True)
-    total = sp.SqlEngineNode(ctx, (hashed,), "select k, count(*) as n from {0} group by k", output_name="key_counts")
+    total = sp.SqlEngineNode(ctx, (hashed,), "select k, count(*) as n from {0} group by k", output_name="key_counts",
+                             cpu_limit=2, memory_limit=512 << 20)
     session = init(data_root=str(tmp_path / "root"), job_id="names")
     [target] = Planner(session).compile(sp.LogicalPlan(ctx, total))
-    names = [s.name for s in compile_plan(target.node, target.output).stages]
-    assert "by_key" in names and "key_counts" in names
+    stages = {s.name: s for s in compile_plan(target.node, target.output).stages}
+    assert "by_key" in stages and "key_counts" in stages
+    assert (stages["key_counts"].task_threads, stages["key_counts"].task_memory) == (2, 512 << 20)  # cpu_limit, memory_limit
+    assert (stages["by_key"].task_threads, stages["by_key"].task_memory) == (None, None)  # smallpond's defaults: pond's
     driver = Driver()
     _, args = driver.parse_arguments(["scheduler", "--max_retry", "1", "--disable_speculative_exec", "--num_executors", "0"])
     assert (args.max_retry_count, args.speculative_exec, args.num_executors) == (1, "disable", 0)

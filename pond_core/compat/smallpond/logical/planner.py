@@ -30,7 +30,19 @@ from pond_core.compat.smallpond.logical import dataset as ds
 from pond_core.compat.smallpond.logical import node as sp
 from pond_core.errors import PondConfigError
 from pond_core.io.sink_spec import SinkSpec
-from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Read, Repartition, RepartitionMethod, SourceFormat, SourceSpec, Sql
+from pond_core.plan.logical import (
+    Limit,
+    Node,
+    PyMap,
+    PyMethod,
+    Read,
+    Repartition,
+    RepartitionMethod,
+    SourceFormat,
+    SourceSpec,
+    Sql,
+    with_resources,
+)
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
@@ -98,8 +110,9 @@ class Planner:
         known = self._memo.get(n.id)
         if known is None:
             compiled = self._compile(n)
-            if n.output_name and not isinstance(n, sp.PartitionNode):  # partition nodes name their exchange
-                compiled = dataclasses.replace(compiled, node=dataclasses.replace(compiled.node, name=_stage_name(n.output_name)))
+            passed_through = any(self._memo[d.id].node is compiled.node for d in n.input_deps if d.id in self._memo)
+            if not passed_through:  # a node of its own: its name and resources are this node's
+                compiled = dataclasses.replace(compiled, node=_named_with_resources(n, compiled.node))
             known = self._memo[n.id] = compiled
         return known
 
@@ -305,6 +318,16 @@ def _paths(dataset: ds.DataSet) -> tuple[str, ...]:
 def _escape(text: str) -> str:
     """Literal SQL as a pond query: its braces are not placeholders."""
     return text.replace("{", "{{").replace("}", "}}")
+
+
+def _named_with_resources(n: sp.Node, node: Node) -> Node:
+    """The node named from output_name (partition nodes name their exchange instead), with the
+    per-task threads (a cpu_limit above smallpond's default of 1) and memory it asks for; pond
+    bounds both by what a machine has (execute/context.py)."""
+    if n.output_name and not isinstance(n, sp.PartitionNode):
+        node = dataclasses.replace(node, name=_stage_name(n.output_name))
+    threads = n.cpu_limit if n.cpu_limit > 1 else None
+    return with_resources(node, threads, n.memory_limit or None)
 
 
 def _exchange_name(n: sp.PartitionNode, default: str | None) -> str | None:
