@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pond_core.errors import PondConfigError
 from pond_core.execute.results import StageManifest
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import MODES, SinkSpec
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Repartition, RepartitionMethod, Sql, render
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
-from pond_core.plan.sql import quote_ident
 from pond_core.settings import parse_bytes
+from pond_core.specs.sink import MODES, SinkSpec
+from pond_core.sql_quote import quote_ident
 from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class DataFrame:
         name: str | None = None,
     ) -> Sink:
         """The lazy form of write_iceberg, for pipelines."""
-        from pond_core.io.table_spec import IcebergTable
+        from pond_core.specs.iceberg_table import IcebergTable
 
         if mode not in ("append", "overwrite", "overwrite_partitions"):
             raise PondConfigError(f"write_iceberg mode must be 'append', 'overwrite' or 'overwrite_partitions', got {mode!r}")
@@ -309,7 +309,7 @@ def read_result(session: PlanRunner, manifest: StageManifest, large_strings: boo
 
     from pond_core.execute.inputs import empty_sql
     from pond_core.io import configure_duckdb
-    from pond_core.plan.sql import sql_list
+    from pond_core.sql_quote import sql_list
 
     files = [f.path for f in manifest.files]
     # arrow_large_buffer_size: DuckDB itself exports strings as large_string (no cast needed).

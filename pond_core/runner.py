@@ -130,15 +130,14 @@ def run_plan(
         )
 
         def run_one(stage: Stage) -> StageManifest:
-            forced_here = stage.id in forced
-            store = StageStore.of(ctx.layout, ctx.storage)
-            committed = None if forced_here else store.manifest(stage.id)
-            if committed is not None and not store.broken_files(committed):  # (else StageRun says why it reruns)
+            stage_run = StageRun(plan, stage, ctx, force=stage.id in forced)
+            committed = stage_run.reusable()  # same definition, same inputs (else StageRun says why it reruns)
+            if committed is not None:
                 log.info("%s", stage_text.finish_line(stage, committed.result, reused=True))
                 manifest = committed
             else:
                 log.info("%s", stage_text.start_line(plan, stage))
-                manifest = StageRun(plan, stage, ctx, force=forced_here).run()
+                manifest = stage_run.run()
                 log.info("%s", stage_text.finish_line(stage, manifest.result))
             if on_stage is not None:
                 on_stage(stage, manifest)

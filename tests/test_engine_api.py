@@ -245,8 +245,13 @@ def test_recompute_reruns_a_cached_plan(sp, tmp_path):
     df = sp.read_parquet(str(path))
     assert df.take_all() == [{"v": 1}]
     duckdb.sql(f"COPY (SELECT 2 AS v) TO '{path}' (FORMAT parquet)")
-    assert df.take_all() == [{"v": 1}], "a committed stage is reused within the session"
-    assert df.recompute().take_all() == [{"v": 2}]
+    assert df.take_all() == [{"v": 2}], "a changed input is not reused (docs/stages.md)"
+    before = os.stat(path)
+    duckdb.sql(f"COPY (SELECT 3 AS v) TO '{path}' (FORMAT parquet)")  # the same size ...
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # ... and time: invisible to the key
+    assert os.stat(path).st_size == before.st_size
+    assert df.take_all() == [{"v": 2}], "a committed stage whose inputs look unchanged is reused"
+    assert df.recompute().take_all() == [{"v": 3}]
 
 
 def test_explain_prints_both_plans(sp, capsys):

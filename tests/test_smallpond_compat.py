@@ -111,6 +111,21 @@ def test_cpu_limit_and_memory_limit_size_the_stages_tasks(tmp_path: Any) -> None
         session.shutdown()
 
 
+def test_stage_limits_and_set_up_survive_the_plan_json_and_keep_ids(sp: Any) -> None:
+    from pond_core.plan.compile import compile_plan
+    from pond_core.plan.physical import PhysicalPlan
+
+    df = sp.from_items([1, 2])
+    plain = compile_plan(sp.partial_sql("SELECT * FROM {0}", df).plan)
+    limited = compile_plan(sp.partial_sql(["SET VARIABLE a = 1", "SELECT * FROM {0}"], df, cpu_limit=2, memory_limit=1 << 28).plan)
+    final = limited.final
+    assert (final.task_threads, final.task_memory, final.steps[-1].setup) == (2, 1 << 28, ("SET VARIABLE a = 1",))
+    assert PhysicalPlan.from_json(limited.to_json()) == limited
+    assert "task_threads" not in plain.to_json() and "setup" not in plain.to_json()
+    same_sql = compile_plan(sp.partial_sql("SELECT * FROM {0}", df, cpu_limit=2).plan)
+    assert same_sql.final.id == plain.final.id, "limits change no result, so not the stage id"
+
+
 def test_output_name_names_the_stage(sp: Any) -> None:
     from pond_core.plan.compile import compile_plan
 
@@ -132,6 +147,12 @@ def test_smallpond_placeholders_are_filled(sp: Any) -> None:
     assert sorted(r["item"] for r in sampled) == list(range(30))
     mapped = df.map("item, {__data_partition__} AS p").take_all()
     assert all(r["p"] == r["item"] // 10 for r in mapped)
+    hashed = sp.from_items(list(range(100))).repartition(4, hash_by="item")  # a stage pond may fuse on one machine
+    placed = sp.partial_sql("SELECT item, {__data_partition__} AS p FROM {0}", hashed).take_all()
+    import duckdb
+
+    buckets = dict(duckdb.sql("SELECT i, hash(i) % 4 FROM range(100) t(i)").fetchall())
+    assert all(r["p"] == buckets[r["item"]] for r in placed) and len(placed) == 100
     with pytest.raises(PondConfigError, match=r"placeholder \{nope\}"):
         sp.partial_sql("SELECT {nope} FROM {0}", df)
 
@@ -139,10 +160,17 @@ def test_smallpond_placeholders_are_filled(sp: Any) -> None:
 def test_a_list_of_statements_runs_the_earlier_ones_as_set_up(sp: Any) -> None:
     df = sp.from_items([1, 2, 3]).repartition(2, by_rows=True)
     out = sp.partial_sql(
-        ["SET VARIABLE step = 100", "CREATE MACRO bump(x) AS x + getvariable('step')", "SELECT bump(item) AS y, {query_index} AS q FROM {0}"],
+        [
+            "SET VARIABLE step = 100", "CREATE MACRO bump(x) AS x + getvariable('step')",
+            "CREATE TEMP TABLE seen AS SELECT count(*) AS n FROM {0}",
+            "SELECT bump(item) AS y, {query_index} AS q, (SELECT n FROM seen) AS n FROM {0}",
+        ],
         df,
     )
-    assert sorted((r["y"], r["q"]) for r in out.take_all()) == [(101, 2), (102, 2), (103, 2)]
+    assert sorted((r["y"], r["q"], r["n"]) for r in out.take_all()) == [(101, 3, 1), (102, 3, 2), (103, 3, 2)]
+    hashed = sp.from_items([1, 2, 3]).repartition(2, hash_by="item")
+    fused = sp.partial_sql(["SET VARIABLE step2 = 10", "SELECT item + getvariable('step2') AS y FROM {0}"], hashed)
+    assert sorted(r["y"] for r in fused.take_all()) == [11, 12, 13]
     plain = sp.partial_sql("SELECT getvariable('step') AS s FROM {0}", df).take_all()
     assert {r["s"] for r in plain} == {None}, "set-up does not leak into the next task"
 

@@ -1,4 +1,4 @@
-# smallpond's own tests/test_dataframe.py (deepseek-ai/smallpond, commit in docs/smallpond.md),
+# smallpond's own tests/test_dataframe.py (deepseek-ai/smallpond at commit ed112db42af4, 2025-02-27),
 # run against pond through `import smallpond` -> pond_core.compat.smallpond.
 #
 # Copyright 2025 DeepSeek. MIT License:
@@ -17,7 +17,7 @@
 #
 # What pond adds, above smallpond's test bodies (which follow unchanged, from `from typing`):
 # the import alias, and the `sp` fixture of smallpond's tests/conftest.py, which here starts a
-# pond session (smallpond's default num_executors=0: in this process) in a folder holding
+# pond session, in this process (smallpond's default num_executors=0) and on Ray, in a folder holding
 # smallpond's test data (tests/data/mock_urls, generated as smallpond's tests/datagen.py does).
 # ruff: noqa
 from pond_core.compat.aliases import install as _install_smallpond_alias
@@ -261,14 +261,17 @@ def _smallpond_data(tmp_path_factory):
     return root
 
 
-@pytest.fixture
+@pytest.fixture(params=["local", "ray"])
 def sp(_smallpond_data, request, monkeypatch):
-    """A smallpond session for each test"""
+    """A smallpond session for each test: in this process (smallpond's default, num_executors=0),
+    and on the test session's shared Ray instance (smallpond's conftest runs its tests on Ray)."""
     import os
 
     import smallpond
 
+    if request.param == "ray":
+        request.getfixturevalue("ray_instance")
     monkeypatch.chdir(_smallpond_data)
-    sp = smallpond.init(data_root=os.path.join(str(_smallpond_data), "runtime", request.node.name))
+    sp = smallpond.init(data_root=os.path.join(str(_smallpond_data), "runtime", f"{request.node.originalname}-{request.param}"), executor=request.param)
     yield sp
     sp.shutdown()

@@ -35,11 +35,13 @@ TALLY = {"runs": 0, "matches": 0}
 @pytest.fixture(scope="module", autouse=True)
 def _report(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = f"smallpond programs on pond: {TALLY['runs']} runs, {TALLY['matches']} match plain DuckDB"
-    if reporter is not None:
-        reporter.write_line("\n" + line)
-    print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():  # shown without -s too
+        print("\n" + line)
 
 
 def check(rows: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> None:

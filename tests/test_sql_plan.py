@@ -17,9 +17,9 @@ from pond_core.errors import PondConfigError, PondSqlError
 from pond_core.pipeline import compile_pipeline
 from pond_core.runner import run_plan
 from pond_core.sqlplan import PlanOptions, plan_sql, session_sql
-from pond_core.sqlplan.tpch import table_paths
 from tests.sql_compare import assert_same_result
 from tests.support.sql_tpch import tpch_dir
+from tests.tpch_queries import table_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -39,6 +39,8 @@ class Outcome:
     stages: list[dict[str, Any]]
     output: str | None = None
     error: str | None = None
+    recorded: bool = True  # the catalog has the run, so `pond resume` can finish it
+
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,8 +100,9 @@ def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catal
             run_plan(
                 plan, run_id, settings=settings, executor=executor, catalog=catalog, progress=display.update, on_stage=display.finished,
             )
-    except PondError as exc:  # run_plan has recorded the failure
+    except PondError as exc:  # run_plan has recorded the failure, if it got as far as recording the run
         outcome.status, outcome.error = "failed", str(exc)
+        outcome.recorded = _recorded(catalog, run_id)
     finally:
         executor.shutdown()
     outcome.seconds = round(time.time() - display.started, 3)
@@ -108,6 +111,15 @@ def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catal
     if outcome.status == "success" and display.rows:
         outcome.output = display.rows[-1]["location"]
     return outcome
+
+
+def _recorded(catalog: Catalog, run_id: str) -> bool:
+    """Whether the catalog knows the run (a run that failed before it started is not in it, and
+    a catalog that failed may not answer at all)."""
+    try:
+        return catalog.get_run(run_id) is not None
+    except PondError:
+        return False
 
 
 class StageProgress:

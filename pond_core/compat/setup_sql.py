@@ -24,13 +24,16 @@ _REFUSED = {
 _REFUSED_SETTINGS = ("temp_directory", "extension_directory", "secret_directory", "search_path", "schema")
 
 
-def check_setup(statements: Sequence[str]) -> None:
-    """Refuse, naming it, a set-up entry that is not one statement or may write or attach."""
+def check_setup(statements: Sequence[str], ninputs: int) -> None:
+    """Refuse, naming it, a set-up entry that is not one statement or may write or attach.
+
+    `statements` still hold pond's placeholders (`{0}`, `{{`); they are checked as bound."""
     import duckdb
 
+    names = [f"__input{i}" for i in range(ninputs)]
     for text in statements:
         try:
-            parsed = duckdb.extract_statements(text)
+            parsed = duckdb.extract_statements(text.format(*names))
         except duckdb.Error as exc:
             raise PondConfigError(f"partial_sql set-up statement does not parse ({exc}): {text}") from exc
         if len(parsed) != 1:

@@ -21,8 +21,8 @@ import hashlib
 import string
 
 from pond_core.errors import PondConfigError
+from pond_core.plan.physical import PARTITION_VARIABLE
 
-PARTITION_VARIABLE = "pond_partition"
 PARTITION_SQL = f"getvariable('{PARTITION_VARIABLE}')"
 DATA_PARTITION = "__data_partition__"
 

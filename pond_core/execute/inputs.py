@@ -16,7 +16,7 @@ from pond_core.io.table_read import TableFiles, table_sql
 from pond_core.io.written import WrittenFile
 from pond_core.plan.logical import SourceFormat, SourceSpec
 from pond_core.plan.physical import Schema, SourceInput, Split, Stage, StageInput, UpstreamInput
-from pond_core.plan.sql import quote_ident, quote_str, sql_list
+from pond_core.sql_quote import quote_ident, quote_str, sql_list
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,8 @@ def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError
         return PondOutOfMemoryError(text)
     if isinstance(exc, _SQL_ERRORS):
         return PondSqlError(text)
+    if "No space left on device" in message:  # the stage names the disk (execute/disk_full.py)
+        return PondStorageError(text)
     if "Could not connect to server" in message or "Could not resolve host" in message:
         return PondStorageError(text)
     if isinstance(exc, duckdb.HTTPException) or "HTTP" in message[:40]:

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pond_core.errors import PondConfigError
-from pond_core.io.table_read import TableRead
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
+from pond_core.plan.statement import check_partition_query
+from pond_core.specs.table_read import TableRead
 from pond_core.textenum import TextEnum
 
 
@@ -182,8 +183,11 @@ class Sql(Node):
     setup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for statement in (*self.setup, self.query):
+        for statement in self.setup:
             check_placeholders(statement, len(self.inputs))
+
+        check_placeholders(self.query, len(self.inputs))
+        check_partition_query(self.query)  # one query: a task runs it inside CREATE VIEW
         counts = sorted({i.npartitions for i in self.inputs if i.npartitions > 1})
         if len(counts) > 1:
             raise PondConfigError(

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any, Union
 
 from pond_core.errors import PondSerializationError
-from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.logical import PyMethod, RepartitionMethod, SourceSpec, UdfSpec, content_id
 from pond_core.plan.pyfunc import PyFunc
+from pond_core.specs.sink import SinkSpec
 from pond_core.textenum import TextEnum
 
 PLAN_FORMAT = "pond.physical-plan"
@@ -212,6 +212,8 @@ class BucketedFilesOutput:
 
 
 BUCKET_COLUMN = "__pond_b"
+# The DuckDB variable each task sets to its partition index: getvariable('pond_partition').
+PARTITION_VARIABLE = "pond_partition"
 
 StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput, BucketedFilesOutput]
 FILES = FilesOutput()

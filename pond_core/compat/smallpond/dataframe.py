@@ -8,6 +8,7 @@ replaces its output, `filter` takes truthiness). pond's own `pond_core.DataFrame
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from pond_core.compat.task_functions import check_task_function, unpicklable_mes
 from pond_core.dataframe import DataFrame as PondDataFrame
 from pond_core.dataframe import Sink
 from pond_core.errors import PondConfigError, PondSerializationError
-from pond_core.plan.logical import Node, PyMethod
+from pond_core.plan.logical import Node, PyMethod, Sql, with_resources
 from pond_core.plan.physical import SinkOutput
 
 if TYPE_CHECKING:
@@ -31,33 +32,33 @@ __all__ = ["DataFrame", "Session"]
 class Session(SessionBase):
     """smallpond's Session: the sources of DataFrames, `partial_sql`, `wait` and the graph."""
 
-    def read_csv(self, paths: str | list[str], schema: dict[str, str], delim: str = ",") -> DataFrame:  # type: ignore[override]
+    def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",") -> DataFrame:  # type: ignore[override]
         self._check_open("read_csv")
         return self._compat(super().read_csv(paths, schema, delim))
 
-    def read_parquet(  # type: ignore[override]
-        self, paths: str | list[str], recursive: bool = False, columns: list[str] | None = None, union_by_name: bool = False,
+    def read_parquet(  # type: ignore[override]  # smallpond's signature: no hive_partitioning
+        self, paths: str | Sequence[str], recursive: bool = False, columns: Sequence[str] | None = None, union_by_name: bool = False,
     ) -> DataFrame:
         self._check_open("read_parquet")
         return self._compat(super().read_parquet(paths, recursive, columns, union_by_name))
 
-    def read_json(self, paths: str | list[str], schema: dict[str, str]) -> DataFrame:  # type: ignore[override]
+    def read_json(self, paths: str | Sequence[str], schema: dict[str, str]) -> DataFrame:
         self._check_open("read_json")
         return self._compat(super().read_json(paths, schema))
 
-    def from_items(self, items: list[Any]) -> DataFrame:  # type: ignore[override]
+    def from_items(self, items: Sequence[Any]) -> DataFrame:
         self._check_open("from_items")
         return self._compat(super().from_items(items))
 
-    def from_pandas(self, df: Any) -> DataFrame:  # type: ignore[override]
+    def from_pandas(self, df: Any) -> DataFrame:
         self._check_open("from_pandas")
         return self._compat(super().from_pandas(df))
 
-    def from_arrow(self, table: pa.Table) -> DataFrame:  # type: ignore[override]
+    def from_arrow(self, table: pa.Table) -> DataFrame:
         self._check_open("from_arrow")
         return self._compat(super().from_arrow(table))
 
-    def partial_sql(self, query: str | Sequence[str], *inputs: PondDataFrame, **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def partial_sql(self, query: str | Sequence[str], *inputs: PondDataFrame, **kwargs: Any) -> DataFrame:
         """Run `query` on each partition of the inputs (`{0}`, `{1}` … name them).
 
         A list of statements: the earlier ones run first in each partition's DuckDB connection
@@ -75,12 +76,12 @@ class Session(SessionBase):
         if len(filled) > 1:
             from pond_core.compat.setup_sql import check_setup
 
-            check_setup(filled[:-1])
+            check_setup(filled[:-1], len(inputs))
         frame = super().partial_sql(filled[-1], *inputs, udfs=options.udfs)
         if len(filled) > 1:
-            import dataclasses
-
-            frame = frame._derive(dataclasses.replace(frame._node, setup=tuple(filled[:-1])))
+            node = frame._node
+            assert isinstance(node, Sql)
+            frame = frame._derive(dataclasses.replace(node, setup=tuple(filled[:-1])))
         return self._compat(frame)._with_options(options)
 
     def wait(self, *dfs: DataFrame) -> None:
@@ -116,30 +117,28 @@ class DataFrame(PondDataFrame):
 
     def _with_options(self, options: NodeOptions) -> DataFrame:
         """Apply the options pond honours: the stage's name, threads and memory."""
-        frame = self.alias(options.output_name) if options.output_name else self
+        frame = self._compat(self.alias(options.output_name)) if options.output_name else self
         if options.cpu_limit is None and options.memory_limit is None:
             return frame
-        from pond_core.plan.logical import with_resources
-
-        return frame._derive(with_resources(frame._node, options.cpu_limit, options.memory_limit))
+        return DataFrame(self.session, with_resources(frame._node, options.cpu_limit, options.memory_limit))
 
     # -- transformations -----------------------------------------------------------------------
 
-    def repartition(  # type: ignore[override]
-        self, npartitions: int, hash_by: str | list[str] | None = None, by: str | None = None, by_rows: bool = False, **kwargs: Any,
+    def repartition(  # type: ignore[override]  # smallpond's signature: node options, no name=
+        self, npartitions: int, hash_by: str | Sequence[str] | None = None, by: str | None = None, by_rows: bool = False, **kwargs: Any,
     ) -> DataFrame:
         options = NodeOptions.parse("repartition", kwargs)
         return self._compat(super().repartition(npartitions, hash_by, by, by_rows))._with_options(options)
 
-    def random_shuffle(self, **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def random_shuffle(self, **kwargs: Any) -> DataFrame:
         options = NodeOptions.parse("random_shuffle", kwargs)
         return self._compat(super().random_shuffle())._with_options(options)
 
-    def partial_sort(self, by: str | list[str], **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def partial_sort(self, by: str | Sequence[str], **kwargs: Any) -> DataFrame:
         options = NodeOptions.parse("partial_sort", kwargs)
         return self._compat(super().partial_sort(by))._with_options(options)
 
-    def filter(self, sql_or_func: str | Callable[[dict[str, Any]], Any], **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def filter(self, sql_or_func: str | Callable[[dict[str, Any]], Any], **kwargs: Any) -> DataFrame:
         """smallpond's filter: a SQL predicate, or a function whose result is taken for its truth."""
         options = NodeOptions.parse("filter", kwargs)
         if isinstance(sql_or_func, str):
@@ -150,23 +149,23 @@ class DataFrame(PondDataFrame):
             raise PondConfigError("filter takes a SQL expression or a predicate function")
         return self._compat(frame)._with_options(options)
 
-    def map(self, sql_or_func: str | Callable[..., Any], *, schema: Any = None, **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def map(self, sql_or_func: str | Callable[..., Any], *, schema: Any = None, **kwargs: Any) -> DataFrame:
         options = NodeOptions.parse("map", kwargs)
         if isinstance(sql_or_func, str):
             sql_or_func = self._fill(sql_or_func, options)
         return self._compat(super().map(sql_or_func, schema=schema, udfs=options.udfs))._with_options(options)
 
-    def flat_map(self, sql_or_func: str | Callable[..., Any], *, schema: Any = None, **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def flat_map(self, sql_or_func: str | Callable[..., Any], *, schema: Any = None, **kwargs: Any) -> DataFrame:
         options = NodeOptions.parse("flat_map", kwargs)
         if isinstance(sql_or_func, str):
             sql_or_func = self._fill(sql_or_func, options)
         return self._compat(super().flat_map(sql_or_func, schema=schema, udfs=options.udfs))._with_options(options)
 
-    def map_batches(self, func: Callable[..., Any], *, batch_size: int = 122880, **kwargs: Any) -> DataFrame:  # type: ignore[override]
+    def map_batches(self, func: Callable[..., Any], *, batch_size: int = 122880, **kwargs: Any) -> DataFrame:
         options = NodeOptions.parse("map_batches", kwargs)
         return self._compat(super().map_batches(func, batch_size=batch_size))._with_options(options)
 
-    def limit(self, limit: int) -> DataFrame:  # type: ignore[override]
+    def limit(self, limit: int) -> DataFrame:
         return self._compat(super().limit(limit))
 
     def recompute(self) -> DataFrame:
@@ -188,10 +187,10 @@ class DataFrame(PondDataFrame):
             return self._written
         return self.session._is_computed(self._node)
 
-    def take(self, limit: int) -> list[dict[str, Any]]:  # type: ignore[override]
+    def take(self, limit: int) -> list[dict[str, Any]]:
         return super().take(limit)
 
-    def write_parquet(self, path: str) -> None:  # type: ignore[override]
+    def write_parquet(self, path: str) -> None:  # type: ignore[override]  # smallpond's signature
         """Write the data as Parquet files under `path`, replacing what a previous run wrote
         there (smallpond's behaviour; pond's own write_parquet defaults to mode='error')."""
         self.write_parquet_lazy(path).compute()

@@ -1,4 +1,4 @@
-"""smallpond.session: `init()` with smallpond's arguments and defaults, and the session's graph.
+"""smallpond.session: the session base with smallpond's arguments and defaults, and its graph.
 
 A smallpond session is a pond session (`pond_core.session.Session`) that takes smallpond's
 arguments: `num_executors=0` (smallpond's default) means run here; `_remove_output_root` and
@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pond_core.errors import PondConfigError
 from pond_core.plan.logical import Node
@@ -25,36 +25,10 @@ from pond_core.session import Session as PondSession
 from pond_core.session import _storage_options
 from pond_core.settings import Settings
 
-if TYPE_CHECKING:
-    from pond_core.compat.smallpond.dataframe import Session
-
 log = logging.getLogger("pond")
 
 # smallpond's own init() arguments that mean nothing to pond (accepted, ignored).
 _IGNORED_ARGUMENTS = ("memory_allocator",)
-
-
-def init(
-    job_id: str | None = None,
-    job_time: float | dt.datetime | None = None,
-    job_name: str | None = None,
-    data_root: str | None = None,
-    num_executors: int | None = None,
-    ray_address: str | None = None,
-    bind_numa_node: bool | None = None,
-    platform: str | None = None,
-    _remove_output_root: bool = True,
-    **kwargs: Any,
-) -> Session:
-    """Start a smallpond session on pond. pond's own `init()` keywords (executor,
-    memory_limit, catalog_url, storage_options, ...) are accepted too; others are an error."""
-    from pond_core.compat.smallpond.dataframe import Session
-
-    return Session(
-        job_id=job_id, job_time=job_time, job_name=job_name, data_root=data_root, num_executors=num_executors,
-        ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform,
-        _remove_output_root=_remove_output_root, **kwargs,
-    )
 
 
 def smallpond_environ(environ: Mapping[str, str]) -> dict[str, str]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
-from pond_core.sqlplan.rel import Context, Rel, hash_exchange, project
+from pond_core.plan.logical import Repartition, RepartitionMethod
+from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
+from pond_core.plan.sqlcompile.rel import Context, Rel, hash_exchange, project
+from pond_core.sql_quote import quote_ident
 
 
 def copartitioned(left: Rel, right: Rel, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -108,9 +109,9 @@ def key_range_exchange(ctx: Context, rel: Rel, key: str, bounds: tuple[str, ...]
     col = quote_ident(key)
     cases = " ".join(f"WHEN {col} < {b} THEN {k}" for k, b in enumerate(bounds))
     expr = f"CASE WHEN {col} IS NULL THEN 0 {cases} ELSE {n - 1} END"
-    df = rel.df.repartition(n, by=expr)
+    plan = Repartition(inputs=(rel.plan,), n=n, method=RepartitionMethod.VALUE, expr=expr)
     node = PlanNode(Op.EXCHANGE, f"by the key ranges of ({key}) into {n}", part, (rel.node,), reason, ExchangeKind.KEY_RANGES, rel.rows, rel.bytes)
-    return dataclasses.replace(rel, df=df, part=part, node=node)
+    return dataclasses.replace(rel, plan=plan, part=part, node=node)
 
 
 def align_types(

@@ -10,16 +10,16 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan import exprs as X
-from pond_core.sqlplan.aggregate import AggCall, aggregate, describe_call
-from pond_core.sqlplan.fromclause import colmap_for, plan_from, sources_of
-from pond_core.sqlplan.model import Op
-from pond_core.sqlplan.ordering import SortKey, distinct, order_limit
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, derive, sentinel
-from pond_core.sqlplan.scope import Env, Planned
-from pond_core.sqlplan.subqueries import OUTER, prepare
-from pond_core.sqlplan.windows import window_input
+from pond_core.plan.sqlcompile import exprs as X
+from pond_core.plan.sqlcompile.aggregate import AggCall, aggregate, describe_call
+from pond_core.plan.sqlcompile.fromclause import colmap_for, plan_from, sources_of
+from pond_core.plan.sqlcompile.model import Op
+from pond_core.plan.sqlcompile.ordering import SortKey, distinct, order_limit
+from pond_core.plan.sqlcompile.rel import Context, NotDistributable, Rel, derive, sentinel
+from pond_core.plan.sqlcompile.scope import Env, Planned
+from pond_core.plan.sqlcompile.subqueries import OUTER, prepare
+from pond_core.plan.sqlcompile.windows import window_input
+from pond_core.sql_quote import quote_ident
 
 
 def plan_select(ctx: Context, sel: exp.Select, env: Env, label: str) -> Planned:

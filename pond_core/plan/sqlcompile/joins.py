@@ -22,10 +22,10 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.layout import colocate, copartitioned
-from pond_core.sqlplan.model import Op, Partitioning
-from pond_core.sqlplan.rel import Context, Rel, broadcast, derive, gather, sentinel
+from pond_core.plan.sqlcompile.layout import colocate, copartitioned
+from pond_core.plan.sqlcompile.model import Op, Partitioning
+from pond_core.plan.sqlcompile.rel import Context, Rel, broadcast, derive, gather, sentinel
+from pond_core.sql_quote import quote_ident
 
 
 class JoinKind(enum.Enum):
@@ -139,7 +139,7 @@ def _choose(ctx: Context, left: Rel, right: Rel, spec: JoinSpec) -> tuple[Strate
 
 
 def _anchored(side: Rel, other: Rel, pairs: Any) -> bool:
-    from pond_core.sqlplan.layout import anchor
+    from pond_core.plan.sqlcompile.layout import anchor
 
     return anchor(side, other, pairs, flip=False) is not None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pond_core.sqlplan.model import Fallback, PlanNode
+from pond_core.plan.sqlcompile.model import Fallback, PlanNode
 
 
 def render(root: PlanNode, npartitions: int, fallbacks: Sequence[Fallback], header: str) -> str:

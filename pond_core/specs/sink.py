@@ -10,7 +10,7 @@ from typing import Any
 
 from pond_core.checks import Check, as_checks
 from pond_core.errors import PondConfigError
-from pond_core.io.table_spec import IcebergTable
+from pond_core.specs.iceberg_table import IcebergTable
 
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")

@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
-from pond_core.sqlplan.rel import (
+from pond_core.plan.logical import Repartition, RepartitionMethod
+from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PartKind, PlanNode
+from pond_core.plan.sqlcompile.rel import (
     Context,
     Rel,
     derive,
@@ -30,6 +30,7 @@ from pond_core.sqlplan.rel import (
     partitions_for,
     sentinel,
 )
+from pond_core.sql_quote import quote_ident
 
 SAMPLE_ROWS = 1000
 
@@ -95,11 +96,11 @@ def range_sort(ctx: Context, rel: Rel, keys: Sequence[SortKey], label: str, keep
         f"FROM {sentinel(0)} AS k, {sentinel(1)} AS b",
         [keyed, bounds], part=keyed.part, rows=rel.rows, op=Op.PROJECT, detail=f"{label}: partition of each row", reason="range exchange",
     )
-    df = bucketed.df.repartition(n, by="__pond_bucket")
+    plan = Repartition(inputs=(bucketed.plan,), n=n, method=RepartitionMethod.VALUE, expr="__pond_bucket")
     part = Partitioning(PartKind.RANGE, n)
     node = PlanNode(Op.EXCHANGE, f"range by ({', '.join(k.column for k in keys)}) into {n}", part, (bucketed.node,),
                     f"{label}: global ORDER BY of a large result", ExchangeKind.RANGE, rel.rows, rel.bytes)
-    moved = dataclasses.replace(bucketed, df=df, part=part, node=node)
+    moved = dataclasses.replace(bucketed, plan=plan, part=part, node=node)
     cols = ", ".join(quote_ident(c) for c in (keep if keep is not None else rel.columns))
     order = ", ".join(k.sql() for k in keys)
     return derive(ctx, f"SELECT {cols} FROM {sentinel(0)} ORDER BY {order}", [moved], part=part, rows=rel.rows, op=Op.SORT,

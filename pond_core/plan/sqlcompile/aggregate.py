@@ -34,10 +34,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.exprs import column_ref, sql
-from pond_core.sqlplan.model import Op, Partitioning
-from pond_core.sqlplan.rel import (
+from pond_core.plan.sqlcompile.exprs import column_ref, sql
+from pond_core.plan.sqlcompile.model import Op, Partitioning
+from pond_core.plan.sqlcompile.rel import (
     Context,
     Rel,
     derive,
@@ -47,6 +46,7 @@ from pond_core.sqlplan.rel import (
     sentinel,
     shadow_sql,
 )
+from pond_core.sql_quote import quote_ident
 
 
 class AggKind(enum.Enum):
@@ -167,7 +167,7 @@ def aggregate(ctx: Context, child: Rel, groups: Sequence[exp.Expression], calls:
             gcols.append(name)
     if extra:
         exprs = [(quote_ident(c), c) for c in child.columns] + extra
-        from pond_core.sqlplan.rel import project
+        from pond_core.plan.sqlcompile.rel import project
 
         child = project(ctx, child, exprs, "group keys as columns")
     gcols_t = tuple(dict.fromkeys(gcols))

@@ -18,15 +18,15 @@ from typing import Any
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan import exprs as X
-from pond_core.sqlplan.inputs import InputTable
-from pond_core.sqlplan.joins import JoinKind, JoinSpec, join
-from pond_core.sqlplan.model import Op
-from pond_core.sqlplan.rel import Context, NotDistributable, Rel, derive, sentinel
-from pond_core.sqlplan.scans import scan
-from pond_core.sqlplan.scope import Env, Planned
-from pond_core.sqlplan.subqueries import filter_step, prepare
+from pond_core.plan.sqlcompile import exprs as X
+from pond_core.plan.sqlcompile.joins import JoinKind, JoinSpec, join
+from pond_core.plan.sqlcompile.model import Op
+from pond_core.plan.sqlcompile.rel import Context, NotDistributable, Rel, derive, sentinel
+from pond_core.plan.sqlcompile.scans import scan
+from pond_core.plan.sqlcompile.scope import Env, Planned
+from pond_core.plan.sqlcompile.subqueries import filter_step, prepare
+from pond_core.plan.sqlcompile.tables import InputTable
+from pond_core.sql_quote import quote_ident
 
 
 @dataclasses.dataclass
@@ -362,7 +362,7 @@ def _join_group(
     def small(rel: Rel) -> bool:
         return rel.part.is_single or rel.bytes <= ctx.threshold
 
-    from pond_core.sqlplan.joins import estimate_rows
+    from pond_core.plan.sqlcompile.joins import estimate_rows
 
     while True:  # small, non-expanding joins first
         best = None
@@ -405,8 +405,8 @@ def _preference(ctx: Context, current: Rel, cand: Rel, pairs: Any) -> tuple[Any,
     that moves the fewest bytes (co-partitioned, broadcast, or only one side exchanged)."""
     import math
 
-    from pond_core.sqlplan.joins import estimate_rows
-    from pond_core.sqlplan.layout import anchor, copartitioned
+    from pond_core.plan.sqlcompile.joins import estimate_rows
+    from pond_core.plan.sqlcompile.layout import anchor, copartitioned
 
     rows = estimate_rows(current, cand, pairs)
     if cand.part.is_single or cand.bytes <= ctx.threshold:

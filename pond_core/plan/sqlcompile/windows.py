@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from pond_core.sqlplan.rel import Context, Rel, gather, hash_exchange
+from pond_core.plan.sqlcompile.rel import Context, Rel, gather, hash_exchange
 
 
 def window_input(ctx: Context, rel: Rel, partition_keys: Sequence[Sequence[exp.Expression]], label: str) -> Rel:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
-from pond_core.sqlplan.rel import Rel
+from pond_core.plan.sqlcompile.rel import Rel
 
 
 @dataclasses.dataclass(frozen=True)

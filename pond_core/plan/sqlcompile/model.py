@@ -167,6 +167,15 @@ class Fallback:
     where: str
     reason: str
 
+    def describe(self) -> str:
+        return f"{self.where} runs in one partition: {self.reason}"
+
+    def sql_comment(self) -> str:
+        """The fallback as a comment heading the step's SQL: so the stage's description, its
+        lineage record in the catalog and any error naming the step say why it is one task."""
+        text = self.describe().replace("*/", "* /").replace("{", "(").replace("}", ")")
+        return f"/* pond: {text} */ "
+
 
 @dataclasses.dataclass(frozen=True)
 class PlanOptions:
@@ -178,3 +187,4 @@ class PlanOptions:
     partition_bytes: int = 256 * 2**20  # target bytes per partition when choosing counts
     max_partitions: int | None = None  # cap for the chosen count; default 2 x cluster cores
     distribute: bool = True  # False: plan the whole query as one partition (a reference)
+    strict: bool = False  # True: a part that would run in one partition is an error instead

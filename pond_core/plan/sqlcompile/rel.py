@@ -1,25 +1,26 @@
-"""Relations the planner builds: a lazy pond DataFrame plus what the planner knows about it.
+"""Relations the compiler builds: a pond logical plan node plus what the compiler knows of it.
 
-A `Rel` is a DataFrame with its columns and their DuckDB types, its partitioning, size
-estimates, the shadow view that mirrors it and the plan node that explains it. New relations are
-made only by `derive` (per-partition SQL, i.e. `partial_sql`) and the exchange functions
-(`repartition`), so every plan is made through pond's public API.
+A `Rel` is a node of pond's logical plan (the nodes DataFrames build) with its columns and their
+DuckDB types, its partitioning, size estimates, the shadow view that mirrors it and the
+description node that explains it. New relations are made only by `derive` (a per-partition
+`Sql` node) and the exchange functions (`Repartition` nodes), so a compiled statement is an
+ordinary logical plan: the same compile, fusion and execution as any DataFrame's.
 
-Generated SQL names its inputs with sentinel table names (`__pond_in_0__`) so it can be written
-with sqlglot or by hand and bound two ways: to `{0}` placeholders for pond, and to shadow views
-for type checking.
+Generated SQL names its inputs `__pond_in_<i>__` (plan/sql.py's binder), so it can be written
+with sqlglot or by hand and bound two ways: to `{i}` placeholders for the plan node, and to
+shadow views for type checking.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan.model import (
+from pond_core.plan.logical import Node, Repartition, RepartitionMethod, Sql
+from pond_core.plan.sql import bind_input_names, input_name, names_as_inputs
+from pond_core.plan.sqlcompile.model import (
     ExchangeKind,
     Fallback,
     Op,
@@ -28,15 +29,13 @@ from pond_core.sqlplan.model import (
     PlanNode,
     PlanOptions,
 )
-from pond_core.sqlplan.shadow import STORED_AS, Shadow
+from pond_core.plan.sqlcompile.shadow import STORED_AS, Shadow
+from pond_core.plan.sqlcompile.tables import type_width
+from pond_core.sql_quote import quote_ident
 
 if TYPE_CHECKING:
-    from pond_core.dataframe import DataFrame
-    from pond_core.session import Session
-    from pond_core.sqlplan.inputs import InputTable
+    from pond_core.plan.sqlcompile.tables import FileGrouping, InputTable
 
-_SENTINEL = re.compile(r'"?__pond_in_(\d+)__"?')
-TYPE_WIDTH = {"BOOLEAN": 1, "TINYINT": 1, "SMALLINT": 2, "INTEGER": 4, "DATE": 4, "FLOAT": 4, "BLOB": 32}
 
 
 class NotDistributable(Exception):
@@ -44,36 +43,20 @@ class NotDistributable(Exception):
     boundary (a CTE, a subquery, the whole query) then runs in one partition."""
 
 
-def sentinel(i: int) -> str:
-    return f"__pond_in_{i}__"
-
-
-def pond_sql(text: str) -> str:
-    """SQL with sentinels as pond's `{i}` placeholders; literal braces escaped."""
-    escaped = text.replace("{", "{{").replace("}", "}}")
-    return _SENTINEL.sub(lambda m: "{" + m.group(1) + "}", escaped)
+sentinel = input_name  # generated SQL names input i as plan/sql.py's binder does
+pond_sql = names_as_inputs
 
 
 def shadow_sql(text: str, views: Sequence[str]) -> str:
-    return _SENTINEL.sub(lambda m: quote_ident(views[int(m.group(1))]), text)
-
-
-def type_width(typ: str) -> float:
-    base = typ.split("(")[0].upper()
-    if base in TYPE_WIDTH:
-        return TYPE_WIDTH[base]
-    if base == "VARCHAR":
-        return 24
-    if base == "DECIMAL":
-        return 8
-    return 8
+    return bind_input_names(text, [quote_ident(v) for v in views])
 
 
 @dataclasses.dataclass
 class Context:
-    """What every planning function needs: the session, the options, the shadow, the inputs."""
+    """What every compiling function needs: the options, the shadow, the inputs, and pond's own
+    split of a read's files (FileGrouping)."""
 
-    session: Session
+    group_files: FileGrouping
     options: PlanOptions
     n: int
     shadow: Shadow
@@ -87,7 +70,7 @@ class Context:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Rel:
-    df: DataFrame
+    plan: Node  # pond's logical plan computing this relation
     columns: tuple[str, ...]
     types: tuple[str, ...]
     part: Partitioning
@@ -172,7 +155,7 @@ def derive(
         )
         text = f"SELECT {casts} FROM ({text}) AS __pond_h"
         cols = ctx.shadow.create_view(view, shadow_sql(text, [r.view for r in inputs]))
-    df = ctx.session.partial_sql(pond_sql(text), *[r.df for r in inputs])
+    plan = Sql(inputs=tuple(r.plan for r in inputs), query=pond_sql(text))
     seen: dict[str, tuple[float, float]] = dict(known or {})
     for r in inputs:
         for c, w in zip(r.columns, r.widths):
@@ -182,7 +165,7 @@ def derive(
     ndv = tuple(min(rows, seen[c][1]) if c in seen else rows for c, _ in cols)
     node = PlanNode(op, detail, part, tuple(node_inputs if node_inputs is not None else (r.node for r in inputs)), reason, rows=rows, bytes=rows * sum(widths))
     base_sel = min((r.sel for r in inputs), default=1.0)
-    return Rel(df, tuple(c for c, _ in cols), tuple(t for _, t in cols), part, rows, widths, view, node,
+    return Rel(plan, tuple(c for c, _ in cols), tuple(t for _, t in cols), part, rows, widths, view, node,
                sel if sel is not None else base_sel, ndv)
 
 
@@ -195,19 +178,19 @@ def hash_exchange(ctx: Context, rel: Rel, keys: Sequence[str], n: int, reason: s
         return gather(ctx, rel, reason)
     if rel.part.kind is PartKind.HASH and rel.part.hashed_on(keys) and rel.part.n == n:
         return rel
-    df = rel.df.repartition(n, hash_by=list(keys))
+    plan = Repartition(inputs=(rel.plan,), n=n, method=RepartitionMethod.HASH, keys=keys)
     part = Partitioning.hashed(n, keys)
     node = PlanNode(Op.EXCHANGE, f"hash by ({', '.join(keys)}) into {n}", part, (rel.node,), reason, ExchangeKind.HASH, rel.rows, rel.bytes)
-    return dataclasses.replace(rel, df=df, part=part, node=node)
+    return dataclasses.replace(rel, plan=plan, part=part, node=node)
 
 
 def gather(ctx: Context, rel: Rel, reason: str, kind: ExchangeKind = ExchangeKind.GATHER) -> Rel:
     if rel.part.is_single:
         return rel
-    df = rel.df.repartition(1)
+    plan = Repartition(inputs=(rel.plan,), n=1, method=RepartitionMethod.FILES)
     part = Partitioning.single()
     node = PlanNode(Op.EXCHANGE, "into 1 partition", part, (rel.node,), reason, kind, rel.rows, rel.bytes)
-    return dataclasses.replace(rel, df=df, part=part, node=node)
+    return dataclasses.replace(rel, plan=plan, part=part, node=node)
 
 
 def broadcast(ctx: Context, rel: Rel, reason: str) -> Rel:
@@ -222,10 +205,10 @@ def spread(ctx: Context, rel: Rel, n: int, reason: str) -> Rel:
     """A one-partition relation as n partitions without copying rows (its files split evenly)."""
     if n == 1 or not rel.part.is_single:
         return rel
-    df = rel.df.repartition(n)
+    plan = Repartition(inputs=(rel.plan,), n=n, method=RepartitionMethod.FILES)
     part = Partitioning.split(n)
     node = PlanNode(Op.EXCHANGE, f"split into {n}", part, (rel.node,), reason, ExchangeKind.SPLIT, rel.rows, rel.bytes)
-    return dataclasses.replace(rel, df=df, part=part, node=node)
+    return dataclasses.replace(rel, plan=plan, part=part, node=node)
 
 
 def project(ctx: Context, rel: Rel, exprs: Sequence[tuple[str, str]], detail: str, reason: str = "") -> Rel:

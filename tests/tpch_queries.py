@@ -1,5 +1,6 @@
 """The 22 TPC-H queries (validation parameters, as DuckDB's tpch extension writes them) and
-their tables, for the SQL planner's tests and benchmark.
+their tables, for the SQL planner's tests and benchmark (bench/tpch_sql.py imports it with the
+repository root on sys.path): test data, not engine code.
 
 DuckDB's `tpch` extension is not always installable (it is downloaded), so the text lives
 here; `tpchgen-cli` (in the environment's bin directory) makes the data.

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan import exprs as X
-from pond_core.sqlplan.model import Op, Partitioning
-from pond_core.sqlplan.ordering import SortKey, distinct, order_limit
-from pond_core.sqlplan.rel import (
+from pond_core.plan.sqlcompile import exprs as X
+from pond_core.plan.sqlcompile.model import Op, Partitioning
+from pond_core.plan.sqlcompile.ordering import SortKey, distinct, order_limit
+from pond_core.plan.sqlcompile.rel import (
     Context,
     NotDistributable,
     Rel,
@@ -32,7 +31,8 @@ from pond_core.sqlplan.rel import (
     shadow_sql,
     spread,
 )
-from pond_core.sqlplan.scope import Env, Planned
+from pond_core.plan.sqlcompile.scope import Env, Planned
+from pond_core.sql_quote import quote_ident
 
 
 def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branch: Callable[..., Planned]) -> Planned:
@@ -86,7 +86,7 @@ def plan_setop(ctx: Context, e: exp.Expression, env: Env, label: str, plan_branc
         else:
             raise NotDistributable("ORDER BY of a set operation that is not an output column")
         keys.append(SortKey(col, bool(o.args.get("desc")), bool(o.args.get("nulls_first"))))
-    from pond_core.sqlplan.block import limit_offset
+    from pond_core.plan.sqlcompile.block import limit_offset
 
     limit, offset = limit_offset(e)
     if keys or limit is not None or offset:

@@ -9,21 +9,22 @@ join or aggregation on those keys needs no exchange.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan import adapter
-from pond_core.sqlplan.estimate import combined
-from pond_core.sqlplan.inputs import InputTable
-from pond_core.sqlplan.model import ExchangeKind, Op, Partitioning, PlanNode
-from pond_core.sqlplan.rel import Context, Rel, derive, sentinel
+from pond_core.plan.logical import Node, Read, Repartition, RepartitionMethod
+from pond_core.plan.sqlcompile.estimate import combined
+from pond_core.plan.sqlcompile.model import ExchangeKind, Op, Partitioning, PlanNode
+from pond_core.plan.sqlcompile.rel import Context, Rel, derive, sentinel
+from pond_core.plan.sqlcompile.tables import InputTable
+from pond_core.sql_quote import quote_ident
 
 
 def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
     """The input itself as a relation, laid out for the query's partition count."""
-    frame = table.frame
+    plan = table.plan
     raw_bytes = table.bytes_of(columns)
     layout = table.layout
     n = ctx.n
@@ -35,7 +36,7 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
         kind = None
     elif n == 1 or (raw_bytes <= ctx.options.single_read_threshold and layout.npartitions == 1):
         if layout.npartitions > 1:
-            frame = frame.repartition(1)
+            plan = Repartition(inputs=(plan,), n=1, method=RepartitionMethod.FILES)
         part = Partitioning.single()
         reason = "one partition for the whole query" if n == 1 else f"small input ({_mb(raw_bytes)}): read whole, broadcast where joined"
         kind = None
@@ -46,13 +47,14 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
             ordered = table.clusters[cluster.lower()]
             files = [f for f, _ in ordered]
             first = {f: lit for f, lit in ordered}
-            groups = adapter.file_groups(files, n)
+            groups = ctx.group_files(files, n)
             bounds = tuple(first[g[0]] for g in groups[1:])
-            frame = adapter.reread(frame, files).repartition(n)
+            plan = Repartition(inputs=(_reread(plan, files),), n=n, method=RepartitionMethod.FILES)
             part = Partitioning.clustered(n, cluster, bounds)
             reason = f"{_mb(raw_bytes)} read in {n} partitions by files, which hold disjoint ranges of {cluster}"
         else:
-            frame = frame.repartition(n, by_rows=by_rows)
+            method = RepartitionMethod.ROWS if by_rows else RepartitionMethod.FILES
+            plan = Repartition(inputs=(plan,), n=n, method=method)
             part = Partitioning.split(n)
             reason = f"{_mb(raw_bytes)} read in {n} partitions by {'row ranges' if by_rows else 'files'}"
         kind = ExchangeKind.SPLIT
@@ -61,7 +63,13 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
     ndv = tuple(table.distinct(c) for c, _ in table.schema)
     view = ctx.shadow.new_name("in")
     ctx.shadow.create_view(view, f"SELECT * FROM {quote_ident(table.name)}")
-    return Rel(frame, tuple(c for c, _ in table.schema), tuple(t for _, t in table.schema), part, table.rows, widths, view, node, 1.0, ndv)
+    return Rel(plan, tuple(c for c, _ in table.schema), tuple(t for _, t in table.schema), part, table.rows, widths, view, node, 1.0, ndv)
+
+
+def _reread(plan: Node, files: list[str]) -> Read:
+    """The same Parquet read over an explicit file list (in the order given), options kept."""
+    assert isinstance(plan, Read), f"{plan.label()} is not a read"
+    return Read(inputs=(), source=dataclasses.replace(plan.source, paths=tuple(files), recursive=False))
 
 
 def scan(
@@ -77,7 +85,7 @@ def scan(
     outs = list(columns) or [(table.schema[0][0], f"{alias}__{table.schema[0][0]}")]
     select = ", ".join(f"{quote_ident(alias)}.{quote_ident(c)} AS {quote_ident(o)}" for c, o in outs)
     text = f"SELECT {select} FROM {sentinel(0)} AS {quote_ident(alias)}"
-    from pond_core.sqlplan.exprs import and_all, sql
+    from pond_core.plan.sqlcompile.exprs import and_all, sql
 
     where = and_all([f.copy() for f in filters])
     if where is not None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
+from pond_core.sql_quote import quote_ident
 
 DIALECT = "duckdb"
 
@@ -158,7 +158,7 @@ def rewrite(
         if isinstance(node, exp.Column) and orig is not None and id(orig) in bound:
             name = bound[id(orig)]
             if name is None:
-                from pond_core.sqlplan.rel import NotDistributable
+                from pond_core.plan.sqlcompile.rel import NotDistributable
 
                 raise NotDistributable(f"column {orig.sql(dialect=DIALECT)} is neither grouped nor aggregated here")
             return column_ref(name, qualifier)

@@ -5,6 +5,11 @@ generates becomes a view over the views of its inputs. DuckDB then binds each st
 task will, so the planner knows each column's type (to cast hash keys to one type, to give the
 result DuckDB's own types) and a generated step that does not bind is caught before anything
 runs. Binding touches no data.
+
+The connection reads the inputs' Parquet footers while the inputs are set up; then it is sealed
+(`seal`): no file, network or extension access, configuration locked. Every user statement and
+every generated step is bound only after that, so even a planner bug cannot make planning write
+a file, attach a database or read anything but the inputs.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from pond_core.plan.sql import quote_ident
+from pond_core.sql_quote import quote_ident
 
 # Parquet has no 128-bit integer; pond stores HUGEINT as DECIMAL(38,0) between stages. The
 # planner casts explicitly wherever a step yields one, so types never depend on where pond cuts
@@ -33,6 +38,12 @@ class Shadow:
 
     def close(self) -> None:
         self.con.close()
+
+    def seal(self) -> None:
+        """From now on the connection touches nothing outside itself (see the module doc)."""
+        for setting in ("autoinstall_known_extensions", "autoload_known_extensions", "enable_external_access"):
+            self.con.execute(f"SET {setting} = false")
+        self.con.execute("SET lock_configuration = true")
 
     def new_name(self, prefix: str = "r") -> str:
         return f"__pond_{prefix}{next(self._ids)}"

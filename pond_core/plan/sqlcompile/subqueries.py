@@ -24,11 +24,10 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from pond_core.plan.sql import quote_ident
-from pond_core.sqlplan import exprs as X
-from pond_core.sqlplan.layout import anchor, colocate, copartitioned
-from pond_core.sqlplan.model import Op, PlanNode
-from pond_core.sqlplan.rel import (
+from pond_core.plan.sqlcompile import exprs as X
+from pond_core.plan.sqlcompile.layout import anchor, colocate, copartitioned
+from pond_core.plan.sqlcompile.model import Op, PlanNode
+from pond_core.plan.sqlcompile.rel import (
     Context,
     NotDistributable,
     Rel,
@@ -37,8 +36,9 @@ from pond_core.sqlplan.rel import (
     gather,
     sentinel,
 )
-from pond_core.sqlplan.scans import scan
-from pond_core.sqlplan.scope import Env
+from pond_core.plan.sqlcompile.scans import scan
+from pond_core.plan.sqlcompile.scope import Env
+from pond_core.sql_quote import quote_ident
 
 OUTER = "__pond_outer"
 
@@ -212,7 +212,7 @@ def _inner_type(ctx: Context, env: Env, inner: _Inner, column: str) -> str | Non
 def _semi_filter(ctx: Context, inner: Rel, inner_key: str, outer: Rel, outer_key: str, where: str) -> Rel:
     """The inner table's rows whose key some outer row has: no other row can satisfy the
     correlation, so the subquery's value for every outer row is unchanged."""
-    from pond_core.sqlplan.rel import derive, project
+    from pond_core.plan.sqlcompile.rel import derive, project
 
     keys = broadcast(ctx, project(ctx, outer, [(quote_ident(outer_key), outer_key)], f"{where}: outer keys"),
                      f"{where}: the outer rows are few: their keys filter the subquery's table")
@@ -252,7 +252,7 @@ def _bind_correlated(root: exp.Expression, select: exp.Select, colmap: Any, sent
 
 def filter_step(ctx: Context, prepared: Prepared, predicate: exp.Expression, label: str) -> Rel:
     """SELECT the outer columns FROM the outer rows WHERE the prepared predicate."""
-    from pond_core.sqlplan.rel import derive
+    from pond_core.plan.sqlcompile.rel import derive
 
     rel = prepared.rel
     text = f"SELECT {rel.select_list(qualifier=OUTER)} FROM {sentinel(0)} AS {OUTER} WHERE {X.sql(predicate)}"
