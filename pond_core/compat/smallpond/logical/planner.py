@@ -29,7 +29,7 @@ from pond_core.compat.smallpond.execution.user_steps import MARK_COLUMN, StepKin
 from pond_core.compat.smallpond.logical import dataset as ds
 from pond_core.compat.smallpond.logical import node as sp
 from pond_core.errors import PondConfigError
-from pond_core.io.sink_spec import SinkSpec
+from pond_core.specs.sink import SinkSpec
 from pond_core.plan.logical import (
     Limit,
     Node,
@@ -275,7 +275,7 @@ class Planner:
         inputs = [self.node(d) for d in n.input_deps]
         dimensions = {c.partition_column for c in inputs if c.partition_column}
         queries = [_format(n, q, i, len(inputs), dimensions) for i, q in enumerate(n.sql_queries)]
-        check_setup(queries[:-1])
+        check_setup(queries[:-1], len(inputs))
         udfs = udf_specs([n.ctx.udfs[name].to_pond_udf() for name in n.udfs])
         node = Sql(inputs=tuple(c.node for c in inputs), query=queries[-1], udfs=udfs, setup=tuple(queries[:-1]))
         return Compiled(node, inputs[0].partition_column if inputs else None)
