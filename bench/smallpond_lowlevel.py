@@ -5,7 +5,8 @@ smallpond's benchmarks/gray_sort_benchmark.py, with records generated in Python 
 gensort, and benchmarks/hash_partition_benchmark.py), run as a user runs them:
 `pond smallpond PROGRAM.py scheduler ARGS` (pond in-process). With `--smallpond-python
 PATH` the same programs also run under real smallpond (`PATH SCRIPT.py scheduler ARGS`, its
-one-machine mode), side by side. Figures: wall seconds, rows, output files and the peak RSS of
+one-machine mode), side by side; smallpond draws its plan with Graphviz, so `dot` (or a stand-in)
+must be on PATH for it. Figures: wall seconds, rows, output files and the peak RSS of
 the run's process tree; the script checks each run's data and never asserts on time.
 
     .venv/bin/python bench/smallpond_lowlevel.py --records 1000000 --rows 2000000
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 
 import duckdb
 from _rss import TreeSampler
@@ -62,7 +64,7 @@ def gray_sort(engine: str, runner: list[str], work: str, records: int) -> Figure
     with open(script, "w") as handle:
         handle.write(textwrap.dedent(GRAY_SORT))
     root = os.path.join(work, f"root-{engine}")
-    args = ["scheduler", "--data_root", root, "--job_id", "gray", "-T", str(records * 100), "-B", str(50_000 * 100),
+    args = ["scheduler", "--data_root", root, "--job_id", str(uuid.uuid4()), "-T", str(records * 100), "-B", str(50_000 * 100),
             "-n", "4", "-t", "8", "-s", "arrow"]
     seconds, rss = run([*runner, script, *args], work)
     dat = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".dat")]
@@ -78,15 +80,19 @@ def hash_partition(engine: str, runner: list[str], work: str, source: str, rows:
         handle.write(textwrap.dedent(HASH_PARTITION_BENCHMARK))
     root = os.path.join(work, f"root-{engine}")
     out = os.path.join(work, f"partitioned-{engine}")
-    args = ["scheduler", "--data_root", root, "--job_id", "hash", "--output_path", out, "-i", f"{source}/*.parquet",
+    args = ["scheduler", "--data_root", root, "--job_id", str(uuid.uuid4()), "--output_path", out, "-i", f"{source}/*.parquet",
             "-n", "16", "-c", "key"]
     seconds, rss = run([*runner, script, *args], work)
-    files = [os.path.join(d, f) for d, _, fs in os.walk(out if os.path.isdir(out) else root) for f in fs if f.endswith(".parquet")]
-    if os.path.isdir(out):
-        got = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/*.parquet')").fetchone()[0]
-        if got != rows:
-            raise SystemExit(f"hash partition on {engine}: {got} rows, expected {rows}")
-    return Figures("hash_partition", engine, seconds, rows, len(files), rss / 2**20)
+    # pond writes the result at --output_path; smallpond keeps it under its job's output/ folder
+    where = out if os.path.isdir(out) and any(f.endswith(".parquet") for f in os.listdir(out)) else root
+    files = [os.path.join(d, f) for d, _, fs in os.walk(where) for f in fs if f.endswith(".parquet")]
+    if where == root:
+        files = [f for f in files if "partitioned_datasets" in f]
+    got = duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
+    keys_split = duckdb.sql(f"SELECT count(*) FROM (SELECT key FROM read_parquet({files!r}) GROUP BY key HAVING count(DISTINCT partition_keys) > 1)").fetchone()[0]
+    if got != rows or keys_split:
+        raise SystemExit(f"hash partition on {engine}: {got} rows (expected {rows}), {keys_split} keys in several partitions")
+    return Figures("hash_partition", engine, seconds, got, len(files), rss / 2**20)
 
 
 def main() -> None:
