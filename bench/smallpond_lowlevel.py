@@ -83,11 +83,11 @@ def hash_partition(engine: str, runner: list[str], work: str, source: str, rows:
     args = ["scheduler", "--data_root", root, "--job_id", str(uuid.uuid4()), "--output_path", out, "-i", f"{source}/*.parquet",
             "-n", "16", "-c", "key"]
     seconds, rss = run([*runner, script, *args], work)
-    # pond writes the result at --output_path; smallpond keeps it under its job's output/ folder
-    where = out if os.path.isdir(out) and any(f.endswith(".parquet") for f in os.listdir(out)) else root
-    files = [os.path.join(d, f) for d, _, fs in os.walk(where) for f in fs if f.endswith(".parquet")]
-    if where == root:
-        files = [f for f in files if "partitioned_datasets" in f]
+    # pond writes the result at --output_path, smallpond under it (or its job's output/ folder)
+    found = [os.path.join(d, f) for top in (out, root) for d, _, fs in os.walk(top) for f in fs if f.endswith(".parquet")]
+    files = [f for f in found if os.path.dirname(f) == out or os.path.dirname(f).endswith("/partitioned_datasets")]
+    if any(f.startswith(out + "/") for f in files):  # smallpond also keeps them under its job's root
+        files = [f for f in files if f.startswith(out + "/")]
     got = duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
     keys_split = duckdb.sql(f"SELECT count(*) FROM (SELECT key FROM read_parquet({files!r}) GROUP BY key HAVING count(DISTINCT partition_keys) > 1)").fetchone()[0]
     if got != rows or keys_split:
