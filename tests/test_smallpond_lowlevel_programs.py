@@ -642,3 +642,41 @@ def test_sort_mock_urls_in_ray_mode(urls: str, tmp_path: Any, ray_instance: Any)
     out = tmp_path / "external" / "data_sink"
     assert rows(f"SELECT host, url, payload FROM {output(out)} ORDER BY ALL") == expected_urls(urls)
     assert_sorted_per_partition(out, "host")
+
+
+FAIL_ONCE = """
+import os
+from smallpond.execution.driver import Driver
+from smallpond.logical.dataset import ParquetDataSet
+from smallpond.logical.node import ArrowComputeNode, Context, DataSetPartitionNode, DataSourceNode, HashPartitionNode, LogicalPlan
+
+
+class FailOnce(ArrowComputeNode):
+    def process(self, runtime_ctx, input_tables):
+        if not os.path.exists("marker"):
+            open("marker", "w").close()
+            raise ValueError("the first run fails here")
+        return input_tables[0]
+
+
+driver = Driver()
+driver.add_argument("-i", "--input_paths", nargs="+")
+ctx = Context()
+parts = DataSetPartitionNode(ctx, (DataSourceNode(ctx, ParquetDataSet(driver.get_arguments()["input_paths"])),), npartitions=2)
+hashed = HashPartitionNode(ctx, (parts,), npartitions=2, hash_columns=["host"], output_name="by_host")
+driver.run(LogicalPlan(ctx, FailOnce(ctx, (hashed,), output_name="checked")))
+"""
+
+
+def test_a_rerun_of_a_failed_job_resumes_from_its_committed_stages(urls: str, tmp_path: Any) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(FAIL_ONCE))
+    flags = ["scheduler", "--data_root", str(tmp_path / "root"), "--job_id", "job1", "--output_path", str(tmp_path / "out"),
+             "-i", f"{urls}/*.parquet"]
+    first = subprocess.run([POND, "smallpond", str(script), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 70 and "the first run fails here" in first.stderr
+    assert not (tmp_path / "out").exists()  # nothing half-written is visible
+    second = subprocess.run([POND, "smallpond", str(script), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "pond stage by_host already committed, reused" in second.stderr
+    assert rows(f"SELECT host, url FROM {output(tmp_path / 'out')} ORDER BY ALL") == rows(f"SELECT * FROM '{urls}/*.parquet' ORDER BY ALL")

@@ -154,6 +154,9 @@ def run_logical_plan(plan: LogicalPlan, args: argparse.Namespace) -> list[dict[s
         job_id=args.job_id, job_name=args.job_name, data_root=args.data_root,
         executor="ray" if args.mode == "ray" else "local",
         max_retries=max(0, int(args.max_retry_count)),
+        # smallpond's way to resume a job after a restart; pond keeps the job's committed stages
+        # (it always keeps them after a failure), so a rerun of the job id reuses them.
+        keep_intermediates=True if args.enable_sched_state_dump else None,
         speculation=None if args.mode == "ray" and args.speculative_exec != "disable" else False,
     )
     try:
