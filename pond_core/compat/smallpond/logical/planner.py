@@ -29,7 +29,6 @@ from pond_core.compat.smallpond.execution.user_steps import MARK_COLUMN, StepKin
 from pond_core.compat.smallpond.logical import dataset as ds
 from pond_core.compat.smallpond.logical import node as sp
 from pond_core.errors import PondConfigError
-from pond_core.specs.sink import SinkSpec
 from pond_core.plan.logical import (
     Limit,
     Node,
@@ -46,6 +45,7 @@ from pond_core.plan.logical import (
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
+from pond_core.specs.sink import SinkSpec
 from pond_core.sql_quote import quote_ident, quote_str
 from pond_core.udfs import udf_specs
 
