@@ -296,7 +296,7 @@ class Planner:
 
     def _user(self, n: Any, kind: StepKind) -> Compiled:
         inner = self._one_input(n)
-        files_dir = f"{self.files_root}/{n.output_name or type(n).__name__}"
+        files_dir = f"{n.output_path or self.files_root}/{n.output_name or type(n).__name__}"
         step = UserStep(kind, n.slim_copy(), self.session.job_id, files_dir)
         batch_size = getattr(n, "streaming_batch_size", sp.DEFAULT_BATCH_SIZE)
         func = PyFunc.wrap(step, "process")
