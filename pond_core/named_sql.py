@@ -19,6 +19,8 @@ from typing import Any
 
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError
+from pond_core.plan.naming import slug, source_name
+from pond_core.plan.statement import check_one_query
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_HASH_PARTITIONS = 4  # `hash_by` without `npartitions`
@@ -59,6 +61,7 @@ def named_sql(
     from pond_core.sqlplan.inputs import InputHashing
 
     check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
+    check_one_query(sql, "sql")  # before any input is even looked at
     keys = (hash_by,) if isinstance(hash_by, str) else (tuple(hash_by) if hash_by else None)
     frames = {}
     for name, path in inputs.items():
@@ -86,11 +89,14 @@ def sql_pipeline(
     an orchestrator's one-statement task is a pond run like any other, in the catalog. With
     `output_table`, the result is committed to that Iceberg table instead of `output_path`."""
     query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
+    # This pipeline serves every SQL task: its write is named after the task's output, not after it.
     if output_table:
-        return query.sink_iceberg(output_table, mode=mode or "append", partition_by=partition_by, catalog=iceberg_catalog, checks=checks or ())
+        name = f"write_{slug(output_table)}"
+        return query.sink_iceberg(output_table, mode=mode or "append", partition_by=partition_by, catalog=iceberg_catalog, checks=checks or (), name=name)
     if not output_path:
         raise PondConfigError("a SQL task needs output_path (a Parquet dataset) or output_table (an Iceberg table)")
-    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or ())
+    name = f"write_{source_name([output_path])}"
+    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or (), name=name)
 
 
 def sql_pipeline_params(

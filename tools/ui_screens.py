@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "pond_daily_revenue"
-STAGE = "daily_revenue.join_customers_orders"
+STAGE = "daily_revenue.join_aggregate_customers_orders"
 
 
 def free_port() -> int:
@@ -142,7 +142,7 @@ def prefect_screens(chromium: str, out: Path, day: str) -> None:
         runs = json.loads(urllib.request.urlopen(urllib.request.Request(
             f"{base}/api/task_runs/filter", data=json.dumps({"flow_runs": {"id": {"any_": [flow_run]}}}).encode(),
             headers={"Content-Type": "application/json"}), timeout=10).read())
-        join = next(r["id"] for r in runs if r["name"] == "join_customers_orders")
+        join = next(r["id"] for r in runs if r["name"] == "join_aggregate_customers_orders")
         artifacts = json.loads(urllib.request.urlopen(urllib.request.Request(
             f"{base}/api/artifacts/filter", data=json.dumps({"artifacts": {"task_run_id": {"any_": [join]}}}).encode(),
             headers={"Content-Type": "application/json"}), timeout=10).read())

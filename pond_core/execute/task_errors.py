@@ -13,13 +13,17 @@ from pond_core.errors import (
     PondStorageError,
     PondTransientError,
 )
+from pond_core.sql_errors import on_user_sql
 
 _SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.SyntaxException)
 
 
 def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError:
-    """Map a DuckDB exception to the pond error kind that decides retry or fail."""
+    """Map a DuckDB exception to the pond error kind that decides retry or fail; a SQL error is
+    told on the user's SQL, not on the view pond wrapped it in."""
     message = str(exc).strip()
+    if isinstance(exc, _SQL_ERRORS):
+        message = on_user_sql(message, sql)
     text = f"{where}: {current}: {message}"
     if sql:
         text += f"\nSQL: {sql}"

@@ -55,7 +55,7 @@ def compile_plan(
     options: CompileOptions = CompileOptions(),
 ) -> PhysicalPlan:
     with _recursion_room(len(walk(root))):
-        builder = _Builder()
+        builder = _Builder(pipeline)
         builder.stage_for(optimize(root), output)
     stages = _prune_exchange_columns(naming.unique(builder.stages))
     if options.fuse_co_partitioned:
@@ -75,7 +75,8 @@ def _recursion_room(nodes: int) -> Iterator[None]:
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, pipeline: str | None = None) -> None:
+        self.pipeline = pipeline  # names the sink's stage (naming.sink_name)
         self.stages: list[Stage] = []
         self.relations: dict[str, str] = {}  # stage id -> what its rows are called (naming.py)
 
@@ -217,7 +218,7 @@ def _stage_name(ctx: _StageContext, node: Node, output: StageOutput, exchanged: 
     if node.name and not isinstance(node, Read):
         return node.name
     if isinstance(output, SinkOutput):
-        return naming.sink_name(output.sink.path)
+        return naming.sink_name(ctx.builder.pipeline, relation)
     queries = [s.query for s in ctx.steps if isinstance(s, SqlStep)]
     methods = [s.method.value for s in ctx.steps if isinstance(s, PythonStep)]
     sources = all(isinstance(i, SourceInput) for i in ctx.inputs)

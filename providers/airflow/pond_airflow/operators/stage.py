@@ -28,7 +28,7 @@ class PondStageOperator(BaseOperator):
     """Run one stage of `pipeline` (module:function) compiled with `pipeline_params`.
 
     :param pipeline: the pipeline, as `module:function`.
-    :param stage: the stage's name in the compiled plan (e.g. `join_customers_orders`).
+    :param stage: the stage's name in the compiled plan (e.g. `join_aggregate_customers_orders`).
     :param pipeline_params: the pipeline's keyword parameters; templated.
     :param upstream_stages: names of the stages this one reads, as rendered at parse time;
         the run-time plan must agree, or the task fails without retry.
@@ -234,7 +234,9 @@ class PondStageOperator(BaseOperator):
 
     def _record(self, result: dict[str, Any] | None, upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         committed = api.StageResult.from_dict(result) if result is not None else None
-        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope).to_dict()
+        storage = self.hook.settings.storage()
+        # Every stage task's event carries column lineage (an intermediate's columns trace to sources too).
+        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope, storage, columns=True).to_dict()
 
     @property
     def lineage_scope(self) -> str:
