@@ -164,8 +164,13 @@ def test_a_node_lost_mid_stage_costs_only_its_tasks(ray_cluster: LocalRayCluster
     assert len(finished) == 8 and len(started) == 8 + len(lost)  # only the lost tasks ran again
     stage_id = job.plan_stage_id(seconds=5)
     row = job.stage_row("node-loss", stage_id)
-    assert (row["status"], row["node_failures"], row["task_retries"], row["speculative_attempts"]) == ("success", len(lost), len(lost), 0)
-    assert stage_of(report, stage_id)["node_failures"] == len(lost)
+    # Attempts the driver had already handed to the victim's workers but that had not started
+    # (memory admission queues them there) are lost with the node too: each is a node failure
+    # and retried once. What must hold: every retry is for the lost node, none is speculative,
+    # and (markers above) no task that finished elsewhere ran again.
+    assert (row["status"], row["speculative_attempts"]) == ("success", 0)
+    assert row["node_failures"] == row["task_retries"] >= len(lost)
+    assert stage_of(report, stage_id)["node_failures"] == row["node_failures"]
     shown = subprocess.run([*pond_command(), "runs", "node-loss"], env=pond_driver_env(ray_cluster, job.root / "data", job.catalog_url),
                            capture_output=True, text=True, timeout=60)
     header = [c.strip() for c in next(x for x in shown.stdout.splitlines() if "┃" in x).split("┃")]
