@@ -19,6 +19,7 @@ from typing import Any
 
 from pond_core.errors import PondTransientError
 from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path, visible
+from pond_core.specs.hash_layout import HashLayout
 
 MANIFEST_NAME = "_pond_manifest.json"
 LOG_DIR = "_pond_log"
@@ -39,6 +40,10 @@ class DatasetState:
     reset_key: str = ""
     replaced: dict[str, str] = field(default_factory=dict)
     covered: list[str] = field(default_factory=list)
+    # The hash partitioning the last whole-dataset commit recorded (specs/hash_layout.py), and
+    # that commit's key: a later commit of other files (append, overwrite_partitions) drops it.
+    hash_layout: dict[str, Any] | None = None
+    layout_key: str = ""
 
     def apply(self, record: dict[str, Any]) -> None:
         key = record["key"]
@@ -50,6 +55,10 @@ class DatasetState:
         replaces = record.get("replaces", [])
         if replaces == "all" and key > self.reset_key:
             self.reset_key = key
+        if replaces == "all" and key >= self.layout_key:
+            self.hash_layout, self.layout_key = record.get("hash_layout"), key
+        elif record.get("files") and key > self.layout_key:
+            self.hash_layout = None
         elif isinstance(replaces, list):
             for part in replaces:
                 if key > self.replaced.get(part, ""):
@@ -78,6 +87,8 @@ class DatasetState:
             "reset_key": self.reset_key,
             "replaced": dict(sorted(self.replaced.items())),
             "covered": sorted(k for k in self.covered if _key_time(k) >= _horizon(2)),
+            "hash_layout": self.hash_layout,
+            "layout_key": self.layout_key,
         }
 
     @classmethod
@@ -88,6 +99,8 @@ class DatasetState:
             reset_key=data.get("reset_key", ""),
             replaced=dict(data.get("replaced", {})),
             covered=list(data.get("covered", [])),
+            hash_layout=data.get("hash_layout"),
+            layout_key=data.get("layout_key", ""),
         )
 
 
@@ -226,3 +239,39 @@ def committed_files(fs: FileSystem, root: str, listing: list[FileInfo]) -> list[
     # Only an interrupted first commit was here: what was there before it is the dataset.
     hidden = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
     return [f.path for f in listing if visible(f.path, root) and f.path not in hidden]
+
+
+@dataclass(frozen=True)
+class BucketedFiles:
+    """A dataset whose manifest records hash partitioning, verified: `files[k]` holds bucket k."""
+
+    layout: HashLayout
+    files: tuple[str, ...]
+
+
+def bucketed_files(path: str, options: Any = None) -> BucketedFiles | None:
+    """The dataset at `path` as hash buckets, or None unless that can be trusted: a recorded
+    layout this DuckDB computes the same way, and files exactly the manifest's (none added,
+    removed or rewritten by hand since: the sizes match), one per bucket."""
+    from pond_core.io.filesystems import get_filesystem
+    from pond_core.io.fs import normalize_path
+
+    root = normalize_path(path)
+    fs = get_filesystem(root, options)
+    listing = fs.list_files(root)
+    if not listing:
+        return None
+    state = load_state(fs, root, listing).state
+    if state.hash_layout is None or state.partition_by:
+        return None
+    layout = HashLayout.from_dict(state.hash_layout)
+    if not layout.matches_this_engine():
+        return None
+    on_disk = {f.path: f.size for f in listing if visible(f.path, root)}
+    recorded = {join_path(root, rel): f for rel, f in state.files.items()}
+    if set(on_disk) != set(recorded) or any(on_disk[p] != f.get("bytes") for p, f in recorded.items()):
+        return None
+    by_bucket = {f.get("bucket"): p for p, f in recorded.items()}
+    if len(by_bucket) != len(recorded) or set(by_bucket) != set(range(layout.npartitions)):
+        return None
+    return BucketedFiles(layout, tuple(by_bucket[k] for k in range(layout.npartitions)))

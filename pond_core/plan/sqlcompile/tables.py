@@ -23,6 +23,9 @@ class InputLayout:
 
     npartitions: int
     hash_keys: tuple[str, ...] | None  # set when its last step is a hash repartition
+    # A read of a dataset whose manifest records hash buckets (io/manifest.py bucketed_files):
+    # the plan reads one file per bucket, in bucket order, so its file split is the hashing.
+    from_manifest: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Datasets written hash-partitioned record it in their manifest; a join on those keys then
+reads bucket k's file as partition k instead of shuffling again (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import pytest
+
+from pond_core.plan.compile import compile_plan
+from pond_core.plan.physical import ExchangeOutput
+from pond_core.specs.hash_layout import HASH_FUNCTION
+from pond_core.sqlplan import adapter, plan_sql
+from tests.sql_compare import assert_same_result
+
+QUERY = (
+    "SELECT o.o_custkey, count(*) AS items, sum(l.l_qty) AS qty "
+    "FROM orders o JOIN lineitem l ON l.l_orderkey = o.o_orderkey GROUP BY o.o_custkey ORDER BY o.o_custkey"
+)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hash-sources")
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT i AS o_orderkey, i % 37 AS o_custkey FROM range(3000) t(i)) TO '{root}/orders.parquet'")
+    con.execute(f"COPY (SELECT i % 3000 AS l_orderkey, i % 7 AS l_qty FROM range(9000) t(i)) TO '{root}/lineitem.parquet'")
+    con.close()
+    return root
+
+
+def _write(sp, source, path, key, n, mode="error"):
+    frame = sp.read_parquet(str(source))
+    return (frame.repartition(n, hash_by=key) if n else frame).write_parquet(str(path), mode=mode)
+
+
+def _exchanges(dq):
+    plan = compile_plan(adapter.plan_of(dq.frame))
+    return [s for s in plan.stages if isinstance(s.output, ExchangeOutput)]
+
+
+def _want(sources):
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW orders AS SELECT * FROM '{sources}/orders.parquet'")
+    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM '{sources}/lineitem.parquet'")
+    return con.execute(QUERY).fetchall()
+
+
+def test_the_manifest_records_the_buckets_a_hash_repartition_wrote(sql_sessions, sources, tmp_path):
+    _write(sql_sessions("local"), sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
+    manifest = json.loads((tmp_path / "orders" / "_pond_manifest.json").read_text())
+    layout = manifest["hash_layout"]
+    assert layout["keys"] == ["o_orderkey"] and layout["npartitions"] == 4
+    assert layout["function"] == HASH_FUNCTION and layout["duckdb"] == duckdb.__version__
+    assert sorted(f["bucket"] for f in manifest["files"]) == [0, 1, 2, 3]
+    con = duckdb.connect()
+    for f in manifest["files"]:  # each file holds exactly the rows an exchange sends to its bucket
+        path = tmp_path / "orders" / f["path"]
+        assert con.execute(f"SELECT count(*) FROM '{path}' WHERE (hash(o_orderkey) % 4)::BIGINT <> {f['bucket']}").fetchone() == (0,)
+
+
+def test_a_join_of_two_datasets_hashed_on_the_join_key_runs_with_no_exchange(sql_sessions, sources, tmp_path):
+    sp = sql_sessions("local")
+    _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
+    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4)
+    dq = plan_sql(sp, QUERY, {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")})
+    assert dq.npartitions == 4
+    exchanges = _exchanges(dq)
+    assert all(s.output.keys != ("o_orderkey",) and s.output.keys != ("l_orderkey",) for s in exchanges), exchanges
+    text = dq.explain()
+    assert "orders: hash-partitioned on o_orderkey into 4 (dataset manifest), no exchange" in text
+    assert "lineitem: hash-partitioned on l_orderkey into 4 (dataset manifest), no exchange" in text
+    got = [tuple(r.values()) for r in dq.frame.take_all()]
+    assert_same_result(got, _want(sources), [0])
+
+
+def test_a_dataset_changed_by_hand_after_its_write_is_not_trusted(sql_sessions, sources, tmp_path):
+    sp = sql_sessions("local")
+    _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
+    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4)
+    inputs = {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")}
+    assert not _exchanges(plan_sql(sp, QUERY, inputs))
+    shutil.copy(sources / "orders.parquet", tmp_path / "orders" / "extra.parquet")
+    dq = plan_sql(sp, QUERY, inputs)
+    assert [s.output.keys for s in _exchanges(dq)] == [("o_orderkey",)]  # only the untrusted side moves
+    assert "orders: hash-partitioned" not in dq.explain()
+
+
+def test_different_bucket_counts_or_an_append_plan_an_exchange(sql_sessions, sources, tmp_path):
+    sp = sql_sessions("local")
+    _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
+    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 2)
+    inputs = {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")}
+    dq = plan_sql(sp, QUERY, inputs)
+    assert [s.output.keys for s in _exchanges(dq)] == [("l_orderkey",)]
+    assert_same_result([tuple(r.values()) for r in dq.frame.take_all()], _want(sources), [0])
+
+    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4, mode="overwrite")
+    assert not _exchanges(plan_sql(sp, QUERY, inputs))
+    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 0, mode="append")
+    manifest = json.loads((tmp_path / "lineitem" / "_pond_manifest.json").read_text())
+    assert manifest["hash_layout"] is None
+    assert [s.output.keys for s in _exchanges(plan_sql(sp, QUERY, inputs))] == [("l_orderkey",)]
