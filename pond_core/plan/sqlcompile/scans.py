@@ -35,7 +35,7 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
         )
         kind = None
         if layout.from_manifest and layout.hash_keys:
-            plan = Repartition(inputs=(plan,), n=n, method=RepartitionMethod.FILES)
+            plan = Repartition(inputs=(plan,), n=n, method=RepartitionMethod.FILES, keys=layout.hash_keys)
             reason = f"{table.name}: hash-partitioned on {', '.join(layout.hash_keys)} into {n} (dataset manifest), no exchange"
     elif n == 1 or (raw_bytes <= ctx.options.single_read_threshold and layout.npartitions == 1):
         if layout.npartitions > 1:
