@@ -3,12 +3,14 @@ reads bucket k's file as partition k instead of shuffling again (issue 22)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
 import duckdb
 import pytest
 
+from pond_core.io.manifest import DatasetState
 from pond_core.plan.compile import compile_plan
 from pond_core.plan.physical import ExchangeOutput
 from pond_core.specs.hash_layout import HASH_FUNCTION
@@ -29,7 +31,12 @@ def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("hash-sources")
     con = duckdb.connect()
     con.execute(f"COPY (SELECT i AS o_orderkey, i % 37 AS o_custkey FROM range(3000) t(i)) TO '{root}/orders.parquet'")
-    con.execute(f"COPY (SELECT i % 3000 AS l_orderkey, i % 7 AS l_qty FROM range(9000) t(i)) TO '{root}/lineitem.parquet'")
+    (root / "lineitem").mkdir()
+    for k in range(3):  # three files: three exchange producers, so three files in every bucket
+        con.execute(
+            f"COPY (SELECT i % 3000 AS l_orderkey, i % 7 AS l_qty FROM range({k * 3000}, {k * 3000 + 3000}) t(i)) "
+            f"TO '{root}/lineitem/p{k}.parquet'"
+        )
     con.close()
     return root
 
@@ -48,12 +55,16 @@ def _exchanges(dq):
 def _want(sources):
     con = duckdb.connect()
     con.execute(f"CREATE VIEW orders AS SELECT * FROM '{sources}/orders.parquet'")
-    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM '{sources}/lineitem.parquet'")
+    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM '{sources}/lineitem/*.parquet'")
     return con.execute(QUERY).fetchall()
 
 
 def test_the_manifest_records_the_buckets_a_hash_repartition_wrote(sql_sessions, sources, tmp_path):
-    _write(sql_sessions("local"), sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
+    sp = sql_sessions("local")
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 4)
+    buckets = [f["bucket"] for f in json.loads((tmp_path / "lineitem" / "_pond_manifest.json").read_text())["files"]]
+    assert sorted(buckets) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # one file per producer and bucket
+    _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
     manifest = json.loads((tmp_path / "orders" / "_pond_manifest.json").read_text())
     layout = manifest["hash_layout"]
     assert layout["keys"] == ["o_orderkey"] and layout["npartitions"] == 4
@@ -68,7 +79,7 @@ def test_the_manifest_records_the_buckets_a_hash_repartition_wrote(sql_sessions,
 def test_a_join_of_two_datasets_hashed_on_the_join_key_runs_with_no_exchange(sql_sessions, sources, tmp_path):
     sp = sql_sessions("local")
     _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
-    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4)
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 4)
     dq = plan_sql(sp, QUERY, {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")}, options=NO_BROADCAST)
     assert dq.npartitions == 4
     assert _exchanges(dq) == []  # the join is co-partitioned; the small partials are gathered
@@ -82,7 +93,7 @@ def test_a_join_of_two_datasets_hashed_on_the_join_key_runs_with_no_exchange(sql
 def test_a_dataset_changed_by_hand_after_its_write_is_not_trusted(sql_sessions, sources, tmp_path):
     sp = sql_sessions("local")
     _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
-    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4)
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 4)
     inputs = {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")}
     assert not _exchanges(plan_sql(sp, QUERY, inputs, options=NO_BROADCAST))
     shutil.copy(sources / "orders.parquet", tmp_path / "orders" / "extra.parquet")
@@ -94,15 +105,38 @@ def test_a_dataset_changed_by_hand_after_its_write_is_not_trusted(sql_sessions, 
 def test_different_bucket_counts_or_an_append_plan_an_exchange(sql_sessions, sources, tmp_path):
     sp = sql_sessions("local")
     _write(sp, sources / "orders.parquet", tmp_path / "orders", "o_orderkey", 4)
-    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 2)
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 2)
     inputs = {"orders": str(tmp_path / "orders"), "lineitem": str(tmp_path / "lineitem")}
     dq = plan_sql(sp, QUERY, inputs, options=NO_BROADCAST)
     assert _exchanges(dq) == [("l__l_orderkey",)]
     assert_same_result([tuple(r.values()) for r in dq.frame.take_all()], _want(sources), [0])
 
-    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 4, mode="overwrite")
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 4, mode="overwrite")
     assert not _exchanges(plan_sql(sp, QUERY, inputs, options=NO_BROADCAST))
-    _write(sp, sources / "lineitem.parquet", tmp_path / "lineitem", "l_orderkey", 0, mode="append")
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 0, mode="append")
     manifest = json.loads((tmp_path / "lineitem" / "_pond_manifest.json").read_text())
     assert manifest["hash_layout"] is None
     assert _exchanges(plan_sql(sp, QUERY, inputs, options=NO_BROADCAST)) == [("l__l_orderkey",)]
+
+
+def test_merging_commit_records_in_any_order_keeps_the_layout_only_of_the_latest_whole_write():
+    layout = {"keys": ["k"], "npartitions": 2, "function": HASH_FUNCTION, "duckdb": duckdb.__version__}
+
+    def record(key, replaces, hashed=False):
+        out = {"key": key, "replaces": replaces, "files": [{"path": f"{key}.parquet", "partition": ""}]}
+        return {**out, "hash_layout": layout} if hashed else out
+
+    cases = [
+        ([record("1", "all", True), record("2", [])], None),  # appended to after: dropped
+        ([record("0", []), record("1", "all", True)], layout),  # an append the overwrite replaced
+        ([record("1", "all", True), record("2", "all")], None),  # overwritten without hashing
+        ([record("1", "all"), record("2", "all", True)], layout),
+        ([record("1", "all", True), record("2", []), record("3", "all", True)], layout),
+    ]
+    for records, want in cases:
+        for order in itertools.permutations(records):
+            state = DatasetState()
+            for r in order:
+                state.apply(r)
+            assert state.hash_layout == want, [r["key"] for r in order]
+            assert DatasetState.from_manifest(state.to_manifest()).hash_layout == want

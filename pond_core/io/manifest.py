@@ -41,7 +41,8 @@ class DatasetState:
     replaced: dict[str, str] = field(default_factory=dict)
     covered: list[str] = field(default_factory=list)
     # The hash partitioning the last whole-dataset commit recorded (specs/hash_layout.py), and
-    # that commit's key: a later commit of other files (append, overwrite_partitions) drops it.
+    # the key of the latest commit that set or dropped it: a later commit of other files
+    # (append, overwrite_partitions) drops it, whatever order the records are merged in.
     hash_layout: dict[str, Any] | None = None
     layout_key: str = ""
 
@@ -58,7 +59,7 @@ class DatasetState:
         if replaces == "all" and key >= self.layout_key:
             self.hash_layout, self.layout_key = record.get("hash_layout"), key
         elif record.get("files") and key > self.layout_key:
-            self.hash_layout = None
+            self.hash_layout, self.layout_key = None, key
         elif isinstance(replaces, list):
             for part in replaces:
                 if key > self.replaced.get(part, ""):
@@ -243,7 +244,8 @@ def committed_files(fs: FileSystem, root: str, listing: list[FileInfo]) -> list[
 
 @dataclass(frozen=True)
 class BucketedFiles:
-    """A dataset whose manifest records hash partitioning, verified: `files[k]` holds bucket k."""
+    """A dataset whose manifest records hash partitioning, verified: `files` in bucket order,
+    the same number of files in every bucket."""
 
     layout: HashLayout
     files: tuple[str, ...]
@@ -252,7 +254,7 @@ class BucketedFiles:
 def bucketed_files(path: str, options: Any = None) -> BucketedFiles | None:
     """The dataset at `path` as hash buckets, or None unless that can be trusted: a recorded
     layout this DuckDB computes the same way, and files exactly the manifest's (none added,
-    removed or rewritten by hand since: the sizes match), one per bucket."""
+    removed or rewritten by hand since: the sizes match), as many in every bucket."""
     from pond_core.io.filesystems import get_filesystem
     from pond_core.io.fs import normalize_path
 
@@ -271,7 +273,12 @@ def bucketed_files(path: str, options: Any = None) -> BucketedFiles | None:
     recorded = {join_path(root, rel): f for rel, f in state.files.items()}
     if set(on_disk) != set(recorded) or any(on_disk[p] != f.get("bytes") for p, f in recorded.items()):
         return None
-    by_bucket = {f.get("bucket"): p for p, f in recorded.items()}
-    if len(by_bucket) != len(recorded) or set(by_bucket) != set(range(layout.npartitions)):
+    by_bucket: dict[Any, list[str]] = {}
+    for p, f in sorted(recorded.items()):
+        by_bucket.setdefault(f.get("bucket"), []).append(p)
+    # Readers split a file list into n contiguous groups of equal size (execute/inputs.py
+    # even_groups): with as many files in every bucket, group k is exactly bucket k.
+    counts = {len(files) for files in by_bucket.values()}
+    if set(by_bucket) != set(range(layout.npartitions)) or len(counts) != 1:
         return None
-    return BucketedFiles(layout, tuple(by_bucket[k] for k in range(layout.npartitions)))
+    return BucketedFiles(layout, tuple(p for k in range(layout.npartitions) for p in by_bucket[k]))

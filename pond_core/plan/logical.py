@@ -254,7 +254,7 @@ class Repartition(Node):
     n: int = 1
     method: RepartitionMethod = RepartitionMethod.FILES
     # 'hash': the keys hashed. 'files': set when the files are already hash buckets on these
-    # keys, one per partition in order (a dataset manifest said so: io/manifest.py).
+    # keys, in bucket order and as many per bucket (a dataset manifest said so: io/manifest.py).
     keys: tuple[str, ...] = ()
     expr: str | None = None
 

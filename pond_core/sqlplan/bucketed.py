@@ -1,6 +1,6 @@
 """Inputs that are already hash-partitioned on disk: datasets whose manifest records the
 buckets pond wrote them in (`repartition(n, hash_by=...)` then a write). Such an input is read
-one bucket file per partition, so a join or aggregate on its keys needs no exchange."""
+one bucket's files per partition, so a join or aggregate on its keys needs no exchange."""
 
 from __future__ import annotations
 

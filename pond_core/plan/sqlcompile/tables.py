@@ -24,7 +24,8 @@ class InputLayout:
     npartitions: int
     hash_keys: tuple[str, ...] | None  # set when its last step is a hash repartition
     # A read of a dataset whose manifest records hash buckets (io/manifest.py bucketed_files):
-    # the plan reads one file per bucket, in bucket order, so its file split is the hashing.
+    # the plan reads its buckets' files in bucket order, as many per bucket, so its file split
+    # into npartitions is the hashing.
     from_manifest: bool = False
 
 
