@@ -96,6 +96,7 @@ def run_plan(
     on_stage: OnStage | None = None,
     stop: threading.Event | None = None,
     lineage_scope: str | None = None,
+    finish_run: bool = True,
 ) -> PlanResult:
     """Run (or resume) `plan` as `run_id`; return every stage it ran or found committed.
 
@@ -107,6 +108,8 @@ def run_plan(
     run anew even if committed. stop: set from another thread to stop the run's tasks.
     lineage_scope: where intermediate datasets are recorded (`pond://<scope>/<stage>`; default
     the pipeline): an orchestrator passes its pipeline instance, e.g. an Airflow DAG and group.
+    finish_run: mark the run finished when its final stage commits; a session, whose run is its
+    job, leaves it running and finishes it at shutdown (a failure is recorded either way).
     """
     check_run_id(run_id)  # it names the run's folder and reaches SQL inside paths
     resolved = resolve_settings(settings, run_id)
@@ -146,7 +149,7 @@ def run_plan(
             return manifest
 
         manifests = run_dag(selected, run_one, stop=stop)
-        if isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
+        if finish_run and isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
             events.finish_run("success")  # also when a stage of a finished run was run again
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
 

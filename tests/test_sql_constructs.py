@@ -125,3 +125,20 @@ def test_a_fallback_is_named_in_explain_the_log_and_the_stage(sql_sessions, tabl
     with caplog.at_level(logging.INFO, logger="pond.stage"):
         dq.frame.recompute().take_all()
     assert "pond stage whole_query_in_one_partition starts: " in caplog.text  # the stage log names it
+
+
+def test_the_sql_strict_setting_makes_a_fallback_an_error(tables, tmp_path):
+    """`init(sql_strict=True)` (POND_SQL_STRICT, the Airflow connection's and the Prefect block's
+    field): a part that would run in one partition is an error naming it; without it, it runs."""
+    import pond_core
+    from pond_core.errors import PondSqlError
+
+    _, paths = tables
+    query = "SELECT g, cat, count(*) AS n FROM s GROUP BY ROLLUP (g, cat)"
+    strict = pond_core.init(data_root=str(tmp_path / "strict"), sql_strict=True)
+    with pytest.raises(PondSqlError, match=r"(?s)strict planning: 1 part.*GROUPING SETS / ROLLUP / CUBE"):
+        strict.sql(query, **paths)
+    lenient = pond_core.init(data_root=str(tmp_path / "lenient"))
+    assert lenient.sql(query, **paths).count() > 0
+    strict.shutdown()
+    lenient.shutdown()
