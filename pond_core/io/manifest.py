@@ -56,19 +56,22 @@ class DatasetState:
         replaces = record.get("replaces", [])
         if replaces == "all" and key > self.reset_key:
             self.reset_key = key
-        if replaces == "all" and key >= self.layout_key:
-            self.hash_layout, self.layout_key = record.get("hash_layout"), key
-        elif record.get("files") and key > self.layout_key:
-            self.hash_layout, self.layout_key = None, key
         elif isinstance(replaces, list):
             for part in replaces:
                 if key > self.replaced.get(part, ""):
                     self.replaced[part] = key
+        self._apply_layout(record, key)
         for f in record.get("files", []):
             # The same relative path can be rewritten by a later commit: the larger key wins.
             if key >= self.files.get(f["path"], {}).get("key", ""):
                 self.files[f["path"]] = {**f, "key": key}
         self.files = {p: f for p, f in self.files.items() if self._live(f)}
+
+    def _apply_layout(self, record: dict[str, Any], key: str) -> None:
+        if record.get("replaces") == "all" and key >= self.layout_key:
+            self.hash_layout, self.layout_key = record.get("hash_layout"), key
+        elif record.get("files") and key > self.layout_key:
+            self.hash_layout, self.layout_key = None, key
 
     def _live(self, f: dict[str, Any]) -> bool:
         return f["key"] >= self.reset_key and f["key"] >= self.replaced.get(f.get("partition", ""), "")
