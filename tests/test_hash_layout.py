@@ -142,3 +142,15 @@ def test_merging_commit_records_in_any_order_keeps_the_layout_only_of_the_latest
                 state.apply(r)
             assert state.hash_layout == want, [r["key"] for r in order]
             assert DatasetState.from_manifest(state.to_manifest()).hash_layout == want
+
+
+def test_an_aggregate_on_the_hash_keys_of_a_written_dataset_is_local(sql_sessions, sources, tmp_path):
+    sp = sql_sessions("local")
+    _write(sp, sources / "lineitem", tmp_path / "lineitem", "l_orderkey", 4)
+    query = "SELECT l_orderkey, sum(l_qty) AS qty, count(*) AS n FROM lineitem GROUP BY l_orderkey ORDER BY l_orderkey"
+    dq = plan_sql(sp, query, {"lineitem": str(tmp_path / "lineitem")}, options=NO_BROADCAST)
+    assert _exchanges(dq) == []
+    assert "lineitem: hash-partitioned on l_orderkey into 4 (dataset manifest), no exchange" in dq.explain()
+    con = duckdb.connect()
+    want = con.execute(query.replace("FROM lineitem", f"FROM '{sources}/lineitem/*.parquet'")).fetchall()
+    assert_same_result([tuple(r.values()) for r in dq.frame.take_all()], want, [0])
