@@ -112,6 +112,9 @@ def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
     layout = adapter.frame_layout(plan)
     info = adapter.read_info(plan, storage)
     if info is not None:
+        from pond_core.io import configure_duckdb
+
+        configure_duckdb(shadow.con, storage, list(info.files))  # httpfs before the first read of s3://
         schema = tuple(shadow.describe(adapter.read_sql(plan, info) + " LIMIT 0"))
         rows, col_bytes, ndv, clusters = _parquet_sizes(storage, list(info.files), shadow)
         return InputTable(name, plan, schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
