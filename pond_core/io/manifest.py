@@ -19,6 +19,7 @@ from typing import Any
 
 from pond_core.errors import PondTransientError
 from pond_core.io.fs import FileInfo, FileSystem, basename_of, join_path, visible
+from pond_core.specs.hash_layout import HashLayout
 
 MANIFEST_NAME = "_pond_manifest.json"
 LOG_DIR = "_pond_log"
@@ -39,6 +40,11 @@ class DatasetState:
     reset_key: str = ""
     replaced: dict[str, str] = field(default_factory=dict)
     covered: list[str] = field(default_factory=list)
+    # The hash partitioning the last whole-dataset commit recorded (specs/hash_layout.py), and
+    # the key of the latest commit that set or dropped it: a later commit of other files
+    # (append, overwrite_partitions) drops it, whatever order the records are merged in.
+    hash_layout: dict[str, Any] | None = None
+    layout_key: str = ""
 
     def apply(self, record: dict[str, Any]) -> None:
         key = record["key"]
@@ -54,11 +60,18 @@ class DatasetState:
             for part in replaces:
                 if key > self.replaced.get(part, ""):
                     self.replaced[part] = key
+        self._apply_layout(record, key)
         for f in record.get("files", []):
             # The same relative path can be rewritten by a later commit: the larger key wins.
             if key >= self.files.get(f["path"], {}).get("key", ""):
                 self.files[f["path"]] = {**f, "key": key}
         self.files = {p: f for p, f in self.files.items() if self._live(f)}
+
+    def _apply_layout(self, record: dict[str, Any], key: str) -> None:
+        if record.get("replaces") == "all" and key >= self.layout_key:
+            self.hash_layout, self.layout_key = record.get("hash_layout"), key
+        elif record.get("files") and key > self.layout_key:
+            self.hash_layout, self.layout_key = None, key
 
     def _live(self, f: dict[str, Any]) -> bool:
         return f["key"] >= self.reset_key and f["key"] >= self.replaced.get(f.get("partition", ""), "")
@@ -78,6 +91,8 @@ class DatasetState:
             "reset_key": self.reset_key,
             "replaced": dict(sorted(self.replaced.items())),
             "covered": sorted(k for k in self.covered if _key_time(k) >= _horizon(2)),
+            "hash_layout": self.hash_layout,
+            "layout_key": self.layout_key,
         }
 
     @classmethod
@@ -88,6 +103,8 @@ class DatasetState:
             reset_key=data.get("reset_key", ""),
             replaced=dict(data.get("replaced", {})),
             covered=list(data.get("covered", [])),
+            hash_layout=data.get("hash_layout"),
+            layout_key=data.get("layout_key", ""),
         )
 
 
@@ -226,3 +243,45 @@ def committed_files(fs: FileSystem, root: str, listing: list[FileInfo]) -> list[
     # Only an interrupted first commit was here: what was there before it is the dataset.
     hidden = {join_path(root, rel) for rel in pending_files(fs, root, loaded.pending)}
     return [f.path for f in listing if visible(f.path, root) and f.path not in hidden]
+
+
+@dataclass(frozen=True)
+class BucketedFiles:
+    """A dataset whose manifest records hash partitioning, verified: `files` in bucket order,
+    the same number of files in every bucket."""
+
+    layout: HashLayout
+    files: tuple[str, ...]
+
+
+def bucketed_files(path: str, options: Any = None) -> BucketedFiles | None:
+    """The dataset at `path` as hash buckets, or None unless that can be trusted: a recorded
+    layout this DuckDB computes the same way, and files exactly the manifest's (none added,
+    removed or rewritten by hand since: the sizes match), as many in every bucket."""
+    from pond_core.io.filesystems import get_filesystem
+    from pond_core.io.fs import normalize_path
+
+    root = normalize_path(path)
+    fs = get_filesystem(root, options)
+    listing = fs.list_files(root)
+    if not listing:
+        return None
+    state = load_state(fs, root, listing).state
+    if state.hash_layout is None or state.partition_by:
+        return None
+    layout = HashLayout.from_dict(state.hash_layout)
+    if not layout.matches_this_engine():
+        return None
+    on_disk = {f.path: f.size for f in listing if visible(f.path, root)}
+    recorded = {join_path(root, rel): f for rel, f in state.files.items()}
+    if set(on_disk) != set(recorded) or any(on_disk[p] != f.get("bytes") for p, f in recorded.items()):
+        return None
+    by_bucket: dict[Any, list[str]] = {}
+    for p, f in sorted(recorded.items()):
+        by_bucket.setdefault(f.get("bucket"), []).append(p)
+    # Readers split a file list into n contiguous groups of equal size (execute/inputs.py
+    # even_groups): with as many files in every bucket, group k is exactly bucket k.
+    counts = {len(files) for files in by_bucket.values()}
+    if set(by_bucket) != set(range(layout.npartitions)) or len(counts) != 1:
+        return None
+    return BucketedFiles(layout, tuple(p for k in range(layout.npartitions) for p in by_bucket[k]))

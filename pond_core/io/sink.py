@@ -44,6 +44,7 @@ class SinkWriter:
         self.staging = staging_path(self.root, self.tag)
         self._prepared = False
         self._done: SinkCommit | None = None
+        self._buckets: dict[str, int] = {}  # staged file -> its hash bucket (spec.hash_layout)
 
     # --- prepare ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -222,6 +223,8 @@ class SinkWriter:
             self.fs.delete(self.staging, recursive=True)
             return self._done
         staged = self._staged_files(task_outputs)
+        if self.spec.hash_layout is not None and self.spec.mode in ("error", "overwrite") and not self.spec.partition_by:
+            self._buckets = {normalize_path(f.path): o.partition for o in task_outputs for f in o.files}
         key = mf.new_record_key(self.tag)
         try:
             if self.on_s3:
@@ -298,8 +301,11 @@ class SinkWriter:
         return out
 
     def _record(self, key: str, staged: list, replaces: Any, baseline: list[dict[str, Any]]) -> dict[str, Any]:
-        files = [{"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel)} for _, rel, rows, size in staged]
-        return {
+        files = [
+            {"path": rel, "rows": rows, "bytes": size, "partition": _dir(rel), **self._bucket_entry(src)}
+            for src, rel, rows, size in staged
+        ]
+        record = {
             "key": key,
             "job_id": self.job_id,
             "mode": self.spec.mode,
@@ -308,6 +314,13 @@ class SinkWriter:
             "files": baseline + files,
             "committed_at": time.time(),
         }
+        if self._buckets and self.spec.hash_layout is not None:
+            record["hash_layout"] = self.spec.hash_layout.to_dict()
+        return record
+
+    def _bucket_entry(self, staged_path: str) -> dict[str, int]:
+        bucket = self._buckets.get(normalize_path(staged_path))
+        return {} if bucket is None else {"bucket": bucket}
 
     def _replaces(self, staged: list) -> Any:
         if self.spec.mode in ("error", "overwrite"):

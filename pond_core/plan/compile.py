@@ -34,6 +34,7 @@ from pond_core.plan.physical import (
     stage_id,
 )
 from pond_core.plan.sql import referenced_columns_of
+from pond_core.specs.hash_layout import HashLayout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +57,25 @@ def compile_plan(
 ) -> PhysicalPlan:
     with _recursion_room(len(walk(root))):
         builder = _Builder(pipeline)
-        builder.stage_for(optimize(root), output)
+        optimized = optimize(root)
+        builder.stage_for(optimized, _with_hash_layout(optimized, output))
     stages = _prune_exchange_columns(naming.unique(builder.stages))
     if options.fuse_co_partitioned:
         stages = fuse_co_partitioned(stages)
     return PhysicalPlan(stages=tuple(stages), pipeline=pipeline, params=dict(params or {}))
+
+
+def _with_hash_layout(root: Node, output: StageOutput) -> StageOutput:
+    """A sink fed straight by a hash repartition writes bucket k as its partition k: the
+    dataset manifest records that (io/manifest.py), for modes that rewrite the whole dataset."""
+    if not isinstance(output, SinkOutput) or not isinstance(root, Repartition):
+        return output
+    sink = output.sink
+    if root.method is not RepartitionMethod.HASH or root.n < 2 or sink.partition_by or sink.table is not None:
+        return output
+    if sink.mode not in ("error", "overwrite"):
+        return output
+    return dataclasses.replace(output, sink=dataclasses.replace(sink, hash_layout=HashLayout(tuple(root.keys), root.n)))
 
 
 @contextlib.contextmanager

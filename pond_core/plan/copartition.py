@@ -30,6 +30,8 @@ def partitioning(node: object) -> tuple[str, tuple[str, ...]] | None:
     while True:
         kind = getattr(current, "kind", None)
         if kind == "repartition":
+            if current.method.value == "files" and current.keys:
+                return "hash", tuple(current.keys)  # files that are hash buckets (a dataset manifest)
             return current.method.value, tuple(current.keys)
         if kind in ("sql", "python") and len(current.inputs) == 1:
             current = current.inputs[0]

@@ -253,6 +253,8 @@ class Repartition(Node):
     kind: ClassVar[str] = "repartition"
     n: int = 1
     method: RepartitionMethod = RepartitionMethod.FILES
+    # 'hash': the keys hashed. 'files': set when the files are already hash buckets on these
+    # keys, in bucket order and as many per bucket (a dataset manifest said so: io/manifest.py).
     keys: tuple[str, ...] = ()
     expr: str | None = None
 
@@ -275,6 +277,8 @@ class Repartition(Node):
 
     def label(self) -> str:
         how = {"hash": f"hash_by={list(self.keys)}", "value": f"by={self.expr}"}.get(self.method.value, self.method.value)
+        if self.method is RepartitionMethod.FILES and self.keys:
+            how = f"files, hash buckets on {list(self.keys)}"
         return f"repartition({self.n}, {how})"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pond_core.checks import Check, as_checks
 from pond_core.errors import PondConfigError
+from pond_core.specs.hash_layout import HashLayout
 from pond_core.specs.iceberg_table import IcebergTable
 
 MODES = ("error", "overwrite", "overwrite_partitions", "append")
@@ -37,6 +38,8 @@ class SinkSpec:
     write_partition_columns: bool = False
     # Run on the staged files before the commit; a failing one publishes nothing (checks.py).
     checks: tuple[Check, ...] = ()
+    # The rows arrive hash-partitioned (set by the compiler): the manifest records it.
+    hash_layout: HashLayout | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checks", as_checks(self.checks))
@@ -58,6 +61,8 @@ class SinkSpec:
             out["table"] = self.table.to_dict()
         if self.checks:
             out["checks"] = [c.to_dict() for c in self.checks]
+        if self.hash_layout is not None:
+            out["hash_layout"] = self.hash_layout.to_dict()
         return out
 
     @classmethod
@@ -69,6 +74,8 @@ class SinkSpec:
         values = dict(data)
         if values.get("table") is not None:
             values["table"] = IcebergTable.from_dict(values["table"])
+        if values.get("hash_layout") is not None:
+            values["hash_layout"] = HashLayout.from_dict(values["hash_layout"])
         return cls(**values)
 
     def _validate(self) -> None:
@@ -89,7 +96,7 @@ class SinkSpec:
                 raise PondConfigError(f"{name} must be a positive integer, not {value!r}")
 
 
-_OPTIONAL = ("table", "write_partition_columns", "checks")
+_OPTIONAL = ("table", "write_partition_columns", "checks", "hash_layout")
 
 
 def job_tag(job_id: str) -> str:

@@ -22,7 +22,7 @@ from pond_core.errors import PondConfigError
 from pond_core.plan.logical import Repartition, RepartitionMethod
 from pond_core.plan.sqlcompile.tables import DEFAULT_ROW_WIDTH, InputLayout, InputTable
 from pond_core.sql_quote import path_list, quote_str
-from pond_core.sqlplan import adapter
+from pond_core.sqlplan import adapter, bucketed
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
@@ -79,6 +79,8 @@ def resolve_inputs(
         if key in out:
             raise PondConfigError(f"sql inputs {name!r} and {out[key].name!r} differ only in case")
         out[key] = _hashed(_describe(key, frame, shadow), hashing)
+        if hashing is None and not isinstance(value, DataFrame):
+            out[key] = bucketed.with_manifest_layout(out[key], paths, adapter.storage_of(frame))
         shadow.create_table(key, out[key].schema)
     return out
 

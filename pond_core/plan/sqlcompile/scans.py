@@ -34,6 +34,9 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
             f", hashed by ({', '.join(layout.hash_keys)})" if layout.hash_keys else ""
         )
         kind = None
+        if layout.from_manifest and layout.hash_keys:
+            plan = Repartition(inputs=(plan,), n=n, method=RepartitionMethod.FILES, keys=layout.hash_keys)
+            reason = f"{table.name}: hash-partitioned on {', '.join(layout.hash_keys)} into {n} (dataset manifest), no exchange"
     elif n == 1 or (raw_bytes <= ctx.options.single_read_threshold and layout.npartitions == 1):
         if layout.npartitions > 1:
             plan = Repartition(inputs=(plan,), n=1, method=RepartitionMethod.FILES)

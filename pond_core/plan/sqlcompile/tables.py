@@ -23,6 +23,10 @@ class InputLayout:
 
     npartitions: int
     hash_keys: tuple[str, ...] | None  # set when its last step is a hash repartition
+    # A read of a dataset whose manifest records hash buckets (io/manifest.py bucketed_files):
+    # the plan reads its buckets' files in bucket order, as many per bucket, so its file split
+    # into npartitions is the hashing.
+    from_manifest: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
