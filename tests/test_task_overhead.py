@@ -9,11 +9,14 @@ Every job's time is also profiled by phase (pond_core/phases.py) for the benchma
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import duckdb
 
 import pond_core
 from pond_core import phases
+from pond_core.catalog import migrate
 from pond_core.execute.results import CommittedPartition
 from pond_core.execute.store import StageStore
 from pond_core.io.filesystems import get_filesystem
@@ -66,3 +69,28 @@ def test_a_job_is_profiled_by_phase(tmp_path):
         assert spent[phase] > 0, f"phase {phase} was not timed: {spent}"
     phases.reset()
     assert set(phases.seconds().values()) == {0.0}
+
+
+def test_the_shipped_head_read_from_file_names_is_alembics_head():
+    assert migrate.shipped_head() == migrate.head_revision()
+
+
+_RUN_TWICE = """
+import sys, pond_core
+sp = pond_core.init(executor="local", data_root=sys.argv[1])
+assert sp.read_parquet(sys.argv[2]).count() == 100
+sp.shutdown()
+print("alembic" in sys.modules)
+"""
+
+
+def test_a_run_on_a_catalog_at_head_does_not_import_alembic(tmp_path):
+    src = str(tmp_path / "tiny.parquet")
+    duckdb.sql(f"COPY (SELECT range AS key FROM range(100)) TO '{src}' (FORMAT parquet)")
+
+    def alembic_imported() -> str:
+        done = subprocess.run([sys.executable, "-c", _RUN_TWICE, str(tmp_path / "pond"), src], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    assert alembic_imported() == "True"  # a new catalog: Alembic creates its tables
+    assert alembic_imported() == "False"  # at head: one SELECT, no Alembic
