@@ -42,6 +42,8 @@ def test_a_dataframe_run_is_listed_with_its_stages_and_lineage(tmp_path, orders)
     names = {s["stage_name"] for s in stages}
     assert {"orders_by_k", "write_orders"} <= names and all(s["status"] == "success" for s in stages)
 
+    parts = json.loads(_cli("partitions", out, "--data-root", root, "--json"))
+    assert [(p["key"], p["run_id"], p["rows"]) for p in parts] == [("", "df-job", 4)]
     tree = _cli("lineage", out, "--format", "tree", "--direction", "upstream", "--data-root", root)
     assert "<- [write_orders, 40 rows] pond://session.df-job/orders_by_k" in tree
     assert f"<- [orders_by_k] {orders}" in tree  # the chain reaches the source file

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 import pond_core
+from pond_core.errors import PondInputError
 from pond_core.examples import generate_shop
 from pond_core.execute.store import StageStore
 from pond_core.layout import RunLayout
@@ -54,6 +55,19 @@ def test_a_file_rewritten_with_the_same_size_is_still_seen(tmp_path):
         duckdb.sql(f"COPY (SELECT 2 AS x) TO '{src}' (FORMAT parquet)")
         assert os.path.getsize(src) == size  # only the modification time tells them apart
         assert sp.read_parquet(src).to_arrow().to_pylist() == [{"x": 2}]
+    finally:
+        sp.shutdown()
+
+
+def test_a_deleted_source_is_not_reused_but_named(tmp_path):
+    src = str(tmp_path / "src.parquet")
+    write_rows(src, 10)
+    sp = pond_core.init(data_root=str(tmp_path / "pond"), executor="local")
+    try:
+        assert sp.read_parquet(src).count() == 10
+        os.remove(src)
+        with pytest.raises(PondInputError, match="path not found"):
+            sp.read_parquet(src).count()
     finally:
         sp.shutdown()
 

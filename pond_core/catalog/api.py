@@ -301,6 +301,12 @@ class Catalog:
         uri = convert.dataset_uri(dataset_uri)
         return self._tx.read(lambda c: lineage.lineage(c, uri, limit))
 
+    def column_lineage(self, dataset_uri: str) -> dict[str, Any] | None:
+        """The newest column lineage of a dataset: {"uri", "run_id", "stage_id", "finished_at",
+        "columns": {column: [{"dataset", "column"}]}}; None when none was recorded."""
+        uri = convert.dataset_uri(dataset_uri)
+        return self._tx.read(lambda c: lineage.column_lineage(c, uri))
+
     def run_lineage(self, run_id: str) -> list[dict[str, Any]]:
         """The run's lineage records: {"run_id", "stage_id", "inputs", "outputs", "sql", ...}."""
         return self._tx.read(lambda c: lineage.run_lineage(c, run_id))
