@@ -142,8 +142,10 @@ def open_session(config: str, address: str | None, root: pathlib.Path) -> Any:
 
 @contextlib.contextmanager
 def timed_session(config: str, address: str | None, root: pathlib.Path, timings: dict[str, float]) -> Iterator[Any]:
-    """A pond session for one job; its shutdown time lands in `timings["shutdown_s"]`."""
+    """A pond session for one job; its start and shutdown times land in `timings`."""
+    t0 = time.perf_counter()
     sp = open_session(config, address, root / "pond")
+    timings["init_s"] = time.perf_counter() - t0
     try:
         yield sp
     finally:
@@ -189,18 +191,24 @@ def verify_hash(run: dict[str, Any], files: list[str], partitions: int) -> None:
 
 
 def run_tiny(config: str, address: str | None, path: str, partitions: int, root: pathlib.Path) -> dict[str, Any]:
+    from pond_core import phases
+
     timings: dict[str, float] = {}
     with timed_session(config, address, root, timings) as sp:
+        phases.reset()
         t0, c0 = time.perf_counter(), time.process_time()
         df = sp.read_parquet(path).repartition(partitions, by_rows=True)
         rows = sp.partial_sql(TINY_SQL, df).take_all()
         job_s, driver_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        job_phases = phases.seconds()
         stages = stage_results(sp)
         tasks = task_records(sp, stages[0]["stage_id"]) if stages else []
     return {
         "job_s": job_s,
         "driver_cpu_s": driver_cpu_s,  # CPU time of the driver process (all its threads) during the job
         "shutdown_s": timings["shutdown_s"],
+        "init_s": timings["init_s"],
+        "phases": job_phases,  # seconds per phase inside the job (pond_core/phases.py)
         "stages": [{"stage": s["stage"], "seconds": s["seconds"], "npartitions": s["npartitions"], "rows": s["rows"],
                     "started_at": s["started_at"], "executor": s["executor"]} for s in stages],
         "tasks": summarize_tasks(tasks, stages[0] if stages else None),

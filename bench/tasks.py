@@ -1,6 +1,6 @@
 """Per-task overhead (issue 12): 1,000 tiny partitions, in-process and on a warm Ray cluster.
 
-    python bench/tasks.py [--runs 3] [--partitions 1000] [--rows 5000] [--configs local,ray-warm]
+    python bench/tasks.py [--runs 3] [--partitions 1000] [--rows 5000] [--configs local,ray-warm,duckdb]
 
 The program is scaleout.py's `tiny` workload: `read_parquet(file).repartition(1000,
 by_rows=True)`, a trivial `partial_sql("SELECT key, v * 2 AS v2 FROM {0}")`, `take_all()`, over
@@ -12,6 +12,8 @@ its executor cost per task.
             then one untimed warm-up driver; each measurement is a new driver process that
             connects by address (as an Airflow stage task or a Prefect flow run does), so it
             pays connecting and Ray's per-job worker start-up, never the cluster's start
+  duckdb    DuckDB alone, the same query over the same file in one statement, in the same rounds:
+            the floor pond's per-task cost is measured against (issue 25)
 
 scaleout.py measures steady-state throughput inside one long-lived driver (after a warm-up job);
 this script measures what a new driver pays for a 1,000-task stage, which is what issue 12's
@@ -22,7 +24,9 @@ What is timed, per run: **wall**, the child process from spawn to exit minus its
 **job**, inside the child from a started session to the rows in hand (on a fresh Ray driver it
 includes the workers starting); **stage**, the stage's own seconds from its manifest. Per-task
 figures divide by the number of tasks. The target (≤ 5 s for the job) is printed PASS/FAIL,
-never asserted. Peak RSS: the child's process tree and, for ray-warm, the cluster's tree
+never asserted. A per-phase profile (pond_core/phases.py: import, init, plan, catalog, list and
+footers, tasks, commit, read-back; medians) follows the table, so a regression in pond's own
+fixed or per-task costs shows which phase it is in. Peak RSS: the child's process tree and, for ray-warm, the cluster's tree
 (see _rss.py). A wrong result or a crash fails the configuration and the script exits 1.
 """
 
@@ -44,8 +48,10 @@ import _common
 import scaleout
 from _common import BenchFailure, ChildRun
 
-CONFIGS = ("local", "ray-warm")
+CONFIGS = ("local", "ray-warm", "duckdb")
 WARM = "ray-warm"
+DUCKDB = "duckdb"
+PHASES = ("import", "init", "plan", "catalog", "list", "tasks", "commit", "read-back")
 TARGET_JOB_S = 5.0  # issue 12: 1,000 tiny partitions "in well under 5 s", in-process and on a warm cluster
 MIB = 1 << 20
 
@@ -55,6 +61,9 @@ MIB = 1 << 20
 
 def child_main(args: argparse.Namespace) -> None:
     """One measurement: import pond, run the tiny stage in a new session, check the rows."""
+    if args.child == DUCKDB:
+        duckdb_main(args)
+        return
     work = pathlib.Path(args.workdir)
     t0 = time.perf_counter()
     import pond_core  # noqa: F401
@@ -66,6 +75,26 @@ def child_main(args: argparse.Namespace) -> None:
     tv = time.perf_counter()
     scaleout.verify_tiny(run, args.rows, args.partitions)
     _common.emit_report({**run, "import_s": import_s, "verify_s": time.perf_counter() - tv, "ok": True})
+
+
+def duckdb_main(args: argparse.Namespace) -> None:
+    """DuckDB alone: the tiny query over the whole file in one statement, rows into Python."""
+    t0 = time.perf_counter()
+    import duckdb
+
+    import_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    con = duckdb.connect()
+    cursor = con.execute(f"SELECT key, v * 2 AS v2 FROM read_parquet('{args.tiny_path}')")
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+    con.close()
+    job_s = time.perf_counter() - t1
+    _common.mark_work_done()
+    want_sum = sum(2 * (i % 97) for i in range(args.rows))
+    if len(rows) != args.rows or sum(r["v2"] for r in rows) != want_sum:
+        raise BenchFailure(f"duckdb: got {len(rows)} rows; want {args.rows} summing to {want_sum}")
+    _common.emit_report({"job_s": job_s, "import_s": import_s, "ok": True})
 
 
 # ---------------------------------------------------------------- parent
@@ -114,6 +143,9 @@ def measure(args: argparse.Namespace, configs: list[str], path: pathlib.Path) ->
                     r = run_one(c, args, path, scratch, head)
                     runs[c].append(r)
                     rep = r.report
+                    if c == DUCKDB:
+                        print(f"  round {i + 1} {c:<8} wall {r.wall_s:6.2f}s  job {rep['job_s']:6.2f}s  load {load:4.2f}", flush=True)
+                        continue
                     line = (f"wall {r.wall_s:6.2f}s  job {rep['job_s']:6.2f}s  stage {rep['stages'][0]['seconds']:6.2f}s  "
                             f"first task after {rep['tasks']['first_task_start_after_s']:5.2f}s  load {load:4.2f}  "
                             f"rss {r.rss_peak['child'] / MIB:,.0f} MiB")
@@ -141,6 +173,10 @@ def summarize(configs: list[str], runs: dict[str, list[ChildRun]], args: argpars
             continue
         reps = [r.report for r in rs]
         job = [rep["job_s"] for rep in reps]
+        if c == DUCKDB:
+            out[c] = {"runs": len(rs), "wall": _common.summarize([r.wall_s for r in rs]), "job": _common.summarize(job),
+                      "import_s": med([rep["import_s"] for rep in reps]), "reports": reps}
+            continue
         stage = [rep["stages"][0]["seconds"] for rep in reps]
         out[c] = {
             "runs": len(rs),
@@ -154,6 +190,7 @@ def summarize(configs: list[str], runs: dict[str, list[ChildRun]], args: argpars
             "driver_cpu_per_task_ms": med([1000 * rep["driver_cpu_s"] / n for rep in reps]),
             "worker_pids": max(rep["tasks"]["worker_pids"] for rep in reps),
             "import_s": med([rep["import_s"] for rep in reps]),
+            "phases_s": {p: med([_phase(rep, p) for rep in reps]) for p in PHASES},
             "shutdown_s": med([rep["shutdown_s"] for rep in reps]),
             "rss_child_peak_bytes": [r.rss_peak["child"] for r in rs],
             "rss_cluster_peak_bytes": [r.rss_peak["cluster"] for r in rs if "cluster" in r.rss_peak],
@@ -165,11 +202,37 @@ def summarize(configs: list[str], runs: dict[str, list[ChildRun]], args: argpars
     return out
 
 
+def _phase(report: dict[str, Any], phase: str) -> float:
+    if phase in ("import", "init"):
+        return float(report[f"{phase}_s"])
+    return float(report.get("phases", {}).get(phase, float("nan")))
+
+
+def render_phases(summary: dict[str, Any]) -> str:
+    """Where each pond configuration's time went, by phase (medians), beside DuckDB's job."""
+    headers = ["config", *(f"{p} s" for p in PHASES), "job s", "job / duckdb"]
+    duck = summary.get(DUCKDB, {}).get("job", {}).get("median")
+    body = []
+    for c, r in summary.items():
+        if c == DUCKDB:
+            continue
+        ratio = f"{r['job']['median'] / duck:.1f}x" if duck else "-"
+        body.append([c, *(f"{r['phases_s'][p]:.3f}" for p in PHASES), f"{r['job']['median']:.2f}", ratio])
+    if duck is not None:
+        body.append([DUCKDB, f"{summary[DUCKDB]['import_s']:.3f}", *("-" for _ in PHASES[1:]), f"{duck:.3f}", "1.0x"])
+    return (
+        "per-phase profile (medians; phases nest inside the job: plan/catalog/list/tasks/commit/read-back run inside it)\n"
+        + _common.format_table(headers, body)
+    )
+
+
 def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
     headers = ["config", "wall med s", "job med s", "min", "max", "stage med s", "job ms/task", "stage ms/task",
                "first task s", "in-task ms", "driver CPU ms/task", "rss MiB", "cluster MiB", "target"]
     body = []
     for c, r in summary.items():
+        if c == DUCKDB:
+            continue
         cluster = "-"
         if r["rss_cluster_peak_bytes"]:
             cluster = f"{med(r['rss_cluster_before_bytes']) / MIB:,.0f} -> {med(r['rss_cluster_peak_bytes']) / MIB:,.0f}"
@@ -184,7 +247,8 @@ def render(summary: dict[str, Any], args: argparse.Namespace) -> str:
         + "\nwall = fresh process spawn to exit minus the result check; job = session started to rows in hand (a fresh\n"
         "driver: includes Ray workers starting); stage = the stage's own seconds; first task = stage start to the first\n"
         "task running; in-task = median time inside one task; rss = peak summed RSS of the child's tree; cluster = the\n"
-        "Ray head's tree, idle before the run -> peak during it"
+        "Ray head's tree, idle before the run -> peak during it\n\n"
+        + render_phases(summary)
     )
 
 
@@ -193,7 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="rounds: measurements per configuration (default 3)")
     p.add_argument("--partitions", type=int, default=1000, help="tasks of the stage (default 1000)")
     p.add_argument("--rows", type=int, default=5000, help="rows of the tiny table (default 5000)")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="local,ray-warm")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="local,ray-warm,duckdb")
     p.add_argument("--data", type=pathlib.Path, default=_common.BENCH_DIR / "data" / "scaleout", help="where the tiny file lives")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per child process")
     p.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)

@@ -198,10 +198,12 @@ def pond_options(variant: str, work: pathlib.Path, address: str | None, memory: 
 def run_pond(workload: str, li: list[str], orders: list[str], work: pathlib.Path, options: dict[str, Any]) -> tuple[Any, Timings, list[dict[str, Any]]]:
     t0 = time.perf_counter()
     import pond_core
+    from pond_core import phases
 
     t1 = time.perf_counter()
     sp = pond_core.init(**options)
     t2 = time.perf_counter()
+    phases.reset()
     result: Any
     if workload == "W1":
         df = sp.read_parquet(li)
@@ -219,11 +221,13 @@ def run_pond(workload: str, li: list[str], orders: list[str], work: pathlib.Path
         final = sp.partial_sql(W3_FINAL, part.repartition(1))
         result = {r["o_orderpriority"]: float(r["revenue"]) for r in final.take_all()}
     t3 = time.perf_counter()
+    job_phases = phases.seconds()
     stages = stage_stats(sp)  # untimed: read before shutdown removes the job's staging
     t4 = time.perf_counter()
     sp.shutdown()
     t5 = time.perf_counter()
-    timings = {"import_s": t1 - t0, "init_s": t2 - t1, "work_s": t3 - t2, "stats_s": t4 - t3, "shutdown_s": t5 - t4}
+    timings = {"import_s": t1 - t0, "init_s": t2 - t1, "work_s": t3 - t2, "stats_s": t4 - t3, "shutdown_s": t5 - t4,
+               **{f"phase_{name}_s": s for name, s in job_phases.items()}}  # pond_core/phases.py, inside work
     return result, timings, stages
 
 
@@ -529,7 +533,29 @@ def render(rows: list[dict[str, Any]]) -> str:
         "local Ray); cluster = pond-ray-warm's Ray head tree, idle just before the run -> peak during it (its workers\n"
         "do the work); spill = peak disk use of the spill directory (--task-memory only)"
     )
-    return _common.format_table(headers, body) + "\n" + legend
+    return _common.format_table(headers, body) + "\n" + legend + "\n\n" + render_phases(rows)
+
+
+PHASES = ("import", "init", "plan", "catalog", "list", "tasks", "commit", "read-back")
+
+
+def phase_median(reports: list[dict[str, Any]], phase: str) -> str:
+    key = f"{phase}_s" if phase in ("import", "init") else f"phase_{phase}_s"
+    return f"{med([rep[key] for rep in reports]):.3f}"
+
+
+def render_phases(rows: list[dict[str, Any]]) -> str:
+    """pond's time per phase (pond_core/phases.py; medians), beside the work: which phase grew."""
+    headers = ["workload", "variant", *(f"{p} s" for p in PHASES), "work s"]
+    body = []
+    for r in rows:
+        reports = r.get("reports") or []
+        if r.get("status") != "ok" or not reports or "phase_tasks_s" not in reports[0]:
+            continue
+        body.append([r["workload"], r["variant"], *(phase_median(reports, p) for p in PHASES), f"{r['work_median_s']:.2f}"])
+    if not body:
+        return ""
+    return "pond per phase (medians; plan .. read-back happen inside work and nest: tasks run inside it)\n" + _common.format_table(headers, body)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,9 +10,11 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pond_core import phases
 from pond_core.errors import PondConfigError, user_call
 from pond_core.execute.results import StageManifest
 from pond_core.io.options import StorageOptions
+from pond_core.phases import Phase
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Repartition, RepartitionMethod, Sql, render
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
@@ -313,6 +315,11 @@ class DataFrame:
 
 def read_result(session: PlanRunner, manifest: StageManifest, large_strings: bool = False, as_rows: bool = False) -> Any:
     """Read a stage's committed files back in partition order, as Arrow (or as row dicts)."""
+    with phases.timed(Phase.READ_BACK):
+        return _read_files(session, manifest, large_strings, as_rows)
+
+
+def _read_files(session: PlanRunner, manifest: StageManifest, large_strings: bool, as_rows: bool) -> Any:
     import duckdb
 
     from pond_core.execute.inputs import empty_sql

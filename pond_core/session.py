@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pond_core import phases
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError, PondError, PondInputError, user_call
 from pond_core.execute.executor_for import make_executor
@@ -28,6 +29,7 @@ from pond_core.execute.executors import Executor
 from pond_core.execute.results import StageManifest, StageResult
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.layout import RunLayout
+from pond_core.phases import Phase
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Node, Read, SourceFormat, SourceSpec, Sql, walk
 from pond_core.plan.physical import SinkOutput, StageOutput
@@ -310,7 +312,8 @@ class Session:
         from pond_core.progress import StageBars
         from pond_core.runner import run_plan
 
-        plan = compile_plan(root, output, options=self.compile_options(started=True))
+        with phases.timed(Phase.PLAN):
+            plan = compile_plan(root, output, options=self.compile_options(started=True))
         self._ensure_layout()
         recompute = any(n.id in self._recompute for n in walk(root))
         force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
@@ -332,7 +335,7 @@ class Session:
 
     def catalog(self) -> Catalog:
         """The catalog this session's runs are recorded in, opened at the first action."""
-        with self._lock:
+        with self._lock, phases.timed(Phase.CATALOG):
             if self._closed:
                 raise PondConfigError(f"session {self.job_id} was shut down; start a new one with init()")
             if self._catalog is None:

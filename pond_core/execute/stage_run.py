@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import replace
 
+from pond_core import phases
 from pond_core.checks import CheckResult
 from pond_core.errors import PondConfigError, PondError, PondStorageError
 from pond_core.execute import inputs as stage_inputs
@@ -42,6 +43,7 @@ from pond_core.io.iceberg import DatasetWriter, open_writer
 from pond_core.io.paths import resolve_files
 from pond_core.io.table_read import TableFiles, resolve_table
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.phases import Phase
 from pond_core.plan.logical import SourceSpec
 from pond_core.plan.physical import (
     BucketedFilesOutput,
@@ -160,11 +162,12 @@ class StageRun:
 
     def _resolve(self, started: float) -> ResolvedStage:
         try:
-            upstream = {sid: self._upstream_manifest(sid) for sid in self.stage.depends_on}
-            parallelism = self.ctx.limits.parallelism or self.ctx.executor.cores()
-            resolved = stage_inputs.resolve(self.stage, upstream, self._list_source, self._row_counts, parallelism)
-            self._key = self._input_key(upstream)  # from the listings just made: nothing is listed twice
-            return resolved
+            with phases.timed(Phase.LIST):
+                upstream = {sid: self._upstream_manifest(sid) for sid in self.stage.depends_on}
+                parallelism = self.ctx.limits.parallelism or self.ctx.executor.cores()
+                resolved = stage_inputs.resolve(self.stage, upstream, self._list_source, self._row_counts, parallelism)
+                self._key = self._input_key(upstream)  # from the listings just made: nothing is listed twice
+                return resolved
         except Exception as exc:
             self.ctx.events.stage_started(self.stage, self.stage.npartitions)
             self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
@@ -229,25 +232,27 @@ class StageRun:
         # Partitions committed by an earlier attempt over other inputs are not this stage's work.
         self.store.prepare(self.stage.id, self._key)
         n = resolved.npartitions
-        done = {k: r for k in range(n) if (r := self.store.task_record(self.stage.id, k)) is not None}
+        done = self.store.task_records(self.stage.id, n)
         todo = [k for k in range(n) if k not in done]
         try:
             if _moves_files_only(self.stage, resolved):
                 self._commit_without_tasks(resolved, sink, todo, done)
             elif todo:
-                self._run_tasks(resolved, sink, todo, done)
+                with phases.timed(Phase.TASKS):
+                    self._run_tasks(resolved, sink, todo, done)
             checks = self._check(sink, done, n)
         except BaseException:
             if sink is not None:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
-        commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
-        self._published = sink is not None
-        crashpoints.reached("sink committed, stage manifest not written")
-        manifest = self._manifest(resolved, done, commit, started, checks)
-        self.store.write_manifest(manifest)
-        crashpoints.reached("stage manifest written")
-        self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
+        with phases.timed(Phase.COMMIT):
+            commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+            self._published = sink is not None
+            crashpoints.reached("sink committed, stage manifest not written")
+            manifest = self._manifest(resolved, done, commit, started, checks)
+            self.store.write_manifest(manifest)
+            crashpoints.reached("stage manifest written")
+            self.store.sweep(self.stage.id, {f.path for k in range(n) for f in done[k].files})
         return manifest
 
     def _run_tasks(

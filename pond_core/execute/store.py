@@ -80,6 +80,19 @@ class StageStore:
             return record
         return None
 
+    def task_records(self, stage_id: str, npartitions: int) -> dict[int, CommittedPartition]:
+        """The committed partitions of a stage of `npartitions`, from one listing of `_tasks/`
+        (not one look-up per partition: a fresh 10,000-partition stage costs one directory read)."""
+        found = {}
+        for info in self.fs.list_files(join_path(self.stage_dir(stage_id), TASKS)):
+            name = info.path.rsplit("/", 1)[-1]
+            if not (name.startswith("p") and name.endswith(".json") and name[1:-5].isdigit()):
+                continue  # a temporary file of a write in flight, or a stranger
+            partition = int(name[1:-5])
+            if partition < npartitions and (record := self.task_record(stage_id, partition)) is not None:
+                found[partition] = record
+        return found
+
     def running_path(self, stage_id: str, partition: int, attempt: int) -> str:
         return join_path(self.stage_dir(stage_id), RUNNING, f"p{partition:05d}-a{attempt}.json")
 

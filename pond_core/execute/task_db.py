@@ -47,14 +47,13 @@ class TaskDatabase:
         schema = f"pond_task_{uuid.uuid4().hex[:12]}"
         try:
             self._apply(cursor, spec)
-            cursor.execute(f"CREATE SCHEMA {schema}")
-            cursor.execute(f"SET search_path = {quote_str(schema)}")
+            cursor.execute(f"CREATE SCHEMA {schema}; SET search_path = {quote_str(schema)}")
             yield _Tracked(cursor, udfs, schema)  # type: ignore[misc]
             # Set-up statements (smallpond's query lists) may change what DuckDB keeps per database.
             reusable = not os.path.exists(spec.spill_dir) and not _runs_setup(spec)
         finally:
             try:
-                _clean(cursor, udfs, schema)
+                _clean(cursor, udfs, schema, _uses_s3(spec))
                 cursor.close()
             except duckdb.Error:
                 reusable = False
@@ -93,13 +92,22 @@ def _runs_setup(spec: TaskSpec) -> bool:
     return any(isinstance(step, SqlStep) and step.setup for step in spec.steps)
 
 
-def _clean(cursor: duckdb.DuckDBPyConnection, udfs: list[str], schema: str) -> None:
+def _uses_s3(spec: TaskSpec) -> bool:
+    """Whether the task configured S3 (execute/task.py does so exactly when a path is on S3)."""
+    return any(p.startswith("s3://") for p in spec.paths)
+
+
+def _clean(cursor: duckdb.DuckDBPyConnection, udfs: list[str], schema: str, s3: bool) -> None:
+    # One statement per task where possible: each costs DuckDB a transaction, and a tiny task's
+    # own work is a few of them.
     cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     for name in udfs:
         cursor.remove_function(name)
     # No RESET of httpfs's settings: it would load httpfs (and try to download it) in a
-    # database that never used S3; every S3 task sets them itself.
-    cursor.execute(f"DROP TEMPORARY SECRET IF EXISTS {SECRET_NAME}")
+    # database that never used S3; every S3 task sets them itself. Only a task that set the
+    # secret has one to drop.
+    if s3:
+        cursor.execute(f"DROP TEMPORARY SECRET IF EXISTS {SECRET_NAME}")
 
 
 class _Tracked:
