@@ -58,6 +58,7 @@ _EXPORTS = {
     "run_plan": "pond_core.runner",
     "run_stage": "pond_core.runner",
     "close_run": "pond_core.runner",
+    "upstream_to_recompute": "pond_core.runner",
     "open_catalog": "pond_core.runner",
     "PlanResult": "pond_core.runner",
     "StageManifest": "pond_core.execute.results",

@@ -7,8 +7,10 @@ How the graph is rendered without knowing the run's parameters:
    2000-01-01) as the logical date and the partition key that date would have. `parse_params`
    replaces any of them explicitly. Nothing here depends on the clock, a connection, a
    Variable or the data, so every parse renders the same DAG and Airflow records no new version.
-2. The pipeline is compiled with those values (pure planning: no data read, no cluster). Each
-   stage becomes a PondStageOperator named after the stage, wired by the plan's dependencies.
+2. The pipeline is compiled with those values (pure planning: no data read, no cluster), once
+   per DAG-file version: the plan is cached on disk (pond_airflow.plan_cache), so the parse
+   at every task's start costs milliseconds. Each stage becomes a PondStageOperator named
+   after the stage, wired by the plan's dependencies; a sink with checks gets a checks task.
 3. At run time each task compiles the pipeline again with the real rendered parameters and
    checks that its stage still exists with the same upstream stages, so a pipeline whose shape
    depends on its parameters fails loudly instead of running the wrong graph. Stage ids are
@@ -24,9 +26,12 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
 
+from pond_airflow.assets import is_published, upstream_sources
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri
+from pond_airflow.operators.checks import PondChecksOperator, checks_task_id
 from pond_airflow.operators.stage import PondStageOperator
+from pond_airflow.plan_cache import compile_cached
 from pond_airflow.runs import lineage_scope
 from pond_core import api
 
@@ -78,7 +83,7 @@ def pond_pipeline_group(
         params = dict(params or {})
         rendered = _representative(params, parse_params, dag)
         try:
-            compiled = api.compile_pipeline(pipeline, rendered)
+            compiled = compile_cached(pipeline, rendered)
         except api.PondError as exc:
             raise ValueError(
                 f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
@@ -97,10 +102,7 @@ def pond_pipeline_group(
     with TaskGroup(group_id=group_id, dag=dag) as group:
         scope = lineage_scope(dag.dag_id if dag is not None else None, group.group_id or group_id)
         for stage in compiled.stages:
-            uri = dataset_uri(api.stage_dataset(compiled, stage, scope))
-            per_run = any(sample in uri for sample in samples)
-            outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
-            inlets = [Asset(u) for u in _source_uris(stage, samples)]
+            outlets, inlets = _assets(compiled, stage, scope, samples)
             kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
             tasks[stage.id] = PondStageOperator(
                 task_id=stage.name,
@@ -115,7 +117,7 @@ def pond_pipeline_group(
                 keep_intermediates=keep_intermediates,
                 deferrable=deferrable,
                 poll_interval=poll_interval,
-                outlets=[outlet],
+                outlets=outlets,
                 inlets=inlets,
                 doc_md=_doc(compiled, stage, {k: rendered[k] for k, v in params.items() if _templated(v)}),
                 sql=templated_sql(api.stage_sql(compiled, stage), templates),
@@ -123,21 +125,44 @@ def pond_pipeline_group(
             )
             for sid in stage.depends_on:
                 tasks[sid] >> tasks[stage.id]
+            checks = _check_names(stage)
+            if checks:
+                tasks[stage.id] >> PondChecksOperator(
+                    task_id=checks_task_id(stage.name), stage_task_id=tasks[stage.id].task_id, checks=checks, dag=dag
+                )
     return group
 
 
-def _source_uris(stage: api.Stage, samples: list[str]) -> list[str]:
-    """The stage's source datasets as static asset URIs (a path that holds a run value, e.g.
+def _check_names(stage: api.Stage) -> list[str]:
+    """The names of the checks a sink stage runs before publish (none for other stages)."""
+    if not isinstance(stage.output, api.SinkOutput):
+        return []
+    return [c.name for c in stage.output.sink.checks]
+
+
+def _assets(plan: api.PhysicalPlan, stage: api.Stage, scope: str, samples: list[str]) -> tuple[list[Any], list[Asset]]:
+    """(outlets, inlets) of a stage's task: a published dataset and every source it derives
+    from, so the asset graph draws `source -> task -> dataset`; nothing for intermediates
+    (pond_airflow.assets). An output path that holds a run value is an AssetAlias."""
+    uri = dataset_uri(api.stage_dataset(plan, stage, scope))
+    if not is_published(uri):
+        return [], []
+    per_run = any(sample in uri for sample in samples)
+    outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
+    return [outlet], [Asset(u) for u in _source_uris(upstream_sources(plan, stage), samples)]
+
+
+def _source_uris(paths: list[str], samples: list[str]) -> list[str]:
+    """Source paths as static asset URIs (a path that holds a run value, e.g.
     `orders/dt=<ds>`, names its dataset folder above that part, which every run shares)."""
     uris: list[str] = []
-    for inp in stage.sources:
-        for path in inp.source.paths:
-            for sample in samples:
-                if sample in path:
-                    path = path[: path.index(sample)].rsplit("/", 1)[0]
-            uri = dataset_uri(_above_hive(path))
-            if uri not in uris:
-                uris.append(uri)
+    for path in paths:
+        for sample in samples:
+            if sample in path:
+                path = path[: path.index(sample)].rsplit("/", 1)[0]
+        uri = dataset_uri(_above_hive(path))
+        if uri not in uris:
+            uris.append(uri)
     return uris
 
 

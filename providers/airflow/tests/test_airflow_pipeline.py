@@ -84,14 +84,32 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
         assert "secret" not in str(event).lower()
 
 
-def test_each_stage_emits_an_asset_event_with_rows(first_run, rig):
+def test_the_output_asset_event_has_flat_readable_extras(first_run, rig):
     output = "file://" + str(rig["examples"] / "daily_revenue")
     (event,) = [e for e in asset_events(output) if e["run_id"] == first_run.run_id]
     assert event["task_id"] == "daily_revenue.write_daily_revenue"
-    assert event["extra"]["rows"] == 12
-    assert event["extra"]["partitions"] == ["dt=2026-11-20"]
-    exchange = asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id")
-    assert [e["extra"]["rows"] for e in exchange if e["run_id"] == first_run.run_id] == [20_000]
+    extra = event["extra"]
+    assert extra["rows"] == 12 and extra["files"] >= 1 and extra["partitions"] == "dt=2026-11-20" and extra["partition_count"] == 1
+    assert extra["size"].endswith("B") and extra["bytes"] > 0
+    assert extra["pond_run"].startswith("pond_daily_revenue__manual__") and extra["stage"] == "write_daily_revenue"
+    assert all(isinstance(v, (str, int, float)) for v in extra.values()), extra  # nothing the UI folds away
+    assert asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id") == []  # intermediates: no Asset
+
+
+def test_the_asset_graph_is_a_chain_from_sources_through_the_dag_to_the_dataset(first_run, rig):
+    from airflow.api_fastapi.core_api.services.ui.dependencies import get_data_dependencies
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    output = "file://" + str(rig["examples"] / "daily_revenue")
+    with create_session() as session:
+        asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == output))
+        graph = get_data_dependencies(asset_id, session)
+    labels = {n["id"]: n["label"] for n in graph["nodes"]}
+    edges = sorted((labels[e["source_id"]].rsplit("/", 1)[-1], labels[e["target_id"]].rsplit("/", 1)[-1]) for e in graph["edges"])
+    task = "pond_daily_revenue.daily_revenue.write_daily_revenue"
+    assert edges == [("customers.parquet", task), ("orders", task), (task, "daily_revenue")]
 
 
 def test_intermediates_are_dropped_after_the_final_stage(first_run, rig):
