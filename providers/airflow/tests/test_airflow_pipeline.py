@@ -158,3 +158,26 @@ def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, ri
         "pond://pond_daily_revenue.daily_revenue/customers_by_customer_id", "pond://pond_daily_revenue.daily_revenue/orders_by_customer_id"]
     sources = {s.uri for c in join.children for s in c.children}
     assert any(u.endswith("/shop/customers.parquet") for u in sources)
+
+
+def test_a_middle_stage_run_alone_says_what_it_recomputes_and_drops_it(first_run, rig, capfd):
+    """As when `join_customers_orders` is cleared alone after its run finished: its upstream
+    outputs are gone, it says which it recomputes and why, and removes them afterwards."""
+    import datetime as dt
+
+    from airflow_rig import get_dag
+
+    alone = get_dag("pond_daily_revenue").partial_subset(
+        task_ids=["daily_revenue.join_customers_orders"], include_upstream=False, include_downstream=False
+    )
+    capfd.readouterr()
+    run = alone.test(logical_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc))
+    log = capfd.readouterr().out
+    assert run.state == "success"
+    line = next(line for line in log.splitlines() if "recomputing upstream" in line)
+    assert "pond stage join_customers_orders: recomputing upstream stages orders_by_customer_id, customers_by_customer_id first" in line
+    assert "(dropped when the run's final stage finished, or cleaned)" in line
+    assert "pond stage join_customers_orders: dropped the intermediates it recomputed" in log
+    result = xcom(run, "daily_revenue.join_customers_orders")
+    assert result["rows"] == 48
+    assert not os.path.exists(rig["pond_root"] / "jobs" / result["run_id"] / "staging")

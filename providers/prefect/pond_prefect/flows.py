@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -54,7 +55,10 @@ def run_pipeline(
     """
     logger = get_run_logger()
     cfg = load_config(config)
-    plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+    with ThreadPoolExecutor(1, thread_name_prefix="pond-catalog") as pool:
+        catalog_ready = pool.submit(_open_catalog, cfg)
+        plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+        catalog_ready.result()
     run_id = run_id_for(plan, cfg.storage_options())
     logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
     create_plan_artifact(plan, run_id)
@@ -153,6 +157,13 @@ class _driver:
             import ray
 
             ray.shutdown()
+
+
+def _open_catalog(cfg: PondConfig) -> None:
+    """Create (or migrate) pond's catalog once, while the plan compiles: otherwise the first
+    stages each do it when they start, seconds of their start on a fresh catalog, racing."""
+    with api.open_catalog(cfg.settings(job_id="planning")):
+        pass
 
 
 def _run_stored(cfg: PondConfig, run_id: str) -> bool:

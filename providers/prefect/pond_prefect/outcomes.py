@@ -66,7 +66,7 @@ def _blocking_upstream(plan: PhysicalPlan, stage: Stage, outcomes: dict[str, Sta
 
 
 def _cancel_not_run(stage: Stage, task_run_id: UUID, upstream: str) -> State:
-    state = Cancelled(message=f"not run: upstream stage {upstream} did not complete")
+    state: State = Cancelled(message=f"not run: upstream stage {upstream} did not complete")
     with get_client(sync_client=True) as client:
         client.request("PATCH", "/task_runs/{id}", path_params={"id": task_run_id}, json={"name": stage.name}).raise_for_status()
         client.set_task_run_state(task_run_id, state, force=True)

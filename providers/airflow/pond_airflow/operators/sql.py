@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from pond_airflow.hooks.pond import PondHook
 from pond_airflow import assets
+from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
 from pond_core import api

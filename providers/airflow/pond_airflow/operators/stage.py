@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from pond_airflow import assets
 from pond_airflow.hooks.pond import PondHook
+from pond_airflow.openlineage import operator_lineage
 from pond_airflow.operators.checks import CHECKS_XCOM, checks_task_id
 from pond_airflow.plan_cache import compile_cached
-from pond_airflow import assets
-from pond_airflow.openlineage import operator_lineage
 from pond_airflow.runs import fail_for, final_try, first_try, lineage_scope, pond_run_id, xcom_result
 from pond_core import api
 
@@ -179,11 +179,9 @@ class PondStageOperator(BaseOperator):
         stage did when the run finished. Cleared with its downstream, they stay for them."""
         if self.final or self.keep_intermediates or self.dag is None:
             return
-        downstream = sorted(
-            tid for tid in self.get_flat_relative_ids(upstream=False)
-            if isinstance(self.dag.get_task(tid), PondStageOperator) and self.dag.get_task(tid).run_scope == self.run_scope
-        )
-        done = context["ti"].get_ti_count(dag_id=self.dag_id, task_ids=downstream, run_ids=[context["dag_run"].run_id], states=["success"])
+        relatives = [self.dag.get_task(tid) for tid in self.get_flat_relative_ids(upstream=False)]
+        downstream = sorted(t.task_id for t in relatives if isinstance(t, PondStageOperator) and t.run_scope == self.run_scope)
+        done = 0 if not downstream else context["ti"].get_ti_count(dag_id=self.dag_id, task_ids=downstream, run_ids=[context["dag_run"].run_id], states=["success"])
         if done < len(downstream):
             self.log.info("pond stage %s: keeping its intermediates for the downstream tasks still to run", self.stage)
             return
