@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -80,11 +79,7 @@ def test_editing_the_pipeline_module_changes_the_key(cache, tmp_path, monkeypatc
 
 
 def test_concurrent_writers_leave_one_whole_entry(cache):
-    code = textwrap.dedent(f"""
-        from pond_airflow import plan_cache
-from pond_core.api import PhysicalPlan
-        plan_cache.compile_cached({PIPELINE!r}, {PARAMS!r})
-    """)
+    code = f"from pond_airflow import plan_cache; plan_cache.compile_cached({PIPELINE!r}, {PARAMS!r})"
     env = {**os.environ, "POND_AIRFLOW_PLAN_CACHE": str(cache)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for proc in procs:
