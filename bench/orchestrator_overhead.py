@@ -108,7 +108,7 @@ sys.path.insert(0, sys.argv[2])
 from airflow.dag_processing.dagbag import DagBag
 import pond_airflow.pipeline  # imported by any DAG using pond: not what the cache saves
 started = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 assert not bag.import_errors, bag.import_errors
 print(time.perf_counter() - started)
 """
@@ -123,15 +123,20 @@ def parse() -> None:
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 5
     home = SCRATCH / "airflow"
     home.mkdir(exist_ok=True)
+    sys.path.insert(0, str(REPO / "bench"))
+    from _common import child_env
+
     env = {
-        **os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        **child_env(), "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db", "POND_EXAMPLES_ROOT": str(SCRATCH / "examples"),
     }
     dag_file = str(REPO / "dags" / "pond_daily_revenue.py")
 
     def once(cache: str) -> float:
         out = subprocess.run([sys.executable, "-c", _PARSE, dag_file, str(REPO / "dags")], env={**env, "POND_AIRFLOW_PLAN_CACHE": cache},
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"parsing {dag_file} failed:\n{out.stderr[-3000:]}")
         return float(out.stdout.strip().splitlines()[-1])
 
     cold = [once(tempfile.mkdtemp(dir=SCRATCH)) for _ in range(repeat)]

@@ -25,13 +25,15 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pond_core import api
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+T = TypeVar("T")
 
 
 def cache_dir() -> str:
@@ -44,21 +46,37 @@ def cache_dir() -> str:
 
 def compile_cached(pipeline: str, params: dict[str, Any], data_root: str | None = None) -> api.PhysicalPlan:
     """`api.compile_pipeline(pipeline, params)`, served from the cache when the key matches."""
-    key = plan_key(pipeline, params, data_root)
+    return cached(
+        "plan", pipeline, params, {"data_root": data_root},
+        build=lambda: api.compile_pipeline(pipeline, params, data_root=data_root), dump=lambda p: p.to_json(), load=api.PhysicalPlan.from_json,
+    )
+
+
+def cached(
+    kind: str, pipeline: str, params: dict[str, Any], extra: dict[str, Any], *,
+    build: Callable[[], T], dump: Callable[[T], str], load: Callable[[str], T],
+) -> T:
+    """What `build()` makes for this pipeline and parameters (a compiled plan, or what the DAG
+    renders from it), from the cache when the key matches; `extra` joins the key. An entry
+    that does not load is a miss, rebuilt and rewritten."""
+    key = plan_key(pipeline, params, {"kind": kind, **extra})
     if key is None:
-        return api.compile_pipeline(pipeline, params, data_root=data_root)
-    path = os.path.join(cache_dir(), key[:2], f"{key}.json")
-    cached = _read(path)
-    if cached is not None:
-        return cached
-    plan = api.compile_pipeline(pipeline, params, data_root=data_root)
-    _write(path, plan.to_json())
-    return plan
+        return build()
+    path = os.path.join(cache_dir(), key[:2], f"{key}.{kind}.json")
+    try:
+        with open(path) as f:
+            return load(f.read())
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # a broken entry is a miss; the build rewrites it
+        log.warning("pond plan cache: ignoring unreadable %s (%s)", path, exc)
+    value = build()
+    _write(path, dump(value))
+    return value
 
 
-def plan_key(pipeline: str, params: dict[str, Any], data_root: str | None = None) -> str | None:
-    from pond_core import __version__
-
+def plan_key(pipeline: str, params: dict[str, Any], extra: dict[str, Any] | None = None) -> str | None:
+    """The cache key (see the module docstring); None when the pipeline's source is unknown."""
     source = module_digest(pipeline)
     if source is None:
         return None
@@ -66,11 +84,17 @@ def plan_key(pipeline: str, params: dict[str, Any], data_root: str | None = None
         "format": CACHE_FORMAT,
         "pipeline": pipeline,
         "params": params,
-        "pond": __version__,
+        "pond": _pond_version(),
         "source": source,
-        "data_root": data_root,
+        **(extra or {}),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _pond_version() -> str:
+    from pond_core import __version__  # pond_core's package root imports nothing heavy
+
+    return __version__
 
 
 def module_digest(pipeline: str) -> str | None:
@@ -85,17 +109,6 @@ def module_digest(pipeline: str) -> str | None:
         return None
     with open(origin, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def _read(path: str) -> api.PhysicalPlan | None:
-    try:
-        with open(path) as f:
-            return api.PhysicalPlan.from_json(f.read())
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # a broken entry is a miss; the compile rewrites it
-        log.warning("pond plan cache: ignoring unreadable %s (%s)", path, exc)
-        return None
 
 
 def _write(path: str, text: str) -> None:

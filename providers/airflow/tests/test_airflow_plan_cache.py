@@ -96,3 +96,30 @@ def test_a_broken_entry_is_a_miss_and_is_rewritten(cache, caplog):
     assert plan_cache.compile_cached(PIPELINE, PARAMS).to_json() == plan.to_json()
     assert "ignoring unreadable" in caplog.text
     assert path.read_text() == plan.to_json()
+
+
+_PARSE = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+task = bag.dags["pond_daily_revenue"].get_task("daily_revenue.join_customers_orders")
+print(sorted(m for m in sys.modules if m.startswith(("pond_core.plan", "pond_core.io", "duckdb", "sqlglot"))), task.upstream_stages)
+"""
+
+
+def test_a_warm_parse_does_not_import_ponds_planner(cache):
+    """What a task's start pays for pond: with the entry written by the first parse, the DAG
+    file renders from plain data, without pond's planner, DuckDB or sqlglot."""
+    from airflow_rig import EXAMPLE_DAGS
+
+    env = {**os.environ, "POND_AIRFLOW_PLAN_CACHE": str(cache)}
+    dag_file = str(EXAMPLE_DAGS / "pond_daily_revenue.py")
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _PARSE, dag_file], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout.strip().splitlines()[-1])
+    assert "pond_core.plan.physical" in outputs[0]  # the first parse compiled
+    assert outputs[1] == "[] ['customers_by_customer_id', 'orders_by_customer_id']"
+    assert len([p for p in cache.rglob("*.tasks.json")]) == 1
