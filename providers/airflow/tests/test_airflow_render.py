@@ -23,7 +23,7 @@ PIPELINE = "pond_core.examples:daily_revenue"
 def test_every_dag_imports_without_errors():
     examples = dagbag(str(EXAMPLE_DAGS))
     assert not examples.import_errors
-    assert sorted(examples.dags) == ["pond_customer_spend", "pond_daily_revenue", "pond_daily_revenue_partitioned"]
+    assert sorted(examples.dags) == ["pond_customer_spend", "pond_daily_revenue", "pond_daily_revenue_checked", "pond_daily_revenue_partitioned"]
     assert not dagbag(str(TEST_DAGS)).import_errors
 
 
@@ -55,7 +55,10 @@ def test_only_sources_and_published_outputs_are_assets():
         assert (task.inlets, task.outlets) == ([], []), stage
     uris = sorted({a.uri for dag in bag.dags.values() for t in dag.tasks for a in [*t.inlets, *t.outlets] if isinstance(a, Asset)})
     root = "file://" + os.environ["POND_EXAMPLES_ROOT"]
-    assert uris == [f"{root}/customer_spend", f"{root}/daily_revenue", f"{root}/daily_revenue_by_partition", f"{shop}/customers.parquet", f"{shop}/orders"]
+    assert uris == [
+        f"{root}/customer_spend", f"{root}/daily_revenue", f"{root}/daily_revenue_by_partition", f"{root}/daily_revenue_checked",
+        f"{shop}/customers.parquet", f"{shop}/orders",
+    ]
 
 
 _SERIALIZE = """
@@ -86,7 +89,7 @@ def test_rendering_is_deterministic_across_processes():
         assert proc.returncode == 0, err[-2000:]
         hashes.append(json.loads(out.strip().splitlines()[-1]))
     assert hashes[0] == hashes[1]
-    assert len(hashes[0]) == 3
+    assert len(hashes[0]) == 4
 
 
 def test_representative_params_use_the_dag_start_and_partition_format():
