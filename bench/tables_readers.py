@@ -35,8 +35,9 @@ def main() -> None:
 
     import pond_core
     from pond_core.io.duckdb_setup import load_packaged_extension
-    from pond_core.io.table_read import TableRead, resolve_table
-    from pond_core.io.table_spec import IcebergTable
+    from pond_core.io.table_read import resolve_table
+    from pond_core.specs.iceberg_table import IcebergTable
+    from pond_core.specs.table_read import TableRead
 
     tmp = tempfile.mkdtemp(prefix="pond-tables-bench-")
     props = {"uri": f"sqlite:///{tmp}/iceberg.db", "warehouse": f"file://{tmp}/warehouse"}

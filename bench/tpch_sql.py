@@ -48,7 +48,7 @@ def child_main(variant: str, sf: float, data: pathlib.Path, runs: int, queries: 
     t0 = time.perf_counter()
     import duckdb
 
-    from pond_core.sqlplan.tpch import QUERIES, ensure_data, table_paths
+    from tests.tpch_queries import QUERIES, ensure_data, table_paths
 
     paths = table_paths(ensure_data(sf, data, _parts(sf)))
     con = duckdb.connect()
@@ -210,7 +210,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pond_core.sqlplan.tpch import QUERIES, ensure_data
+    sys.path.insert(0, str(_common.REPO_ROOT))  # the TPC-H texts are test data: tests/tpch_queries.py
+    from tests.tpch_queries import QUERIES, ensure_data
 
     queries = [int(x) for x in args.only.split(",") if x] or sorted(QUERIES)
     data = pathlib.Path(args.data)

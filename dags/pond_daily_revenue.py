@@ -5,7 +5,7 @@ hash-repartitions both by customer, joins and aggregates per partition, and writ
 the `dt=<ds>` partition of the output dataset with overwrite_partitions. Rendered at parse time
 from the compiled plan, the group holds one task per stage:
 
-    shop_data >> daily_revenue.{orders_by_customer_id, customers_by_customer_id} >> join_customers_orders >> write_daily_revenue
+    shop_data >> daily_revenue.{orders_by_customer_id, customers_by_customer_id} >> join_aggregate_customers_orders >> write_daily_revenue
 
 Backfill any range: `airflow backfill create --dag-id pond_daily_revenue --from-date 2026-11-01
 --to-date 2026-11-03`; each run replaces exactly its own day.

@@ -5,7 +5,7 @@ four checks on the staged output before it is published: `row_count at least 1`,
 `not_null(segment, country)`, "enough orders per segment and country" (at least the
 `min_orders` param) and, as a warning only, "no unusually large revenue". The group renders
 
-    daily_revenue.{orders_by_customer_id, customers_by_customer_id} >> join_customers_orders >> write_... >> write_..._checks
+    daily_revenue.{orders_by_customer_id, customers_by_customer_id} >> join_aggregate_customers_orders >> write_... >> write_..._checks
 
 Trigger with `{"min_orders": 100000}` to see a check fail: nothing is published, the write task
 and its checks task fail without retry, naming the check.

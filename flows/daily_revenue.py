@@ -4,7 +4,7 @@ The pipeline (pond_core.examples:daily_revenue) reads one day of orders and the 
 hash-repartitions both by customer, joins and aggregates per partition, and writes the day as
 the `dt=<ds>` partition of the output dataset with overwrite_partitions. The flow run shows
 
-    shop_data → orders_by_customer_id, customers_by_customer_id → join_customers_orders → write_daily_revenue
+    shop_data → orders_by_customer_id, customers_by_customer_id → join_aggregate_customers_orders → write_daily_revenue
 
 with the plan, a progress bar and stage statistics as artifacts, and the datasets as assets.
 

@@ -1,6 +1,7 @@
 """pond: partitioned DuckDB SQL over Parquet, in-process or on Ray, with smallpond's API.
 
-`import pond_core as smallpond` runs smallpond programs unchanged. Names are imported on first
+`import pond_core as smallpond` runs smallpond programs unchanged; `pond_core.sql(query, **inputs)`
+runs SQL over whole datasets on the session `init()` started. Names are imported on first
 use, so `import pond_core.catalog` (or the CLI) does not pay for the whole engine.
 """
 
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "init": "pond_core.session",
+    "sql": "pond_core.session",
     "Session": "pond_core.session",
     "DataFrame": "pond_core.dataframe",
     "udf": "pond_core.udfs",
@@ -67,6 +69,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         PondStorageError,
         PondTransientError,
     )
-    from pond_core.session import Session, init
+    from pond_core.session import Session, init, sql
     from pond_core.sql_quote import bind_params, sql_literal
     from pond_core.udfs import UDF, udf

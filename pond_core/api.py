@@ -14,6 +14,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    # The same names, typed: mypy checks provider code against them. A test keeps this block
+    # and _EXPORTS naming the same objects.
+    from pond_core.catalog import Catalog
+    from pond_core.checks import CheckResult, PondCheckError, render_checks
+    from pond_core.dataframe import DataFrame
+    from pond_core.errors import PondConfigError, PondError, PondInterruptedError, PondRunBusyError, PondTransientError, is_retryable
+    from pond_core.execute.executor_for import make_executor
+    from pond_core.execute.executors import Executor, TaskHook
+    from pond_core.execute.results import StageManifest, StageResult
+    from pond_core.execute.task_spec import TaskSpec
+    from pond_core.io.filesystems import get_filesystem
+    from pond_core.io.fs import FileSystem, join_path
+    from pond_core.io.options import StorageOptions
+    from pond_core.layout import RunLayout, check_run_id
+    from pond_core.lineage import LineageDataset, LineageRecord, stage_dataset, stage_lineage, with_assertions
+    from pond_core.named_sql import check_named_inputs, named_sql, sql_pipeline, sql_pipeline_params
+    from pond_core.pipeline import compile_pipeline, load_pipeline, pipeline_name
+    from pond_core.plan.physical import (
+        ExchangeOutput,
+        FilesOutput,
+        PhysicalPlan,
+        PythonStep,
+        SinkOutput,
+        SourceInput,
+        SqlStep,
+        Stage,
+        UpstreamInput,
+    )
+    from pond_core.plan.sql import bind_named_inputs
+    from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage
+    from pond_core.session import Session, init
+    from pond_core.settings import SETTINGS, Kind, Setting, Settings, SettingValues, Surface, parse_bytes, surface
+    from pond_core.stage_text import human_bytes, sql_head, stage_markdown, stage_sql
+    from pond_core.stages import SourceFile, StageDescription, describe_stage, drop_intermediates, run_stored, source_files
+
 _EXPORTS = {
     # settings
     "SETTINGS": "pond_core.settings",
@@ -99,18 +135,19 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pond_core.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:
+    # Hidden from type checkers, so a name missing from the block above is an error there,
+    # not an `Any`.
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'pond_core.api' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)
 
-
-if TYPE_CHECKING:  # for type checkers and IDEs
-    pass

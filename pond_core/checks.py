@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondDataError
+from pond_core.sql_quote import quote_ident, sql_literal
 from pond_core.textenum import TextEnum
 
 SAMPLE_ROWS = 5
@@ -200,28 +201,16 @@ def run_checks(con: Any, checks: Sequence[Check]) -> tuple[CheckResult, ...]:
     return tuple(_run(con, c) for c in checks)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _failing_rows_sql(check: Check) -> str | None:
     """A query returning the offending rows (or groups), or None for row_count."""
     if check.kind is CheckKind.NOT_NULL:
-        return f"SELECT * FROM {RELATION} WHERE " + " OR ".join(f"{_q(c)} IS NULL" for c in check.columns)
+        return f"SELECT * FROM {RELATION} WHERE " + " OR ".join(f"{quote_ident(c)} IS NULL" for c in check.columns)
     if check.kind is CheckKind.UNIQUE:
-        keys = ", ".join(_q(c) for c in check.columns)
+        keys = ", ".join(quote_ident(c) for c in check.columns)
         return f"SELECT {keys}, count(*) AS duplicates FROM {RELATION} GROUP BY ALL HAVING count(*) > 1 ORDER BY duplicates DESC, {keys}"
     if check.kind is CheckKind.ACCEPTED_VALUES:
-        column = _q(check.columns[0])
-        allowed = ", ".join(_literal(v) for v in check.values)
+        column = quote_ident(check.columns[0])
+        allowed = ", ".join(sql_literal(v) for v in check.values)
         return f"SELECT * FROM {RELATION} WHERE {column} IS NULL OR {column} NOT IN ({allowed})"
     if check.kind is CheckKind.EXPRESSION:
         return f"SELECT * FROM {RELATION} WHERE ({check.sql}) IS NOT TRUE"

@@ -10,16 +10,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pond_core.errors import PondConfigError
+from pond_core.errors import PondConfigError, user_call
 from pond_core.execute.results import StageManifest
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import MODES, SinkSpec
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Limit, Node, PyMap, PyMethod, Repartition, RepartitionMethod, Sql, render
 from pond_core.plan.physical import FILES, SinkOutput, StageOutput
 from pond_core.plan.pyfunc import PyFunc
-from pond_core.plan.sql import quote_ident
 from pond_core.settings import parse_bytes
+from pond_core.specs.sink import MODES, SinkSpec
+from pond_core.sql_quote import quote_ident
 from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
@@ -160,26 +160,33 @@ class DataFrame:
 
     # -- actions -------------------------------------------------------------------------------
 
+    @user_call
     def compute(self) -> None:
         self.session.run(self._node, FILES)
 
+    @user_call
     def count(self) -> int:
         counted = Sql(inputs=(self._node,), query="SELECT count(*) AS n FROM {0}")
         return int(sum(r["n"] for r in self._rows(counted)))
 
+    @user_call
     def take(self, n: int) -> list[dict[str, Any]]:
         return self.limit(n).take_all()
 
+    @user_call
     def take_all(self) -> list[dict[str, Any]]:
         return self._rows(self._node)
 
+    @user_call
     def to_arrow(self) -> pa.Table:
         """The whole result in partition order; strings as large_string, as smallpond does."""
         return self._read(self._node, large_strings=True)
 
+    @user_call
     def to_pandas(self) -> Any:
         return self._read(self._node).to_pandas().reset_index(drop=True)
 
+    @user_call
     def write_parquet(
         self,
         path: str,
@@ -226,6 +233,7 @@ class DataFrame:
         )
         return Sink(self._named(name)._node, spec)
 
+    @user_call
     def write_iceberg(
         self,
         table: str,
@@ -258,7 +266,7 @@ class DataFrame:
         name: str | None = None,
     ) -> Sink:
         """The lazy form of write_iceberg, for pipelines."""
-        from pond_core.io.table_spec import IcebergTable
+        from pond_core.specs.iceberg_table import IcebergTable
 
         if mode not in ("append", "overwrite", "overwrite_partitions"):
             raise PondConfigError(f"write_iceberg mode must be 'append', 'overwrite' or 'overwrite_partitions', got {mode!r}")
@@ -274,15 +282,15 @@ class DataFrame:
         )
         return Sink(self._named(name)._node, spec)
 
+    @user_call
     def explain(self) -> str:
-        """The logical plan and the physical stages it compiles to; printed and returned."""
+        """The logical plan and the physical stages it compiles to, as text (`print(df.explain())`)."""
         from pond_core.plan.compile import compile_plan
 
         plan = compile_plan(self._node, options=self.session.compile_options())
         text = "== logical plan ==\n" + render(self._node) + "\n\n== physical plan ==\n" + plan.render()
         if self._planned_by is not None:
             text = self._planned_by() + "\n\n" + text
-        print(text)
         return text
 
     # -- helpers -------------------------------------------------------------------------------
@@ -309,7 +317,7 @@ def read_result(session: PlanRunner, manifest: StageManifest, large_strings: boo
 
     from pond_core.execute.inputs import empty_sql
     from pond_core.io import configure_duckdb
-    from pond_core.plan.sql import sql_list
+    from pond_core.sql_quote import sql_list
 
     files = [f.path for f in manifest.files]
     # arrow_large_buffer_size: DuckDB itself exports strings as large_string (no cast needed).

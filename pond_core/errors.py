@@ -3,9 +3,22 @@
 Orchestrators decide retries from the class alone: a `PondTransientError` is worth retrying
 (a worker died, memory ran out, a network call timed out); every other `PondError` is a fact
 about the input, the SQL or the configuration and fails at once.
+
+`user_call` marks the public calls of the Python API (DataFrame actions, a session's reads
+and SQL): a pond error inside one is raised again from that call, with pond's own frames (the
+scheduler, futures, retries) cut, so a user reads one short traceback ending in the cause. The
+full chain goes to the `pond` logger at DEBUG.
 """
 
 from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+log = logging.getLogger("pond")
 
 
 class PondError(Exception):
@@ -72,3 +85,20 @@ class PondInternalError(PondError):
 def is_retryable(error: BaseException) -> bool:
     """True when `error` is worth another attempt."""
     return isinstance(error, PondTransientError)
+
+
+def user_call(func: _Call) -> _Call:
+    """Raise a PondError met inside `func` from `func`'s caller's view: same exception (kind,
+    message, `is_retryable`), without the internal frames and the chained DuckDB/futures errors
+    that repeat its message. Other exceptions (pond's bugs) keep their full traceback."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PondError as error:
+            if error.__traceback__ is not None and error.__traceback__.tb_next is not None:
+                log.debug("pond error in %s", func.__qualname__, exc_info=error)
+            raise error.with_traceback(None) from None
+
+    return cast(_Call, call)

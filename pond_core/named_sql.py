@@ -1,12 +1,14 @@
 """One SQL statement over named inputs: the shape both orchestrator integrations offer.
 
     named_sql(sp, "SELECT ... FROM orders JOIN customers USING (customer_id)",
-              {"orders": "s3://shop/orders", "customers": "/data/customers.parquet"},
-              hash_by="customer_id", npartitions=8)
+              {"orders": "s3://shop/orders", "customers": "/data/customers.parquet"})
 
-The SQL names its inputs like tables. Without `hash_by`/`npartitions` each input is one
-partition, so the SQL sees whole tables; with `hash_by` every input is hash-partitioned on those
-columns and the SQL runs per partition; `npartitions` alone splits a single input evenly.
+The SQL names its inputs like tables and reads them whole, as in DuckDB: pond's SQL planner
+(`pond_core.sqlplan`, what `Session.sql` uses) places the exchanges, two-phase aggregates and
+broadcasts, so a join of three datasets on different keys runs as several partitioned stages.
+`npartitions` fixes the partition count; `hash_by` hash-partitions every input that holds those
+columns first (a join or aggregate on them then needs no exchange), the others are planned as
+usual; `strict` makes any part that would run in one partition an error.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError
-from pond_core.plan.sql import bind_named_inputs
+from pond_core.plan.naming import slug, source_name
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_HASH_PARTITIONS = 4  # `hash_by` without `npartitions`
 
 HivePartitioning = bool | Mapping[str, bool] | None
 
@@ -36,8 +39,10 @@ def check_named_inputs(
         raise PondConfigError(f"inputs must map SQL table names (letters, digits, _) to paths; bad names: {bad or 'no inputs'}")
     if isinstance(hive_partitioning, Mapping) and set(hive_partitioning) - set(inputs):
         raise PondConfigError(f"hive_partitioning names no input: {', '.join(sorted(set(hive_partitioning) - set(inputs)))}")
-    if npartitions is not None and hash_by is None and len(inputs) > 1:
-        raise PondConfigError("npartitions without hash_by splits a single input; with several inputs give hash_by")
+    if npartitions is not None and (not isinstance(npartitions, int) or npartitions < 1):
+        raise PondConfigError(f"npartitions must be a positive integer, got {npartitions!r}")
+    if hash_by is not None and not ([hash_by] if isinstance(hash_by, str) else list(hash_by)):
+        raise PondConfigError("hash_by needs at least one column")
 
 
 def named_sql(
@@ -48,16 +53,20 @@ def named_sql(
     hash_by: str | Sequence[str] | None = None,
     npartitions: int | None = None,
     hive_partitioning: HivePartitioning = None,
+    strict: bool | None = None,
 ) -> DataFrame:
     """The DataFrame of `sql` over `inputs` (table name -> path, glob, s3:// URL or dataset dir)."""
+    from pond_core.sqlplan import plan_sql
+    from pond_core.sqlplan.inputs import InputHashing
+
     check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
-    keys = [hash_by] if isinstance(hash_by, str) else (list(hash_by) if hash_by else None)
-    frames = []
+    keys = (hash_by,) if isinstance(hash_by, str) else (tuple(hash_by) if hash_by else None)
+    frames = {}
     for name, path in inputs.items():
         hive = hive_partitioning.get(name) if isinstance(hive_partitioning, Mapping) else hive_partitioning
-        df = sp.read_parquet(path, recursive=True, hive_partitioning=hive).alias(name)  # names its stages
-        frames.append(df.repartition(npartitions or 4, hash_by=keys) if keys else df.repartition(npartitions or 1))
-    return sp.partial_sql(bind_named_inputs(sql, list(inputs)), *frames)
+        frames[name] = sp.read_parquet(path, recursive=True, hive_partitioning=hive).alias(name)  # names its stages
+    hashing = InputHashing(keys, npartitions or DEFAULT_HASH_PARTITIONS) if keys else None
+    return plan_sql(sp, sql, frames, npartitions=npartitions, strict=strict, hashing=hashing).frame
 
 
 def sql_pipeline(
@@ -78,11 +87,14 @@ def sql_pipeline(
     an orchestrator's one-statement task is a pond run like any other, in the catalog. With
     `output_table`, the result is committed to that Iceberg table instead of `output_path`."""
     query = named_sql(sp, sql, inputs, hash_by=hash_by, npartitions=npartitions, hive_partitioning=hive_partitioning)
+    # This pipeline serves every SQL task: its write is named after the task's output, not after it.
     if output_table:
-        return query.sink_iceberg(output_table, mode=mode or "append", partition_by=partition_by, catalog=iceberg_catalog, checks=checks or ())
+        name = f"write_{slug(output_table)}"
+        return query.sink_iceberg(output_table, mode=mode or "append", partition_by=partition_by, catalog=iceberg_catalog, checks=checks or (), name=name)
     if not output_path:
         raise PondConfigError("a SQL task needs output_path (a Parquet dataset) or output_table (an Iceberg table)")
-    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or ())
+    name = f"write_{source_name([output_path])}"
+    return query.sink_parquet(output_path, partition_by=partition_by, mode=mode or "error", checks=checks or (), name=name)
 
 
 def sql_pipeline_params(

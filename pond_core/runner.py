@@ -130,15 +130,14 @@ def run_plan(
         )
 
         def run_one(stage: Stage) -> StageManifest:
-            forced_here = stage.id in forced
-            store = StageStore.of(ctx.layout, ctx.storage)
-            committed = None if forced_here else store.manifest(stage.id)
-            if committed is not None and not store.broken_files(committed):  # (else StageRun says why it reruns)
+            stage_run = StageRun(plan, stage, ctx, force=stage.id in forced)
+            committed = stage_run.reusable()  # same definition, same inputs (else StageRun says why it reruns)
+            if committed is not None:
                 log.info("%s", stage_text.finish_line(stage, committed.result, reused=True))
                 manifest = committed
             else:
                 log.info("%s", stage_text.start_line(plan, stage))
-                manifest = StageRun(plan, stage, ctx, force=forced_here).run()
+                manifest = stage_run.run()
                 log.info("%s", stage_text.finish_line(stage, manifest.result))
             if on_stage is not None:
                 on_stage(stage, manifest)
@@ -203,13 +202,17 @@ def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> lis
     return [s for s in plan.stages if s.id in needed]
 
 
+_OPENING = threading.Lock()  # Alembic's upgrade keeps global state: one catalog opens at a time per process
+
+
 def open_catalog(settings: Settings) -> Catalog:
     from pond_core.catalog import Catalog  # SQLAlchemy and Alembic: not needed to compile
     from pond_core.catalog.engine import check_catalog_url
 
     if settings.catalog_url:  # an explicit URL must name what exists; the default is created
         check_catalog_url(settings.catalog_url)
-    return Catalog(settings.resolved_catalog_url)
+    with _OPENING:  # sessions in threads (and Prefect's threaded task runs) open catalogs at once
+        return Catalog(settings.resolved_catalog_url)
 
 
 def close_run(run_id: str, status: str, *, settings: Settings, error: str | None = None) -> None:
@@ -254,7 +257,9 @@ def _recording(
     own = catalog is None
     catalog = catalog or open_catalog(settings)
     try:
-        catalog.start_run(run_id, plan.pipeline or "session", plan.params, plan.fingerprint, executor.name)
+        # A session's actions are many plans of one run (its job): no one plan fingerprints it.
+        fingerprint = plan.fingerprint if plan.pipeline else None
+        catalog.start_run(run_id, plan.pipeline or "session", plan.params, fingerprint, executor.name)
         recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
         try:
             yield recorder

@@ -1,8 +1,10 @@
 """`init()` and `Session`: settings, storage, the executor, and the sources of DataFrames.
 
 A session is a job (smallpond's word): its DataFrame actions run as the run named by its
-job id, through `pond_core.runner.run_plan`, on the session's executor, without recording in
-the catalog (pipelines are recorded; see pond_core.runner).
+job id, through `pond_core.runner.run_plan`, on the session's executor, and are recorded in the
+catalog like every run (`pond runs`, `pond lineage`): the run is the job, each action's stages
+its stage runs. The catalog opens at the first action, so building plans never imports
+SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.dataframe import DataFrame
-from pond_core.errors import PondConfigError, PondError
+from pond_core.errors import PondConfigError, PondError, PondInputError, user_call
 from pond_core.execute.executor_for import make_executor
 from pond_core.execute.executors import Executor
-from pond_core.execute.results import StageManifest
+from pond_core.execute.results import StageManifest, StageResult
 from pond_core.io import StorageOptions, get_filesystem, join_path
 from pond_core.layout import RunLayout
 from pond_core.plan.compile import CompileOptions
 from pond_core.plan.logical import Node, Read, SourceFormat, SourceSpec, Sql, walk
 from pond_core.plan.physical import SinkOutput, StageOutput
-from pond_core.settings import Settings
+from pond_core.settings import Settings, Surface, surface, unknown_setting
 from pond_core.udfs import udf_specs
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pond_core.catalog import Catalog
+
 log = logging.getLogger("pond")
+_latest: Session | None = None  # what init() returned last: the session of pond_core.sql()
 
 
+@user_call
 def init(
     job_id: str | None = None,
     job_time: dt.datetime | None = None,
@@ -60,27 +66,48 @@ def init(
     warm_workers: bool | None = None,
     worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
+    progress: str | None = None,
+    **unknown: Any,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
 
     smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
-    `max_task_memory`, `speculation`; and `storage_options` (S3 settings; default: the
-    standard AWS environment).
+    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and
+    `storage_options` (S3 settings; default: the standard AWS environment). A misspelt name is
+    an error that names the setting meant.
     """
+    if unknown:
+        raise unknown_setting(sorted(unknown)[0], [s.name for s in surface(Surface.SESSION)], "init()")
     settings = Settings.resolve(
         job_id=job_id, job_time=job_time, job_name=job_name, data_root=data_root, num_executors=num_executors,
         ray_address=ray_address, bind_numa_node=bind_numa_node, platform=platform, executor=executor,
         memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
-        warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation,
+        warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation, progress=progress,
     )
     if settings.catalog_url:
         from pond_core.catalog.engine import check_catalog_url
 
         check_catalog_url(settings.catalog_url)
-    return Session(settings, _storage_options(storage_options))
+    global _latest
+    _latest = Session(settings, _storage_options(storage_options), check_sources=True)
+    return _latest
+
+
+@user_call
+def sql(query: str, /, **inputs: Any) -> DataFrame:
+    """`pond_core.sql(query, **inputs)`: `Session.sql` on the session `init()` returned last
+    (still open), so `import pond_core as sp; sp.init(...); sp.sql(...)` reads like DuckDB's
+    module-level `duckdb.sql`. Without one it is an error: init() chooses where the work and
+    the catalog live, and pond does not choose that silently."""
+    if _latest is None or _latest._closed:
+        raise PondConfigError(
+            "pond_core.sql runs on the session init() started; call pond_core.init(data_root=...) first"
+            + (" (the last one was shut down)" if _latest is not None else "")
+        )
+    return _latest.sql(query, **inputs)
 
 
 def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOptions:
@@ -96,18 +123,23 @@ def _storage_options(value: StorageOptions | dict[str, Any] | None) -> StorageOp
 class Session:
     """A job: its storage under `data_root`, its executor, and the DataFrames built from it."""
 
-    def __init__(self, config: Settings, storage: StorageOptions) -> None:
+    def __init__(self, config: Settings, storage: StorageOptions, *, check_sources: bool = False) -> None:
+        """`check_sources`: a read's paths must exist when it is declared (init()'s sessions);
+        a pipeline's planning session declares paths that exist only when its stages run."""
         self.config = config
+        self.check_sources = check_sources
         self.storage = storage
         self.layout = RunLayout(config.data_root, config.job_id, config.spill_dir)
         self._fs = get_filesystem(config.data_root, storage)
         self._executor: Executor | None = None
+        self._catalog: Catalog | None = None
         self._lock = threading.Lock()
         self._failed = False
         self._closed = False
         self._recompute: set[str] = set()
         self._started = time.time()
         self._laid_out = False
+        self.history: list[StageResult] = []  # every stage each action ran or reused, in order
 
     @property
     def job_id(self) -> str:
@@ -133,6 +165,7 @@ class Session:
 
     # -- sources -----------------------------------------------------------------------------
 
+    @user_call
     def read_parquet(
         self,
         paths: str | Sequence[str],
@@ -149,7 +182,7 @@ class Session:
             union_by_name=union_by_name,
             hive_partitioning=hive_partitioning,
         )
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_parquet")
 
     def read_iceberg(
         self,
@@ -185,13 +218,15 @@ class Session:
         spec = delta_source(path, version, as_of, columns, partition_filters)
         return self._frame(Read(inputs=(), source=spec))
 
+    @user_call
     def read_csv(self, paths: str | Sequence[str], schema: dict[str, str], delim: str = ",", header: bool = False) -> DataFrame:
         spec = SourceSpec(SourceFormat.CSV, _paths(paths), schema=_schema(schema, "read_csv"), delim=delim, header=header)
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_csv")
 
+    @user_call
     def read_json(self, paths: str | Sequence[str], schema: dict[str, str]) -> DataFrame:
         spec = SourceSpec(SourceFormat.JSON, _paths(paths), schema=_schema(schema, "read_json"))
-        return self._frame(Read(inputs=(), source=spec))
+        return self._read(spec, "read_json")
 
     def from_items(self, items: Sequence[Any]) -> DataFrame:
         import pyarrow as pa
@@ -226,6 +261,7 @@ class Session:
             self._fs.write_bytes(path, data)
         return self.read_parquet(path).alias("arrow")  # its file is named by a hash: no name
 
+    @user_call
     def partial_sql(
         self, query: str, *inputs: DataFrame, udfs: Sequence[Any] | None = None, params: Mapping[str, Any] | None = None,
         name: str | None = None,
@@ -242,6 +278,7 @@ class Session:
         node = Sql(inputs=tuple(df._node for df in inputs), query=query, udfs=udf_specs(udfs))
         return self._frame(node)._named(name)
 
+    @user_call
     def sql(self, query: str, /, **inputs: Any) -> DataFrame:
         """`query` over whole datasets: pond plans the exchanges, two-phase aggregations and
         broadcasts (see docs/sql.md). Inputs name the query's tables: DataFrames, or paths,
@@ -267,6 +304,7 @@ class Session:
         Writes always write anew (a sink stage is forced); other stages committed earlier in
         this job are reused unless `recompute()` asked otherwise."""
         from pond_core.plan.compile import compile_plan
+        from pond_core.progress import StageBars
         from pond_core.runner import run_plan
 
         plan = compile_plan(root, output, options=self.compile_options(started=True))
@@ -274,14 +312,28 @@ class Session:
         recompute = any(n.id in self._recompute for n in walk(root))
         force = [s.id for s in plan.stages if recompute or isinstance(s.output, SinkOutput)]
         try:
-            result = run_plan(
-                plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), record=False, force=force,
-            )
+            with StageBars.for_session(plan, self.config.progress) as bars:
+                result = run_plan(
+                    plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
+                    force=force, lineage_scope=f"session.{self.job_id}", progress=bars.update, on_stage=bars.finished,
+                )
         except PondError:
             self._failed = True
             raise
         self._recompute -= {n.id for n in walk(root)}
+        self.history.extend(m.result for m in result.manifests.values())
         return result.manifests[plan.final.name]
+
+    def catalog(self) -> Catalog:
+        """The catalog this session's runs are recorded in, opened at the first action."""
+        with self._lock:
+            if self._closed:
+                raise PondConfigError(f"session {self.job_id} was shut down; start a new one with init()")
+            if self._catalog is None:
+                from pond_core.runner import open_catalog
+
+                self._catalog = open_catalog(self.config)
+            return self._catalog
 
     def compile_options(self, started: bool = False) -> CompileOptions:
         """How this session's plans compile: on one machine, co-partitioned stages are fused
@@ -306,6 +358,8 @@ class Session:
             self._closed = True
         if self._executor is not None:
             self._executor.shutdown()
+        if self._catalog is not None:
+            self._catalog.close()
         if not self._laid_out:
             return
         status = {
@@ -331,6 +385,18 @@ class Session:
 
     def _frame(self, node: Node) -> DataFrame:
         return DataFrame(self, node)
+
+    def _read(self, spec: SourceSpec, method: str) -> DataFrame:
+        """A read of files; in a user's session its paths must name files now (one listing
+        per path), so a wrong path fails at the call that has it, not at a later action."""
+        if self.check_sources:
+            from pond_core.io import resolve_paths
+
+            try:
+                resolve_paths(list(spec.paths), spec.recursive, self.storage)
+            except PondInputError as exc:
+                raise PondInputError(f"{method}: {exc}; check the path (and for s3:// the bucket and credentials)") from None
+        return self._frame(Read(inputs=(), source=spec))
 
 
 def _paths(paths: str | Sequence[str]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import enum
 import logging
 import os
@@ -191,6 +192,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("worker_idle_seconds", Kind.INTEGER, "A warm Ray worker with no task for this long exits.", "Warm worker idle timeout (s)", _SN, default=600, minimum=1),
     Setting("speculation", Kind.BOOLEAN, "Speculative copies of straggling tasks, the first to finish wins; default: on with Ray, off in-process.", "Speculative copies of stragglers", _SN),
+    Setting(
+        "progress", Kind.CHOICE,
+        "A session's progress bars per stage on stderr: auto (on a terminal, for actions running over 2 s), on (always, at once) or off.",
+        "Progress bars", _S, default="auto", choices=("auto", "on", "off"),
+    ),
     Setting("s3_endpoint_url", Kind.TEXT, "S3-compatible endpoint, e.g. http://minio:9000; default: AWS_ENDPOINT_URL, else AWS itself.", "S3 endpoint URL", _N, env=False, storage_field="endpoint_url"),
     Setting("s3_region", Kind.TEXT, "S3 region; default: AWS_REGION.", "S3 region", _N, env=False, storage_field="region"),
     Setting("s3_access_key_id", Kind.TEXT, "S3 access key id; default: AWS_ACCESS_KEY_ID or the AWS profile.", "S3 access key id", _N, env=False, secret=True, storage_field="access_key_id"),
@@ -208,6 +214,13 @@ ALIASES: dict[str, str] = {alias: s.name for s in SETTINGS for alias in s.aliase
 def surface(which: Surface) -> tuple[Setting, ...]:
     """The settings that can be given on `which`, in declaration order."""
     return tuple(s for s in SETTINGS if which in s.surfaces)
+
+
+def unknown_setting(name: str, known: list[str], where: str) -> PondConfigError:
+    """The error for a setting nobody declared, naming the closest declared one."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+    return PondConfigError(f"{where}: unknown setting {name!r}; {hint}")
 
 
 def from_env(setting: Setting, environ: Mapping[str, str] | None = None) -> str | None:
@@ -242,12 +255,14 @@ class Settings:
     warm_workers: bool | None
     worker_idle_seconds: int
     speculation: bool | None
+    progress: str
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
-        unknown = sorted(set(explicit) - {s.name for s in surface(Surface.SESSION)})
+        known = [s.name for s in surface(Surface.SESSION)]
+        unknown = sorted(set(explicit) - set(known))
         if unknown:
-            raise PondConfigError(f"unknown setting(s): {', '.join(unknown)}")
+            raise unknown_setting(unknown[0], known, "session settings")
         values: dict[str, Any] = {}
         for setting in surface(Surface.SESSION):
             given = explicit.get(setting.name)
@@ -339,8 +354,7 @@ class SettingValues:
                 log.warning("%s: setting %r is now called %r; please rename it", source, key, name)
             setting = BY_NAME.get(name)
             if setting is None or Surface.CONNECTION not in setting.surfaces:
-                known = ", ".join(s.name for s in surface(Surface.CONNECTION))
-                raise PondConfigError(f"{source}: unknown setting {key!r}; known: {known}")
+                raise unknown_setting(key, [s.name for s in surface(Surface.CONNECTION)], source)
             if value in (None, ""):
                 continue
             out[name] = setting.parse(value, source)

@@ -9,11 +9,10 @@ run's stage outputs (sink datasets are never touched).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from pond_core.io.filesystems import get_filesystem
 from pond_core.io.options import StorageOptions
-from pond_core.io.paths import resolve_paths
+from pond_core.io.paths import resolve_files
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import (
     ExchangeOutput,
@@ -74,24 +73,17 @@ def describe_output(stage: Stage) -> str:
 class SourceFile:
     path: str
     size: int
-    mtime_ns: int | None  # None on object stores, where only the size is listed
+    mtime_ns: int | None  # local: st_mtime_ns; S3: the listed LastModified
 
 
 def source_files(stage: Stage, storage: StorageOptions | None = None) -> list[SourceFile]:
-    """Every file the stage reads from its sources, with size and modification time."""
-    out = []
-    for inp in stage.sources:
-        for path in resolve_paths(list(inp.source.paths), inp.source.recursive, storage):
-            out.append(_stat(path, storage))
-    return out
-
-
-def _stat(path: str, storage: StorageOptions | None) -> SourceFile:
-    if "://" not in path:
-        st = os.stat(path)
-        return SourceFile(path, st.st_size, st.st_mtime_ns)
-    info = get_filesystem(path, storage).list_files(path, recursive=False)
-    return SourceFile(path, info[0].size if info else -1, None)
+    """Every file the stage reads from its sources, with size and modification time (from the
+    listing that finds them: no file is looked at twice)."""
+    return [
+        SourceFile(f.path, f.size, f.mtime_ns)
+        for inp in stage.sources
+        for f in resolve_files(list(inp.source.paths), inp.source.recursive, storage)
+    ]
 
 
 def run_stored(run_id: str, settings: Settings, storage: StorageOptions | None = None) -> bool:

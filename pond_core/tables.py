@@ -10,9 +10,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pond_core.io.table_read import TableRead, as_of_seconds
-from pond_core.io.table_spec import IcebergTable
 from pond_core.plan.logical import SourceFormat, SourceSpec
+from pond_core.specs.iceberg_table import IcebergTable
+from pond_core.specs.table_read import TableRead, as_of_seconds
 
 
 def iceberg_source(

@@ -141,7 +141,10 @@ def test_the_cycle_check_finds_a_cycle():
 
 def test_init_takes_exactly_the_session_settings():
     declared = [s.name for s in settings_module.surface(settings_module.Surface.SESSION)]
-    parameters = [p for p in inspect.signature(init).parameters if p != "storage_options"]
+    parameters = [
+        name for name, p in inspect.signature(init).parameters.items()
+        if name != "storage_options" and p.kind is not p.VAR_KEYWORD  # **unknown: a misspelt setting's error
+    ]
     assert parameters == declared
 
 
@@ -151,3 +154,74 @@ def test_public_api_names_all_resolve():
     for name in api.__all__:
         assert getattr(api, name) is not None, name
     assert pond_core.__version__
+
+
+def test_api_types_what_it_exports():
+    """api.py's `if TYPE_CHECKING:` block (what mypy checks the providers against) imports
+    exactly the names `_EXPORTS` loads at run time, from the same modules."""
+    from pond_core import api
+
+    tree = ast.parse((PACKAGES["pond_core"] / "api.py").read_text())
+    typed: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.module, ast.unparse(stmt)
+                typed.update({alias.asname or alias.name: stmt.module for alias in stmt.names})
+    assert typed == api._EXPORTS
+
+
+def test_plan_and_io_do_not_import_each_other():
+    """The plan layer builds specs and io executes them; the specs they share live in
+    pond_core.specs, which imports neither (docs/internals.md, "Layers")."""
+    rules = {
+        "pond_core.plan": ("pond_core.io",),
+        "pond_core.io": ("pond_core.plan", "pond_core.sqlplan"),
+        "pond_core.specs": ("pond_core.io", "pond_core.plan", "pond_core.sqlplan", "pond_core.execute"),
+    }
+    broken = []
+    for module, imported in _graph("pond_core").items():
+        for layer, never in rules.items():
+            if module == layer or module.startswith(layer + "."):
+                broken += [f"{module} imports {name}" for name in sorted(imported) if name.startswith(never)]
+    assert not broken, broken
+
+
+def _escapes_quotes(node: ast.AST) -> bool:
+    """`x.replace("'", "''")` or `x.replace('"', '""')`: quoting SQL by hand."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "replace"):
+        return False
+    args = [a.value for a in node.args if isinstance(a, ast.Constant)]
+    return len(args) == 2 and args[0] in ("'", '"') and args[1] == args[0] * 2
+
+
+def test_sql_is_quoted_only_in_sql_quote():
+    hand_quoted = []
+    for package in PACKAGES:
+        for path in sorted(PACKAGES[package].rglob("*.py")):
+            if path == PACKAGES["pond_core"] / "sql_quote.py":
+                continue
+            tree = ast.parse(path.read_text())
+            hand_quoted += [f"{path.relative_to(REPO)}:{n.lineno}" for n in ast.walk(tree) if _escapes_quotes(n)]
+            hand_quoted += [
+                f"{path.relative_to(REPO)}:{n.lineno} defines {n.name}"
+                for n in ast.walk(tree)
+                if isinstance(n, ast.FunctionDef) and n.name.lstrip("_").startswith("quote")
+            ]
+    assert not hand_quoted, "quote SQL with pond_core.sql_quote: " + ", ".join(hand_quoted)
+
+
+def test_the_quoting_check_sees_hand_quoting():
+    assert _escapes_quotes(ast.parse("""name.replace('"', '""')""").body[0].value)  # type: ignore[attr-defined]
+    assert not _escapes_quotes(ast.parse("""name.replace("a", "b")""").body[0].value)  # type: ignore[attr-defined]
+
+
+def test_the_sql_compiler_imports_no_session_dataframe_or_executor():
+    """The SQL compiler is plan layer: it makes logical plan nodes from a statement and typed
+    inputs; turning DataFrames into inputs and running plans is the front end's and executor's."""
+    forbidden = ("pond_core.session", "pond_core.dataframe", "pond_core.execute", "pond_core.sqlplan", "pond_core.runner")
+    compiler = {m: imported for m, imported in _graph("pond_core").items() if m.startswith("pond_core.plan.sqlcompile")}
+    assert len(compiler) > 10, sorted(compiler)
+    for module, imported in compiler.items():
+        bad = sorted(name for name in imported if name.startswith(forbidden))
+        assert not bad, f"{module} imports {bad}"

@@ -103,11 +103,11 @@ def test_run_writes_the_day_and_a_rerun_of_the_run_id_skips_every_stage(shop: st
 def test_run_prints_a_table_of_stages(shop: str, root: Path, out: Path) -> None:
     result = pond_cli("run", *revenue_args(shop, out), "--run-id", "table", "--data-root", str(root))
     assert result.exit_code == 0, result.stderr
-    for name in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_revenue"):
+    for name in ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders", "write_daily_revenue"):
         assert name in result.stdout
     assert "run table succeeded in" in result.stdout and f"output: {out}" in result.stdout
     assert "run table: pond_core.examples:daily_revenue, 4 stages" in result.stderr
-    assert "4/4" in result.stderr  # the progress bar of join_customers_orders: partitions done / total
+    assert "4/4" in result.stderr  # the progress bar of join_aggregate_customers_orders: partitions done / total
 
 
 def test_run_ids_are_generated_from_the_function_name(shop: str, root: Path, out: Path) -> None:
@@ -259,7 +259,7 @@ def test_runs_lists_filters_and_shows_one_run(shop: str, root: Path, out: Path) 
 
     shown = json.loads(pond_cli("runs", "good", "--data-root", str(root), "--json").stdout)
     assert [(s["stage_name"], s["status"]) for s in shown["stages"]] == [
-        ("orders_by_customer_id", "success"), ("customers_by_customer_id", "success"), ("join_customers_orders", "success"), ("write_revenue", "success")]
+        ("orders_by_customer_id", "success"), ("customers_by_customer_id", "success"), ("join_aggregate_customers_orders", "success"), ("write_daily_revenue", "success")]
     assert shown["stages"][0]["rows"] == 2_000 and shown["stages"][-1]["rows"] == 12
 
     table = pond_cli("runs", "bad", "--data-root", str(root)).stdout
@@ -274,7 +274,7 @@ def test_datasets_partitions_and_lineage(shop: str, root: Path, out: Path, monke
     run_json(*revenue_args(shop, out, OTHER_DAY), "--run-id", "r2", "--data-root", str(root))
 
     datasets = [d["uri"] for d in json.loads(pond_cli("datasets", "--data-root", str(root), "--json").stdout)]
-    assert str(out) in datasets and "pond://pond_core.examples.daily_revenue/join_customers_orders" in datasets
+    assert str(out) in datasets and "pond://pond_core.examples.daily_revenue/join_aggregate_customers_orders" in datasets
 
     parts = json.loads(pond_cli("partitions", str(out), "--data-root", str(root), "--json").stdout)
     assert [(p["key"], p["run_id"]) for p in parts] == [(f"dt={DAY}", "r1"), (f"dt={OTHER_DAY}", "r2")]
@@ -282,24 +282,24 @@ def test_datasets_partitions_and_lineage(shop: str, root: Path, out: Path, monke
     assert "dt=2026-11-21" in pond_cli("partitions", out.name, "--data-root", str(root)).stdout
 
     lineage = json.loads(pond_cli("lineage", str(out), "--data-root", str(root), "--json").stdout)
-    assert {e["uri"] for e in lineage["upstream"]} == {"pond://pond_core.examples.daily_revenue/join_customers_orders"}
+    assert {e["uri"] for e in lineage["upstream"]} == {"pond://pond_core.examples.daily_revenue/join_aggregate_customers_orders"}
     assert {e["run_id"] for e in lineage["upstream"]} == {"r1", "r2"} and lineage["downstream"] == []
     source = f"{shop}/customers.parquet"
     down = json.loads(pond_cli("lineage", source, "--data-root", str(root), "--json").stdout)["downstream"]
     assert {e["uri"] for e in down} == {"pond://pond_core.examples.daily_revenue/customers_by_customer_id"}
     text = pond_cli("lineage", str(out), "--data-root", str(root)).stdout
     assert f"upstream of {out}" in text and f"downstream of {out}" in text
-    assert "join_customers_orders" in text  # the STAGE column names stages
+    assert "join_aggregate_customers_orders" in text  # the STAGE column names stages
 
     tree = pond_cli("lineage", str(out), "--format", "tree", "--direction", "upstream", "--data-root", str(root)).stdout
-    assert "<- [write_revenue, 48 rows] pond://pond_core.examples.daily_revenue/join_customers_orders" in tree
-    assert "<- [join_customers_orders, 2000 rows] pond://pond_core.examples.daily_revenue/orders_by_customer_id" in tree
+    assert "<- [write_daily_revenue, 48 rows] pond://pond_core.examples.daily_revenue/join_aggregate_customers_orders" in tree
+    assert "<- [join_aggregate_customers_orders, 2000 rows] pond://pond_core.examples.daily_revenue/orders_by_customer_id" in tree
     assert f"] {shop}/customers.parquet" in tree  # the chain reaches the source files
     chain = json.loads(pond_cli("lineage", str(out), "--depth", "1", "--direction", "upstream", "--json", "--data-root", str(root)).stdout)
     assert [(c["uri"], c["stage"], c["children"]) for c in chain["upstream"]] == [
-        ("pond://pond_core.examples.daily_revenue/join_customers_orders", "write_revenue", [])]
+        ("pond://pond_core.examples.daily_revenue/join_aggregate_customers_orders", "write_daily_revenue", [])]
     graph = pond_cli("lineage", source, "--format", "mermaid", "--direction", "downstream", "--data-root", str(root)).stdout
-    assert graph.splitlines()[1] == "flowchart LR" and "-->|customers_by_customer_id|" in graph and "-->|write_revenue|" in graph
+    assert graph.splitlines()[1] == "flowchart LR" and "-->|customers_by_customer_id|" in graph and "-->|write_daily_revenue|" in graph
 
 
 # -- clean --------------------------------------------------------------------------------------

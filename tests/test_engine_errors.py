@@ -80,7 +80,7 @@ def test_joining_inputs_with_different_partition_counts(sp):
 
 
 def test_unknown_keyword_to_init(tmp_path):
-    with pytest.raises(TypeError, match="unexpected keyword argument 'num_cpus'"):
+    with pytest.raises(PondConfigError, match="unknown setting 'num_cpus'; did you mean num_executors"):
         pond_core.init(data_root=str(tmp_path), num_cpus=4)
 
 

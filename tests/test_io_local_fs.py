@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from pond_core.errors import PondConfigError, PondStorageError
-from pond_core.io import FileInfo, get_filesystem, join_path
+from pond_core.io import get_filesystem, join_path
 from pond_core.io.fs import LocalFileSystem
 
 
@@ -42,10 +42,9 @@ def test_glob_list_and_stat(fs, tmp_path):
     assert fs.glob(str(tmp_path / "a/*.parquet")) == [str(tmp_path / "a/1.parquet"), str(tmp_path / "a/2.parquet")]
     assert fs.glob(str(tmp_path / "**/*.parquet"))[-1] == str(tmp_path / "a/sub/3.parquet")
     assert len(fs.glob(str(tmp_path / "**/*.parquet"))) == 3
-    assert fs.list_files(str(tmp_path / "a"), recursive=False) == [
-        FileInfo(str(tmp_path / "a/1.parquet"), 5),
-        FileInfo(str(tmp_path / "a/2.parquet"), 5),
-    ]
+    listed = fs.list_files(str(tmp_path / "a"), recursive=False)
+    assert [(f.path, f.size) for f in listed] == [(str(tmp_path / "a/1.parquet"), 5), (str(tmp_path / "a/2.parquet"), 5)]
+    assert listed[0].mtime_ns == os.stat(tmp_path / "a/1.parquet").st_mtime_ns  # the identity reuse compares
     assert [f.path for f in fs.list_files(str(tmp_path))][-1] == str(tmp_path / "b/4.csv")
     assert fs.list_files(str(tmp_path / "missing")) == []
     assert fs.exists(str(tmp_path / "a")) and fs.isdir(str(tmp_path / "a"))
@@ -58,7 +57,7 @@ def test_listing_skips_a_name_whose_file_is_gone_by_the_time_it_is_sized(fs, tmp
     make(str(tmp_path / "ds/dt=x/part.parquet"), b"12345")
     os.symlink(str(tmp_path / "gone"), str(tmp_path / "ds/._pond_manifest.json.tmp-1"))
     os.symlink(str(tmp_path / "gone"), str(tmp_path / "ds/dt=x/.tmp-2"))
-    assert fs.list_files(str(tmp_path / "ds")) == [FileInfo(str(tmp_path / "ds/dt=x/part.parquet"), 5)]
+    assert [(f.path, f.size) for f in fs.list_files(str(tmp_path / "ds"))] == [(str(tmp_path / "ds/dt=x/part.parquet"), 5)]
     assert fs.list_files(str(tmp_path / "ds"), recursive=False) == []
 
 

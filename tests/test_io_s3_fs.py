@@ -3,7 +3,7 @@
 import pytest
 
 from pond_core.errors import PondStorageError
-from pond_core.io import FileInfo, get_filesystem, resolve_paths
+from pond_core.io import get_filesystem, resolve_paths
 from pond_core.io.s3 import S3FileSystem, glob_regex
 
 pytestmark = pytest.mark.s3
@@ -53,9 +53,11 @@ def test_glob_and_list(fs, bucket):
     assert fs.glob(f"{root}/t/dt=[2-3]/?.parquet") == [f"{root}/t/dt=2/c.parquet"]
     assert fs.glob(f"{root}/t/x.csv") == [f"{root}/t/x.csv"]
     assert fs.glob(f"{root}/t/*.json") == []
-    assert fs.list_files(f"{root}/t", recursive=False) == [FileInfo(f"{root}/t/x.csv", 5)]
+    listed = fs.list_files(f"{root}/t", recursive=False)
+    assert [(f.path, f.size) for f in listed] == [(f"{root}/t/x.csv", 5)]
+    assert listed[0].mtime_ns is not None and listed[0].mtime_ns > 0  # LastModified: what reuse compares
     assert len(fs.list_files(f"{root}/t")) == 4
-    assert fs.list_files(f"{root}/t/x.csv") == [FileInfo(f"{root}/t/x.csv", 5)]
+    assert [(f.path, f.size) for f in fs.list_files(f"{root}/t/x.csv")] == [(f"{root}/t/x.csv", 5)]
     assert fs.list_files(f"{root}/absent") == []
 
 

@@ -20,7 +20,7 @@ from tests.test_pipeline_defs import make_shop, revenue_by_day, written_revenue
 
 REVENUE = "pond_core.examples:daily_revenue"
 DAY = "2026-11-20"
-STAGES = ["orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_revenue"]
+STAGES = ["orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders", "write_daily_revenue"]
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,11 @@ def test_a_cli_run_is_recorded_in_the_catalog(catalog_db_url: str, shop: str, tm
         run = catalog.get_run("cat-1")
         assert (run["status"], run["pipeline"], run["params"]["ds"]) == ("success", REVENUE, DAY)
         assert sorted((s["stage_name"], s["status"], s["rows"]) for s in run["stages"]) == [
-            ("customers_by_customer_id", "success", 200), ("join_customers_orders", "success", 48), ("orders_by_customer_id", "success", 2_000), ("write_revenue", "success", 12)]
+            ("customers_by_customer_id", "success", 200), ("join_aggregate_customers_orders", "success", 48), ("orders_by_customer_id", "success", 2_000), ("write_daily_revenue", "success", 12)]
         assert [p["key"] for p in catalog.list_partitions(str(out))] == [f"dt={DAY}"]
         assert len(catalog.run_lineage("cat-1")) == 4
         upstream = catalog.lineage(str(out))["upstream"]
-        assert [e["uri"] for e in upstream] == ["pond://pond_core.examples.daily_revenue/join_customers_orders"] and upstream[0]["rows"] == 48
+        assert [e["uri"] for e in upstream] == ["pond://pond_core.examples.daily_revenue/join_aggregate_customers_orders"] and upstream[0]["rows"] == 48
 
     assert [r["run_id"] for r in cli_json("runs", *where)] == ["cat-1"]
     shown = cli_json("runs", "cat-1", *where)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import pond_core
+from pond_core.io import StorageOptions
 from pond_core.plan.compile import compile_plan
 from pond_core.plan.logical import Limit, Read, Repartition
 from pond_core.plan.optimize import optimize
+from pond_core.session import Session
+from pond_core.settings import Settings
 
 
 def frame(tmp_path):
-    session = pond_core.init(data_root=str(tmp_path))
+    """A planning session (as compile_pipeline's): its reads name files that need not exist."""
+    session = Session(Settings.resolve(data_root=str(tmp_path), job_id="planning"), StorageOptions.from_env())
     return session, session.read_parquet(str(tmp_path / "x.parquet"))
 
 

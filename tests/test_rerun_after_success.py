@@ -35,7 +35,7 @@ def rows(out: str) -> list[tuple]:
     return duckdb.sql(f"SELECT * FROM read_parquet('{out}/*/*.parquet', hive_partitioning=true) ORDER BY ALL").fetchall()
 
 
-@pytest.mark.parametrize("stage", ["join_customers_orders", "write_revenue", "orders_by_customer_id"])
+@pytest.mark.parametrize("stage", ["join_aggregate_customers_orders", "write_daily_revenue", "orders_by_customer_id"])
 def test_a_stage_of_a_finished_run_runs_again_and_changes_nothing(finished, stage):
     plan, settings, out = finished
     before = rows(out)
@@ -51,7 +51,7 @@ def test_a_stage_of_a_finished_run_runs_again_and_changes_nothing(finished, stag
 def test_without_recompute_the_error_names_the_stage_and_the_remedy(finished):
     plan, settings, _ = finished
     with pytest.raises(PondConfigError) as err:
-        run_stage(plan, "join_customers_orders", RUN, settings=settings, force=True)
+        run_stage(plan, "join_aggregate_customers_orders", RUN, settings=settings, force=True)
     text = str(err.value)
     assert "reads the output of stage orders_by_customer_id" in text or "reads the output of stage customers_by_customer_id" in text
-    assert "clear join_customers_orders with its upstream tasks" in text
+    assert "clear join_aggregate_customers_orders with its upstream tasks" in text

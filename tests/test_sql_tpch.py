@@ -1,14 +1,17 @@
 """The 22 TPC-H queries through `plan_sql`, on both executors with 1, 3 and 8 partitions, equal
-to DuckDB's single-process result over the same Parquet (SF0.1; SF1 is marked slow)."""
+to DuckDB's single-process result over the same Parquet (SF0.1; SF1 is marked slow), with no
+part of any query run in one partition (0 fallbacks); and through `named_sql` (the orchestrators'
+path) and `pond sql` at 8 partitions under strict planning."""
 
 from __future__ import annotations
 
 import pytest
 
+from pond_core.named_sql import named_sql
 from pond_core.sqlplan import plan_sql
-from pond_core.sqlplan.tpch import QUERIES, table_paths
 from tests.sql_compare import assert_same_result, order_columns
 from tests.support.sql_tpch import tpch_dir
+from tests.tpch_queries import QUERIES, table_paths
 
 PARTITIONS = (1, 3, 8)
 EXECUTORS = ("local", pytest.param("ray", marks=pytest.mark.ray))
@@ -39,3 +42,13 @@ def test_tpch_sf01(sql_sessions, tpch_reference, executor, q, n):
 @pytest.mark.parametrize("q", sorted(QUERIES))
 def test_tpch_sf1(sql_sessions, tpch_reference, executor, q, n):
     _check(sql_sessions, tpch_reference, executor, 1.0, q, n)
+
+
+@pytest.mark.parametrize("q", sorted(QUERIES))
+def test_tpch_sf01_through_named_sql_strict(sql_sessions, tpch_reference, q):
+    """strict: a query that would run any part in one partition fails instead (0 fallbacks)."""
+    sp = sql_sessions("local")
+    names, want = tpch_reference.result(0.1, QUERIES[q])
+    rows = named_sql(sp, QUERIES[q], table_paths(tpch_dir(0.1)), npartitions=8, strict=True).take_all()
+    got = [tuple(r[c] for c in names) for r in rows] if rows else []
+    assert_same_result(got, want, order_columns(QUERIES[q], names), f"Q{q} named_sql n=8")

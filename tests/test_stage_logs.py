@@ -21,11 +21,11 @@ def test_each_stage_logs_a_start_and_a_finish_line(tmp_path, caplog):
         run_plan(plan, "logs", settings={"data_root": root, "executor": "local"})
         run_plan(plan, "logs", settings={"data_root": root, "executor": "local"})  # all committed: reused
     lines = [r.getMessage() for r in caplog.records if r.name == "pond.stage"]
-    join = [line for line in lines if line.startswith("pond stage join_customers_orders")]
-    assert join[0].startswith("pond stage join_customers_orders starts: reads stage orders_by_customer_id (bucket), stage customers_by_customer_id (bucket)")
+    join = [line for line in lines if line.startswith("pond stage join_aggregate_customers_orders")]
+    assert join[0].startswith("pond stage join_aggregate_customers_orders starts: reads stage orders_by_customer_id (bucket), stage customers_by_customer_id (bucket)")
     assert "partitions 4; SQL: SELECT c.segment, c.country, o.amount FROM orders_by_customer_id o JOIN" in join[0]
-    assert join[1].startswith("pond stage join_customers_orders done in ") and ": 4 partitions, " in join[1] and " rows, " in join[1]
-    assert join[2].startswith("pond stage join_customers_orders already committed, reused: 4 partitions")
+    assert join[1].startswith("pond stage join_aggregate_customers_orders done in ") and ": 4 partitions, " in join[1] and " rows, " in join[1]
+    assert join[2].startswith("pond stage join_aggregate_customers_orders already committed, reused: 4 partitions")
     assert len(lines) == 3 * len(plan.stages)
 
 
@@ -48,7 +48,7 @@ def test_each_partition_logs_one_debug_line_and_nothing_at_info(tmp_path, caplog
     plan = compile_pipeline("pond_core.examples:daily_revenue", {"ds": DAY, "source_root": shop, "output_root": str(tmp_path / "out")}, data_root=root)
     with caplog.at_level(logging.DEBUG, logger="pond"):
         run_plan(plan, "partition-logs", settings={"data_root": root, "executor": "local"})
-    join = plan.stages[[s.name for s in plan.stages].index("join_customers_orders")]
-    lines = [r for r in caplog.records if r.getMessage().startswith("stage join_customers_orders partition ")]
+    join = plan.stages[[s.name for s in plan.stages].index("join_aggregate_customers_orders")]
+    lines = [r for r in caplog.records if r.getMessage().startswith("stage join_aggregate_customers_orders partition ")]
     assert sorted(int(r.getMessage().split()[3]) for r in lines) == list(range(join.npartitions))
     assert {r.levelno for r in lines} == {logging.DEBUG} and all(" rows, " in r.getMessage() for r in lines)

@@ -82,7 +82,7 @@ def test_bad_checks_are_clear_errors(local_sp, tmp_path):
 
 
 def test_checks_round_trip_through_the_plan(tmp_path):
-    from pond_core.io.sink_spec import SinkSpec
+    from pond_core.specs.sink import SinkSpec
 
     spec = SinkSpec(str(tmp_path / "x"), checks=(accepted_values("k", [1, "a"], warn=True), query("SELECT 1")))
     again = SinkSpec.from_dict(spec.to_dict())

@@ -232,8 +232,8 @@ def test_a_rerun_of_a_committed_write_commits_nothing_new(props):
     import duckdb
 
     from pond_core.io.iceberg import IcebergSinkWriter
-    from pond_core.io.sink_spec import SinkSpec
-    from pond_core.io.table_spec import IcebergTable
+    from pond_core.specs.iceberg_table import IcebergTable
+    from pond_core.specs.sink import SinkSpec
 
     target = IcebergTable("db.events", "pond", tuple(props.items()))
     spec = SinkSpec(path=target.uri, mode="overwrite_partitions", partition_by=["dt"], table=target)

@@ -43,8 +43,9 @@ def test_read_iceberg_snapshots_split_by_file_and_pruned(local_sp, props):
 
     pruned = local_sp.read_iceberg("db.events", props, row_filter="dt >= '2026-11-21'", columns=["id", "name"])
     assert rows(pruned) == [(i, n) for i, _, n in expected({1: "v2", 2: "v1"})]
-    from pond_core.io.table_read import TableRead, resolve_table
-    from pond_core.io.table_spec import IcebergTable
+    from pond_core.io.table_read import resolve_table
+    from pond_core.specs.iceberg_table import IcebergTable
+    from pond_core.specs.table_read import TableRead
 
     target = IcebergTable("db.events", "pond", tuple(props.items()))
     assert len(resolve_table(TableRead(iceberg=target), None).files) == 3

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "pond_daily_revenue"
 CHECKED_DAG_ID = "pond_daily_revenue_checked"
-STAGE = "daily_revenue.join_customers_orders"
+STAGE = "daily_revenue.join_aggregate_customers_orders"
 
 
 def free_port() -> int:
@@ -183,9 +183,9 @@ def prefect_screens(chromium: str, out: Path, day: str) -> None:
             return found[0]["id"]
 
         shoot(chromium, f"{base}/runs/flow-run/{first}", out / "prefect-flow-run.png")
-        shoot(chromium, f"{base}/artifacts/artifact/{stage_artifact(first, 'join_customers_orders')}", out / "prefect-stage-artifact.png")
+        shoot(chromium, f"{base}/artifacts/artifact/{stage_artifact(first, 'join_aggregate_customers_orders')}", out / "prefect-stage-artifact.png")
         shoot(chromium, f"{base}/runs/flow-run/{cached}", out / "prefect-cached-rerun.png")
-        shoot(chromium, f"{base}/artifacts/artifact/{stage_artifact(cached, 'join_customers_orders')}", out / "prefect-cached-stage-artifact.png")
+        shoot(chromium, f"{base}/artifacts/artifact/{stage_artifact(cached, 'join_aggregate_customers_orders')}", out / "prefect-cached-stage-artifact.png")
         shoot(chromium, f"{base}/runs/flow-run/{failed}", out / "prefect-failed-run.png")
     finally:
         stop(proc)

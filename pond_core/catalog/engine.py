@@ -34,6 +34,11 @@ def parse_url(url: str | URL) -> URL:
         raise PondConfigError(
             f"catalog URL {_scrub(str(url))!r} is not a valid URL: {exc}"
         ) from None
+    except ValueError:  # SQLAlchemy casts the port with int() and lets its ValueError out
+        raise PondConfigError(
+            f"catalog URL {_scrub(str(url))!r} has a port that is not a number; write it "
+            "e.g. postgresql://user:password@host:5432/database"
+        ) from None
     if parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -69,7 +74,8 @@ def scrub_secret(text: str, url: URL) -> str:
 
 
 def _scrub(text: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+    # Up to the last "@": a password that was not URL-encoded may itself hold "/" or "@".
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", text)
 
 
 def default_url(storage_root: str) -> str:

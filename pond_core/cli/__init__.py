@@ -7,6 +7,8 @@
     pond datasets | partitions DATASET | lineage DATASET
     pond backfill PIPELINE --from D --to D   one run per day, skipping committed days
     pond clean [--older-than 7d]             delete intermediate outputs of old runs
+    pond sql "SELECT ..." -i name=path ...   one query over datasets, planned by pond
+    pond smallpond SCRIPT.py ARGS...         run a smallpond script unchanged on pond
 
 Exit codes: 0 ok, 1 a run failed, 2 invalid command (nothing ran), 130 interrupted.
 `kill -USR1 PID` prints the stacks of a running `pond` to its stderr.
@@ -27,6 +29,8 @@ from pond_core.cli.common import PondGroup
 from pond_core.cli.plan_cmd import plan_command
 from pond_core.cli.run_cmds import backfill_command, resume_command, run_command
 from pond_core.cli.show_cmds import datasets_command, lineage_command, partitions_command, runs_command
+from pond_core.cli.smallpond_cmd import smallpond_command
+from pond_core.cli.sql_cmd import sql_command
 
 
 @click.group(cls=PondGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +51,7 @@ def pond() -> None:
 
 for command in (
     run_command, resume_command, plan_command, runs_command, datasets_command,
-    partitions_command, lineage_command, backfill_command, clean_command,
+    partitions_command, lineage_command, backfill_command, clean_command, sql_command, smallpond_command,
 ):
     pond.add_command(command)
 

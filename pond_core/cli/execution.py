@@ -13,14 +13,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from pond_core.cli import render
 from pond_core.cli.common import CliError
 from pond_core.errors import PondError
 from pond_core.execute.results import StageManifest, StageResult
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import PhysicalPlan, Stage
+from pond_core.progress import StageBars
 from pond_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +38,8 @@ class Outcome:
     stages: list[dict[str, Any]]
     output: str | None = None
     error: str | None = None
+    recorded: bool = True  # the catalog has the run, so `pond resume` can finish it
+
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,8 +99,9 @@ def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catal
             run_plan(
                 plan, run_id, settings=settings, executor=executor, catalog=catalog, progress=display.update, on_stage=display.finished,
             )
-    except PondError as exc:  # run_plan has recorded the failure
+    except PondError as exc:  # run_plan has recorded the failure, if it got as far as recording the run
         outcome.status, outcome.error = "failed", str(exc)
+        outcome.recorded = _recorded(catalog, run_id)
     finally:
         executor.shutdown()
     outcome.seconds = round(time.time() - display.started, 3)
@@ -108,6 +110,15 @@ def _execute(plan: PhysicalPlan, run_id: str, settings: Settings, catalog: Catal
     if outcome.status == "success" and display.rows:
         outcome.output = display.rows[-1]["location"]
     return outcome
+
+
+def _recorded(catalog: Catalog, run_id: str) -> bool:
+    """Whether the catalog knows the run (a run that failed before it started is not in it, and
+    a catalog that failed may not answer at all)."""
+    try:
+        return catalog.get_run(run_id) is not None
+    except PondError:
+        return False
 
 
 class StageProgress:
@@ -121,40 +132,24 @@ class StageProgress:
         self.started = started
         self.rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._bars: Progress | None = None
-        self._tasks: dict[str, Any] = {}
-        if enabled:
-            self._bars = Progress(
-                TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=render.err_console(),
-            )
+        self._bars = StageBars(plan, render.err_console(), enabled=enabled)
 
     def __enter__(self) -> StageProgress:
-        if self._bars is not None:
-            self._bars.start()
-            for stage in self.plan.stages:
-                self._tasks[stage.id] = self._bars.add_task(stage.name, total=stage.npartitions or None, start=False)
+        self._bars.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._bars is not None:
-            self._bars.stop()
+        self._bars.__exit__(*exc)
 
     def update(self, stage: Stage, done: int, total: int) -> None:
-        if self._bars is not None:
-            task = self._tasks[stage.id]
-            self._bars.start_task(task)
-            self._bars.update(task, completed=done, total=total)
+        self._bars.update(stage, done, total)
 
     def finished(self, stage: Stage, manifest: StageManifest) -> None:
         result = manifest.result
         skipped = result.finished_at < self.started
         with self._lock:
             self.rows.append(_stage_row(stage, result, skipped))
-        if self._bars is not None:
-            task, n = self._tasks[stage.id], result.npartitions
-            label = f"{stage.name} (committed earlier)" if skipped else stage.name
-            self._bars.update(task, completed=n, total=n, description=label)
+        self._bars.finished(stage, manifest)
 
 
 def _stage_row(stage: Stage, result: StageResult, skipped: bool) -> dict[str, Any]:

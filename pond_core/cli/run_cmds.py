@@ -101,7 +101,12 @@ def report(outcome: Outcome, as_json: bool) -> None:
         if outcome.status == "success":
             out.print(f"run {outcome.run_id} [green]succeeded[/] in {render.seconds(outcome.seconds)}; output: {outcome.output}")
     if outcome.status != "success":
-        raise CliError(f"run {outcome.run_id} failed: {outcome.error} (resume it with: pond resume {outcome.run_id})", FAILED)
+        if outcome.recorded:
+            raise CliError(f"run {outcome.run_id} failed: {outcome.error} (resume it with: pond resume {outcome.run_id})", FAILED)
+        raise CliError(
+            f"run {outcome.run_id} failed: {outcome.error} (the catalog has no record of this run, so there is "
+            "nothing to resume: fix the cause and run the same command again)", FAILED,
+        )
 
 
 @click.command("run")

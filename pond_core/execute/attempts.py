@@ -10,6 +10,12 @@ What happens to a failed attempt depends on why it failed:
   with a `PondResourceError` listing the memory of every attempt;
 - any other transient error is retried up to `max_retries` times.
 
+Admission: running attempts reserve, from their executor's `MemoryBudget`, what
+`reserved_bytes` of their memory limit says a task really uses (execute/task_memory.py). An
+attempt that does not fit waits until others finish (a stage with nothing running always starts
+one, even a retry with the most memory a task may have), so pond's own tasks never overcommit
+the memory they were sized for; a speculative copy that does not fit is not started.
+
 Speculation (executors that can stop a running task, i.e. Ray): once `quantile` of a stage's
 tasks have finished, a task running longer than `multiplier` × their median time (and at least
 `min_seconds`) gets one copy, on another node than the one the straggler said it runs on
@@ -20,6 +26,7 @@ attempt-scoped name, is never referenced.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import logging
@@ -41,6 +48,7 @@ from pond_core.errors import (
 )
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import Attempt, AttemptCounters, CommittedPartition, TaskResult
+from pond_core.execute.task_memory import MemoryBudget, reserved_bytes
 from pond_core.execute.task_spec import TaskSpec
 
 log = logging.getLogger("pond.stage")
@@ -62,6 +70,7 @@ class AttemptPolicy:
     first_memory: int  # bytes for a partition's first attempt
     max_memory: int  # bytes no attempt may exceed
     speculation: Speculation | None
+    memory_budget: MemoryBudget | None = None  # what running attempts reserve from; None: unbounded
 
 
 @dataclasses.dataclass
@@ -143,6 +152,8 @@ class StageAttempts:
         self._killed: list[str] = []  # spill directories of attempts whose process was killed
         self._durations: list[float] = []
         self._drained_at: float | None = None
+        self._waiting: collections.deque[_Partition] = collections.deque()  # admitted in order
+        self._reserved: dict[cf.Future, int] = {}  # what each running attempt reserves
 
     def run(self, todo: list[int]) -> None:
         """Run `todo` to one committed attempt each, or raise the error that ends the stage."""
@@ -157,7 +168,7 @@ class StageAttempts:
                     # the wait returns to Python.
                     self._settle(self._finished.get(timeout=POLL_SECONDS))
                 except queue.Empty:
-                    pass
+                    self._admit_waiting()  # another stage on this executor may have freed memory
                 if self.stop is not None and self.stop.is_set():
                     raise PondInterruptedError(f"stage {self.stage_name} stopped: the run was interrupted")
                 if self.speculation and time.monotonic() - looked >= POLL_SECONDS:
@@ -170,6 +181,8 @@ class StageAttempts:
             # Cancelled losers must be gone before the stage commits and sweeps their files.
             cf.wait(self._losers, timeout=30)
             self._remove_killed_spill()
+            for future in list(self._reserved):  # a stage that ended early holds no memory
+                self._release(future)
 
     def counters(self) -> AttemptCounters:
         """Retries, lost nodes and speculative copies of every partition so far (for a stage
@@ -182,7 +195,28 @@ class StageAttempts:
             speculative_attempts=sum(p.speculative for p in parts),
         )
 
-    def _launch(self, part: _Partition, avoid_node: str | None = None, speculative: bool = False) -> None:
+    def _reserve(self, memory: int) -> int | None:
+        """Reserve what an attempt with `memory` needs; the bytes reserved, or None: no room."""
+        budget = self.policy.memory_budget
+        if budget is None:
+            return 0
+        nbytes = reserved_bytes(memory)
+        return nbytes if budget.try_reserve(nbytes, alone=not self._owner) else None
+
+    def _release(self, future: cf.Future) -> None:
+        nbytes = self._reserved.pop(future, 0)
+        if nbytes and self.policy.memory_budget is not None:
+            self.policy.memory_budget.release(nbytes)
+
+    def _launch(self, part: _Partition) -> None:
+        """Start the partition's next attempt now, or once its memory fits."""
+        reserved = None if self._waiting else self._reserve(part.memory)
+        if reserved is None:
+            self._waiting.append(part)  # after those already waiting: first come, first run
+            return
+        self._start(part, None, False, reserved)
+
+    def _start(self, part: _Partition, avoid_node: str | None, speculative: bool, reserved: int) -> None:
         part.launched += 1
         spec = self.tasks.task(part.index, part.launched, part.memory)
         if self.speculation:
@@ -190,12 +224,30 @@ class StageAttempts:
         future = self.executor.submit(spec)
         future.add_done_callback(self._finished.put)
         self._spill_dirs[future] = spec.spill_dir
+        self._reserved[future] = reserved
         entry = _AttemptEntry(part.launched, part.memory, speculative, time.time(), avoid_node)
         part.running[future] = entry
         part.history.append(entry)
         self._owner[future] = part
 
     def _settle(self, future: cf.Future) -> None:
+        self._settle_one(future)  # when it raises, the stage ends: nothing more is admitted
+        self._admit_waiting()
+
+    def _admit_waiting(self) -> None:
+        while self._waiting:
+            part = self._waiting[0]
+            if part.done:
+                self._waiting.popleft()
+                continue
+            reserved = self._reserve(part.memory)
+            if reserved is None:
+                return
+            self._waiting.popleft()
+            self._start(part, None, False, reserved)
+
+    def _settle_one(self, future: cf.Future) -> None:
+        self._release(future)
         part = self._owner.pop(future)
         entry = part.running.pop(future)
         spill_dir = self._spill_dirs.pop(future)
@@ -258,7 +310,7 @@ class StageAttempts:
         now = time.time()
         cores = self.executor.cores()
         if self._drained_at is None:
-            if len(self._owner) > cores:
+            if len(self._owner) > cores or self._waiting:
                 return  # tasks still wait for a slot: waiting is not straggling
             self._drained_at = now
         if not self._durations or len(self._durations) < policy.quantile * len(parts) or len(self._owner) >= cores:
@@ -269,13 +321,16 @@ class StageAttempts:
                 continue
             (entry,) = part.running.values()
             if now - max(entry.submitted, self._drained_at) > threshold:
+                reserved = self._reserve(part.memory)
+                if reserved is None:
+                    return  # no memory for a copy now
                 node = self._node_running(part, entry.attempt)
                 log.warning(
                     "stage %s partition %d is a straggler (> %.1f s): starting a speculative copy%s",
                     self.stage_name, part.index, threshold, f" away from node {node}" if node else "",
                 )
                 part.speculative += 1
-                self._launch(part, avoid_node=node, speculative=True)
+                self._start(part, node, True, reserved)
                 if len(self._owner) >= cores:
                     return
 

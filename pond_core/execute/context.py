@@ -16,6 +16,7 @@ from typing import Protocol
 from pond_core.execute.attempts import AttemptPolicy, Speculation
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import AttemptCounters, StageManifest
+from pond_core.execute.task_memory import budget_of, limit_within
 from pond_core.io.options import StorageOptions
 from pond_core.layout import RunLayout
 from pond_core.plan.physical import Stage
@@ -58,6 +59,14 @@ class TaskLimits:
     task_threads: int | None = None
     parallelism: int | None = None  # producers for source splits; default: executor cores
 
+    def for_stage(self, stage: Stage) -> TaskLimits:
+        """These limits with the stage's own threads and memory (smallpond's per-node limits)."""
+        if stage.task_threads is None and stage.task_memory is None:
+            return self
+        return dataclasses.replace(
+            self, task_threads=stage.task_threads or self.task_threads, memory_limit=stage.task_memory or self.memory_limit,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskSizing:
@@ -66,21 +75,29 @@ class TaskSizing:
 
 
 def size_tasks(limits: TaskLimits, executor: Executor, ntasks: int) -> TaskSizing:
-    """Threads per task, and the memory of first attempts, retries and speculation."""
+    """Threads per task, and the memory of first attempts, retries and speculation.
+
+    Memory is sized by what a task really uses, its limit plus what DuckDB allocates outside
+    it (`reserved_bytes`, measured): by default the tasks that can run at once share the
+    executor's memory that way, and the stage admits no more running attempts than the memory
+    holds (`memory_budget`), whatever limit was set."""
     cores = executor.cores()
     concurrent = max(1, min(ntasks, cores))
     # Few tasks get more threads each, but never more than one node has: a task runs on one node.
     threads = min(limits.task_threads or max(1, cores // concurrent), executor.max_task_cores())
     max_memory = limits.max_task_memory or executor.max_task_memory()
-    # 80% of the memory, shared by the tasks that can run at once; a retry can double it.
+    memory = executor.memory_bytes()
+    # The tasks that can run at once share the memory, each reserving its limit's real bound; a
+    # retry can double the limit (and then waits until its reservation fits).
     at_once = max(1, min(ntasks, cores // threads))
-    first = min(limits.memory_limit or int(executor.memory_bytes() * 0.8 / at_once), max_memory)
+    first = min(limits.memory_limit or limit_within(int(memory * 0.8) // at_once), max_memory)
     speculation = executor.stops_running_tasks if limits.speculation is None else limits.speculation
     policy = AttemptPolicy(
         max_retries=limits.max_retries,
         first_memory=max(first, MIN_TASK_MEMORY),
         max_memory=max(max_memory, MIN_TASK_MEMORY),
         speculation=Speculation() if speculation else None,
+        memory_budget=budget_of(executor, memory),
     )
     return TaskSizing(threads, policy)
 

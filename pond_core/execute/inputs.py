@@ -16,7 +16,7 @@ from pond_core.io.table_read import TableFiles, table_sql
 from pond_core.io.written import WrittenFile
 from pond_core.plan.logical import SourceFormat, SourceSpec
 from pond_core.plan.physical import Schema, SourceInput, Split, Stage, StageInput, UpstreamInput
-from pond_core.plan.sql import quote_ident, quote_str, sql_list
+from pond_core.sql_quote import quote_ident, quote_str, sql_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _resolve_source(inp: SourceInput, files: list[str], n: int, row_counts: RowC
     label = ", ".join(inp.source.paths)
     opts = hive_read_options(files, None, inp.source.hive_partitioning, label) if inp.source.format is not SourceFormat.JSON else ""
     source = inp.source
-    return ResolvedInput(inp, parts, lambda part: source_sql(source, part, opts))
+    return ResolvedInput(inp, parts, lambda part: source_sql(source, part, opts) if part.files else empty_source_sql(source, files, opts))
 
 
 def _resolve_table(inp: SourceInput, table: TableFiles, n: int) -> ResolvedInput:
@@ -157,6 +157,14 @@ def even_row_ranges(files: list[tuple[str, int]], n: int) -> list[list[tuple[str
             offset += rows
         parts.append(ranges)
     return parts
+
+
+def empty_source_sql(src: SourceSpec, files: list[str], hive_opts: str = "") -> str:
+    """No rows, with the source's columns: a partition that got no files (more partitions than
+    files, as smallpond allows). The columns come from the source's first file."""
+    if not files:
+        raise PondInputError(f"no files to read for {', '.join(src.paths)}")
+    return f"SELECT * FROM ({source_sql(src, Part((files[0],)), hive_opts)}) LIMIT 0"
 
 
 def source_sql(src: SourceSpec, part: Part, hive_opts: str = "") -> str:

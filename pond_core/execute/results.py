@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pond_core.checks import CheckResult
+from pond_core.execute.input_key import InputKey
 from pond_core.io.written import WrittenFile
 from pond_core.plan.physical import Schema
 
@@ -290,6 +291,7 @@ class StageManifest:
     partitions: tuple[PartitionOutput, ...]
     schema: Schema
     result: StageResult
+    inputs: InputKey | None = None  # what the stage read; None: unknown, so never reused
 
     @property
     def files(self) -> list[WrittenFile]:
@@ -299,7 +301,7 @@ class StageManifest:
         return {
             "version": MANIFEST_VERSION, "stage_id": self.stage_id, "run_id": self.run_id,
             "partitions": [p.to_dict() for p in self.partitions], "schema": schema_json(self.schema),
-            "result": self.result.to_dict(),
+            "result": self.result.to_dict(), "inputs": self.inputs.to_dict() if self.inputs is not None else None,
         }
 
     @classmethod
@@ -311,4 +313,5 @@ class StageManifest:
             stage_id=d["stage_id"], run_id=d["run_id"],
             partitions=tuple(PartitionOutput(int(p["partition"]), _files(p["files"])) for p in d["partitions"]),
             schema=schema_from_json(d.get("schema")), result=StageResult.from_dict(d["result"]),
+            inputs=InputKey.from_dict(d["inputs"]) if d.get("inputs") is not None else None,
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pond_core.checks import RELATION, CheckResult, run_checks, verdict
 from pond_core.io import configure_duckdb
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.physical import Schema
-from pond_core.plan.sql import quote_str, sql_list
+from pond_core.specs.sink import SinkSpec
+from pond_core.sql_quote import quote_str, sql_list
 
 
 def check_staged(

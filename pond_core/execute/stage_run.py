@@ -15,10 +15,12 @@ import uuid
 from dataclasses import replace
 
 from pond_core.checks import CheckResult
-from pond_core.errors import PondConfigError
+from pond_core.errors import PondConfigError, PondStorageError
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
 from pond_core.execute.context import RunContext, size_tasks
+from pond_core.execute.disk_full import disk_full_error, is_disk_full
+from pond_core.execute.input_key import InputKey, source_digest, table_digest, upstream_digest
 from pond_core.execute.inputs import ResolvedInput, ResolvedStage
 from pond_core.execute.results import (
     AttemptCounters,
@@ -34,8 +36,10 @@ from pond_core.execute.stage_checks import check_staged
 from pond_core.execute.store import StageStore
 from pond_core.execute.task import EXCHANGE_COMPRESSION, SELECT_TOKEN
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, Relation, SinkTarget, TaskSpec, TaskTarget
-from pond_core.io import crashpoints, join_path, resolve_paths
+from pond_core.io import crashpoints, join_path
+from pond_core.io.fs import FileInfo
 from pond_core.io.iceberg import DatasetWriter, open_writer
+from pond_core.io.paths import resolve_files
 from pond_core.io.table_read import TableFiles, resolve_table
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
 from pond_core.plan.logical import SourceSpec
@@ -63,35 +67,88 @@ class StageRun:
         self.force = force
         self.store = StageStore.of(ctx.layout, ctx.storage)
         self.counters = AttemptCounters()
-        self._broken = False
-        # The sink treats a write it already committed under this id as done (idempotence), so
-        # the id names one write: this run's stage (a rerun resumes it), or a new one when forced.
-        self.write_id = f"{ctx.run_id}-{stage.id}" + (f"-{uuid.uuid4().hex[:8]}" if force else "")
+        self._redo = False  # a committed manifest is there but may not be reused
+        self._reuse: tuple[StageManifest | None] | None = None
+        self._listed: dict[int, list[FileInfo] | TableFiles] = {}  # by id() of the stage's SourceSpec
+        self._key: InputKey | None = None
+        self._published = False  # the sink committed: the dataset shows this stage's output
 
     def run(self) -> StageManifest:
+        committed = self.reusable()
+        if committed is not None:
+            return committed
         if self.force:
             self.store.forget(self.stage.id)
-        else:
-            committed = self.store.manifest(self.stage.id)
-            if committed is not None:
-                broken = self.store.broken_files(committed)
-                if not broken:
-                    return committed
-                log.warning(
-                    "stage %s of run %s: its committed manifest lists %d missing or changed file(s) (e.g. %s); running it again",
-                    self.stage.name, self.ctx.run_id, len(broken), broken[0],
-                )
-                self._broken = True
         started = time.time()
         resolved = self._resolve(started)
         self.ctx.events.stage_started(self.stage, resolved.npartitions)
         try:
             manifest = self._run_partitions(resolved, started)
         except BaseException as exc:  # also Ctrl-C or an orchestrator's timeout: the stage no longer runs
-            self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
+            error = self._disk_full(exc)
+            self.ctx.events.stage_failed(self.stage, error or exc, time.time() - started, self.counters)
+            if error is not None:
+                raise error from exc
             raise
         self.ctx.events.stage_finished(self.stage, manifest)
         return manifest
+
+    def reusable(self) -> StageManifest | None:
+        """The stage's committed manifest if it may be reused: not forced, its files intact,
+        and what it read unchanged (execute/input_key.py). Checked once per StageRun."""
+        if self._reuse is None:
+            self._reuse = (None if self.force else self._committed(),)
+        return self._reuse[0]
+
+    def _committed(self) -> StageManifest | None:
+        committed = self.store.manifest(self.stage.id)
+        if committed is None:
+            return None
+        broken = self.store.broken_files(committed)
+        if broken:
+            log.warning(
+                "stage %s of run %s: its committed manifest lists %d missing or changed file(s) (e.g. %s); running it again",
+                self.stage.name, self.ctx.run_id, len(broken), broken[0],
+            )
+            self._redo = True
+            return None
+        changed = self._changed_inputs(committed)
+        if changed:
+            log.info(
+                "stage %s of run %s: its input %s changed since it was committed; running it again",
+                self.stage.name, self.ctx.run_id, ", ".join(changed),
+            )
+            self._redo = True
+            return None
+        return committed
+
+    def _changed_inputs(self, committed: StageManifest) -> list[str]:
+        """The inputs read now that differ from those the committed stage read. An upstream stage
+        whose output is gone (dropped, cleaned) is not compared: nothing says it changed."""
+        if committed.inputs is None:
+            return ["(not recorded by the pond that committed it)"]
+        upstream = {sid: m for sid in self.stage.depends_on if (m := self.store.manifest(sid)) is not None}
+        current = self._input_key(upstream)
+        compared = dict(current.digests)
+        return [name for name in committed.inputs.changed(current) if name in compared]
+
+    def _input_key(self, upstream: dict[str, StageManifest]) -> InputKey:
+        digests = []
+        for inp in self.stage.inputs:
+            if isinstance(inp, SourceInput):
+                listed = self._listing(inp.source)
+                digests.append((inp.name, table_digest(listed) if isinstance(listed, TableFiles) else source_digest(listed)))
+            elif inp.stage in upstream:
+                digests.append((inp.name, upstream_digest(upstream[inp.stage].files)))
+        return InputKey(tuple(digests))
+
+    def _disk_full(self, exc: BaseException) -> PondStorageError | None:
+        """A full disk, said as such (not as a bug), naming the disk and what was published."""
+        if not isinstance(exc, Exception) or not is_disk_full(exc):
+            return None
+        output = self.stage.output
+        where = output.sink.path if isinstance(output, SinkOutput) else self.ctx.layout.run_root
+        return disk_full_error(self.stage.name, where, exc, self._published)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -99,7 +156,9 @@ class StageRun:
         try:
             upstream = {sid: self._upstream_manifest(sid) for sid in self.stage.depends_on}
             parallelism = self.ctx.limits.parallelism or self.ctx.executor.cores()
-            return stage_inputs.resolve(self.stage, upstream, self._list_source, self._row_counts, parallelism)
+            resolved = stage_inputs.resolve(self.stage, upstream, self._list_source, self._row_counts, parallelism)
+            self._key = self._input_key(upstream)  # from the listings just made: nothing is listed twice
+            return resolved
         except Exception as exc:
             self.ctx.events.stage_started(self.stage, self.stage.npartitions)
             self.ctx.events.stage_failed(self.stage, exc, time.time() - started, self.counters)
@@ -118,15 +177,32 @@ class StageRun:
         return manifest
 
     def _list_source(self, source: SourceSpec) -> list[str] | TableFiles:
-        if source.table is not None:
-            return resolve_table(source.table, self.ctx.storage)
-        return resolve_paths(list(source.paths), source.recursive, self.ctx.storage)
+        listed = self._listing(source)
+        return listed if isinstance(listed, TableFiles) else [f.path for f in listed]
+
+    def _listing(self, source: SourceSpec) -> list[FileInfo] | TableFiles:
+        """The source's files with their identity, listed once per stage run."""
+        if id(source) not in self._listed:
+            if source.table is not None:
+                self._listed[id(source)] = resolve_table(source.table, self.ctx.storage)
+            else:
+                self._listed[id(source)] = resolve_files(list(source.paths), source.recursive, self.ctx.storage)
+        return self._listed[id(source)]
+
+    @property
+    def write_id(self) -> str:
+        """The id of this stage's write to its sink. The sink treats a write it already committed
+        under this id as done (idempotence), so the id names one write: this run's stage over
+        exactly these inputs (a rerun resumes it), or a new one when forced."""
+        assert self._key is not None, "inputs are resolved before the sink opens"
+        suffix = uuid.uuid4().hex[:8] if self.force else self._key.token
+        return f"{self.ctx.run_id}-{self.stage.id}-{suffix}"
 
     def _row_counts(self, files: list[str]) -> dict[str, int]:
         import duckdb
 
         from pond_core.io import configure_duckdb
-        from pond_core.plan.sql import sql_list
+        from pond_core.sql_quote import sql_list
 
         con = duckdb.connect()
         try:
@@ -140,10 +216,12 @@ class StageRun:
     # -- partitions --------------------------------------------------------------------------
 
     def _run_partitions(self, resolved: ResolvedStage, started: float) -> StageManifest:
-        if self._broken:  # only now, holding the stage's lease
+        assert self._key is not None
+        if self._redo:  # only now, holding the stage's lease
             self.store.forget(self.stage.id)
         sink = self._open_sink()
-        self.store.prepare(self.stage.id)
+        # Partitions committed by an earlier attempt over other inputs are not this stage's work.
+        self.store.prepare(self.stage.id, self._key)
         n = resolved.npartitions
         done = {k: r for k in range(n) if (r := self.store.task_record(self.stage.id, k)) is not None}
         todo = [k for k in range(n) if k not in done]
@@ -158,6 +236,7 @@ class StageRun:
                 sink.abort()  # the dataset keeps its previous contents and gains no debris
             raise
         commit = sink.commit([PartitionFiles(k, done[k].files) for k in range(n)]) if sink else None
+        self._published = sink is not None
         crashpoints.reached("sink committed, stage manifest not written")
         manifest = self._manifest(resolved, done, commit, started, checks)
         self.store.write_manifest(manifest)
@@ -168,7 +247,7 @@ class StageRun:
     def _run_tasks(
         self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
-        sizing = size_tasks(self.ctx.limits, self.ctx.executor, len(todo))
+        sizing = size_tasks(self.ctx.limits.for_stage(self.stage), self.ctx.executor, len(todo))
         factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
 
         def committed(record: CommittedPartition) -> None:
@@ -251,7 +330,7 @@ class StageRun:
             sink=_sink_summary(self.stage, records, commit) if commit else None,
             checks=checks,
         )
-        return StageManifest(self.stage.id, self.ctx.run_id, partitions, schema, result)
+        return StageManifest(self.stage.id, self.ctx.run_id, partitions, schema, result, self._key)
 
 
 class _PartitionTasks:

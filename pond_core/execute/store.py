@@ -6,6 +6,7 @@ Layout under a run's root (`<data_root>/jobs/<run_id>/staging/`):
     <stage_id>/p00003-a1-<token>/__pond_bucket=K/data_0.parquet   (exchange kind)
     <stage_id>/_tasks/p00003.json             the attempt that won partition 3
     <stage_id>/_running/p00003-a1.json        the node a long-running attempt runs on (Ray)
+    <stage_id>/_inputs.json                   what the partitions committed so far read (InputKey)
     <stage_id>/_manifest.json                 the stage is committed
 
 Readers trust only `_manifest.json` and `_tasks/*.json`, which are written atomically after the
@@ -18,6 +19,7 @@ import json
 import uuid
 from typing import Any
 
+from pond_core.execute.input_key import InputKey
 from pond_core.execute.results import CommittedPartition, StageManifest
 from pond_core.io.filesystems import get_filesystem
 from pond_core.io.fs import FileSystem, join_path
@@ -25,6 +27,7 @@ from pond_core.io.options import StorageOptions
 from pond_core.layout import RunLayout
 
 MANIFEST = "_manifest.json"
+INPUTS = "_inputs.json"
 TASKS = "_tasks"
 RUNNING = "_running"
 
@@ -90,8 +93,17 @@ class StageStore:
         # stage manifest, which readers trust, is durable).
         self._write_json(self._task_path(stage_id, record.partition), record.to_dict(), durable=False)
 
-    def prepare(self, stage_id: str) -> None:
+    def prepare(self, stage_id: str, inputs: InputKey) -> None:
+        """Make the stage's folder for a run over `inputs`. Partitions an earlier attempt
+        committed over other inputs (a source changed between a kill and the resume) are
+        dropped: only work over these inputs may be resumed."""
+        path = join_path(self.stage_dir(stage_id), INPUTS)
+        recorded = self._read_json(path)
+        if recorded is not None and InputKey.from_dict(recorded).changed(inputs):
+            self.forget(stage_id)
         self.fs.makedirs(self.stage_dir(stage_id))
+        if recorded is None or InputKey.from_dict(recorded).changed(inputs):
+            self._write_json(path, inputs.to_dict())
 
     def sweep(self, stage_id: str, keep: set[str]) -> None:
         """Delete attempt outputs that lost (failed, duplicated or superseded), and running records."""

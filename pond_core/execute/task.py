@@ -22,8 +22,10 @@ from pond_core.execute.task_errors import classify
 from pond_core.execute.task_spec import BucketedTarget, ExchangeTarget, FilesTarget, SinkTarget, TaskSpec
 from pond_core.io.sink import written_files
 from pond_core.io.written import WrittenFile
-from pond_core.plan.physical import BUCKET_COLUMN, PythonStep, Schema, SqlStep, Step
-from pond_core.plan.sql import bind, quote_ident, quote_str
+from pond_core.plan.physical import BUCKET_COLUMN, PARTITION_VARIABLE, PythonStep, Schema, SqlStep, Step
+from pond_core.plan.sql import bind
+from pond_core.plan.statement import pivot_values_from_data
+from pond_core.sql_quote import quote_ident, quote_str
 
 # Intermediate files (stage outputs and exchanges) are Snappy Parquet, as sinks are by default,
 # so a write that only moves an exchange's files can link them instead of rewriting them.
@@ -66,6 +68,8 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
     """Create the inputs' and steps' views, then write the result; errors name what failed."""
     current, sql_text = "reading the inputs", ""
     try:
+        if _reads_partition_index(spec):
+            con.execute(f"SET VARIABLE {PARTITION_VARIABLE} = {int(spec.partition)}")
         for relation in spec.relations:
             sql_text = relation.sql
             con.execute(f"CREATE VIEW {quote_ident(relation.name)} AS {relation.sql}")
@@ -81,6 +85,14 @@ def _run(con: duckdb.DuckDBPyConnection, spec: TaskSpec) -> tuple[tuple[WrittenF
         return _write_output(con, spec, schema), schema
     except duckdb.Error as exc:
         raise _sink_error(spec, exc) or classify(exc, spec.where, current, sql_text) from exc
+
+
+def _reads_partition_index(spec: TaskSpec) -> bool:
+    """Whether the task's SQL reads its partition index, getvariable('pond_partition')
+    (smallpond's {__data_partition__}, pond_core/compat/sql_placeholders.py)."""
+    return any(
+        PARTITION_VARIABLE in text for step in spec.steps if isinstance(step, SqlStep) for text in (step.query, *step.setup)
+    )
 
 
 def _startup_config(spec: TaskSpec) -> dict[str, Any]:
@@ -108,8 +120,14 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step) -> Non
         from pond_core.udfs import UDF
 
         UDF(u.name, u.func.load(), u.params, u.return_type).register(con)
+    for statement in step.setup:  # smallpond's earlier statements of a list (compat/setup_sql.py)
+        con.execute(bind(statement, [quote_ident(n) for n in step.inputs]))
+
     query = bind(step.query, [quote_ident(n) for n in step.inputs])
-    con.execute(f"CREATE VIEW {quote_ident(step.id)} AS {query}")
+    # A PIVOT taking its values from the data cannot be a view (DuckDB reads the values first):
+    # it is computed into a temporary table, which spills like any DuckDB table.
+    kind = "TEMP TABLE" if pivot_values_from_data(query) else "VIEW"
+    con.execute(f"CREATE {kind} {quote_ident(step.id)} AS {query}")
 
 
 def _run_python_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: PythonStep) -> None:

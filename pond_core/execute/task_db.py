@@ -49,7 +49,8 @@ class TaskDatabase:
             cursor.execute(f"CREATE SCHEMA {schema}")
             cursor.execute(f"SET search_path = {quote_str(schema)}")
             yield _Tracked(cursor, udfs, schema)  # type: ignore[misc]
-            reusable = not os.path.exists(spec.spill_dir)
+            # Set-up statements (smallpond's query lists) may change what DuckDB keeps per database.
+            reusable = not os.path.exists(spec.spill_dir) and not _runs_setup(spec)
         finally:
             try:
                 _clean(cursor, udfs, schema)
@@ -85,6 +86,10 @@ class TaskDatabase:
             self._startup = dict(startup)
             self.opened += 1
         return self._db
+
+
+def _runs_setup(spec: TaskSpec) -> bool:
+    return any(getattr(step, "setup", ()) for step in spec.steps)
 
 
 def _clean(cursor: duckdb.DuckDBPyConnection, udfs: list[str], schema: str) -> None:

@@ -13,13 +13,17 @@ from pond_core.errors import (
     PondStorageError,
     PondTransientError,
 )
+from pond_core.sql_errors import on_user_sql
 
 _SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.SyntaxException)
 
 
 def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError:
-    """Map a DuckDB exception to the pond error kind that decides retry or fail."""
+    """Map a DuckDB exception to the pond error kind that decides retry or fail; a SQL error is
+    told on the user's SQL, not on the view pond wrapped it in."""
     message = str(exc).strip()
+    if isinstance(exc, _SQL_ERRORS):
+        message = on_user_sql(message, sql)
     text = f"{where}: {current}: {message}"
     if sql:
         text += f"\nSQL: {sql}"
@@ -27,6 +31,8 @@ def classify(exc: duckdb.Error, where: str, current: str, sql: str) -> PondError
         return PondOutOfMemoryError(text)
     if isinstance(exc, _SQL_ERRORS):
         return PondSqlError(text)
+    if "No space left on device" in message:  # the stage names the disk (execute/disk_full.py)
+        return PondStorageError(text)
     if "Could not connect to server" in message or "Could not resolve host" in message:
         return PondStorageError(text)
     if isinstance(exc, duckdb.HTTPException) or "HTTP" in message[:40]:

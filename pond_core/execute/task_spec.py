@@ -12,8 +12,8 @@ import dataclasses
 from typing import Union
 
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.physical import ExchangeOutput, Step
+from pond_core.specs.sink import SinkSpec
 
 
 @dataclasses.dataclass(frozen=True)

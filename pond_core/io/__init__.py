@@ -17,7 +17,7 @@ from pond_core.io.manifest import MANIFEST_NAME, read_dataset_files
 from pond_core.io.options import StorageOptions
 from pond_core.io.paths import resolve_paths
 from pond_core.io.sink import SinkWriter
-from pond_core.io.sink_spec import SinkSpec
+from pond_core.specs.sink import SinkSpec
 
 __all__ = [
     "MANIFEST_NAME",

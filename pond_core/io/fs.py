@@ -25,8 +25,12 @@ GLOB_CHARS = frozenset("*?[")
 
 @dataclass(frozen=True)
 class FileInfo:
+    """A listed file. Size and modification time are its identity for reuse (execute/input_key.py):
+    listing already returns them, so knowing whether a file changed costs no extra request."""
+
     path: str
     size: int
+    mtime_ns: int | None = None  # local: st_mtime_ns; S3: LastModified (one-second resolution)
 
 
 class FileSystem(ABC):
@@ -34,9 +38,13 @@ class FileSystem(ABC):
 
     scheme: str
 
-    @abstractmethod
     def glob(self, pattern: str) -> list[str]:
         """Sorted paths of the files matching `pattern` (`*`, `?`, `[..]`, `**` across dirs)."""
+        return [f.path for f in self.glob_files(pattern)]
+
+    @abstractmethod
+    def glob_files(self, pattern: str) -> list[FileInfo]:
+        """The files matching `pattern`, sorted by path, with their sizes and times."""
 
     @abstractmethod
     def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
@@ -115,15 +123,19 @@ class LocalFileSystem(FileSystem):
     def __init__(self, mounts_path: str = threefs.PROC_MOUNTS) -> None:
         self.mounts_path = mounts_path
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob_files(self, pattern: str) -> list[FileInfo]:
         found = globlib.glob(normalize_path(pattern), recursive=True)
-        return sorted(p for p in found if os.path.isfile(p))
+        return sorted(_regular_files(found), key=lambda f: f.path)
 
     def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
         root = normalize_path(prefix)
-        if os.path.isfile(root):
-            return [FileInfo(root, os.path.getsize(root))]
-        if not os.path.isdir(root):
+        try:
+            st = os.stat(root)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        if stat.S_ISREG(st.st_mode):
+            return [FileInfo(root, st.st_size, st.st_mtime_ns)]
+        if not stat.S_ISDIR(st.st_mode):
             return []
         if not recursive:
             return sorted(_regular_files(os.path.join(root, n) for n in os.listdir(root)), key=lambda f: f.path)
@@ -274,4 +286,4 @@ def _regular_files(paths: Iterable[str]) -> Iterator[FileInfo]:
         except FileNotFoundError:
             continue
         if stat.S_ISREG(st.st_mode):
-            yield FileInfo(p, st.st_size)
+            yield FileInfo(p, st.st_size, st.st_mtime_ns)

@@ -23,9 +23,9 @@ from pond_core.errors import PondConfigError, PondDataError, PondStorageError, P
 from pond_core.io.fs import join_path
 from pond_core.io.options import StorageOptions
 from pond_core.io.sink import SinkWriter
-from pond_core.io.sink_spec import SinkSpec, job_tag
-from pond_core.io.table_spec import IcebergTable
 from pond_core.io.written import PartitionFiles, SinkCommit
+from pond_core.specs.iceberg_table import IcebergTable
+from pond_core.specs.sink import SinkSpec, job_tag
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -27,24 +27,31 @@ def resolve_paths(
     any other directory yields its visible files (recursively if asked). Hidden names
     (`_...`, `.`...) are skipped, so staging areas, logs and markers are never read.
     """
+    return [f.path for f in resolve_files(paths, recursive, options)]
+
+
+def resolve_files(
+    paths: str | list[str], recursive: bool = True, options: StorageOptions | None = None
+) -> list[FileInfo]:
+    """resolve_paths with each file's size and modification time, from the same listing."""
     items = [paths] if isinstance(paths, str) else list(paths)
     if not items:
         raise PondInputError("no input paths given")
-    out: list[str] = []
+    out: list[FileInfo] = []
     seen: set[str] = set()
     for item in items:
-        for path in _resolve_one(normalize_path(item), recursive, options):
-            if path not in seen:
-                seen.add(path)
-                out.append(path)
+        for info in _resolve_one(normalize_path(item), recursive, options):
+            if info.path not in seen:
+                seen.add(info.path)
+                out.append(info)
     return out
 
 
-def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> list[str]:
+def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> list[FileInfo]:
     fs = get_filesystem(path, options)
     if has_glob(_key_part(path)):
         root = glob_root(path)
-        found = [p for p in fs.glob(path) if visible(p, root)]
+        found = [f for f in fs.glob_files(path) if visible(f.path, root)]
         if not found:
             _check_bucket(fs, path)
             raise PondInputError(f"no files match {path}")
@@ -52,7 +59,7 @@ def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> 
     # One recursive listing tells a file from a directory and holds the dataset's metadata.
     listing = fs.list_files(path, recursive=True)
     if len(listing) == 1 and listing[0].path == path:
-        return [path]
+        return listing
     if listing:
         return _committed_only(fs, path, _resolve_dir(fs, path, recursive, listing), root_resolved=True)
     if fs.isdir(path):
@@ -61,18 +68,20 @@ def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> 
     raise PondInputError(f"path not found: {path}")
 
 
-def _resolve_dir(fs: FileSystem, path: str, recursive: bool, listing: list[FileInfo]) -> list[str]:
+def _resolve_dir(fs: FileSystem, path: str, recursive: bool, listing: list[FileInfo]) -> list[FileInfo]:
     committed = committed_files(fs, path, listing)
     if committed is not None:
-        return committed
-    files = [f.path for f in listing if visible(f.path, path) and (recursive or "/" not in f.path[len(path) + 1:])]
+        by_path = {f.path: f for f in listing}
+        # A manifest names only files it committed, which the listing holds (else: gone, size -1).
+        return [by_path.get(p, FileInfo(p, -1)) for p in committed]
+    files = [f for f in listing if visible(f.path, path) and (recursive or "/" not in f.path[len(path) + 1:])]
     if not files:
         how = "" if recursive else " (non-recursive; subdirectories were not searched)"
         raise PondInputError(f"no files in directory {path}{how}")
     return files
 
 
-def _committed_only(fs: FileSystem, root: str, files: list[str], root_resolved: bool) -> list[str]:
+def _committed_only(fs: FileSystem, root: str, files: list[FileInfo], root_resolved: bool) -> list[FileInfo]:
     """Inside a committed dataset (a glob over it, or a directory below its `k=v/` folders),
     keep only committed files, so debris of an interrupted writer is never read."""
     parts = root.rstrip("/").split("/")
@@ -82,7 +91,7 @@ def _committed_only(fs: FileSystem, root: str, files: list[str], root_resolved: 
     if depth == 0 and root_resolved:
         return files  # the directory itself was already resolved through its manifest
     keep = dataset_filter(fs, "/".join(parts[: len(parts) - depth]))
-    return files if keep is None else [f for f in files if keep(f)]
+    return files if keep is None else [f for f in files if keep(f.path)]
 
 
 def _key_part(path: str) -> str:

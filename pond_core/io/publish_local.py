@@ -40,18 +40,26 @@ def assemble(fs: FileSystem, staged: list[tuple[str, str]], new_root: str) -> No
     crashpoints.reached("tree assembled")
 
 
-def publish_fresh(fs: FileSystem, new_root: str, root: str, record: dict[str, Any], mode: str) -> None:
-    """A target that is absent or empty: the whole dataset appears in one rename."""
+def publish_fresh(fs: FileSystem, new_root: str, root: str, record: dict[str, Any], mode: str) -> bool:
+    """A target that is absent or empty: the whole dataset appears in one rename. False when
+    another writer created the dataset first (the rename finds it not empty): the caller then
+    commits into the dataset that now exists, as it would have if it had been there before."""
     _seal(fs, new_root, record)
     crashpoints.reached("tree sealed")
     try:
         os.rename(new_root, root)  # replaces an empty directory; refuses a non-empty one
     except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and mode == "error":
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        if mode == "error":
             raise PondConfigError(
                 f"{root} already exists and is not empty (mode='error'): another writer got there first"
             ) from None
-        raise
+        for name in os.listdir(new_root):  # the sealed metadata: this commit writes its own
+            if not visible(os.path.join(new_root, name), new_root):
+                fs.delete(os.path.join(new_root, name), recursive=True)
+        return False
+    return True
 
 
 def publish_overwrite(fs: FileSystem, new_root: str, root: str, trash: str, record: dict[str, Any]) -> None:

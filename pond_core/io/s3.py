@@ -87,29 +87,29 @@ class S3FileSystem(FileSystem):
             raise storage_error(exc, action, url, self.options) from None
 
     # --- FileSystem ------------------------------------------------------------------------
-    def glob(self, pattern: str) -> list[str]:
+    def glob_files(self, pattern: str) -> list[FileInfo]:
         bucket, key = split_url(pattern)
         if not any(c in GLOB_CHARS for c in key):
-            return [pattern] if self._info(pattern).type == pafs.FileType.File else []
+            info = self._info(pattern)
+            return [_file_info(info)] if info.type == pafs.FileType.File else []
         parts = key.split("/")
         first = next(i for i, p in enumerate(parts) if any(c in GLOB_CHARS for c in p))
         base = "/".join([bucket, *parts[:first]])
         regex = glob_regex("/".join([bucket, *parts]))
         deep = "**" in key or first < len(parts) - 1
         infos = self._list(base, recursive=deep, url=pattern)
-        return sorted(f"s3://{i.path}" for i in infos if i.type == pafs.FileType.File and regex.fullmatch(i.path))
+        found = [_file_info(i) for i in infos if i.type == pafs.FileType.File and regex.fullmatch(i.path)]
+        return sorted(found, key=lambda f: f.path)
 
     def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
         # One LIST answers for a directory, the common case; only an empty answer costs a HEAD.
         bucket, key = split_url(prefix)
         infos = self._list(f"{bucket}/{key}".rstrip("/"), recursive=recursive, url=prefix)
-        files = sorted(
-            (FileInfo(_url(i.path), i.size) for i in infos if i.type == pafs.FileType.File), key=lambda f: f.path
-        )
+        files = sorted((_file_info(i) for i in infos if i.type == pafs.FileType.File), key=lambda f: f.path)
         if files or not key:
             return files
         info = self._info(prefix)
-        return [FileInfo(_url(info.path), info.size)] if info.type == pafs.FileType.File else []
+        return [_file_info(info)] if info.type == pafs.FileType.File else []
 
     def exists(self, path: str) -> bool:
         return self._info(path).type != pafs.FileType.NotFound
@@ -201,6 +201,10 @@ def _key(url: str) -> str:
 
 def _url(key: str) -> str:
     return f"s3://{key}"
+
+
+def _file_info(info: pafs.FileInfo) -> FileInfo:
+    return FileInfo(_url(info.path), info.size, info.mtime_ns)
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

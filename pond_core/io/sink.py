@@ -25,8 +25,8 @@ from pond_core.io.filesystems import get_filesystem
 from pond_core.io.fs import basename_of, fsync_dir, is_s3, join_path, normalize_path, parent_of, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
-from pond_core.io.sink_spec import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
+from pond_core.specs.sink import NO_ROTATION, S3_STAGING, SinkSpec, job_tag
 from pond_core.sql_quote import quote_ident, quote_str
 
 
@@ -204,7 +204,7 @@ class SinkWriter:
             detail = text.split("pond: ", 1)[-1].split("\n", 1)[0]
             return PondDataError(f"cannot write {self.root}: {detail}")
         for column in self.spec.partition_by or []:
-            quoted = '"' + column.replace('"', '""') + '"'
+            quoted = quote_ident(column)
             if "Binder Error" in text and f"column {quoted} not found" in text:
                 found = re.search(r"Candidate bindings: (.*)", text)
                 hint = f" (the data has: {found.group(1).strip()})" if found else ""
@@ -229,7 +229,7 @@ class SinkWriter:
             if self.on_s3:
                 self._publish_s3(staged, key)
             else:
-                self._publish_local(staged, key)
+                key = self._publish_local(staged, key)
                 fsync_dir(parent_of(self.root))  # the renames above are durable from here on
         except BaseException:
             self.abort()
@@ -319,30 +319,44 @@ class SinkWriter:
         return []
 
     # --- backends -----------------------------------------------------------------------------
-    def _publish_local(self, staged: list, key: str) -> None:
+    def _publish_local(self, staged: list, key: str) -> str:
+        """Publish per the mode; returns the record key the commit landed under."""
         # A fresh folder per commit attempt: what a killed attempt left never collides.
         attempt = join_path(self.staging, f"commit-{uuid.uuid4().hex[:8]}")
         new_root, trash = join_path(attempt, "new"), join_path(attempt, "trash")
         publish_local.assemble(self.fs, [(src, rel) for src, rel, _, _ in staged], new_root)
         os.makedirs(trash, exist_ok=True)
-        replaces = self._replaces(staged)
         mode = self.spec.mode
         if not os.path.isdir(self.root) or not os.listdir(self.root):
-            record = self._record(key, staged, "all", [])
-            publish_local.publish_fresh(self.fs, new_root, self.root, record, mode)
+            # The record replaces what the mode replaces, not "all": a writer of other partitions
+            # that found the dataset just created may commit under an earlier key than this
+            # one, and its files must stay live.
+            record = self._record(key, staged, self._replaces(staged), [])
+            if publish_local.publish_fresh(self.fs, new_root, self.root, record, mode):
+                return key
+            # Another writer created the dataset meanwhile: commit into it. A new key, later than
+            # the creator's, keeps record order the order of commits (an overwrite wins last).
+            key = mf.new_record_key(self.tag)
+            self._check_mode(self._load())
         elif mode == "error":
             raise PondConfigError(f"{self.root} already exists and is not empty (mode='error')")
-        elif mode == "overwrite":
+        self._publish_into_existing(staged, key, new_root, trash)
+        return key
+
+    def _publish_into_existing(self, staged: list, key: str, new_root: str, trash: str) -> None:
+        mode = self.spec.mode
+        if mode == "overwrite":
             publish_local.publish_overwrite(self.fs, new_root, self.root, trash, self._record(key, staged, "all", []))
+            return
+        replaces = self._replaces(staged)
+        loaded = self._load()
+        baseline = self._baseline(loaded, set(replaces), self._visible_files(loaded) if loaded else [])
+        record = self._record(key, staged, replaces, baseline)
+        if mode == "overwrite_partitions":
+            publish_local.publish_partitions(self.fs, new_root, self.root, trash, replaces, record)
         else:
-            loaded = self._load()
-            baseline = self._baseline(loaded, set(replaces), self._visible_files(loaded) if loaded else [])
-            record = self._record(key, staged, replaces, baseline)
-            if mode == "overwrite_partitions":
-                publish_local.publish_partitions(self.fs, new_root, self.root, trash, replaces, record)
-            else:
-                rels = [rel for _, rel, _, _ in staged]
-                publish_local.publish_append(self.fs, new_root, self.root, rels, record)
+            rels = [rel for _, rel, _, _ in staged]
+            publish_local.publish_append(self.fs, new_root, self.root, rels, record)
 
     def _publish_s3(self, staged: list, key: str) -> None:
         loaded = self._load()

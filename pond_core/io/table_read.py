@@ -18,56 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 from pond_core.errors import PondConfigError, PondInputError
 from pond_core.io.fs import is_s3
 from pond_core.io.options import StorageOptions
-from pond_core.io.table_spec import IcebergTable
+from pond_core.specs.iceberg_table import IcebergTable
+from pond_core.specs.table_read import TableRead
+from pond_core.sql_quote import quote_ident, quote_str, sql_list, sql_literal
 
-DELTA_OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "not in")
 Schema = tuple[tuple[str, str], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class TableRead:
-    """Which snapshot of which table a source reads. Exactly one of `iceberg` / `delta_path`."""
-
-    iceberg: IcebergTable | None = None
-    delta_path: str | None = None
-    snapshot_id: int | None = None  # Iceberg
-    as_of: float | None = None  # Iceberg or Delta: the snapshot current at this UNIX time
-    version: int | None = None  # Delta
-    row_filter: str | None = None  # Iceberg: a pyiceberg filter, also applied to every row
-    partition_filters: tuple[tuple[str, str, Any], ...] = ()  # Delta: (column, op, value)
-
-    def __post_init__(self) -> None:
-        if (self.iceberg is None) == (self.delta_path is None):
-            raise PondConfigError("a table source reads an Iceberg table or a Delta path")
-        if self.snapshot_id is not None and self.as_of is not None or self.version is not None and self.as_of is not None:
-            raise PondConfigError("give one of snapshot_id=/version= and as_of=, not both")
-        for f in self.partition_filters:
-            if len(f) != 3 or f[1] not in DELTA_OPS:
-                raise PondConfigError(f"partition filter {f!r} must be (column, op, value) with op one of {', '.join(DELTA_OPS)}")
-
-    @property
-    def label(self) -> str:
-        return self.iceberg.uri if self.iceberg is not None else str(self.delta_path)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["iceberg"] = self.iceberg.to_dict() if self.iceberg is not None else None
-        out["partition_filters"] = [list(f) for f in self.partition_filters]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TableRead:
-        values = dict(data)
-        if values.get("iceberg") is not None:
-            values["iceberg"] = IcebergTable.from_dict(values["iceberg"])
-        values["partition_filters"] = tuple(tuple(f) for f in values.get("partition_filters") or ())
-        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +39,6 @@ class TableFiles:
     snapshot: str
     where: str | None = None
     hive_types: Schema = ()  # Delta: partition columns live in the paths, not the files
-
-
-def as_of_seconds(value: dt.datetime | float | int | None) -> float | None:
-    if value is None or isinstance(value, (int, float)):
-        return value
-    if value.tzinfo is None:
-        raise PondConfigError("as_of= needs a timezone-aware datetime (or UNIX seconds)")
-    return value.timestamp()
 
 
 def resolve_table(read: TableRead, options: StorageOptions | None) -> TableFiles:
@@ -192,19 +144,14 @@ def _delta_storage(path: str, options: StorageOptions | None) -> dict[str, str] 
 
 
 def _delta_where(filters: tuple[tuple[str, str, Any], ...]) -> str | None:
-    from pond_core.plan.sql import quote_ident, quote_str
-
-    def literal(value: Any) -> str:
-        if isinstance(value, (list, tuple)):
-            return "(" + ", ".join(literal(v) for v in value) + ")"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return repr(value)
-        return quote_str(str(value))
-
-    terms = [f"{quote_ident(c)} {op.upper()} {literal(v)}" for c, op, v in filters]
+    terms = [f"{quote_ident(c)} {op.upper()} {_delta_value(v)}" for c, op, v in filters]
     return " AND ".join(terms) or None
+
+
+def _delta_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_delta_value(v) for v in value) + ")"
+    return sql_literal(value if isinstance(value, (bool, int, float)) else str(value))
 
 
 # --- the SQL a partition runs -------------------------------------------------------------------
@@ -223,8 +170,6 @@ def _arrow_schema(arrow_schema: Any) -> Schema:
 
 def table_sql(files: TableFiles, part_files: tuple[str, ...], columns: tuple[str, ...] | None) -> str:
     """One partition's rows: its files under the snapshot's schema (absent columns are NULL)."""
-    from pond_core.plan.sql import quote_ident, quote_str, sql_list
-
     wanted = columns or tuple(n for n, _ in files.schema)
     types = dict(files.schema)
     missing = [c for c in wanted if c not in types]

@@ -55,7 +55,7 @@ def compile_plan(
     options: CompileOptions = CompileOptions(),
 ) -> PhysicalPlan:
     with _recursion_room(len(walk(root))):
-        builder = _Builder()
+        builder = _Builder(pipeline)
         builder.stage_for(optimize(root), output)
     stages = _prune_exchange_columns(naming.unique(builder.stages))
     if options.fuse_co_partitioned:
@@ -75,7 +75,8 @@ def _recursion_room(nodes: int) -> Iterator[None]:
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, pipeline: str | None = None) -> None:
+        self.pipeline = pipeline  # names the sink's stage (naming.sink_name)
         self.stages: list[Stage] = []
         self.relations: dict[str, str] = {}  # stage id -> what its rows are called (naming.py)
 
@@ -88,6 +89,9 @@ class _Builder:
             result = ctx.add_input(SourceInput("", node.source, Split.FILES), _read_name(node))
         else:
             result = ctx.relation(node)
+        for asked in (node, exchanged):
+            if asked is not None:
+                ctx.note_resources(asked)
         inputs, steps = tuple(ctx.inputs), tuple(ctx.steps)
         sid = stage_id(inputs, steps, result, ctx.npartitions, output)
         for existing in self.stages:
@@ -104,6 +108,8 @@ class _Builder:
             npartitions=ctx.npartitions,
             output=output,
             description=node.label(),
+            task_threads=ctx.task_threads,
+            task_memory=ctx.task_memory,
         )
         self.stages.append(stage)
         return stage
@@ -119,6 +125,8 @@ class _StageContext:
         self.steps: list[Step] = []
         self.names: dict[str, str] = {}
         self.relations: dict[str, str] = {}  # input name -> what its rows are called
+        self.task_threads: int | None = None
+        self.task_memory: int | None = None
 
     def add_input(self, spec: StageInput, relation: str) -> str:
         for existing in self.inputs:
@@ -129,10 +137,17 @@ class _StageContext:
         self.relations[name] = relation
         return name
 
-    def add_sql(self, inputs: tuple[str, ...], query: str, udfs: tuple[Any, ...] = ()) -> str:
+    def add_sql(self, inputs: tuple[str, ...], query: str, udfs: tuple[Any, ...] = (), setup: tuple[str, ...] = ()) -> str:
         name = f"s{len(self.steps)}"
-        self.steps.append(SqlStep(name, inputs, query, udfs))
+        self.steps.append(SqlStep(name, inputs, query, udfs, setup))
         return name
+
+    def note_resources(self, node: Node) -> None:
+        """A node computed in this stage asks for threads or memory: the stage takes the most."""
+        if node.task_threads is not None:
+            self.task_threads = max(self.task_threads or 0, node.task_threads)
+        if node.task_memory is not None:
+            self.task_memory = max(self.task_memory or 0, node.task_memory)
 
     def add_python(self, node: PyMap) -> str:
         name = f"s{len(self.steps)}"
@@ -161,8 +176,10 @@ class _StageContext:
             # A single-partition result used by every partition: compute it once, broadcast it.
             return self.upstream(node)
         if isinstance(node, Sql):
-            return self.add_sql(tuple(self.relation(i) for i in node.inputs), node.query, node.udfs)
+            self.note_resources(node)
+            return self.add_sql(tuple(self.relation(i) for i in node.inputs), node.query, node.udfs, node.setup)
         if isinstance(node, PyMap):
+            self.note_resources(node)
             return self.add_python(node)
         raise TypeError(f"cannot compile node {node.kind}")
 
@@ -201,7 +218,7 @@ def _stage_name(ctx: _StageContext, node: Node, output: StageOutput, exchanged: 
     if node.name and not isinstance(node, Read):
         return node.name
     if isinstance(output, SinkOutput):
-        return naming.sink_name(output.sink.path)
+        return naming.sink_name(ctx.builder.pipeline, relation)
     queries = [s.query for s in ctx.steps if isinstance(s, SqlStep)]
     methods = [s.method.value for s in ctx.steps if isinstance(s, PythonStep)]
     sources = all(isinstance(i, SourceInput) for i in ctx.inputs)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pond_core.plan.logical import RepartitionMethod
 from pond_core.plan.physical import (
     BUCKET_COLUMN,
+    PARTITION_VARIABLE,
     BucketedFilesOutput,
     ExchangeOutput,
     FilesOutput,
@@ -37,7 +38,8 @@ from pond_core.plan.physical import (
     UpstreamInput,
     stage_id,
 )
-from pond_core.plan.sql import quote_ident
+from pond_core.plan.sql import input_name, inputs_as_names, names_as_inputs
+from pond_core.sql_quote import quote_ident
 
 
 def fuse_co_partitioned(stages: list[Stage]) -> list[Stage]:
@@ -122,6 +124,8 @@ def _fuse(consumer: Stage, producers: list[Stage]) -> Stage | None:
         bucketed[consumer_input.name] = view
     for s in consumer.steps:
         assert isinstance(s, SqlStep)
+        if s.setup or PARTITION_VARIABLE in s.query:
+            return None  # set-up statements and the partition index belong to one partition's task
         rewritten = per_partition_query(s.query, len(s.inputs))
         if rewritten is None:
             return None
@@ -148,9 +152,9 @@ def per_partition_query(query: str, ninputs: int) -> str | None:
     import sqlglot
     from sqlglot import exp
 
-    names = [f"__pond_in{i}" for i in range(ninputs)]
+    names = [input_name(i) for i in range(ninputs)]
     try:
-        tree = sqlglot.parse_one(query.format(*names), read="duckdb")
+        tree = sqlglot.parse_one(inputs_as_names(query, ninputs), read="duckdb")
     except Exception:
         return None
     if not isinstance(tree, exp.Select) or not _plain(tree):
@@ -193,10 +197,8 @@ def per_partition_query(query: str, ninputs: int) -> str | None:
     tree = tree.select(exp.alias_(partition.copy(), BUCKET_COLUMN, quoted=True), copy=False)
     if group is not None and not group.args.get("all"):
         tree = tree.group_by(partition.copy(), copy=False)
-    text = tree.sql(dialect="duckdb").replace("{", "{{").replace("}", "}}")  # pond binds with str.format
-    for i, name in enumerate(names):
-        text = text.replace(name, f"{{{i}}}")
-    return text if all(name not in text for name in names) else None
+    text = names_as_inputs(tree.sql(dialect="duckdb"))
+    return text if "__pond_in_" not in text else None
 
 
 def _plain(tree: object) -> bool:

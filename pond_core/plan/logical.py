@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pond_core.errors import PondConfigError
-from pond_core.io.table_read import TableRead
 from pond_core.plan.pyfunc import PyFunc
 from pond_core.plan.sql import check_placeholders
+from pond_core.plan.statement import check_partition_query
+from pond_core.specs.table_read import TableRead
 from pond_core.textenum import TextEnum
 
 
@@ -46,6 +47,14 @@ class PyMethod(TextEnum):
     FILTER = "filter"
     FLAT_MAP = "flat_map"
     MAP_BATCHES = "map_batches"
+
+
+def with_resources(node: Node, threads: int | None, memory: int | None) -> Node:
+    """`node` with per-task threads and memory for the stage computing it (None keeps)."""
+    return dataclasses.replace(
+        node, task_threads=threads if threads is not None else node.task_threads,
+        task_memory=memory if memory is not None else node.task_memory,
+    )
 
 
 def content_id(*parts: Any) -> str:
@@ -116,6 +125,10 @@ class Node:
     # What the user called this result (df.alias, name=): it names the stage computing it.
     # A label only: not part of the id, so naming a stage never changes what is computed.
     name: str | None = dataclasses.field(default=None, kw_only=True)
+    # Per-task DuckDB threads and memory for the stage computing this node (smallpond's
+    # cpu_limit / memory_limit); None: the session's. Not part of the id: they change no result.
+    task_threads: int | None = dataclasses.field(default=None, kw_only=True)
+    task_memory: int | None = dataclasses.field(default=None, kw_only=True)
 
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -165,9 +178,16 @@ class Sql(Node):
     kind: ClassVar[str] = "sql"
     query: str = ""
     udfs: tuple[UdfSpec, ...] = ()
+    # Statements each task runs first in its connection (SET, CREATE MACRO ...): smallpond's
+    # list of queries, whose last one is the result. Checked by pond_core.compat.setup_sql.
+    setup: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for statement in self.setup:
+            check_placeholders(statement, len(self.inputs))
+
         check_placeholders(self.query, len(self.inputs))
+        check_partition_query(self.query)  # one query: a task runs it inside CREATE VIEW
         counts = sorted({i.npartitions for i in self.inputs if i.npartitions > 1})
         if len(counts) > 1:
             raise PondConfigError(
@@ -179,7 +199,10 @@ class Sql(Node):
         check_copartitioned(self.inputs, self.query)
 
     def params(self) -> dict[str, Any]:
-        return {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        params: dict[str, Any] = {"query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        if self.setup:  # only when set, so other SQL keeps its id
+            params["setup"] = list(self.setup)
+        return params
 
     @property
     def npartitions(self) -> int:

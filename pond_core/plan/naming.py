@@ -1,9 +1,12 @@
 """Stage names people read: the user's (`df.alias(name)`, `name=`) or derived from what a stage does.
 
-Orchestrators show stage names as task ids, so a name says what the stage computes and is the
-same at every parse: `orders_by_customer_id` (a hash exchange of orders on customer_id),
-`join_customers_orders` (a join of the two), `aggregate_orders`, `write_daily_revenue` (a sink).
-Names are built only from the plan (paths, keys, SQL keywords), never from data or the clock,
+Orchestrators show stage names as task ids (Airflow and Prefect alike, by this one rule), so a
+name says what the stage computes and is the same at every parse: `orders_by_customer_id` (a
+hash exchange of orders on customer_id), `join_aggregate_customers_orders` (a join of the two,
+aggregated in the same stage), `aggregate_orders`, `write_daily_revenue` (the sink of the
+pipeline `daily_revenue`). A sink is named after the pipeline's step, never its output path:
+moving the output must not rename the task and cut it from its history. Names are built only
+from the plan (source paths, keys, SQL keywords, the pipeline), never from data or the clock,
 and made unique within a plan by a numeric suffix in plan order. Ids stay content hashes; a
 name is a label and never changes an id.
 """
@@ -30,6 +33,7 @@ _GLOB = re.compile(r"[*?\[]")
 _RUN_VALUE = re.compile(r"\d{4}-?\d{2}-?\d{2}|^[\d_.:T-]+$|^[0-9a-f]{12,}$")  # ... or a content hash
 _JOIN = re.compile(r"\bjoin\b", re.IGNORECASE)
 _AGGREGATE = re.compile(r"\bgroup\s+by\b|\b(count|sum|avg|min|max|any_value|approx_count_distinct)\s*\(", re.IGNORECASE)
+_PIPELINE_PART = re.compile(r"[:.]")
 _WHERE = re.compile(r"\bwhere\b", re.IGNORECASE)
 _LIMIT = re.compile(r"\blimit\s+\d+", re.IGNORECASE)
 _ORDER = re.compile(r"\border\s+by\b", re.IGNORECASE)
@@ -78,12 +82,13 @@ def exchange_name(relation: str, method: str, keys: Sequence[str], expr: str | N
 
 
 def compute_name(relation: str, queries: Sequence[str], python_methods: Sequence[str], reads_sources: bool = True) -> str:
-    """A stage that computes something per partition: named after its first telling operation."""
+    """A stage that computes something per partition, named after what it does: a Python step's
+    method; a join and an aggregate both (`join_aggregate_...`); else its first telling operation."""
     sql = " ".join(queries)
     if python_methods:
         verb = python_methods[0]
     elif _JOIN.search(sql):
-        verb = "join"
+        verb = "join_aggregate" if _AGGREGATE.search(sql) else "join"
     elif _AGGREGATE.search(sql):
         verb = "aggregate"
     elif _LIMIT.search(sql):
@@ -99,8 +104,11 @@ def compute_name(relation: str, queries: Sequence[str], python_methods: Sequence
     return f"{verb}_{relation}"
 
 
-def sink_name(path: str) -> str:
-    return f"write_{source_name([path])}"
+def sink_name(pipeline: str | None, relation: str) -> str:
+    """A sink's stage: `write_` and the pipeline's function (`pond_core.examples:daily_revenue`
+    -> `write_daily_revenue`), or for a plan built in a session, what it writes (its relation)."""
+    step = slug(_PIPELINE_PART.split(pipeline)[-1]) if pipeline else ""
+    return f"write_{step or relation}"
 
 
 def trim(name: str) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any, Union
 
 from pond_core.errors import PondSerializationError
-from pond_core.io.sink_spec import SinkSpec
 from pond_core.plan.logical import PyMethod, RepartitionMethod, SourceSpec, UdfSpec, content_id
 from pond_core.plan.pyfunc import PyFunc
+from pond_core.specs.sink import SinkSpec
 from pond_core.textenum import TextEnum
 
 PLAN_FORMAT = "pond.physical-plan"
@@ -91,11 +91,15 @@ class SqlStep:
     inputs: tuple[str, ...]
     query: str
     udfs: tuple[UdfSpec, ...] = ()
+    setup: tuple[str, ...] = ()  # statements the task runs first (`{i}` bound as in query)
 
     kind = "sql"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "id": self.id, "inputs": list(self.inputs), "query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        d = {"kind": self.kind, "id": self.id, "inputs": list(self.inputs), "query": self.query, "udfs": [u.to_dict() for u in self.udfs]}
+        if self.setup:  # only when set, so other steps keep their ids
+            d["setup"] = list(self.setup)
+        return d
 
     def identity(self) -> dict[str, Any]:
         """What defines the step's result (a pickled function is identified by its digest)."""
@@ -138,7 +142,9 @@ Step = Union[SqlStep, PythonStep]
 
 def step_from_dict(d: Mapping[str, Any]) -> Step:
     if d["kind"] == "sql":
-        return SqlStep(d["id"], tuple(d["inputs"]), d["query"], tuple(UdfSpec.from_dict(u) for u in d.get("udfs") or ()))
+        return SqlStep(
+            d["id"], tuple(d["inputs"]), d["query"], tuple(UdfSpec.from_dict(u) for u in d.get("udfs") or ()), tuple(d.get("setup") or ()),
+        )
     if d["kind"] == "python":
         return PythonStep(
             d["id"], tuple(d["inputs"]), PyMethod(d["method"]), PyFunc.from_dict(d["func"]), _schema_from_json(d.get("schema")),
@@ -206,6 +212,8 @@ class BucketedFilesOutput:
 
 
 BUCKET_COLUMN = "__pond_b"
+# The DuckDB variable each task sets to its partition index: getvariable('pond_partition').
+PARTITION_VARIABLE = "pond_partition"
 
 StageOutput = Union[FilesOutput, ExchangeOutput, SinkOutput, BucketedFilesOutput]
 FILES = FilesOutput()
@@ -240,6 +248,8 @@ class Stage:
     npartitions: int  # 0: one partition per group of source files, decided when the stage runs
     output: StageOutput
     description: str = ""
+    task_threads: int | None = None  # per-task DuckDB threads for this stage; None: the run's
+    task_memory: int | None = None  # per-task memory (bytes) for this stage; None: the run's
 
     @property
     def depends_on(self) -> list[str]:
@@ -263,6 +273,7 @@ class Stage:
             "npartitions": self.npartitions,
             "output": self.output.to_dict(),
             "description": self.description,
+            **{k: v for k, v in (("task_threads", self.task_threads), ("task_memory", self.task_memory)) if v is not None},
         }
 
     @classmethod
@@ -276,6 +287,8 @@ class Stage:
             npartitions=int(d["npartitions"]),
             output=output_from_dict(d["output"]),
             description=d.get("description", ""),
+            task_threads=d.get("task_threads"),
+            task_memory=d.get("task_memory"),
         )
 
 

@@ -1,10 +1,18 @@
-"""Small SQL helpers: placeholder checks and column references (quoting: pond_core.sql_quote)."""
+"""Small SQL helpers: placeholders and their one binder, column references (quoting:
+pond_core.sql_quote).
+
+A plan node's SQL names input i `{i}` (str.format style, literal braces doubled). Where pond
+parses or rewrites such SQL (the SQL compiler, stage fusion, the one-statement check) the input
+is named `__pond_in_<i>__` instead, a plain identifier every parser accepts; `inputs_as_names`,
+`names_as_inputs` and `bind_input_names` convert between the two and bind names to relations.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
 import string
+from collections.abc import Sequence
 
 from pond_core.errors import PondConfigError
 from pond_core.sql_quote import quote_ident, quote_str, sql_list
@@ -38,6 +46,30 @@ def check_placeholders(query: str, ninputs: int) -> None:
                 f"placeholder {{{index}}} refers to input {index}, but the query has {ninputs} "
                 f"input{'s' if ninputs != 1 else ''} ({{0}}..{{{max(ninputs - 1, 0)}}}): {query}"
             )
+
+
+_INPUT_NAME = re.compile(r'"?__pond_in_(\d+)__"?')
+
+
+def input_name(i: int) -> str:
+    """What parsed or rewritten SQL calls input i (a plan node's `{i}`)."""
+    return f"__pond_in_{i}__"
+
+
+def inputs_as_names(query: str, ninputs: int) -> str:
+    """A node's SQL with `{i}` as input names and literal braces single: text a parser reads."""
+    return query.format(*[input_name(i) for i in range(ninputs)])
+
+
+def names_as_inputs(text: str) -> str:
+    """SQL naming its inputs `__pond_in_<i>__` as a node's SQL: `{i}`, literal braces doubled."""
+    escaped = text.replace("{", "{{").replace("}", "}}")
+    return _INPUT_NAME.sub(lambda m: "{" + m.group(1) + "}", escaped)
+
+
+def bind_input_names(text: str, relations: Sequence[str]) -> str:
+    """SQL naming its inputs `__pond_in_<i>__` with each bound to a relation (already quoted)."""
+    return _INPUT_NAME.sub(lambda m: relations[int(m.group(1))], text)
 
 
 def bind(query: str, names: list[str]) -> str:

@@ -10,7 +10,7 @@
 `session_sql(sp, query, **inputs)` is what `Session.sql` returns. See docs/sql.md.
 """
 
-from pond_core.sqlplan.model import (
+from pond_core.plan.sqlcompile.model import (
     ExchangeKind,
     Fallback,
     Op,

@@ -1,9 +1,9 @@
-"""Everything the SQL planner needs to know about pond's internals, in one place.
+"""What the SQL front end needs from DataFrames, the Session and the executor, in one place.
 
-The planner builds plans only through the public DataFrame/Session API. A few questions that API
-does not answer yet are answered here, by looking at a DataFrame's logical nodes and at the
-session's configuration: how is this frame already partitioned, what is its schema, which files
-does it read, how many cores does the cluster have, what physical stages will it compile to.
+The compiler (pond_core.plan.sqlcompile) works on logical plan nodes only. Turning a user's
+DataFrame into the compiler's input (its logical plan, layout, schema and files), the compiled
+plan back into a DataFrame, and the questions only the session or the executor answer (how many
+cores, how pond splits a read's files, the SQL a task reads an input with) are answered here.
 When the core changes, this is the only module to fix.
 """
 
@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
-    from pond_core.plan.logical import SourceSpec
+    from pond_core.plan.logical import Node, SourceSpec
+    from pond_core.plan.sqlcompile.tables import InputLayout
     from pond_core.session import Session
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameLayout:
-    """How a DataFrame given as an input is laid out."""
-
-    npartitions: int
-    hash_keys: tuple[str, ...] | None  # set when its last step is repartition(hash_by=...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +30,19 @@ class ReadInfo:
     hive_sql_options: str  # what pond's tasks pass to read_parquet for hive layouts
 
 
-def frame_layout(df: DataFrame) -> FrameLayout:
+def plan_of(df: DataFrame) -> Node:
+    """A DataFrame's logical plan (what the compiler reads and extends)."""
+    return df._node
+
+
+def frame_layout(df: DataFrame) -> InputLayout:
     from pond_core.plan.logical import Repartition
+    from pond_core.plan.sqlcompile.tables import InputLayout
 
     node = df._node
     if isinstance(node, Repartition) and node.method == "hash" and node.n > 1:
-        return FrameLayout(node.n, tuple(node.keys))
-    return FrameLayout(node.npartitions, None)
+        return InputLayout(node.n, tuple(node.keys))
+    return InputLayout(node.npartitions, None)
 
 
 def read_info(df: DataFrame) -> ReadInfo | None:
@@ -75,14 +75,6 @@ def _source(df: DataFrame) -> SourceSpec:
     return node.source
 
 
-def reread(df: DataFrame, files: list[str]) -> DataFrame:
-    """The same read over an explicit file list (in the order given), options kept."""
-    src = _source(df)
-    return session_of(df).read_parquet(
-        files, recursive=False, columns=src.columns, union_by_name=src.union_by_name, hive_partitioning=src.hive_partitioning
-    )
-
-
 def file_groups(files: list[str], n: int) -> list[list[str]]:
     """The files each partition of `read.repartition(n)` reads: pond's own split, so key ranges
     derived from it are exactly what the tasks read."""
@@ -113,7 +105,8 @@ def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | No
     `describe(sql)` returns the columns of SQL over empty relations the planner created; views
     for each node are created through it."""
     from pond_core.plan.logical import Limit, PyMap, Read, Repartition, Sql, walk
-    from pond_core.plan.sql import bind, quote_ident
+    from pond_core.plan.sql import bind
+    from pond_core.sql_quote import quote_ident
 
     names: dict[str, str] = {}
     for node in walk(df._node):
@@ -162,21 +155,9 @@ def cluster_cores(session: Session) -> int:
     return os.cpu_count() or 1
 
 
-def physical_plan_text(df: DataFrame) -> str:
-    """The pond stages a frame compiles to (what DataFrame.explain prints), without printing."""
-    from pond_core.plan.compile import compile_plan
-
-    return compile_plan(df._node).render()
-
-
-def physical_stage_count(df: DataFrame) -> int:
-    from pond_core.plan.compile import compile_plan
-
-    return len(compile_plan(df._node).stages)
-
-
-def sql_frame(df: DataFrame, plan_text: Any) -> DataFrame:
-    """The query's DataFrame, whose explain() shows the distributed plan before pond's plans."""
+def sql_frame(session: Session, plan: Node, plan_text: Callable[[], str]) -> DataFrame:
+    """The compiled statement as a DataFrame, whose explain() shows the distributed plan before
+    pond's plans."""
     from pond_core.dataframe import DataFrame
 
-    return DataFrame(df.session, df._node, planned_by=plan_text)
+    return DataFrame(session, plan, planned_by=plan_text)

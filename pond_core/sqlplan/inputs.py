@@ -1,7 +1,8 @@
 """The tables a query names: DataFrames, paths, globs, s3:// URLs or dataset directories.
 
-Each input becomes an `InputTable`: a pond DataFrame of the whole input, its schema, and the
-sizes the planner needs to choose broadcasts and partition counts. Sizes come from Parquet
+Each input becomes the compiler's `InputTable` (plan/sqlcompile/tables.py): the logical plan of
+the whole input, its schema, and the sizes the compiler needs to choose broadcasts and partition
+counts. Sizes come from Parquet
 metadata (row counts and uncompressed column-chunk bytes), never from reading data.
 
 Catalog dataset names are an integration point: `resolve_inputs` takes a `lookup` that maps a
@@ -18,58 +19,30 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pond_core.errors import PondConfigError
+from pond_core.plan.logical import Repartition, RepartitionMethod
+from pond_core.plan.sqlcompile.tables import DEFAULT_ROW_WIDTH, InputLayout, InputTable
 from pond_core.sql_quote import quote_str, sql_list
 from pond_core.sqlplan import adapter
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
+    from pond_core.plan.sqlcompile.shadow import Shadow
     from pond_core.session import Session
-    from pond_core.sqlplan.shadow import Shadow
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DEFAULT_ROW_WIDTH = 64.0  # bytes per row when nothing better is known
 
 InputValue = Any  # DataFrame | str | os.PathLike | Sequence[str]
 Lookup = Callable[[str], Sequence[str] | None]
 
 
 @dataclasses.dataclass(frozen=True)
-class InputTable:
-    name: str
-    frame: DataFrame  # the whole input
-    schema: tuple[tuple[str, str], ...]
-    rows: float  # estimated when the input is computed
-    column_bytes: Mapping[str, float]  # uncompressed bytes per column, whole input
-    layout: adapter.FrameLayout
-    nfiles: int  # files of a plain read (0 for computed frames)
-    is_read: bool
-    ndv: Mapping[str, float] = dataclasses.field(default_factory=dict)  # upper bounds, by column
-    # column -> the files in key order with each file's smallest key (an SQL literal), for
-    # columns whose files hold disjoint ranges and no NULLs (see layout.py)
-    clusters: Mapping[str, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
+class InputHashing:
+    """The user's own partitioning (named_sql's `hash_by`): every input holding all `keys` is
+    hash-partitioned on them into `npartitions` before the query; a join or aggregate on those
+    keys then needs no exchange. Inputs without the keys are planned as usual."""
 
-    def distinct(self, column: str) -> float:
-        """At most this many distinct values (integer and date ranges from Parquet statistics)."""
-        return min(self.rows, self.ndv.get(column.lower(), self.rows))
-
-    def width(self, column: str) -> float:
-        """Bytes per row in memory: Parquet's encoded size undercounts dictionary- and
-        bit-packed columns, so fixed-width types count at least their width."""
-        from pond_core.sqlplan.rel import type_width
-
-        typ = next((t for c, t in self.schema if c.lower() == column.lower()), "VARCHAR")
-        floor = 8.0 if typ.upper().startswith("VARCHAR") else type_width(typ)
-        got = self.column_bytes.get(column.lower())
-        if self.rows <= 0 or got is None:
-            return max(floor, DEFAULT_ROW_WIDTH / max(1, len(self.schema)))
-        return max(floor, got / self.rows)
-
-    def bytes_of(self, columns: Sequence[str]) -> float:
-        return self.rows * sum(self.width(c) for c in columns)
-
-    @property
-    def total_bytes(self) -> float:
-        return self.bytes_of([c for c, _ in self.schema])
+    keys: tuple[str, ...]
+    npartitions: int
 
 
 def resolve_inputs(
@@ -78,6 +51,7 @@ def resolve_inputs(
     shadow: Shadow,
     lookup: Lookup | None = None,
     only: set[str] | None = None,
+    hashing: InputHashing | None = None,
 ) -> dict[str, InputTable]:
     """The inputs as tables (only those in `only`, when the query's table names are known)."""
     from pond_core.dataframe import DataFrame
@@ -103,9 +77,21 @@ def resolve_inputs(
         key = name.lower()  # SQL names are case-insensitive, as in DuckDB
         if key in out:
             raise PondConfigError(f"sql inputs {name!r} and {out[key].name!r} differ only in case")
-        out[key] = _describe(key, frame, shadow)
+        out[key] = _hashed(_describe(key, frame, shadow), hashing)
         shadow.create_table(key, out[key].schema)
     return out
+
+
+def _hashed(table: InputTable, hashing: InputHashing | None) -> InputTable:
+    if hashing is None:
+        return table
+    columns = {c.lower(): c for c, _ in table.schema}
+    if not all(k.lower() in columns for k in hashing.keys):
+        return table
+    keys = tuple(columns[k.lower()] for k in hashing.keys)
+    plan = Repartition(inputs=(table.plan,), n=hashing.npartitions, method=RepartitionMethod.HASH, keys=keys)
+    layout = InputLayout(hashing.npartitions, keys)
+    return dataclasses.replace(table, plan=plan, layout=layout, is_read=False, clusters={})
 
 
 def _catalog_paths(paths: list[str], lookup: Lookup | None) -> list[str]:
@@ -124,7 +110,7 @@ def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
     if info is not None:
         schema = tuple(shadow.describe(adapter.read_sql(frame, info) + " LIMIT 0"))
         rows, col_bytes, ndv, clusters = _parquet_sizes(frame, list(info.files), shadow)
-        return InputTable(name, frame, schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
+        return InputTable(name, adapter.plan_of(frame), schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
 
     def describe(sql: str, view: str) -> list[tuple[str, str]] | None:
         try:
@@ -147,7 +133,7 @@ def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
     rows = rows or 1_000_000.0
     for c, _ in cols:
         sizes[c.lower()] = rows * DEFAULT_ROW_WIDTH / max(1, len(cols))
-    return InputTable(name, frame, tuple(cols), rows, sizes, layout, 0, False)
+    return InputTable(name, adapter.plan_of(frame), tuple(cols), rows, sizes, layout, 0, False)
 
 
 def _resolve(frame: DataFrame, paths: Sequence[str]) -> list[str]:

@@ -1,77 +1,71 @@
 """`plan_sql`: one SQL statement over whole inputs as pond stages, with DuckDB's result.
 
-The statement is parsed and qualified by sqlglot (every column bound to its FROM item, `*`
-expanded), checked by DuckDB over empty copies of the inputs (a user's SQL error surfaces here,
-with DuckDB's message), then planned block by block. Every CTE, derived table and uncorrelated
-subquery is a boundary: what cannot be distributed inside it runs in one partition - DuckDB
-running that part's own SQL - and the rest of the query stays distributed. If planning fails
-outright, the whole statement runs in one partition, which is always exact.
-
-The last step casts the result to the types DuckDB gives the statement and names its columns
-as DuckDB does.
+The front end of the SQL compiler (pond_core.plan.sqlcompile) for Session.sql, named_sql (the
+orchestrators' SQL tasks) and `pond sql`: it checks that the text is exactly one query (DuckDB's
+parser and sqlglot agree, before anything is read or bound), turns the inputs (DataFrames,
+paths, globs, s3:// URLs) into the compiler's `InputTable`s, seals the planning DuckDB (no file,
+network or extension access: see shadow.py), compiles, and hands the compiled logical plan back
+as a DataFrame.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.optimizer.qualify import qualify
 
-from pond_core.errors import PondSqlError
-from pond_core.plan.sql import bind_named_inputs, quote_ident
+from pond_core.plan.sqlcompile import exprs as X
+from pond_core.plan.sqlcompile.compiler import CompiledQuery, compile_statement
+from pond_core.plan.sqlcompile.model import Fallback, PlanNode, PlanOptions
+from pond_core.plan.sqlcompile.shadow import Shadow
+from pond_core.plan.statement import check_one_query
 from pond_core.sqlplan import adapter
-from pond_core.sqlplan import exprs as X
-from pond_core.sqlplan.block import plan_select
-from pond_core.sqlplan.explain import render
-from pond_core.sqlplan.inputs import Lookup, resolve_inputs
-from pond_core.sqlplan.model import Fallback, Op, Partitioning, PlanNode, PlanOptions
-from pond_core.sqlplan.rel import (
-    Context,
-    NotDistributable,
-    Rel,
-    choose_npartitions,
-    derive,
-    gather,
-    project,
-    sentinel,
-)
-from pond_core.sqlplan.scans import base_rel
-from pond_core.sqlplan.scope import Env, Planned
-from pond_core.sqlplan.setops import plan_setop
-from pond_core.sqlplan.shadow import STORED_AS, Shadow, ShadowError
+from pond_core.sqlplan.inputs import InputHashing, Lookup, resolve_inputs
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
     from pond_core.session import Session
-
-log = logging.getLogger("pond.sql")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistributedQuery:
     """A planned statement: its lazy DataFrame and the typed description of how it runs."""
 
-    query: str
+    compiled: CompiledQuery
     frame: DataFrame
-    root: PlanNode
-    npartitions: int
-    fallbacks: tuple[Fallback, ...]
-    output: tuple[tuple[str, str], ...]  # (name, DuckDB type) of the result
+
+    @property
+    def query(self) -> str:
+        return self.compiled.query
+
+    @property
+    def root(self) -> PlanNode:
+        return self.compiled.root
+
+    @property
+    def npartitions(self) -> int:
+        return self.compiled.npartitions
+
+    @property
+    def fallbacks(self) -> tuple[Fallback, ...]:
+        return self.compiled.fallbacks
+
+    @property
+    def output(self) -> tuple[tuple[str, str], ...]:
+        """(name, DuckDB type) of the result."""
+        return self.compiled.output
 
     @property
     def distributed(self) -> bool:
         """False when the whole statement runs in one partition."""
-        return not any(f.where == "whole query" for f in self.fallbacks)
+        return self.compiled.distributed
 
     def explain(self) -> str:
         """The distributed plan (no pond stages; DataFrame.explain adds those)."""
-        header = "result: " + ", ".join(f"{n} {t}" for n, t in self.output)
-        return render(self.root, self.npartitions, self.fallbacks, header)
+        return self.compiled.explain()
 
 
 def plan_sql(
@@ -83,31 +77,30 @@ def plan_sql(
     broadcast_threshold: int | None = None,
     options: PlanOptions | None = None,
     lookup: Lookup | None = None,
+    strict: bool | None = None,
+    hashing: InputHashing | None = None,
 ) -> DistributedQuery:
-    """Plan `query` over `inputs` (name -> DataFrame, path, glob, s3:// URL or a list of them)."""
+    """Plan `query` over `inputs` (name -> DataFrame, path, glob, s3:// URL or a list of them).
+
+    `strict=True`: raise PondSqlError instead of running any part of the statement in one
+    partition. `hashing`: the caller's own hash partitioning of the inputs that hold its keys."""
     opts = options or PlanOptions()
     if npartitions is not None:
         opts = dataclasses.replace(opts, npartitions=npartitions)
     if broadcast_threshold is not None:
         opts = dataclasses.replace(opts, broadcast_threshold=broadcast_threshold)
+    if strict is not None:
+        opts = dataclasses.replace(opts, strict=strict)
+    body = check_one_query(query, "sql")  # nothing is read, bound or run before this
     shadow = Shadow()
     try:
-        body = query.strip().rstrip(";").strip()
-        tables = resolve_inputs(session, inputs, shadow, lookup, _table_names(body))
-        try:
-            output = tuple(shadow.describe(body))
-        except ShadowError as exc:
-            raise PondSqlError(f"sql: {str(exc).split(chr(10) + 'SQL:')[0]}\nSQL: {body}") from None
-        hashed = [t.layout.npartitions for t in tables.values() if t.layout.hash_keys]
-        n = choose_npartitions(opts, sum(t.total_bytes for t in tables.values()), adapter.cluster_cores(session), hashed)
-        ctx = Context(session, opts, n, shadow, tables)
-        rel, root = _plan(ctx, body, output)
-        holder: list[DistributedQuery] = []  # the frame's explain() needs the query it belongs to
-        frame = adapter.sql_frame(rel.df, lambda: holder[0].explain())
-        holder.append(DistributedQuery(body, frame, root, n, tuple(ctx.fallbacks), output))
-        return holder[0]
+        tables = resolve_inputs(session, inputs, shadow, lookup, _table_names(body), hashing)
+        shadow.seal()
+        compiled = compile_statement(body, tables, shadow, opts, adapter.cluster_cores(session), adapter.file_groups)
     finally:
         shadow.close()
+    frame = adapter.sql_frame(session, compiled.plan, compiled.explain)
+    return DistributedQuery(compiled, frame)
 
 
 def session_sql(session: Session, query: str, /, **inputs: Any) -> DataFrame:
@@ -121,146 +114,3 @@ def _table_names(body: str) -> set[str] | None:
         return {t.name.lower() for tree in sqlglot.parse(body, read=X.DIALECT) if tree is not None for t in tree.find_all(exp.Table)}
     except Exception:
         return None
-
-
-def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...]) -> tuple[Rel, PlanNode]:
-    if ctx.options.distribute:
-        try:
-            tree = _parse(ctx, body)
-            env = Env({}, lambda e, env, label: _boundary(ctx, e, env, label))
-            planned = _plan_node(ctx, tree, env, "query")
-            rel = _finish(ctx, planned.rel, output)
-            return rel, rel.node
-        except PondSqlError:
-            raise
-        except Exception as exc:  # anything the planner cannot place: the whole query, exactly
-            reason = str(exc).split("\n")[0] if isinstance(exc, (NotDistributable, ShadowError)) else f"planner error: {type(exc).__name__}: {exc}"
-            if not isinstance(exc, (NotDistributable, ShadowError)):
-                log.warning("pond sql planner fell back to one partition: %s", reason, exc_info=True)
-            ctx.fallbacks.clear()
-            ctx.fallbacks.append(Fallback("whole query", reason))
-    else:
-        ctx.fallbacks.append(Fallback("whole query", "distribute=False"))
-    names = list(ctx.tables)
-    rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
-    rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
-    text = bind_named_inputs(body, names)  # `{i}` already: no sentinels
-    df = ctx.session.partial_sql(text, *[r.df for r in rels])
-    node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
-                    ctx.fallbacks[-1].reason)
-    rel = Rel(df, tuple(c for c, _ in output), tuple(t for _, t in output), Partitioning.single(), 0.0, tuple(8.0 for _ in output), "", node)
-    return rel, node
-
-
-def _parse(ctx: Context, body: str) -> exp.Expression:
-    try:
-        trees = sqlglot.parse(body, read=X.DIALECT)
-    except Exception as exc:
-        raise NotDistributable(f"sqlglot cannot parse the statement ({exc})") from exc
-    if len(trees) != 1 or trees[0] is None:
-        raise NotDistributable("more than one statement")
-    tree = trees[0]
-    if not isinstance(tree, (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)):
-        raise NotDistributable(f"a {type(tree).__name__} statement")
-    for e in tree.find_all(exp.Exists):  # EXISTS (SELECT * ...) reads no column
-        if isinstance(e.this, exp.Select):
-            e.this.set("expressions", [exp.Literal.number(1)])
-    schema = {name: {c: t for c, t in t_.schema} for name, t_ in ctx.tables.items()}
-    try:
-        return qualify(tree, schema=schema, dialect=X.DIALECT, validate_qualify_columns=True)
-    except Exception as exc:
-        raise NotDistributable(f"sqlglot cannot resolve the statement's columns ({exc})") from exc
-
-
-def _plan_node(ctx: Context, e: exp.Expression, env: Env, label: str) -> Planned:
-    with_ = e.args.get("with_")
-    if with_ is not None:
-        if with_.args.get("recursive"):
-            raise NotDistributable("WITH RECURSIVE")
-        for cte in with_.expressions:
-            planned = _boundary(ctx, cte.this, env, f"CTE {cte.alias}")
-            env = env.with_cte(cte.alias, planned)
-    if isinstance(e, exp.Subquery):
-        return _plan_node(ctx, e.this, env, label)
-    if isinstance(e, exp.Select):
-        return plan_select(ctx, e, env, label)
-    if isinstance(e, (exp.Union, exp.Intersect, exp.Except)):
-        return plan_setop(ctx, e, env, label, lambda b, env_, lab: _boundary(ctx, b, env_, lab))
-    raise NotDistributable(f"a {type(e).__name__}")
-
-
-def _boundary(ctx: Context, e: exp.Expression, env: Env, label: str) -> Planned:
-    """Plan a nested query; what cannot be distributed runs in one partition, exactly."""
-    if _correlated(e):
-        raise NotDistributable(f"{label} reads columns of an enclosing query")
-    try:
-        return _plan_node(ctx, e, env, label)
-    except (NotDistributable, ShadowError) as exc:
-        reason = str(exc).split("\n")[0]
-        ctx.fallbacks.append(Fallback(label, reason))
-        return _single(ctx, e, env, label, reason)
-
-
-def _correlated(e: exp.Expression) -> bool:
-    inside = {id(n) for n in e.walk()}
-    for c in e.find_all(exp.Column):
-        b = X.binding_select(c)
-        if b is not None and id(b) not in inside:
-            return True
-    return False
-
-
-def _single(ctx: Context, e: exp.Expression, env: Env, label: str, reason: str) -> Planned:
-    """The nested query's own SQL in one partition, its tables bound to gathered inputs."""
-    local = {c.alias for c in e.find_all(exp.CTE)}
-    copy = e.copy()
-    rels: list[Rel] = []
-    names: dict[str, str] = {}
-    for orig, new in zip(list(e.walk()), list(copy.walk())):
-        if not isinstance(orig, exp.Table) or not isinstance(orig.parent, (exp.From, exp.Join)):
-            continue
-        name = orig.name
-        if name in local:
-            continue
-        if name not in names:
-            if name in env.ctes:
-                rel = gather(ctx, env.ctes[name].rel, f"{label} runs in one partition")
-            elif name in ctx.tables:
-                t = ctx.tables[name]
-                rel = gather(ctx, base_rel(dataclasses.replace(ctx, n=1), t, [c for c, _ in t.schema]), f"{label} runs in one partition")
-            else:
-                raise NotDistributable(f"{name} is not an input")
-            names[name] = sentinel(len(rels))
-            rels.append(rel)
-        new.replace(exp.Table(this=exp.Identifier(this=names[name], quoted=False), alias=exp.TableAlias(this=exp.Identifier(this=orig.alias_or_name, quoted=True))))
-    if isinstance(copy, exp.Select) and copy.args.get("with_") is None and not rels:
-        raise NotDistributable(f"{label} reads no input")
-    rel = derive(ctx, X.sql(copy), rels, part=Partitioning.single(), rows=max([r.rows for r in rels] or [1.0]), op=Op.SINGLE_PARTITION,
-                 detail=f"{label} as written, by DuckDB", reason=reason)
-    return Planned(rel, rel.columns)
-
-
-def _finish(ctx: Context, rel: Rel, output: tuple[tuple[str, str], ...]) -> Rel:
-    """Cast to DuckDB's result types and name the columns as DuckDB does."""
-    if len(rel.columns) != len(output):
-        raise AssertionError(f"planned {len(rel.columns)} columns, DuckDB gives {len(output)}")
-    exprs = []
-    changed = False
-    for c, have, (name, want) in zip(rel.columns, rel.types, output):
-        stored = STORED_AS.get(want.upper(), want)
-        if have in (want, stored):
-            exprs.append((quote_ident(c), name))
-        else:
-            exprs.append((f"CAST({quote_ident(c)} AS {want})", name))
-            changed = True
-        changed = changed or c != name
-    if len({n.lower() for n, _ in output}) != len(output):
-        # Parquet cannot hold two columns of one name: as DuckDB's COPY does, later ones get _1, _2.
-        from pond_core.sqlplan.block import unique_names
-
-        unique = unique_names([n for n, _ in output])
-        exprs = [(e, u) for (e, _), u in zip(exprs, unique)]
-        changed = True
-    if not changed:
-        return rel
-    return project(ctx, rel, exprs, "result columns as DuckDB names and types them")

@@ -14,7 +14,7 @@ TPCH_CACHE = pathlib.Path(tempfile.gettempdir()) / "pond-sql-tpch"
 
 
 def tpch_dir(sf: float, parts: int = 8) -> pathlib.Path:
-    from pond_core.sqlplan.tpch import ensure_data
+    from tests.tpch_queries import ensure_data
 
     with _LOCK:
         return ensure_data(sf, TPCH_CACHE, parts)
@@ -30,7 +30,7 @@ class Reference:
     def result(self, sf: float, query: str) -> tuple[list[str], list[tuple]]:
         import duckdb
 
-        from pond_core.sqlplan.tpch import table_paths
+        from tests.tpch_queries import table_paths
 
         key = (sf, query)
         with self._lock:

@@ -37,7 +37,7 @@ def test_deferred_pipeline_runs_every_stage_in_a_worker(shop, rig):
 
     run_root = rig["pond_root"] / "jobs" / pond_run_id({"dag_run": run}, "daily_revenue")
     statuses = [json.loads(open(p).read()) for p in glob.glob(str(run_root / "airflow" / "*.status"))]
-    assert sorted(s["result"]["stage"] for s in statuses) == ["customers_by_customer_id", "join_customers_orders", "orders_by_customer_id", "write_deferred_revenue"]
+    assert sorted(s["result"]["stage"] for s in statuses) == ["customers_by_customer_id", "join_aggregate_customers_orders", "orders_by_customer_id", "write_daily_revenue"]
     assert {s["status"] for s in statuses} == {"success"}
 
 

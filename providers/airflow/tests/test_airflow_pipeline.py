@@ -7,7 +7,7 @@ import os
 import pytest
 from airflow_rig import asset_events, expected_daily_revenue, lineage_events, read_dataset, run_dag, task_states, xcom
 
-STAGES = ["orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue"]
+STAGES = ["orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders", "write_daily_revenue"]
 COLUMNS = "segment, country, revenue, orders"
 
 
@@ -49,7 +49,7 @@ def test_each_stage_task_shows_its_sql_inputs_output_and_partitions(first_run):
     from sqlalchemy import select
 
     dag = get_dag("pond_daily_revenue")
-    join = dag.get_task("daily_revenue.join_customers_orders")
+    join = dag.get_task("daily_revenue.join_aggregate_customers_orders")
     assert "FROM orders_by_customer_id o JOIN customers_by_customer_id c" in join.doc_md
     assert "- stage orders_by_customer_id (bucket)" in join.doc_md and "**Partitions** 4" in join.doc_md
     write = dag.get_task("daily_revenue.write_daily_revenue")
@@ -76,7 +76,7 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
     assert [f["name"] for f in out["facets"]["schema"]["fields"]] == ["dt", "segment", "country", "revenue", "orders"]
     assert "sum(revenue)" in complete["job"]["facets"]["sql"]["query"]
     (inp,) = complete["inputs"]
-    assert inp["namespace"] == "pond://pond_daily_revenue.daily_revenue" and inp["name"] == "join_customers_orders"
+    assert inp["namespace"] == "pond://pond_daily_revenue.daily_revenue" and inp["name"] == "join_aggregate_customers_orders"
     assert inp["facets"]["schema"]["fields"]  # the upstream stage's schema, from the catalog
     first = [e for e in lineage_events("pond_daily_revenue.daily_revenue.orders_by_customer_id") if e["eventType"] == "START"][-1]
     assert first["inputs"][0]["name"].endswith("/shop/orders/dt=2026-11-20")
@@ -159,7 +159,7 @@ def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, ri
     with PondHook().catalog() as catalog:
         chain = walk(catalog, output, Direction.UPSTREAM, 5)
     (join,) = chain.children
-    assert (join.uri, join.stage) == ("pond://pond_daily_revenue.daily_revenue/join_customers_orders", "write_daily_revenue")
+    assert (join.uri, join.stage) == ("pond://pond_daily_revenue.daily_revenue/join_aggregate_customers_orders", "write_daily_revenue")
     assert sorted(c.uri for c in join.children) == [
         "pond://pond_daily_revenue.daily_revenue/customers_by_customer_id", "pond://pond_daily_revenue.daily_revenue/orders_by_customer_id"]
     sources = {s.uri for c in join.children for s in c.children}
@@ -167,23 +167,23 @@ def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, ri
 
 
 def test_a_middle_stage_run_alone_says_what_it_recomputes_and_drops_it(first_run, rig, capfd):
-    """As when `join_customers_orders` is cleared alone after its run finished: its upstream
+    """As when `join_aggregate_customers_orders` is cleared alone after its run finished: its upstream
     outputs are gone, it says which it recomputes and why, and removes them afterwards."""
     import datetime as dt
 
     from airflow_rig import get_dag
 
     alone = get_dag("pond_daily_revenue").partial_subset(
-        task_ids=["daily_revenue.join_customers_orders"], include_upstream=False, include_downstream=False
+        task_ids=["daily_revenue.join_aggregate_customers_orders"], include_upstream=False, include_downstream=False
     )
     capfd.readouterr()
     run = alone.test(logical_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc))
     log = capfd.readouterr().out
     assert run.state == "success"
     line = next(line for line in log.splitlines() if "recomputing upstream" in line)
-    assert "pond stage join_customers_orders: recomputing upstream stages orders_by_customer_id, customers_by_customer_id first" in line
+    assert "pond stage join_aggregate_customers_orders: recomputing upstream stages orders_by_customer_id, customers_by_customer_id first" in line
     assert "(dropped when the run's final stage finished, or cleaned)" in line
-    assert "pond stage join_customers_orders: dropped the intermediates it recomputed" in log
-    result = xcom(run, "daily_revenue.join_customers_orders")
+    assert "pond stage join_aggregate_customers_orders: dropped the intermediates it recomputed" in log
+    result = xcom(run, "daily_revenue.join_aggregate_customers_orders")
     assert result["rows"] == 48
     assert not os.path.exists(rig["pond_root"] / "jobs" / result["run_id"] / "staging")

@@ -86,7 +86,7 @@ def test_concurrent_writers_leave_one_whole_entry(cache):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert len(entries(cache)) == 1 and not [p for p in cache.rglob(".tmp-*")]
-    assert plan_cache.compile_cached(PIPELINE, PARAMS).stage("join_customers_orders")
+    assert plan_cache.compile_cached(PIPELINE, PARAMS).stage("join_aggregate_customers_orders")
 
 
 def test_a_broken_entry_is_a_miss_and_is_rewritten(cache, caplog):
@@ -103,7 +103,7 @@ import sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 assert not bag.import_errors, bag.import_errors
-task = bag.dags["pond_daily_revenue"].get_task("daily_revenue.join_customers_orders")
+task = bag.dags["pond_daily_revenue"].get_task("daily_revenue.join_aggregate_customers_orders")
 print(sorted(m for m in sys.modules if m.startswith(("pond_core.plan", "pond_core.io", "duckdb", "sqlglot"))), task.upstream_stages)
 """
 

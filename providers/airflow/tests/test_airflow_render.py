@@ -34,8 +34,8 @@ def test_pipeline_group_mirrors_the_plan():
         "shop_data": [],
         "daily_revenue.orders_by_customer_id": ["shop_data"],
         "daily_revenue.customers_by_customer_id": ["shop_data"],
-        "daily_revenue.join_customers_orders": ["daily_revenue.customers_by_customer_id", "daily_revenue.orders_by_customer_id"],
-        "daily_revenue.write_daily_revenue": ["daily_revenue.join_customers_orders"],
+        "daily_revenue.join_aggregate_customers_orders": ["daily_revenue.customers_by_customer_id", "daily_revenue.orders_by_customer_id"],
+        "daily_revenue.write_daily_revenue": ["daily_revenue.join_aggregate_customers_orders"],
     }
     write = dag.get_task("daily_revenue.write_daily_revenue")
     assert write.final and write.pipeline_params["ds"] == "{{ ds }}"
@@ -50,7 +50,7 @@ def test_only_sources_and_published_outputs_are_assets():
     shop = "file://" + os.path.join(os.environ["POND_EXAMPLES_ROOT"], "shop")
     write = daily.get_task("daily_revenue.write_daily_revenue")
     assert write.inlets == [Asset(f"{shop}/orders"), Asset(f"{shop}/customers.parquet")]
-    for stage in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders"):
+    for stage in ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders"):
         task = daily.get_task(f"daily_revenue.{stage}")
         assert (task.inlets, task.outlets) == ([], []), stage
     uris = sorted({a.uri for dag in bag.dags.values() for t in dag.tasks for a in [*t.inlets, *t.outlets] if isinstance(a, Asset)})
@@ -135,21 +135,21 @@ def test_precompiled_plan_renders_the_same_group(tmp_path):
     path.write_text(compile_pipeline(PIPELINE, params).to_json())
     with DAG("s", schedule=None, start_date=START) as dag:
         pond_pipeline_group(plan=str(path), params={**params, "ds": "{{ ds }}"})
-    assert sorted(t.task_id for t in dag.tasks) == [f"daily_revenue.{s}" for s in ("customers_by_customer_id", "join_customers_orders", "orders_by_customer_id", "write_o")]
-    assert dag.get_task("daily_revenue.join_customers_orders").pipeline == PIPELINE
+    assert sorted(t.task_id for t in dag.tasks) == [f"daily_revenue.{s}" for s in ("customers_by_customer_id", "join_aggregate_customers_orders", "orders_by_customer_id", "write_daily_revenue")]
+    assert dag.get_task("daily_revenue.join_aggregate_customers_orders").pipeline == PIPELINE
 
 
 def test_run_time_plan_must_match_the_rendered_shape():
     params = {"ds": "2026-11-01", "source_root": "/s", "output_root": "/o"}
-    good = PondStageOperator(task_id="ok", pipeline=PIPELINE, stage="join_customers_orders", pipeline_params=params, upstream_stages=["customers_by_customer_id", "orders_by_customer_id"])
-    assert good.plan().stage("join_customers_orders").name == "join_customers_orders"
-    moved = PondStageOperator(task_id="moved", pipeline=PIPELINE, stage="join_customers_orders", pipeline_params=params, upstream_stages=["orders_by_customer_id"])
+    good = PondStageOperator(task_id="ok", pipeline=PIPELINE, stage="join_aggregate_customers_orders", pipeline_params=params, upstream_stages=["customers_by_customer_id", "orders_by_customer_id"])
+    assert good.plan().stage("join_aggregate_customers_orders").name == "join_aggregate_customers_orders"
+    moved = PondStageOperator(task_id="moved", pipeline=PIPELINE, stage="join_aggregate_customers_orders", pipeline_params=params, upstream_stages=["orders_by_customer_id"])
     with pytest.raises(AirflowFailException, match="structure depends on run-time parameters"):
         moved.plan()
     gone = PondStageOperator(task_id="gone", pipeline=PIPELINE, stage="05_sql", pipeline_params=params)
     with pytest.raises(AirflowFailException, match="no longer has stage 05_sql"):
         gone.plan()
-    bad = PondStageOperator(task_id="bad", pipeline=PIPELINE, stage="join_customers_orders", pipeline_params={**params, "ds": "yesterday"})
+    bad = PondStageOperator(task_id="bad", pipeline=PIPELINE, stage="join_aggregate_customers_orders", pipeline_params={**params, "ds": "yesterday"})
     with pytest.raises(AirflowFailException, match="PondConfigError"):
         bad.plan()
 
@@ -157,8 +157,8 @@ def test_run_time_plan_must_match_the_rendered_shape():
 def test_stage_kwargs_apply_to_their_stage_only():
     params = {"ds": "2026-11-01", "source_root": "/s", "output_root": "/o"}
     with DAG("t", schedule=None, start_date=START) as dag:
-        pond_pipeline_group(PIPELINE, params, retries=1, stage_kwargs={"write_o": {"retries": 5}})
+        pond_pipeline_group(PIPELINE, params, retries=1, stage_kwargs={"write_daily_revenue": {"retries": 5}})
         with pytest.raises(ValueError, match="names no stage of .*: 05_sql"):
             pond_pipeline_group(PIPELINE, params, group_id="other", stage_kwargs={"05_sql": {"retries": 0}})
-    assert dag.get_task("daily_revenue.write_o").retries == 5
-    assert dag.get_task("daily_revenue.join_customers_orders").retries == 1
+    assert dag.get_task("daily_revenue.write_daily_revenue").retries == 5
+    assert dag.get_task("daily_revenue.join_aggregate_customers_orders").retries == 1

@@ -90,3 +90,26 @@ def test_bound_sql_runs_in_duckdb():
     con = duckdb.connect()
     con.execute("CREATE TABLE src AS SELECT range AS x FROM range(5)")
     assert con.execute(bound.format("src")).fetchall() == [(5, {"k": 4})]
+
+
+def test_a_three_way_join_on_different_keys_is_planned_by_pond(airflow_db, rig):
+    """No hash_by: the statement reads whole datasets and pond places the exchanges, so the one
+    operator runs as several stages, the big input split over the partitions."""
+    import os
+
+    from pond_airflow.hooks.pond import PondHook
+    from tests.join3 import expected, write_tables
+
+    root = os.environ["POND_AIRFLOW_TEST_ROOT"]
+    paths = write_tables(os.path.join(root, "join3"))
+    run = run_dag("pond_test_sql_join3", DAY)
+    assert task_states(run) == {"segment_revenue": ("success", 1)}
+    out = os.path.join(root, "join3_out")
+    got = duckdb.sql(f"SELECT * FROM read_parquet('{out}/*.parquet') ORDER BY c_mktsegment").fetchall()
+    assert got == expected(paths) and len(got) == 5
+    result = xcom(run, "segment_revenue")
+    with PondHook().catalog() as catalog:
+        stages = catalog.get_run(result["run_id"])["stages"]
+    assert len(stages) >= 3, stages
+    assert max(s["npartitions"] for s in stages) == 3, stages  # lineitem split over the 3 partitions
+    assert any(s["npartitions"] == 1 for s in stages)  # the small side broadcast, the result gathered

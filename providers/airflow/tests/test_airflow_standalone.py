@@ -185,7 +185,7 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
         assert sorted(k for (k,) in keys) == PARTITION_DAYS  # asset events carry the run's partition key
         tasks = _query(db, "SELECT task_id, state, count(*) FROM task_instance WHERE dag_id = ? GROUP BY task_id, state", DAG_ID)
         assert {(t, s) for t, s, _ in tasks} == {
-            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue")]
+            (t, "success") for t in ["shop_data"] + [f"daily_revenue.{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders", "write_daily_revenue")]
         }
         assert all(n == 4 for _, _, n in tasks)  # one triggered + three backfill runs, one task per stage each
         _clear_a_middle_stage_after_success(env, db, log, tmp_path)
@@ -210,7 +210,7 @@ def test_standalone_runs_and_backfills_the_pipeline(tmp_path):
     assert [p["key"] for p in catalog.list_partitions(by_partition)] == [f"dt={d}" for d in PARTITION_DAYS]
 
 
-MIDDLE = "daily_revenue.join_customers_orders"
+MIDDLE = "daily_revenue.join_aggregate_customers_orders"
 
 
 def _tries(db: Path, run_id: str) -> dict[str, tuple[int, str]]:

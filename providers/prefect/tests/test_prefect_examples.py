@@ -129,7 +129,7 @@ def test_retrying_a_finished_flow_run_with_prefects_cli_gives_the_same_output(ex
             assert client.read_flow_run(flow_run_id).state.is_completed()
         assert read() == before
     stages = api_reads.task_runs(flow_run_id)
-    assert {"orders_by_customer_id", "customers_by_customer_id", "join_customers_orders", "write_daily_revenue"} <= set(stages)
+    assert {"orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders", "write_daily_revenue"} <= set(stages)
 
 
 def test_the_landing_task_is_upstream_of_the_first_stages(examples_root, monkeypatch):

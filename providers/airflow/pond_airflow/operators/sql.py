@@ -151,8 +151,9 @@ class PondSqlOperator(BaseOperator):
         """Run the statement as the pipeline `pond_core.named_sql:sql_pipeline`: a pond run
         recorded in the catalog (`pond runs`, `pond partitions`, `pond lineage`)."""
         hook = self.hook
+        partition_by = self.partition_by if self.partition_by is None or isinstance(self.partition_by, str) else list(self.partition_by)
         params = api.sql_pipeline_params(
-            self.sql, self.inputs, self.output_path, partition_by=self.partition_by, mode=self.mode, hash_by=self.hash_by,
+            self.sql, self.inputs, self.output_path, partition_by=partition_by, mode=self.mode, hash_by=self.hash_by,
             npartitions=self.npartitions, hive_partitioning=self.hive_partitioning, output_table=self.output_table,
             iceberg_catalog=self.iceberg_catalog, checks=self.checks,
         )

@@ -31,7 +31,7 @@ class PondStageOperator(BaseOperator):
     """Run one stage of `pipeline` (module:function) compiled with `pipeline_params`.
 
     :param pipeline: the pipeline, as `module:function`.
-    :param stage: the stage's name in the compiled plan (e.g. `join_customers_orders`).
+    :param stage: the stage's name in the compiled plan (e.g. `join_aggregate_customers_orders`).
     :param pipeline_params: the pipeline's keyword parameters; templated.
     :param upstream_stages: names of the stages this one reads, as rendered at parse time;
         the run-time plan must agree, or the task fails without retry.
