@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         UpstreamInput,
     )
     from pond_core.plan.sql import bind_named_inputs
-    from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage
+    from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage, upstream_to_recompute
     from pond_core.session import Session, init
     from pond_core.settings import SETTINGS, Kind, Setting, Settings, SettingValues, Surface, parse_bytes, surface
     from pond_core.stage_text import human_bytes, sql_head, stage_markdown, stage_sql

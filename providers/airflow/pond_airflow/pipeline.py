@@ -93,7 +93,8 @@ def pond_pipeline_group(
         run_scope = group.group_id or group_id
         render = _Render(
             scope=lineage_scope(dag.dag_id if dag is not None else None, run_scope),
-            samples=[str(rendered[k]) for k in templated if str(rendered[k])],
+            # Values too short to tell apart from other text ("1") are not looked for in paths.
+            samples=[str(rendered[k]) for k in templated if len(str(rendered[k])) >= 4],
             templates={str(rendered[k]): params[k] for k in templated if isinstance(params[k], str) and len(str(rendered[k])) >= 4},
             parse_values={k: rendered[k] for k in templated},
         )

@@ -122,8 +122,8 @@ def test_output_known_only_at_run_time_is_an_asset_alias():
     with DAG("r", schedule=None, start_date=START) as dag:
         pond_pipeline_group(PIPELINE, {"ds": "{{ ds }}", "source_root": "/s", "output_root": "/out/{{ ds }}"})
     # A date in the output path is a run value, not part of the name: the task id is stable.
-    (outlet,) = dag.get_task("daily_revenue.write_out").outlets
-    assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.write_out"
+    (outlet,) = dag.get_task("daily_revenue.write_daily_revenue").outlets
+    assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.write_daily_revenue"
     assert dag.get_task("daily_revenue.orders_by_customer_id").outlets == []
 
 
