@@ -101,7 +101,7 @@ def test_plan_progress_and_stats_artifacts_per_flow_run_and_one_per_stage(first_
     assert all(s.name in found["markdown"].data for s in plan.stages)
     per_stage = {a.key: a for a in made if (a.key or "").startswith("pond-test-daily-revenue-stage-")}
     assert set(per_stage) == {"pond-test-daily-revenue-stage-" + s.name.replace("_", "-") for s in plan.stages}
-    join = per_stage["pond-test-daily-revenue-stage-join-customers-orders"]
+    join = per_stage["pond-test-daily-revenue-stage-join-aggregate-customers-orders"]
     assert all(t in join.data for t in ("FROM orders_by_customer_id o JOIN customers_by_customer_id c", "**Partitions** 4", "**Committed**"))
     assert join.task_run_id is not None  # on the stage's own task run
     assert float(found["progress"].data) == 100.0
