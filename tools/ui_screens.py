@@ -18,6 +18,7 @@ the process group it started).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -108,6 +109,68 @@ def shoot(chromium: str, url: str, path: Path, size: str = "1600,1000") -> None:
         check=True, capture_output=True, timeout=120,
     )
     print(f"saved {path} ({url})")
+
+
+def shoot_after(chromium: str, url: str, path: Path, setup: str, action: str = "", wait_s: float = 8.0) -> None:
+    """A screenshot of `url` after running JavaScript in the page: `setup` on the site's origin
+    before the page loads (e.g. a UI preference in localStorage), `action` once it has loaded
+    (e.g. a click on a view's toggle). Drives headless Chromium over its DevTools protocol."""
+    import asyncio
+    import base64
+
+    import websockets
+
+    port = free_port()
+    profile = tempfile.mkdtemp(prefix="pond-ui-chromium-")
+    browser = subprocess.Popen(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,1000",
+         f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+    async def drive() -> None:
+        pages = wait("Chromium's DevTools", lambda: _devtools_pages(port), 60)
+        async with websockets.connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
+            n = 0
+
+            async def call(method: str, **params: object) -> dict:
+                nonlocal n
+                n += 1
+                await ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                while True:
+                    reply = json.loads(await ws.recv())
+                    if reply.get("id") == n:
+                        return reply.get("result", {})
+
+            origin = "/".join(url.split("/")[:3])
+            await call("Page.navigate", url=origin)
+            await asyncio.sleep(3)
+            await call("Runtime.evaluate", expression=setup)
+            await call("Page.navigate", url=url)
+            await asyncio.sleep(wait_s)
+            if action:
+                await call("Runtime.evaluate", expression=action)
+                await asyncio.sleep(wait_s)
+            shot = await call("Page.captureScreenshot", format="png")
+            path.write_bytes(base64.b64decode(shot["data"]))
+
+    try:
+        asyncio.run(drive())
+        print(f"saved {path} ({url})")
+    finally:
+        stop(browser)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _devtools_pages(port: int) -> list[dict]:
+    try:
+        pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+    except OSError:
+        return []
+    return [p for p in pages if p.get("type") == "page"]
+
+
+CLICK = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === {label!r})?.click()"
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -238,14 +301,16 @@ def airflow_screens(chromium: str, out: Path, day: str) -> None:
         wait("the API server", lambda: healthy(f"{base}/api/v2/monitor/health"))
         run = urllib.parse.quote(trigger(env, db, DAG_ID, day), safe="")
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}", out / "airflow-run-stages.png")
-        shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}?view=graph", out / "airflow-run-graph.png")
+        graph_view = "localStorage.setItem('default_dag_view', JSON.stringify('graph'))"
+        shoot_after(chromium, f"{base}/dags/{DAG_ID}/runs/{run}", out / "airflow-run-graph.png", graph_view)
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}/rendered_templates", out / "airflow-stage-sql.png")
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}", out / "airflow-stage-log.png")
         output = "file://" + str(home / "examples" / "daily_revenue")
         ((asset_id,),) = query(db, "SELECT id FROM asset WHERE uri = ?", output)
-        shoot(chromium, f"{base}/assets/{asset_id}", out / "airflow-asset-graph.png")
+        shoot_after(chromium, f"{base}/assets/{asset_id}", out / "airflow-asset-graph.png", "0", CLICK.format(label="Task Dependencies"))
         warned = urllib.parse.quote(trigger(env, db, CHECKED_DAG_ID, day), safe="")
-        failed = urllib.parse.quote(trigger(env, db, CHECKED_DAG_ID, day, {"min_orders": 100000}, "_min_orders"), safe="")
+        next_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()  # one run per logical date
+        failed = urllib.parse.quote(trigger(env, db, CHECKED_DAG_ID, next_day, {"min_orders": 100000}), safe="")
         ((checks,),) = query(db, "SELECT task_id FROM task_instance WHERE dag_id = ? AND task_id LIKE '%\\_checks' ESCAPE '\\' LIMIT 1", CHECKED_DAG_ID)
         shoot(chromium, f"{base}/dags/{CHECKED_DAG_ID}/runs/{warned}/tasks/{checks}", out / "airflow-checks-warned.png")
         shoot(chromium, f"{base}/dags/{CHECKED_DAG_ID}/runs/{failed}", out / "airflow-checks-failed-grid.png")
