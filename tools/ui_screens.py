@@ -111,7 +111,7 @@ def shoot(chromium: str, url: str, path: Path, size: str = "1600,1000") -> None:
     print(f"saved {path} ({url})")
 
 
-def shoot_after(chromium: str, url: str, path: Path, setup: str, action: str = "", wait_s: float = 8.0) -> None:
+def shoot_after(chromium: str, url: str, path: Path, setup: str, action: str = "", wait_s: float = 25.0) -> None:
     """A screenshot of `url` after running JavaScript in the page: `setup` on the site's origin
     before the page loads (e.g. a UI preference in localStorage), `action` once it has loaded
     (e.g. a click on a view's toggle). Drives headless Chromium over its DevTools protocol."""
@@ -170,7 +170,8 @@ def _devtools_pages(port: int) -> list[dict]:
     return [p for p in pages if p.get("type") == "page"]
 
 
-CLICK = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === {label!r})?.click()"
+# The innermost element whose text is the label (a segmented toggle is a radio in a label, not a button).
+CLICK = "[...document.querySelectorAll('button,label,[role=radio],span,div')].filter(e => e.textContent.trim() === {label!r}).pop()?.click()"
 
 
 def stop(proc: subprocess.Popen) -> None:
