@@ -24,7 +24,7 @@ def checked_revenue(sp: Any, ds: str, source_root: str, output_root: str, min_or
     """pond_core.examples:daily_revenue with checks before publish: at least one row, no NULL
     segment or country, at least `min_orders` orders per segment and country (raise it in a
     run's conf to see a check fail and nothing published) and, as a warning only, no
-    segment/country pair above 510,000 revenue (some pairs of the example data are: a warning)."""
+    segment/country pair above 450,000 revenue (the example data has such pairs: a warning)."""
     from pond_core.checks import expression, not_null, row_count
     from pond_core.examples import daily_revenue_frame
 
@@ -34,7 +34,7 @@ def checked_revenue(sp: Any, ds: str, source_root: str, output_root: str, min_or
         row_count(min=1),
         not_null("segment", "country"),
         expression(f"orders >= {int(min_orders)}", name="enough orders per segment and country"),
-        expression("revenue < 510000", warn=True, name="no unusually large revenue"),
+        expression("revenue < 450000", warn=True, name="no unusually large revenue"),
     ]
     revenue = daily_revenue_frame(sp, orders, customers, ds, 4)
     return revenue.sink_parquet(output_root, partition_by="dt", mode="overwrite_partitions", checks=checks)

@@ -303,12 +303,14 @@ def airflow_screens(chromium: str, out: Path, day: str) -> None:
         run = urllib.parse.quote(trigger(env, db, DAG_ID, day), safe="")
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}", out / "airflow-run-stages.png")
         graph_view = "localStorage.setItem('default_dag_view', JSON.stringify('graph'))"
-        shoot_after(chromium, f"{base}/dags/{DAG_ID}/runs/{run}", out / "airflow-run-graph.png", graph_view)
+        expand = "document.querySelector('[aria-label*=\"xpand\"]')?.click()"  # open the pipeline's task group
+        shoot_after(chromium, f"{base}/dags/{DAG_ID}/runs/{run}", out / "airflow-run-graph.png", graph_view, expand)
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}/rendered_templates", out / "airflow-stage-sql.png")
         shoot(chromium, f"{base}/dags/{DAG_ID}/runs/{run}/tasks/{STAGE}", out / "airflow-stage-log.png")
         output = "file://" + str(home / "examples" / "daily_revenue")
         ((asset_id,),) = query(db, "SELECT id FROM asset WHERE uri = ?", output)
-        shoot_after(chromium, f"{base}/assets/{asset_id}", out / "airflow-asset-graph.png", "0", CLICK.format(label="Task Dependencies"))
+        fit = "; setTimeout(() => document.querySelector('.react-flow__controls-fitview')?.click(), 8000)"
+        shoot_after(chromium, f"{base}/assets/{asset_id}", out / "airflow-asset-graph.png", "0", CLICK.format(label="Task Dependencies") + fit)
         warned = urllib.parse.quote(trigger(env, db, CHECKED_DAG_ID, day), safe="")
         next_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()  # one run per logical date
         failed = urllib.parse.quote(trigger(env, db, CHECKED_DAG_ID, next_day, {"min_orders": 100000}), safe="")
