@@ -1,7 +1,8 @@
 """pond: partitioned DuckDB SQL over Parquet, in-process or on Ray, with smallpond's API.
 
-`import pond_core as smallpond` runs smallpond programs unchanged; `pond_core.sql(query, **inputs)`
-runs SQL over whole datasets on the session `init()` started. Names are imported on first
+smallpond programs run unchanged with `pond smallpond SCRIPT.py` (pond_core.compat.smallpond,
+docs/smallpond.md); `import pond_core` is pond's own API, smallpond's with safer defaults.
+`pond_core.sql(query, **inputs)` runs SQL over whole datasets on the session `init()` started. Names are imported on first
 use, so `import pond_core.catalog` (or the CLI) does not pay for the whole engine.
 """
 

@@ -317,14 +317,14 @@ def read_result(session: PlanRunner, manifest: StageManifest, large_strings: boo
 
     from pond_core.execute.inputs import empty_sql
     from pond_core.io import configure_duckdb
-    from pond_core.sql_quote import sql_list
+    from pond_core.sql_quote import path_list
 
     files = [f.path for f in manifest.files]
     # arrow_large_buffer_size: DuckDB itself exports strings as large_string (no cast needed).
     con = duckdb.connect(config={"preserve_insertion_order": True, "arrow_large_buffer_size": large_strings})
     try:
         configure_duckdb(con, session.storage, files)
-        query = empty_sql(manifest.schema) if not files else f"SELECT * FROM read_parquet({sql_list(files)}, hive_partitioning=false)"
+        query = empty_sql(manifest.schema) if not files else f"SELECT * FROM read_parquet({path_list(files)}, hive_partitioning=false)"
         cursor = con.execute(query)
         if as_rows:
             names = [d[0] for d in cursor.description]

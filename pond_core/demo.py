@@ -66,7 +66,7 @@ def _stage_line(console: Console, started: float) -> Callable[[Stage, StageManif
         result = manifest.result
         how = "already committed, reused" if _reused(manifest, started) else f"{result.seconds:.2f}s"
         parts = f"{result.npartitions} partition{'' if result.npartitions == 1 else 's'}"
-        console.print(f"  {stage.name:<26} {parts}, {result.rows} rows ({how})")
+        console.print(f"  {stage.name:<32} {parts}, {result.rows} rows ({how})")
 
     return report
 

@@ -20,7 +20,7 @@ import re
 import tempfile
 
 from pond_core.errors import PondConfigError
-from pond_core.io.fs import join_path
+from pond_core.io.fs import check_path_length, join_path
 
 SMALLPOND_DIRS = ("queue", "staging", "output", "log")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=@-]{0,199}$")
@@ -36,11 +36,19 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+# What a run adds below its root: staging/<stage id>/<attempt folder>/<bucket>/<file>.
+RUN_ROOM = 160
+
+
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
     data_root: str
     run_id: str
     spill_dir: str | None = None  # the spill_dir setting
+
+    def __post_init__(self) -> None:
+        # Before any folder is made: a root too long for its storage would fail half-way.
+        check_path_length(self.run_root, "data_root: the run folder", room=RUN_ROOM)
 
     @property
     def run_root(self) -> str:

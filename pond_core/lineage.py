@@ -10,10 +10,14 @@ and artifacts in Prefect); pond_core knows neither. Dataset names:
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+from pond_core import column_lineage
 from pond_core.checks import CheckResult
+from pond_core.column_lineage import ColumnLineage, PlanLineage
+from pond_core.io.options import StorageOptions
 from pond_core.plan.physical import PhysicalPlan, Schema, SinkOutput, SourceInput, Stage, UpstreamInput
 
 
@@ -25,6 +29,7 @@ class LineageDataset:
     bytes: int | None = None
     format: str | None = None
     assertions: tuple[CheckResult, ...] = ()  # the checks run on this output before its commit
+    columns: ColumnLineage | None = None  # an output's columns -> the source columns each comes from
 
     def to_dict(self) -> dict[str, Any]:
         """The catalog's and the providers' form: fields as {"name", "type"} dicts."""
@@ -39,6 +44,8 @@ class LineageDataset:
             out["format"] = self.format
         if self.assertions:
             out["assertions"] = [assertion_dict(r) for r in self.assertions]
+        if self.columns is not None:
+            out["column_lineage"] = column_lineage.to_json(self.columns)
         return out
 
 
@@ -91,9 +98,19 @@ UpstreamStats = Mapping[str, Mapping[str, Any]]  # stage id -> its recorded resu
 
 
 def stage_lineage(
-    plan: PhysicalPlan, stage: Stage, result: Any = None, upstream: UpstreamStats | None = None, scope: str | None = None
+    plan: PhysicalPlan,
+    stage: Stage,
+    result: Any = None,
+    upstream: UpstreamStats | None = None,
+    scope: str | None = None,
+    storage: StorageOptions | None = None,
+    columns: bool | None = None,
 ) -> LineageRecord:
-    """The neutral record of a stage; with its StageResult once it committed (`scope`: see stage_dataset)."""
+    """The neutral record of a stage; with its StageResult once it committed (`scope`: see
+    stage_dataset). Its output carries the column lineage when `columns` (default: for a
+    sink, the dataset a user asks about; tracing costs a reading of each source's schema
+    and a parse of each SQL step, once a run). Sources are read with `storage` (default: the
+    AWS environment)."""
     inputs: list[LineageDataset] = []
     for inp in stage.inputs:
         if isinstance(inp, SourceInput):
@@ -102,10 +119,16 @@ def stage_lineage(
             rec = (upstream or {}).get(inp.stage) or {}
             schema = tuple((n, t) for n, t in rec.get("schema") or ()) or None
             inputs.append(LineageDataset(stage_dataset(plan, plan.stage(inp.stage), scope), schema, rec.get("rows")))
+    traced = None
+    if columns or (columns is None and isinstance(stage.output, SinkOutput)):
+        traced = plan_lineage(plan, None if result is None else result.run_id, storage).stage(stage.id)
     if result is None:
-        output = LineageDataset(stage_dataset(plan, stage, scope))
+        output = LineageDataset(stage_dataset(plan, stage, scope), columns=traced)
     else:
-        output = LineageDataset(stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes, assertions=result.checks)
+        traced = None if traced is None else column_lineage.matching_case(traced, result.schema)
+        output = LineageDataset(
+            stage_dataset(plan, stage, scope), result.schema or None, result.rows, result.bytes, assertions=result.checks, columns=traced
+        )
     return LineageRecord(
         stage_id=stage.id,
         stage=stage.name,
@@ -116,3 +139,23 @@ def stage_lineage(
         started_at=None if result is None else result.started_at,
         finished_at=None if result is None else result.finished_at,
     )
+
+
+_PLANS: dict[tuple[str, str | None], PlanLineage] = {}
+_PLANS_KEPT = 8
+_PLANS_LOCK = threading.Lock()
+
+
+def plan_lineage(plan: PhysicalPlan, run_id: str | None, storage: StorageOptions | None = None) -> PlanLineage:
+    """The plan's column lineage, kept for the run: its stages' records share one reading of
+    each source's schema (a run's sources do not change under it)."""
+    from pond_core.source_schemas import source_schema
+
+    key = (plan.fingerprint, run_id)
+    with _PLANS_LOCK:
+        if key not in _PLANS:
+            options = storage or StorageOptions.from_env()
+            while len(_PLANS) >= _PLANS_KEPT:
+                del _PLANS[next(iter(_PLANS))]
+            _PLANS[key] = PlanLineage(plan, lambda inp: source_schema(inp, options))
+        return _PLANS[key]

@@ -1,7 +1,8 @@
 """The lineage chain of a dataset, walked through the catalog: what it was computed from, and
 from that, up to a depth (or what was computed from it, downstream), with stage names.
 
-The catalog stores one hop per stage run (inputs -> output). A person wants the chain: source
+The catalog stores one hop per stage run (inputs -> output), and for each output the source
+columns every column is computed from (`columns_text` renders them, one line a column). A person wants the chain: source
 files -> exchanges -> join -> written dataset. `walk` follows hops from dataset to dataset,
 keeping for each dataset its newest edges (several runs write the same datasets), and names
 each hop by the stage that made it. `tree_text` and `mermaid` render the result.
@@ -118,3 +119,24 @@ def mermaid(root: LineageNode, direction: Direction) -> str:
 
     visit(root)
     return "\n".join(lines + edges)
+
+
+def columns_text(record: dict[str, Any], stage: str | None = None) -> str:
+    """A dataset's column lineage (the catalog's `column_lineage` record), one line a column:
+    `net  <- /data/orders: amount, discount (transformation)`; sources grouped by dataset, `;`
+    between them, how each is derived in brackets unless copied as is."""
+    head = f"columns of {record['uri']} (run {record['run_id']}, stage {stage or record['stage_id']})"
+    columns: dict[str, list[dict[str, str]]] = record["columns"]
+    width = max((len(c) for c in columns), default=0)
+    lines = [head]
+    for column, sources in columns.items():
+        groups: dict[tuple[str, str], list[str]] = {}
+        for source in sources:
+            groups.setdefault((source["dataset"], source.get("transformation") or "identity"), []).append(source["column"])
+        origin = "; ".join(f"{dataset}: {', '.join(names)}{_how(how)}" for (dataset, how), names in groups.items()) or "(no source column)"
+        lines.append(f"  {column.ljust(width)}  <- {origin}")
+    return "\n".join(lines)
+
+
+def _how(transformation: str) -> str:
+    return "" if transformation == "identity" else f" ({transformation})"

@@ -20,6 +20,7 @@ from typing import Any
 from pond_core.dataframe import DataFrame
 from pond_core.errors import PondConfigError
 from pond_core.plan.naming import slug, source_name
+from pond_core.plan.statement import check_one_query
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_HASH_PARTITIONS = 4  # `hash_by` without `npartitions`
@@ -60,6 +61,7 @@ def named_sql(
     from pond_core.sqlplan.inputs import InputHashing
 
     check_named_inputs(inputs, hash_by, npartitions, hive_partitioning)
+    check_one_query(sql, "sql")  # before any input is even looked at
     keys = (hash_by,) if isinstance(hash_by, str) else (tuple(hash_by) if hash_by else None)
     frames = {}
     for name, path in inputs.items():

@@ -2,7 +2,9 @@
 
 A pipeline is a plain function addressed as `module:function`. It takes a planning session
 first and its parameters as keywords, and returns a DataFrame (its result is kept as files) or
-`df.sink_parquet(...)` (a dataset write):
+`df.sink_parquet(...)` (a dataset write), or a smallpond `LogicalPlan` (its root's result is
+kept as files, or written where its `DataSinkNode` says; each node's `output_name` names its
+stage):
 
     def daily_sales(sp, ds: str):
         orders = sp.read_parquet(f"/data/orders/dt={ds}/*.parquet")
@@ -23,6 +25,7 @@ from pond_core.dataframe import DataFrame, Sink
 from pond_core.errors import PondConfigError
 from pond_core.io import StorageOptions
 from pond_core.plan.compile import compile_plan
+from pond_core.plan.logical import Node
 from pond_core.plan.physical import FILES, PhysicalPlan, SinkOutput, StageOutput
 from pond_core.session import Session
 from pond_core.settings import Settings
@@ -86,6 +89,26 @@ def compile_pipeline(
         root, output = result.node, SinkOutput(result.spec)
     elif isinstance(result, DataFrame):
         root, output = result._node, FILES
+    elif _is_logical_plan(result):
+        root, output = _logical_plan_root(result, planner, name)
     else:
-        raise PondConfigError(f"pipeline {name} must return a DataFrame or df.sink_parquet(...), got {type(result).__name__}")
+        raise PondConfigError(
+            f"pipeline {name} must return a DataFrame, df.sink_parquet(...) or a smallpond LogicalPlan, got {type(result).__name__}"
+        )
     return compile_plan(root, output, pipeline=name, params=params)
+
+
+def _is_logical_plan(result: Any) -> bool:
+    from pond_core.compat.smallpond.logical.node import LogicalPlan
+
+    return isinstance(result, LogicalPlan)
+
+
+def _logical_plan_root(plan: Any, planner: Session, name: str) -> tuple[Node, StageOutput]:
+    """A smallpond LogicalPlan's one result, compiled to pond's logical plan."""
+    from pond_core.compat.smallpond.logical.planner import Planner
+
+    targets = Planner(planner).compile(plan)
+    if len(targets) != 1:
+        raise PondConfigError(f"pipeline {name} returned a LogicalPlan with {len(targets)} results (a RootNode); a pipeline has one result")
+    return targets[0].node, targets[0].output

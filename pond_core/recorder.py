@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pond_core.execute.results import AttemptCounters, SinkSummary, StageManifest
 from pond_core.heartbeat import Heartbeat
+from pond_core.io.options import StorageOptions
 from pond_core.lineage import stage_lineage
 from pond_core.plan.physical import PhysicalPlan, SinkOutput, Stage
 
@@ -61,9 +62,12 @@ def _process_start(pid: int) -> str:
 class CatalogRecorder:
     """The StageEvents of one run's stages, recorded in the catalog."""
 
-    def __init__(self, catalog: Catalog, plan: PhysicalPlan, run_id: str, lineage_scope: str | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, plan: PhysicalPlan, run_id: str, lineage_scope: str | None = None, storage: StorageOptions | None = None
+    ) -> None:
         self.catalog = catalog
         self.lineage_scope = lineage_scope
+        self.storage = storage  # reads the sources' schemas for column lineage
         self.plan = plan
         self.run_id = run_id
         self._heartbeats: dict[str, Heartbeat] = {}
@@ -106,7 +110,7 @@ class CatalogRecorder:
             node_failures=result.node_failures, speculative_attempts=result.speculative_attempts,
         )
         upstream = {sid: self.catalog.stage_result(self.run_id, sid) or {} for sid in stage.depends_on}
-        record = stage_lineage(self.plan, stage, result, upstream, self.lineage_scope).to_dict()
+        record = stage_lineage(self.plan, stage, result, upstream, self.lineage_scope, self.storage).to_dict()
         self.catalog.record_lineage(
             self.run_id, stage.id, record["inputs"], record["outputs"], record["sql"], record["started_at"], record["finished_at"]
         )

@@ -96,6 +96,7 @@ def run_plan(
     on_stage: OnStage | None = None,
     stop: threading.Event | None = None,
     lineage_scope: str | None = None,
+    finish_run: bool = True,
 ) -> PlanResult:
     """Run (or resume) `plan` as `run_id`; return every stage it ran or found committed.
 
@@ -107,6 +108,8 @@ def run_plan(
     run anew even if committed. stop: set from another thread to stop the run's tasks.
     lineage_scope: where intermediate datasets are recorded (`pond://<scope>/<stage>`; default
     the pipeline): an orchestrator passes its pipeline instance, e.g. an Airflow DAG and group.
+    finish_run: mark the run finished when its final stage commits; a session, whose run is its
+    job, leaves it running and finishes it at shutdown (a failure is recorded either way).
     """
     check_run_id(run_id)  # it names the run's folder and reaches SQL inside paths
     resolved = resolve_settings(settings, run_id)
@@ -117,7 +120,9 @@ def run_plan(
     _check_sink_buckets(selected, storage)
     with contextlib.ExitStack() as scope:
         run_executor = executor or scope.enter_context(_owned_executor(resolved, task_hooks))
-        events = scope.enter_context(_recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope))
+        events = scope.enter_context(
+            _recording(plan, run_id, resolved, run_executor, catalog, record, stages is None, lineage_scope, storage)
+        )
         ctx = RunContext(
             run_id=run_id,
             layout=RunLayout(resolved.data_root, run_id, resolved.spill_dir),
@@ -144,19 +149,23 @@ def run_plan(
             return manifest
 
         manifests = run_dag(selected, run_one, stop=stop)
-        if isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
+        if finish_run and isinstance(events, CatalogRecorder) and (plan.final.name in manifests or _all_succeeded(plan, events)):
             events.finish_run("success")  # also when a stage of a finished run was run again
     return PlanResult(run_id, plan.pipeline, round(time.time() - started, 3), manifests)
 
 
 def _check_sink_buckets(stages: Sequence[Stage], storage: StorageOptions | None) -> None:
-    """A missing sink bucket fails the run before any upstream stage spends its time (one
-    HEAD request per S3 sink; a sink's own prepare() checks the rest when its stage starts)."""
+    """A missing sink bucket or a sink path too long for its storage fails the run before any
+    upstream stage spends its time (one HEAD request per S3 sink; a sink's own prepare() checks
+    the rest when its stage starts)."""
     from pond_core.io import get_filesystem
     from pond_core.io.fs import is_s3
+    from pond_core.io.sink import check_sink_path
     from pond_core.plan.physical import SinkOutput
 
     for stage in stages:
+        if isinstance(stage.output, SinkOutput) and stage.output.sink.table is None:
+            check_sink_path(stage.output.sink.path)
         if isinstance(stage.output, SinkOutput) and is_s3(stage.output.sink.path):
             fs = get_filesystem(stage.output.sink.path, storage or StorageOptions.from_env())
             check = getattr(fs, "check_bucket", None)
@@ -248,7 +257,7 @@ def _owned_executor(settings: Settings, task_hooks: Sequence[TaskHook]) -> Itera
 @contextlib.contextmanager
 def _recording(
     plan: PhysicalPlan, run_id: str, settings: Settings, executor: Executor, catalog: Catalog | None, record: bool, whole: bool,
-    lineage_scope: str | None = None,
+    lineage_scope: str | None = None, storage: StorageOptions | None = None,
 ) -> Iterator[StageEvents]:
     """The run's catalog recorder (or nobody); a whole-plan run that fails is marked failed."""
     if not record:
@@ -260,7 +269,7 @@ def _recording(
         # A session's actions are many plans of one run (its job): no one plan fingerprints it.
         fingerprint = plan.fingerprint if plan.pipeline else None
         catalog.start_run(run_id, plan.pipeline or "session", plan.params, fingerprint, executor.name)
-        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope)
+        recorder = CatalogRecorder(catalog, plan, run_id, lineage_scope, storage)
         try:
             yield recorder
         except BaseException as exc:

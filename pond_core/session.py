@@ -2,9 +2,9 @@
 
 A session is a job (smallpond's word): its DataFrame actions run as the run named by its
 job id, through `pond_core.runner.run_plan`, on the session's executor, and are recorded in the
-catalog like every run (`pond runs`, `pond lineage`): the run is the job, each action's stages
-its stage runs. The catalog opens at the first action, so building plans never imports
-SQLAlchemy.
+catalog like every run (`pond runs`, `pond lineage`): the run is the job, running while the
+session is, each action's stages its stage runs. The catalog opens at the first action, so
+building plans never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def init(
     worker_idle_seconds: int | None = None,
     speculation: bool | None = None,
     progress: str | None = None,
+    sql_strict: bool | None = None,
     **unknown: Any,
 ) -> Session:
     """Start a pond session; every argument is optional and unknown ones are an error.
@@ -74,7 +75,7 @@ def init(
     smallpond's arguments keep their meaning. pond adds the rest; each is documented once in
     `pond_core.settings.SETTINGS` (and docs/settings.md): `executor`, per-task `memory_limit`
     and `task_threads`, `max_retries`, `spill_dir`, `catalog_url`, `keep_intermediates`,
-    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr); and
+    `max_task_memory`, `speculation`, `progress` (bars per stage on stderr), `sql_strict` (no one-partition fallback in sql()); and
     `storage_options` (S3 settings; default: the standard AWS environment). A misspelt name is
     an error that names the setting meant.
     """
@@ -86,6 +87,7 @@ def init(
         memory_limit=memory_limit, task_threads=task_threads, max_retries=max_retries, spill_dir=spill_dir,
         catalog_url=catalog_url, keep_intermediates=keep_intermediates, max_task_memory=max_task_memory,
         warm_workers=warm_workers, worker_idle_seconds=worker_idle_seconds, speculation=speculation, progress=progress,
+        sql_strict=sql_strict,
     )
     if settings.catalog_url:
         from pond_core.catalog.engine import check_catalog_url
@@ -133,6 +135,7 @@ class Session:
         self._fs = get_filesystem(config.data_root, storage)
         self._executor: Executor | None = None
         self._catalog: Catalog | None = None
+        self._run_open = False  # the catalog's run of this job is running after a successful action
         self._lock = threading.Lock()
         self._failed = False
         self._closed = False
@@ -316,10 +319,13 @@ class Session:
                 result = run_plan(
                     plan, self.job_id, settings=self.config, storage=self.storage, executor=self.executor(), catalog=self.catalog(),
                     force=force, lineage_scope=f"session.{self.job_id}", progress=bars.update, on_stage=bars.finished,
+                    finish_run=False,
                 )
         except PondError:
             self._failed = True
+            self._run_open = False  # run_plan recorded the run failed, with its error
             raise
+        self._run_open = True
         self._recompute -= {n.id for n in walk(root)}
         self.history.extend(m.result for m in result.manifests.values())
         return result.manifests[plan.final.name]
@@ -359,7 +365,7 @@ class Session:
         if self._executor is not None:
             self._executor.shutdown()
         if self._catalog is not None:
-            self._catalog.close()
+            self._finish_run(self._catalog)
         if not self._laid_out:
             return
         status = {
@@ -376,6 +382,16 @@ class Session:
                 shutil.rmtree(self.layout.spill_root, ignore_errors=True)
         except Exception as exc:  # at interpreter exit, storage may be gone; never raise there
             log.warning("pond session %s: cleanup failed: %s", self.config.job_id, exc)
+
+    def _finish_run(self, catalog: Catalog) -> None:
+        """The job's run ends with the session: success when its last action succeeded."""
+        try:
+            if self._run_open:
+                catalog.finish_run(self.job_id, "success")
+        except Exception as exc:  # at interpreter exit the catalog may be gone; never raise there
+            log.warning("pond session %s: cannot mark its run finished: %s", self.config.job_id, exc)
+        finally:
+            catalog.close()
 
     def __enter__(self) -> Session:
         return self

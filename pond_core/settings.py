@@ -197,6 +197,11 @@ SETTINGS: tuple[Setting, ...] = (
         "A session's progress bars per stage on stderr: auto (on a terminal, for actions running over 2 s), on (always, at once) or off.",
         "Progress bars", _S, default="auto", choices=("auto", "on", "off"),
     ),
+    Setting(
+        "sql_strict", Kind.BOOLEAN,
+        "SQL over whole datasets (sql(), PondSqlOperator, run_sql): a part of a statement that would run in one partition is an error instead.",
+        "Strict SQL planning", _SN, default=False,
+    ),
     Setting("s3_endpoint_url", Kind.TEXT, "S3-compatible endpoint, e.g. http://minio:9000; default: AWS_ENDPOINT_URL, else AWS itself.", "S3 endpoint URL", _N, env=False, storage_field="endpoint_url"),
     Setting("s3_region", Kind.TEXT, "S3 region; default: AWS_REGION.", "S3 region", _N, env=False, storage_field="region"),
     Setting("s3_access_key_id", Kind.TEXT, "S3 access key id; default: AWS_ACCESS_KEY_ID or the AWS profile.", "S3 access key id", _N, env=False, secret=True, storage_field="access_key_id"),
@@ -256,6 +261,7 @@ class Settings:
     worker_idle_seconds: int
     speculation: bool | None
     progress: str
+    sql_strict: bool
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:

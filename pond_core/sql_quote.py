@@ -45,6 +45,18 @@ def sql_list(values: Iterable[str]) -> str:
     return "[" + ", ".join(quote_str(v) for v in values) + "]"
 
 
+def quote_path(path: str) -> str:
+    """A SQL string literal naming the file `path` for DuckDB's readers (read_parquet, read_csv,
+    parquet_metadata, ...), which treat every path as a glob: `*`, `?` and `[` are bracketed
+    (`[*]`, `[?]`, `[[]`), so a file named `ds[x]/a*.parquet` is read as named, never matched."""
+    return quote_str(re.sub(r"[*?\[]", lambda m: f"[{m.group()}]", str(path)))
+
+
+def path_list(paths: Iterable[str]) -> str:
+    """A DuckDB list literal of files, each read as named (see quote_path): ['a', 'b']."""
+    return "[" + ", ".join(quote_path(p) for p in paths) + "]"
+
+
 def sql_literal(value: Any) -> str:
     """A typed SQL literal for a Python value: NULL, TRUE/FALSE, a number, a string, a DATE,
     TIMESTAMP or TIME, a DECIMAL, or a list of those."""

@@ -171,11 +171,13 @@ def test_api_types_what_it_exports():
     assert typed == api._EXPORTS
 
 
-def test_plan_and_io_do_not_import_each_other():
+def test_plan_and_io_do_not_import_each_other_and_the_planner_imports_no_executor():
     """The plan layer builds specs and io executes them; the specs they share live in
-    pond_core.specs, which imports neither (docs/internals.md, "Layers")."""
+    pond_core.specs, which imports neither (docs/internals.md, "Layers"). The planner imports
+    no executor, session or DataFrame."""
     rules = {
-        "pond_core.plan": ("pond_core.io",),
+        # the planner builds plans; it never reaches for what runs them
+        "pond_core.plan": ("pond_core.io", "pond_core.execute", "pond_core.runner", "pond_core.session", "pond_core.dataframe"),
         "pond_core.io": ("pond_core.plan", "pond_core.sqlplan"),
         "pond_core.specs": ("pond_core.io", "pond_core.plan", "pond_core.sqlplan", "pond_core.execute"),
     }

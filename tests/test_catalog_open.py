@@ -187,7 +187,7 @@ def test_the_alembic_environment_needs_no_ini_file_in_the_working_directory(tmp_
     config = migrate.alembic_config()
     assert config.config_file_name is None
     assert os.path.isdir(config.get_main_option("script_location"))
-    assert migrate.head_revision() == "0004"
+    assert migrate.head_revision() == "0005"
 
 
 def test_a_catalog_of_the_first_schema_is_upgraded_in_place_keeping_its_runs(catalog_db_url):

@@ -28,9 +28,9 @@ def rows_of(p: int) -> int:
     return 3 + 5 * p
 
 
-def write_partition(root: str, p: int, job: str, options: Any, barrier: Any) -> None:
+def write_partition(root: str, p: int, job: str, options: Any, barrier: Any, mode: str = "overwrite_partitions") -> None:
     """What a stage writing partition p=`p` does: prepare, COPY into staging, commit."""
-    writer = SinkWriter(SinkSpec(root, mode="overwrite_partitions", partition_by="p"), job, options)
+    writer = SinkWriter(SinkSpec(root, mode=mode, partition_by="p"), job, options)
     writer.prepare()
     con = duckdb.connect()
     try:
@@ -54,7 +54,7 @@ def check_dataset(root: str, options: Any) -> None:
     assert got == [(p, rows_of(p), rows_of(p) * (rows_of(p) - 1) // 2) for p in range(WRITERS)], root
 
 
-def race_threads(roots: list[str], options: Any) -> list[str]:
+def race_threads(roots: list[str], options: Any, mode: str = "overwrite_partitions") -> list[str]:
     failures: list[str] = []
     for r, root in enumerate(roots):
         barrier = threading.Barrier(WRITERS)
@@ -120,3 +120,10 @@ def test_s3_writers_of_a_new_dataset_all_commit(s3_server, s3_options, how):
     assert RACERS[how](roots, s3_options) == []
     for root in roots:
         check_dataset(root, s3_options)
+
+
+def test_local_appenders_to_a_new_dataset_all_commit(tmp_path):
+    roots = [str(tmp_path / f"out{r}") for r in range(RACES)]
+    assert race_threads(roots, None, mode="append") == []
+    for root in roots:
+        check_dataset(root, None)

@@ -152,3 +152,13 @@ def test_a_catalog_deleted_mid_run_fails_the_run(shop: str, tmp_path: Path) -> N
     result = pond("run", "deleting_pipeline:pipeline", "--data-root", str(tmp_path / "root"), "--run-id", "deleted", pythonpath=str(tmp_path))
     message = assert_clean_failure(result, 1)
     assert str(catalog_file) in message and "was deleted while pond used it" in message
+
+
+@pytest.mark.parametrize("password", ["hunter2secret", "with/slash", "with@at", "p:a/s@s"])
+def test_a_malformed_catalog_url_never_shows_its_password(password: str) -> None:
+    from pond_core.catalog.engine import parse_url
+    from pond_core.errors import PondConfigError
+
+    with pytest.raises(PondConfigError, match="port that is not a number") as caught:
+        parse_url(f"postgresql://pond:{password}@127.0.0.1:notaport/db")
+    assert password not in str(caught.value) and "pond:***@127.0.0.1:notaport/db" in str(caught.value)

@@ -27,6 +27,7 @@ import pytest
 
 from pond_core.catalog import Catalog
 from pond_core.cli.common import parse_params
+from pond_core.execute.task_memory import limit_within
 from pond_core.pipeline import compile_pipeline
 from tests.scaleout_pipelines import SPILL_QUERY, markers, probed, write_source
 from tests.support.ray_cluster import LocalRayCluster, memory_cgroups_available, pond_command, pond_driver_env
@@ -295,8 +296,9 @@ def small_node_cluster():
 
 
 def test_a_task_killed_for_memory_is_retried_with_twice_the_memory(small_node_cluster: LocalRayCluster, job: Job) -> None:
-    # Two partitions of 1.4 GiB each start together on the 2.5 GiB node: one is OOM-killed; its
-    # retry reserves 2 GiB, so Ray runs it alone, and it fits.
+    # Two partitions of 1.4 GiB each start together on the 2.5 GiB node (each task's default
+    # limit, 384 MiB, reserves 1 GiB: execute/task_memory.py), but hold 1.4 GiB outside DuckDB:
+    # one is OOM-killed; its retry reserves twice as much, so it runs alone, and it fits.
     params = job.params(partitions=2, hog_mb=1400)
     clean = job.clean_checksums(partitions=2)
     group = small_node_cluster.cgroup(small_node_cluster.workers[0])
@@ -310,8 +312,10 @@ def test_a_task_killed_for_memory_is_retried_with_twice_the_memory(small_node_cl
     histories = [json.loads(p.read_text())["history"] for p in sorted(records.iterdir())]
     killed = [h for history in histories for h in history if "error" in h]
     assert killed and all("worker process died" in h["error"] or "memory monitor" in h["error"] for h in killed)
+    first = limit_within(int(0.8 * NODE_MEMORY) // 2)  # two tasks at once share 80% of the node
+    assert first == 384 << 20
     for history in histories:  # every retry had twice the memory of the attempt before
-        assert [h["memory"] for h in history] == [GiB * 2**i for i in range(len(history))]
+        assert [h["memory"] for h in history] == [first * 2**i for i in range(len(history))]
         assert history[-1]["outcome"] == "committed"
     row = job.stage_row("oom-retry", stage_id)
     assert (row["status"], row["task_retries"], row["node_failures"]) == ("success", len(killed), 0)
@@ -323,11 +327,14 @@ def test_a_task_out_of_memory_at_the_bound_fails_naming_stage_and_partition(smal
     params = job.params(partitions=2, hog_mb=3000, hog_key=0)  # more than the whole node has
     code, report, err = finish(job.start(small_node_cluster, "oom-bound", params))
     assert code == 1
-    pattern = r"stage \S+ partition \d ran out of memory on every attempt \(3 attempts with 1\.0 GiB, 2\.0 GiB, 2\.5 GiB\); 2\.5 GiB is the most a task may have"
+    pattern = (
+        r"stage \S+ partition \d ran out of memory on every attempt \(4 attempts with 384\.0 MiB, 768\.0 MiB, 1\.5 GiB, "
+        r"2\.5 GiB\); 2\.5 GiB is the most a task may have"
+    )
     assert re.search(pattern, err), err[-3000:]
     assert dataset_files(job.output) == []  # nothing half-written is visible
     stage_id = job.plan_stage_id(partitions=2, hog_mb=3000, hog_key=0)
     row = job.stage_row("oom-bound", stage_id)
     assert row["status"] == "failed" and re.search(pattern, row["error"])
-    assert (row["task_retries"], row["node_failures"]) == (2, 0)  # with 2.0 GiB, then 2.5 GiB
+    assert (row["task_retries"], row["node_failures"]) == (3, 0)  # with 768 MiB, 1.5 GiB, then 2.5 GiB
     assert spill_dirs(job, stage_id) == []  # a failed stage removes its killed attempts' too

@@ -89,7 +89,7 @@ def test_every_smallpond_node_option_is_accepted_by_every_method(sp: Any) -> Non
 
 def test_an_unknown_option_is_an_error_naming_it(sp: Any) -> None:
     df = sp.from_items([1, 2, 3])
-    with pytest.raises(UnknownOptionError, match="'cpu_limt'") as err:
+    with pytest.raises(UnknownOptionError, match="'cpu_limt' \\(did you mean 'cpu_limit'\\?\\)") as err:
         df.map("item", cpu_limt=2)
     assert isinstance(err.value, TypeError) and isinstance(err.value, PondConfigError)
     with pytest.raises(TypeError, match="'by_row'"):
@@ -367,3 +367,16 @@ def test_pond_smallpond_reports_an_uncaught_exception_with_exit_code_1(tmp_path:
     assert ok.returncode == 0, ok.stderr
     missing = subprocess.run([POND, "smallpond", str(tmp_path / "nope.py")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such script" in missing.stderr
+
+
+def test_pond_smallpond_records_the_run_in_the_catalog(tmp_path: Any) -> None:
+    env = {**os.environ, "SP_DATA_ROOT": str(tmp_path / "root"), "SP_JOBID": "nightly-1"}
+    path = tmp_path / "script.py"
+    path.write_text("import smallpond\nsp = smallpond.init()\nsp.from_items([1, 2]).write_parquet('out')\n")
+    done = subprocess.run([POND, "smallpond", str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = subprocess.run([POND, "runs", "--json", "--data-root", str(tmp_path / "root")], capture_output=True, text=True, timeout=120)
+    assert runs.returncode == 0, runs.stderr
+    recorded = {r["run_id"]: r for r in json.loads(runs.stdout)}
+    assert recorded["nightly-1"]["status"] == "success"
+

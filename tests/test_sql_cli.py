@@ -75,6 +75,7 @@ def test_limit_caps_the_rows_printed(join3):
     [
         (["SELECT 1; COPY (SELECT 1) TO 'x.csv'", "-i", "t=/nowhere"], "more than one statement"),
         (["SELECT nope FROM t", "-i", "t={orders}"], "nope"),
+        (["SELECT * FROM t", "-i", "t=/nowhere"], "read_parquet: path not found: /nowhere"),
         (["SELECT 1", "-i", "t"], "--input takes NAME=PATH"),
         (["SELECT 1"], "give the statement's tables with --input"),
         (["SELECT k, count(*) FROM (SELECT o_custkey AS k FROM t) GROUP BY ROLLUP (k)", "-i", "t={orders}", "--strict"],

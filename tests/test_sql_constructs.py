@@ -102,3 +102,43 @@ def test_pivot_on_ray(sql_sessions, tables):
     query = "PIVOT s ON cat USING sum(v) GROUP BY g ORDER BY g"
     got = [tuple(r.values()) for r in plan_sql(sql_sessions("ray"), query, paths).frame.take_all()]
     assert_same_result(got, con.execute(query).fetchall(), [0], query)
+
+
+def test_a_fallback_is_named_in_explain_the_log_and_the_stage(sql_sessions, tables, caplog):
+    """A part run in one partition is a decision the user sees: explain(), a warning on the
+    `pond.sql` logger, and a comment heading the stage's SQL (its description in plans, its
+    lineage record in the catalog)."""
+    import logging
+
+    from pond_core.plan.compile import compile_plan
+
+    _, paths = tables
+    query = "SELECT g, cat, count(*) AS n FROM s GROUP BY ROLLUP (g, cat)"
+    with caplog.at_level(logging.WARNING, logger="pond.sql"):
+        dq = plan_sql(sql_sessions("local"), query, paths, npartitions=3, options=FORCE)
+    assert "whole query: GROUPING SETS / ROLLUP / CUBE" in dq.explain()
+    assert "pond sql: whole query runs in one partition: GROUPING SETS / ROLLUP / CUBE" in caplog.text
+    (stage,) = [s for s in compile_plan(dq.frame._node).stages if any("GROUP BY ROLLUP" in q for q in s.sql)]
+    assert stage.sql[-1].startswith("/* pond: whole query runs in one partition: GROUPING SETS / ROLLUP / CUBE */")
+    assert "runs in one partition" in stage.description
+    assert stage.name == "whole_query_in_one_partition"
+    with caplog.at_level(logging.INFO, logger="pond.stage"):
+        dq.frame.recompute().take_all()
+    assert "pond stage whole_query_in_one_partition starts: " in caplog.text  # the stage log names it
+
+
+def test_the_sql_strict_setting_makes_a_fallback_an_error(tables, tmp_path):
+    """`init(sql_strict=True)` (POND_SQL_STRICT, the Airflow connection's and the Prefect block's
+    field): a part that would run in one partition is an error naming it; without it, it runs."""
+    import pond_core
+    from pond_core.errors import PondSqlError
+
+    _, paths = tables
+    query = "SELECT g, cat, count(*) AS n FROM s GROUP BY ROLLUP (g, cat)"
+    strict = pond_core.init(data_root=str(tmp_path / "strict"), sql_strict=True)
+    with pytest.raises(PondSqlError, match=r"(?s)strict planning: 1 part.*GROUPING SETS / ROLLUP / CUBE"):
+        strict.sql(query, **paths)
+    lenient = pond_core.init(data_root=str(tmp_path / "lenient"))
+    assert lenient.sql(query, **paths).count() > 0
+    strict.shutdown()
+    lenient.shutdown()

@@ -176,3 +176,19 @@ def test_session_sql_is_the_distributed_planner(sql_sessions):
     n, total = con.execute(f"SELECT count(*), sum(o_totalprice) FROM read_parquet({paths['orders']!r})").fetchone()
     assert rows == [{"n": n, "total": total}]
     assert df.explain().startswith("== distributed plan")
+
+
+@pytest.mark.parametrize("q", [3, 7, 13, 18, 21])
+def test_the_compiled_plan_has_a_schema_per_node(sql_sessions, q):
+    """The compiler's output is pond's logical plan with every node's columns known (an
+    exchange has its input's), the last node's being the statement's result."""
+    from pond_core.plan.logical import walk
+    from tests.tpch_queries import QUERIES
+
+    dq = plan_sql(sql_sessions("local"), QUERIES[q], table_paths(tpch_dir(0.1)), npartitions=4)
+    compiled = dq.compiled
+    nodes = walk(compiled.plan)
+    assert len(nodes) > 5
+    missing = [n.label() for n in nodes if n.id not in compiled.schemas]
+    assert not missing, missing
+    assert [c for c, _ in compiled.schema_of(compiled.plan)] == [c for c, _ in dq.output]

@@ -87,3 +87,24 @@ def test_partial_sql_text_is_one_query_checked_when_the_frame_is_built(local_sp,
     # one query, including a PIVOT over the data, is fine (and runs: see test_sql_constructs.py)
     check_partition_query("PIVOT {0} ON k USING sum(v)")
     assert local_sp.partial_sql("SELECT count(*) AS n FROM {0} WHERE k < 3", df).take_all() == [{"n": 3}]
+
+
+def test_the_sealed_planning_connection_touches_nothing_outside_itself(tmp_path, table):
+    """Even SQL a planner bug generated cannot write a file, attach a database, read a path or
+    undo the seal once the inputs are set up."""
+    import duckdb as _duckdb
+
+    from pond_core.plan.sqlcompile import Shadow
+
+    shadow = Shadow()
+    try:
+        shadow.create_table("t", [("k", "BIGINT")])
+        shadow.seal()
+        for statement in (f"COPY (SELECT 1) TO '{tmp_path}/c.csv'", f"ATTACH '{tmp_path}/a.db' AS z",
+                          f"SELECT * FROM read_parquet('{table}')", "SET enable_external_access = true", "LOAD httpfs"):
+            with pytest.raises(_duckdb.Error):
+                shadow.con.execute(statement)
+        assert shadow.describe("SELECT k + 1 AS j FROM t") == [("j", "BIGINT")]  # binding still works
+    finally:
+        shadow.close()
+    assert not (tmp_path / "c.csv").exists() and not (tmp_path / "a.db").exists()

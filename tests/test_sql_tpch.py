@@ -52,3 +52,21 @@ def test_tpch_sf01_through_named_sql_strict(sql_sessions, tpch_reference, q):
     rows = named_sql(sp, QUERIES[q], table_paths(tpch_dir(0.1)), npartitions=8, strict=True).take_all()
     got = [tuple(r[c] for c in names) for r in rows] if rows else []
     assert_same_result(got, want, order_columns(QUERIES[q], names), f"Q{q} named_sql n=8")
+
+
+@pytest.mark.parametrize("q", [1, 5, 9, 18])
+def test_tpch_sf01_through_pond_sql_strict(tpch_reference, tmp_path, monkeypatch, q):
+    import duckdb
+    from click.testing import CliRunner
+
+    from pond_core.cli import pond
+
+    monkeypatch.setenv("POND_DATA_ROOT", str(tmp_path / "root"))
+    names, want = tpch_reference.result(0.1, QUERIES[q])
+    args = [a for t, p in table_paths(tpch_dir(0.1)).items() for a in ("-i", f"{t}={p}")]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(pond, ["sql", QUERIES[q], *args, "-n", "8", "--strict", "--executor", "local", "-o", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    got = duckdb.sql(f"SELECT {', '.join(chr(34) + n + chr(34) for n in names)} FROM read_parquet('{out}/*.parquet')").fetchall()
+    assert_same_result(got, want, None, f"Q{q} pond sql n=8")

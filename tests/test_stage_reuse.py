@@ -11,11 +11,13 @@ in place.
 from __future__ import annotations
 
 import os
+import time
 
 import duckdb
 import pytest
 
 import pond_core
+from pond_core.errors import PondInputError
 from pond_core.examples import generate_shop
 from pond_core.execute.store import StageStore
 from pond_core.layout import RunLayout
@@ -54,6 +56,19 @@ def test_a_file_rewritten_with_the_same_size_is_still_seen(tmp_path):
         duckdb.sql(f"COPY (SELECT 2 AS x) TO '{src}' (FORMAT parquet)")
         assert os.path.getsize(src) == size  # only the modification time tells them apart
         assert sp.read_parquet(src).to_arrow().to_pylist() == [{"x": 2}]
+    finally:
+        sp.shutdown()
+
+
+def test_a_deleted_source_is_not_reused_but_named(tmp_path):
+    src = str(tmp_path / "src.parquet")
+    write_rows(src, 10)
+    sp = pond_core.init(data_root=str(tmp_path / "pond"), executor="local")
+    try:
+        assert sp.read_parquet(src).count() == 10
+        os.remove(src)
+        with pytest.raises(PondInputError, match="path not found"):
+            sp.read_parquet(src).count()
     finally:
         sp.shutdown()
 
@@ -127,11 +142,14 @@ def test_an_s3_object_overwritten_in_place_is_read_again(s3_server, s3_options, 
     local = str(tmp_path / "x.parquet")
     client = s3_server.client()
 
-    def put(n: int) -> str:
-        write_rows(local, n)
+    def put(n: int, start: int = 0) -> str:
+        duckdb.sql(f"COPY (SELECT range AS x FROM range({start}, {start + n})) TO '{local}' (FORMAT parquet, COMPRESSION uncompressed)")
         with open(local, "rb") as fh:
             client.put_object(Bucket=bucket, Key=key, Body=fh.read())
         return client.head_object(Bucket=bucket, Key=key)["ETag"]
+
+    def total() -> list[int]:
+        return sp.read_parquet(f"s3://{bucket}/{key}").to_arrow().column("x").to_pylist()
 
     first_etag = put(10)
     sp = pond_core.init(data_root=str(tmp_path / "pond"), executor="local", storage_options=s3_options)
@@ -139,5 +157,12 @@ def test_an_s3_object_overwritten_in_place_is_read_again(s3_server, s3_options, 
         assert sp.read_parquet(f"s3://{bucket}/{key}").count() == 10
         assert put(25) != first_etag
         assert sp.read_parquet(f"s3://{bucket}/{key}").count() == 25
+        # The same size, other bytes: only LastModified (one-second resolution) tells them apart.
+        size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        assert sorted(total()) == list(range(25))
+        time.sleep(1.1)
+        put(25, 1000)
+        assert client.head_object(Bucket=bucket, Key=key)["ContentLength"] == size
+        assert sorted(total()) == list(range(1000, 1025))
     finally:
         sp.shutdown()

@@ -75,3 +75,13 @@ def test_binder_errors_drop_the_wrappers_excerpt():
         con.execute('CREATE VIEW "s0" AS SELECT b FROM range(3) t(a)')
     told = on_user_sql(str(info.value), "SELECT b FROM {0}")
     assert told.startswith('Binder Error: Referenced column "b" not found') and "CREATE VIEW" not in told and "LINE" not in told
+
+
+@pytest.mark.s3
+def test_a_missing_s3_path_fails_at_the_read(s3_server, s3_options, tmp_path):
+    bucket = s3_server.new_bucket()
+    with pond_core.init(data_root=str(tmp_path / "pond"), executor="local", storage_options=s3_options) as sp:
+        with pytest.raises(PondInputError, match=f"read_parquet: path not found: s3://{bucket}/orders; check the path"):
+            sp.read_parquet(f"s3://{bucket}/orders")
+        with pytest.raises(PondInputError, match=f"read_csv: no files match s3://{bucket}/x/\\*.csv"):
+            sp.read_csv(f"s3://{bucket}/x/*.csv", schema={"a": "BIGINT"})

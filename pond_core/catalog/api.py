@@ -33,6 +33,8 @@ class Catalog:
             migrate.upgrade(self._tx.engine)
         except DBAPIError as exc:
             self._tx.engine.dispose()
+            if self._tx.disk_full(exc):
+                raise self._tx.failed(exc) from None
             raise PondConfigError(
                 f"catalog at {self.url} cannot be upgraded to schema {migrate.head_revision()}: "
                 f"{self._tx.cause(exc)}"
@@ -298,6 +300,12 @@ class Catalog:
         SQL and timings of the stage that linked them, newest first."""
         uri = convert.dataset_uri(dataset_uri)
         return self._tx.read(lambda c: lineage.lineage(c, uri, limit))
+
+    def column_lineage(self, dataset_uri: str) -> dict[str, Any] | None:
+        """The newest column lineage of a dataset: {"uri", "run_id", "stage_id", "finished_at",
+        "columns": {column: [{"dataset", "column"}]}}; None when none was recorded."""
+        uri = convert.dataset_uri(dataset_uri)
+        return self._tx.read(lambda c: lineage.column_lineage(c, uri))
 
     def run_lineage(self, run_id: str) -> list[dict[str, Any]]:
         """The run's lineage records: {"run_id", "stage_id", "inputs", "outputs", "sql", ...}."""

@@ -33,8 +33,32 @@ def dataset_refs(items: Sequence[Mapping[str, Any]], what: str) -> list[dict[str
             raise PondConfigError(f"each lineage {what} needs a 'uri', got {item!r}")
         uri = dataset_uri(item["uri"])
         rows = count(item.get("rows"), f"rows of lineage {what} {uri}")
-        refs.setdefault(uri, dataset_ref(uri, _schema(item.get("schema"), uri), rows))
+        ref = dataset_ref(uri, _schema(item.get("schema"), uri), rows)
+        ref["column_lineage"] = _column_lineage(item.get("column_lineage"), uri)
+        refs.setdefault(uri, ref)
     return list(refs.values())
+
+
+def _column_lineage(value: Any, uri: str) -> dict[str, list[dict[str, str]]] | None:
+    """{"column": [{"dataset", "column", "transformation"}, ...]}: which source columns each column
+    of `uri` is from, and how (the transformation is optional)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(sources, (list, tuple)) and all(isinstance(s, Mapping) and {"dataset", "column"} <= set(s) for s in sources)
+        for sources in value.values()
+    ):
+        raise PondConfigError(
+            f"column_lineage of {uri} must map each column to a list of {{'dataset', 'column'}} dicts, not {value!r}"
+        )
+    return {str(c): [_source_column(s) for s in sources] for c, sources in value.items()}
+
+
+def _source_column(source: Mapping[str, Any]) -> dict[str, str]:
+    out = {"dataset": str(source["dataset"]), "column": str(source["column"])}
+    if source.get("transformation") is not None:
+        out["transformation"] = str(source["transformation"])  # identity, transformation or aggregation
+    return out
 
 
 def _schema(fields: Any, uri: str) -> list[dict[str, Any]]:
@@ -103,6 +127,7 @@ def _edge(
         "position": position,
         "schema_fields": ref["schema"],
         "row_count": ref["rows"],
+        "column_lineage": ref["column_lineage"] if direction == OUTPUT else None,
     }
 
 
@@ -152,6 +177,26 @@ def _edge_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
+def column_lineage(conn: Connection, uri: str) -> dict[str, Any] | None:
+    """The newest column lineage recorded for the dataset `uri`: {"uri", "run_id", "stage_id",
+    "finished_at", "columns": {column: [{"dataset", "column"}]}}, or None when none was."""
+    query = (
+        select(EDGES.c.column_lineage, RECORDS.c.run_id, RECORDS.c.stage_id, RECORDS.c.finished_at)
+        .join(RECORDS, RECORDS.c.id == EDGES.c.record_id)
+        .join(DATASETS, DATASETS.c.id == EDGES.c.dataset_id)
+        .where(DATASETS.c.uri == uri, EDGES.c.direction == OUTPUT, EDGES.c.column_lineage.is_not(None))
+        .order_by(RECORDS.c.recorded_at.desc(), RECORDS.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return {
+        "uri": uri, "run_id": row["run_id"], "stage_id": row["stage_id"], "finished_at": iso(row["finished_at"]),
+        "columns": row["column_lineage"],
+    }
+
+
 def run_lineage(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     """The lineage records of a run, as recorded, in the order they were recorded."""
     records = (
@@ -182,11 +227,14 @@ def run_lineage(conn: Connection, run_id: str) -> list[dict[str, Any]]:
 
 def _record_dict(record: Mapping[Any, Any], edges: list[Mapping[Any, Any]]) -> dict[str, Any]:
     def refs(direction: str) -> list[dict[str, Any]]:
-        return [
-            dataset_ref(e["uri"], e["schema_fields"], e["row_count"])
-            for e in edges
-            if e["direction"] == direction
-        ]
+        out = []
+        for e in edges:
+            if e["direction"] == direction:
+                ref = dataset_ref(e["uri"], e["schema_fields"], e["row_count"])
+                if e["column_lineage"] is not None:
+                    ref["column_lineage"] = e["column_lineage"]
+                out.append(ref)
+        return out
 
     return {
         "run_id": record["run_id"],

@@ -204,6 +204,8 @@ class LineageEdge(Base):
     position: Mapped[int] = mapped_column(Integer)
     schema_fields: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     row_count: Mapped[int | None] = mapped_column(BigInteger)
+    # An output's columns -> [{"dataset", "column"}] it is computed from (migration 0005).
+    column_lineage: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
 
 def table_of(model: type[Base]) -> Table:

@@ -65,8 +65,8 @@ class Transactions:
                     self._opened = _FileIdentity.of(self._file)
                 return
             except (DBAPIError, OSError) as exc:
-                if self._disk_full(exc):
-                    raise self._failed(exc) from None
+                if self.disk_full(exc):
+                    raise self.failed(exc) from None
                 if "database is locked" not in str(exc) or time.monotonic() + delay > deadline:
                     raise self.no_answer(exc, PondConfigError) from None
             time.sleep(delay)
@@ -91,7 +91,7 @@ class Transactions:
             except (_ConnectFailed, DBAPIError) as exc:
                 kind = self._transient(exc)
                 if kind is None:
-                    raise self._failed(exc) from None
+                    raise self.failed(exc) from None
                 failures[kind] += 1
                 # SQLite already waited busy_timeout before reporting "locked": do not wait again.
                 out_of_time = kind == RACE and time.monotonic() - started > RACE_BUDGET_S
@@ -122,10 +122,10 @@ class Transactions:
                 "runs), then run the command again; committed stages are kept and not run again"
             )
 
-    def _failed(self, exc: BaseException) -> PondError:
+    def failed(self, exc: BaseException) -> PondError:
         """A database failure that a retry cannot cure, as a pond error saying what to do."""
         cause = self.cause(exc)
-        if self._disk_full(exc):
+        if self.disk_full(exc):
             where = f" ({os.path.dirname(self._file)})" if self._file else ""
             return PondStorageError(
                 f"catalog at {mask(self.engine.url)}: the disk holding it is full{where}: {cause}. Free space "
@@ -133,7 +133,7 @@ class Transactions:
             )
         return PondStorageError(f"catalog at {mask(self.engine.url)} failed: {cause}")
 
-    def _disk_full(self, exc: BaseException) -> bool:
+    def disk_full(self, exc: BaseException) -> bool:
         """SQLite says "database or disk is full", or only "disk I/O error" when it could not even
         create its WAL files: then the file system's free space tells."""
         cause = self.cause(exc).lower()

@@ -150,11 +150,13 @@ def partitions_command(dataset: str, as_json: bool, settings: Settings, catalog:
 @click.option("--depth", type=click.IntRange(min=1), help="Hops to walk each way (default: 1 for the table, the whole chain for tree and mermaid).")
 @click.option("--format", "fmt", type=click.Choice(["table", "tree", "mermaid"]), default="table", show_default=True, help="One hop as tables, the chain as a tree, or a Mermaid flowchart.")
 @click.option("--direction", type=click.Choice(["both", "upstream", "downstream"]), default="both", show_default=True)
+@click.option("--columns", "columns", is_flag=True, help="Each column of DATASET with the source dataset columns it is computed from (its newest run).")
 @storage_options
 @json_option
 @with_catalog
 def lineage_command(
-    dataset: str, limit: int | None, depth: int | None, fmt: str, direction: str, as_json: bool, settings: Settings, catalog: Catalog
+    dataset: str, limit: int | None, depth: int | None, fmt: str, direction: str, columns: bool, as_json: bool, settings: Settings,
+    catalog: Catalog,
 ) -> None:
     """Show what DATASET was computed from (upstream) and what was computed from it (downstream),
     each hop named by its stage.
@@ -164,10 +166,14 @@ def lineage_command(
       pond lineage /data/revenue
       pond lineage /data/revenue --format tree            # back to the source files
       pond lineage /data/orders --format mermaid --direction downstream
+      pond lineage /data/revenue --columns                # each column's source columns
     """
     from pond_core.lineage_graph import Direction, mermaid, tree_text, walk
 
     uri = known_dataset(catalog, dataset)
+    if columns:
+        _column_lineage(catalog, uri, as_json)
+        return
     directions = [Direction(d) for d in (("upstream", "downstream") if direction == "both" else (direction,))]
     if fmt != "table" or depth is not None:
         chains = {d: walk(catalog, uri, d, depth or 50) for d in directions}
@@ -189,6 +195,21 @@ def lineage_command(
     for d in directions:
         rows = [(e["uri"], e["rows"], e["run_id"], _stage_name(catalog, names, e), render.when(e["finished_at"])) for e in edges[d.value]]
         out.print(render.table(f"{d.value} of {uri}", ["DATASET", "ROWS", "RUN ID", "STAGE", "FINISHED (UTC)"], rows))
+
+
+def _column_lineage(catalog: Catalog, uri: str, as_json: bool) -> None:
+    from pond_core.lineage_graph import columns_text
+
+    record = catalog.column_lineage(uri)
+    if record is None:
+        raise CliError(
+            f"no column lineage recorded for {uri}: it is a source, or no stage writing it could be traced "
+            "(a Python step, or a source whose schema could not be read; see docs/catalog.md)"
+        )
+    if as_json:
+        emit_json(record)
+        return
+    click.echo(columns_text(record, _stage_name(catalog, {}, record)))
 
 
 def _stage_name(catalog: Catalog, names: dict[str, dict[str, str]], edge: dict[str, Any]) -> str:

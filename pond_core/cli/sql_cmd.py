@@ -7,16 +7,11 @@ writes it as a Parquet dataset (`--output`), or shows the plan (`--explain`, not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from pond_core.cli import render
 from pond_core.cli.common import FAILED, CliError, executor_option, setting_option
-from pond_core.errors import PondSqlError
-
-if TYPE_CHECKING:
-    from pond_core.dataframe import DataFrame
+from pond_core.errors import PondInputError, PondSqlError
 
 
 def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -68,10 +63,10 @@ def sql_command(
     try:
         try:
             frame = named_sql(session, statement, inputs, npartitions=npartitions, strict=strict or None)
-        except PondSqlError as exc:  # found while planning: nothing ran
+        except (PondSqlError, PondInputError) as exc:  # found while planning (a bad statement, a missing input): nothing ran
             raise CliError(str(exc)) from None
         if explain:
-            click.echo(_explain_text(frame))
+            click.echo(frame.explain())  # explain() returns the text, printing nothing
             return
         if output:
             result = frame.write_parquet(output)
@@ -87,12 +82,3 @@ def sql_command(
         raise CliError(str(exc), FAILED) from None
     finally:
         session.shutdown()
-
-
-def _explain_text(frame: DataFrame) -> str:
-    """DataFrame.explain prints as it returns; the CLI prints once, itself."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return frame.explain()

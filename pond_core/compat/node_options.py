@@ -68,9 +68,13 @@ class NodeOptions:
     def parse(cls, method: str, kwargs: Mapping[str, Any]) -> NodeOptions:
         unknown = sorted(set(kwargs) - ACCEPTED)
         if unknown:
+            import difflib
+
             names = ", ".join(repr(k) for k in unknown)
+            close = difflib.get_close_matches(unknown[0], sorted(ACCEPTED), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownOptionError(
-                f"{method}() got unexpected keyword argument(s) {names}; smallpond's node options accepted here: "
+                f"{method}() got unexpected keyword argument(s) {names}{hint}; smallpond's node options accepted here: "
                 f"{', '.join(sorted(ACCEPTED))}"
             )
         cpu = kwargs.get("cpu_limit")

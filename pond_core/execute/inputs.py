@@ -16,7 +16,7 @@ from pond_core.io.table_read import TableFiles, table_sql
 from pond_core.io.written import WrittenFile
 from pond_core.plan.logical import SourceFormat, SourceSpec
 from pond_core.plan.physical import Schema, SourceInput, Split, Stage, StageInput, UpstreamInput
-from pond_core.sql_quote import quote_ident, quote_str, sql_list
+from pond_core.sql_quote import path_list, quote_ident, quote_path, quote_str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,10 +174,10 @@ def source_sql(src: SourceSpec, part: Part, hive_opts: str = "") -> str:
     opts = _parquet_opts(src, hive_opts)
     if part.ranges is not None:
         body = " UNION ALL ".join(
-            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_str(f)}, file_row_number=true{opts}) "
+            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_path(f)}, file_row_number=true{opts}) "
             f"WHERE file_row_number BETWEEN {a} AND {b}"
             for f, a, b in part.ranges
-        ) or f"SELECT * FROM read_parquet({sql_list(list(part.files[:1]))}{opts}) WHERE false"
+        ) or f"SELECT * FROM read_parquet({path_list(part.files[:1])}{opts}) WHERE false"
         sql = f"SELECT {cols} FROM ({body})"
     else:
         sql = f"SELECT {cols} FROM {_scan(src, list(part.files), hive_opts)}"
@@ -192,15 +192,15 @@ def _parquet_opts(src: SourceSpec, hive_opts: str) -> str:
 
 def _scan(src: SourceSpec, files: list[str], hive_opts: str) -> str:
     if src.format is SourceFormat.PARQUET:
-        return f"read_parquet({sql_list(files)}{_parquet_opts(src, hive_opts)})"
+        return f"read_parquet({path_list(files)}{_parquet_opts(src, hive_opts)})"
     columns = "{" + ", ".join(f"{quote_str(n)}: {quote_str(t)}" for n, t in src.schema or ()) + "}"
     if src.format is SourceFormat.CSV:
         return (
-            f"read_csv({sql_list(files)}, columns={columns}, delim={quote_str(src.delim)}, "
+            f"read_csv({path_list(files)}, columns={columns}, delim={quote_str(src.delim)}, "
             f"header={'true' if src.header else 'false'}, auto_detect=false{hive_opts})"
         )
     if src.format is SourceFormat.JSON:
-        return f"read_json({sql_list(files)}, columns={columns}, format='newline_delimited')"
+        return f"read_json({path_list(files)}, columns={columns}, format='newline_delimited')"
     raise PondConfigError(f"unknown source format {src.format!r}")
 
 
@@ -209,13 +209,13 @@ def intermediate_sql(part: Part, schema: Schema) -> str:
         if not part.ranges:
             return empty_sql(schema)
         return " UNION ALL ".join(
-            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_str(f)}, file_row_number=true, hive_partitioning=false) "
+            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({quote_path(f)}, file_row_number=true, hive_partitioning=false) "
             f"WHERE file_row_number BETWEEN {a} AND {b}"
             for f, a, b in part.ranges
         )
     if not part.files:
         return empty_sql(schema)
-    return f"SELECT * FROM read_parquet({sql_list(list(part.files))}, hive_partitioning=false)"
+    return f"SELECT * FROM read_parquet({path_list(part.files)}, hive_partitioning=false)"
 
 
 def empty_sql(schema: Schema) -> str:

@@ -7,7 +7,7 @@ from pond_core.io import configure_duckdb
 from pond_core.io.options import StorageOptions
 from pond_core.plan.physical import Schema
 from pond_core.specs.sink import SinkSpec
-from pond_core.sql_quote import quote_str, sql_list
+from pond_core.sql_quote import path_list, quote_str
 
 
 def check_staged(
@@ -39,4 +39,4 @@ def _staged_sql(spec: SinkSpec, files: list[str], schema: Schema) -> str:
         types = dict(schema)
         body = ", ".join(f"{quote_str(c)}: {types.get(c, 'VARCHAR')}" for c in spec.partition_by)
         hive = f", hive_partitioning=true, hive_types={{{body}}}"
-    return f"SELECT * FROM read_parquet({sql_list(files)}, union_by_name=true{hive})"
+    return f"SELECT * FROM read_parquet({path_list(files)}, union_by_name=true{hive})"

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import replace
 
 from pond_core.checks import CheckResult
-from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.errors import PondConfigError, PondError, PondStorageError
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
 from pond_core.execute.context import RunContext, size_tasks
@@ -128,7 +128,13 @@ class StageRun:
         if committed.inputs is None:
             return ["(not recorded by the pond that committed it)"]
         upstream = {sid: m for sid in self.stage.depends_on if (m := self.store.manifest(sid)) is not None}
-        current = self._input_key(upstream)
+        try:
+            current = self._input_key(upstream)
+        except PondError:
+            # A source that is gone or unreadable: not reused. Running the stage lists it again
+            # and fails there, recorded as this stage's failure with its own message.
+            self._listed.clear()
+            return ["(its sources could not be listed)"]
         compared = dict(current.digests)
         return [name for name in committed.inputs.changed(current) if name in compared]
 
@@ -202,12 +208,12 @@ class StageRun:
         import duckdb
 
         from pond_core.io import configure_duckdb
-        from pond_core.sql_quote import sql_list
+        from pond_core.sql_quote import path_list
 
         con = duckdb.connect()
         try:
             configure_duckdb(con, self.ctx.storage, files)
-            query = f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({sql_list(files)}) GROUP BY file_name"
+            query = f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({path_list(files)}) GROUP BY file_name"
             rows = con.execute(query).fetchall()
         finally:
             con.close()

@@ -133,13 +133,16 @@ def _run_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: Step) -> Non
 def _run_python_step(con: duckdb.DuckDBPyConnection, spec: TaskSpec, step: PythonStep) -> None:
     from pond_core.execute import python_steps  # pyarrow: loaded only for Python steps
 
-    source = con.cursor().execute(f"SELECT * FROM {quote_ident(step.inputs[0])}")
+    # A cursor streams the input while later steps run on `con`, but it does not see what an
+    # earlier Python step registered on `con`: after one, read on `con` and finish at once.
+    chained = any(isinstance(s, PythonStep) for s in spec.steps[: spec.steps.index(step)])
+    source = (con if chained else con.cursor()).execute(f"SELECT * FROM {quote_ident(step.inputs[0])}")
     reader = source.to_arrow_reader(python_steps.DEFAULT_BATCH_ROWS)
     out: Any = python_steps.apply(
         step.method, step.func.load(), reader, python_steps.arrow_schema(step.schema), step.batch_size, step.streaming,
         f"{spec.where} {step.label}",
     )
-    if _uses(spec, step.id) > 1:
+    if chained or _uses(spec, step.id) > 1:
         out = out.read_all()
     con.register(step.id, out)
 

@@ -26,6 +26,7 @@ import duckdb
 
 from pond_core.execute.task_spec import TaskSpec
 from pond_core.io.duckdb_setup import SECRET_NAME
+from pond_core.plan.physical import SqlStep
 from pond_core.sql_quote import quote_str
 
 
@@ -89,7 +90,7 @@ class TaskDatabase:
 
 
 def _runs_setup(spec: TaskSpec) -> bool:
-    return any(getattr(step, "setup", ()) for step in spec.steps)
+    return any(isinstance(step, SqlStep) and step.setup for step in spec.steps)
 
 
 def _clean(cursor: duckdb.DuckDBPyConnection, udfs: list[str], schema: str) -> None:

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pond_core.errors import PondConfigError, PondStorageError
+from pond_core.errors import PondConfigError, PondError, PondStorageError
 from pond_core.io import threefs
 
 GLOB_CHARS = frozenset("*?[")
@@ -89,6 +89,50 @@ def has_glob(path: str) -> bool:
     return any(c in GLOB_CHARS for c in path)
 
 
+S3_MAX_KEY = 1024  # bytes of UTF-8, S3's limit on an object key
+
+
+def check_path_length(path: str, what: str, room: int = 0, error: type[PondError] = PondConfigError) -> None:
+    """Raise `error` when `path`, with `room` more bytes that pond adds below it (staging,
+    file names), is longer than its storage allows: on a local filesystem a name over NAME_MAX
+    or the whole over PATH_MAX, on S3 a key over 1024 bytes. Called before anything is created,
+    so an over-long path leaves no folders behind. `what` names the path in the message."""
+    label = f"{what} {shorten(path)}"
+    more = f" (and pond adds up to {room} below it)" if room else ""
+    if is_s3(path):
+        key = len(path.split("://", 1)[1].partition("/")[2].encode())
+        if key + room > S3_MAX_KEY:
+            raise error(f"{label} is too long for S3: a key of {key} bytes{more}; S3 allows {S3_MAX_KEY}. Use a shorter path")
+        return
+    local = normalize_path(path)
+    name_max, path_max = _name_limits(local)
+    for name in local.split("/"):
+        if len(os.fsencode(name)) > name_max:
+            raise error(
+                f"{label} has a folder or file name of {len(os.fsencode(name))} bytes; this filesystem allows "
+                f"{name_max} (NAME_MAX). Use shorter names"
+            )
+    size = len(os.fsencode(local))
+    if size + room > path_max:
+        raise error(f"{label} is too long: {size} bytes{more}; this filesystem allows {path_max} (PATH_MAX). Use a shorter path")
+
+
+def shorten(path: str, keep: int = 80) -> str:
+    """A path cut for a message: its start, and how long it is when cut."""
+    return path if len(path) <= keep else f"{path[:keep]}... ({len(path)} characters)"
+
+
+def _name_limits(path: str) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the filesystem holding `path` (of its nearest existing folder)."""
+    folder = path
+    while folder != "/" and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
 def normalize_path(path: str) -> str:
     """Absolute local path or canonical s3:// URL."""
     if is_s3(path):
@@ -131,7 +175,7 @@ class LocalFileSystem(FileSystem):
         root = normalize_path(prefix)
         try:
             st = os.stat(root)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing, or not reachable: nothing to list (as os.path.isfile/isdir say)
             return []
         if stat.S_ISREG(st.st_mode):
             return [FileInfo(root, st.st_size, st.st_mtime_ns)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pond_core.errors import PondInputError
 from pond_core.io.filesystems import get_filesystem
-from pond_core.io.fs import FileInfo, FileSystem, has_glob, is_s3, normalize_path, visible
+from pond_core.io.fs import FileInfo, FileSystem, check_path_length, has_glob, is_s3, normalize_path, visible
 from pond_core.io.manifest import committed_files, dataset_filter
 from pond_core.io.options import StorageOptions
 
@@ -41,6 +41,8 @@ def resolve_files(
     seen: set[str] = set()
     for item in items:
         for info in _resolve_one(normalize_path(item), recursive, options):
+            if is_s3(info.path) and "?" in info.path:
+                raise PondInputError(f"cannot read {info.path}: DuckDB's S3 client reads '?' in a key as a query string; rename the object")
             if info.path not in seen:
                 seen.add(info.path)
                 out.append(info)
@@ -49,15 +51,18 @@ def resolve_files(
 
 def _resolve_one(path: str, recursive: bool, options: StorageOptions | None) -> list[FileInfo]:
     fs = get_filesystem(path, options)
-    if has_glob(_key_part(path)):
+    check_path_length(path, "input path", error=PondInputError)
+    # One recursive listing tells a file from a directory and holds the dataset's metadata. A
+    # path with glob characters is a pattern only when nothing exists under its literal spelling:
+    # paths are data (a dataset may be named `ds[x]`), so what exists is read as it is named.
+    listing = fs.list_files(path, recursive=True)
+    if not listing and has_glob(_key_part(path)):
         root = glob_root(path)
         found = [f for f in fs.glob_files(path) if visible(f.path, root)]
         if not found:
             _check_bucket(fs, path)
             raise PondInputError(f"no files match {path}")
         return _committed_only(fs, root, found, root_resolved=False)
-    # One recursive listing tells a file from a directory and holds the dataset's metadata.
-    listing = fs.list_files(path, recursive=True)
     if len(listing) == 1 and listing[0].path == path:
         return listing
     if listing:

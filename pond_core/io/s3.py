@@ -230,7 +230,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(c))
                 i += 1
             else:
-                body = pattern[i + 1:end]
+                body = pattern[i + 1:end].replace("\\", "\\\\").replace("[", "\\[")  # `[[]` matches `[`
                 out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
                 i = end + 1
         else:

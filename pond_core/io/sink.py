@@ -22,7 +22,7 @@ from pond_core.errors import PondConfigError, PondDataError, PondError, PondStor
 from pond_core.io import crashpoints, publish_local, publish_s3, swap
 from pond_core.io import manifest as mf
 from pond_core.io.filesystems import get_filesystem
-from pond_core.io.fs import basename_of, fsync_dir, is_s3, join_path, normalize_path, parent_of, visible
+from pond_core.io.fs import basename_of, check_path_length, fsync_dir, is_s3, join_path, normalize_path, parent_of, shorten, visible
 from pond_core.io.hive import parse_partition_dir, partition_check_sql, validate_partition_value
 from pond_core.io.options import StorageOptions
 from pond_core.io.written import PartitionFiles, SinkCommit, WrittenFile
@@ -41,10 +41,7 @@ class SinkWriter:
         self.fs = get_filesystem(self.root, options)
         self.on_s3 = is_s3(self.root)
         self.tag = job_tag(self.job_id)
-        if self.on_s3:
-            self.staging = join_path(self.root, S3_STAGING, self.tag)
-        else:
-            self.staging = join_path(parent_of(self.root), f".{basename_of(self.root)}.pond-staging-{self.tag}")
+        self.staging = staging_path(self.root, self.tag)
         self._prepared = False
         self._done: SinkCommit | None = None
 
@@ -63,6 +60,7 @@ class SinkWriter:
         self._prepared = True
 
     def _check_target(self) -> None:
+        check_sink_path(self.root, self.tag)
         if self.on_s3:
             from pond_core.io.s3 import S3FileSystem
 
@@ -403,6 +401,30 @@ class SinkWriter:
             partitions=tuple(sorted({e.get("partition", "") for e in entries} - {""})),
             manifest=join_path(self.root, mf.MANIFEST_NAME),
         )
+
+
+# What a write adds below the dataset path: staging, task folders, file names (not counting
+# the values of partition columns, which are checked as the data is written).
+SINK_ROOM = 128
+LONGEST_TAG = "x" * 24  # job_tag() is at most this long
+
+
+def staging_path(root: str, tag: str) -> str:
+    """Where a job stages its write: below the dataset on S3, a hidden sibling on POSIX (the
+    same mount, so publishing is a rename)."""
+    if is_s3(root):
+        return join_path(root, S3_STAGING, tag)
+    return join_path(parent_of(root), f".{basename_of(root)}.pond-staging-{tag}")
+
+
+def check_sink_path(path: str, tag: str = LONGEST_TAG) -> None:
+    """PondConfigError unless the storage can hold the dataset path and its staging (a sibling
+    with a longer name); checked before any folder is made."""
+    root = normalize_path(path)
+    if is_s3(root) and "?" in root:
+        raise PondConfigError(f"dataset path {shorten(root)}: an S3 key cannot hold '?' (DuckDB's S3 client reads it as a query string)")
+    check_path_length(root, "dataset path", room=SINK_ROOM)
+    check_path_length(staging_path(root, tag), f"dataset path {shorten(root)}: its staging folder", room=SINK_ROOM)
 
 
 def written_files(cursor: Any) -> tuple[WrittenFile, ...]:

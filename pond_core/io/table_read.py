@@ -25,7 +25,7 @@ from pond_core.io.fs import is_s3
 from pond_core.io.options import StorageOptions
 from pond_core.specs.iceberg_table import IcebergTable
 from pond_core.specs.table_read import TableRead
-from pond_core.sql_quote import quote_ident, quote_str, sql_list, sql_literal
+from pond_core.sql_quote import path_list, quote_ident, quote_str, sql_literal
 
 Schema = tuple[tuple[str, str], ...]
 
@@ -184,7 +184,7 @@ def table_sql(files: TableFiles, part_files: tuple[str, ...], columns: tuple[str
         hive = ", hive_partitioning=true, hive_types={" + ", ".join(f"{quote_str(n)}: {t}" for n, t in files.hive_types) + "}"
     body = (
         f"SELECT {typed_empty} WHERE false UNION ALL BY NAME "
-        f"SELECT * FROM read_parquet({sql_list(list(part_files))}, union_by_name=true{hive})"
+        f"SELECT * FROM read_parquet({path_list(part_files)}, union_by_name=true{hive})"
     )
     where = f" WHERE {files.where}" if files.where else ""
     return f"SELECT {select} FROM ({body}){where}"

@@ -150,8 +150,8 @@ class _StageContext:
             self.task_memory = max(self.task_memory or 0, node.task_memory)
 
     def add_python(self, node: PyMap) -> str:
+        inputs = (self.relation(node.inputs[0]),)  # first: building the input may add steps
         name = f"s{len(self.steps)}"
-        inputs = (self.relation(node.inputs[0]),)
         self.steps.append(PythonStep(name, inputs, node.method, node.func, node.schema, node.batch_size, node.streaming))
         return name
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
-    from pond_core.plan.logical import Node, SourceSpec
+    from pond_core.io import StorageOptions
+    from pond_core.plan.logical import Node
     from pond_core.plan.sqlcompile.tables import InputLayout
     from pond_core.session import Session
 
@@ -31,48 +32,36 @@ class ReadInfo:
 
 
 def plan_of(df: DataFrame) -> Node:
-    """A DataFrame's logical plan (what the compiler reads and extends)."""
+    """A DataFrame's logical plan (what the compiler reads and extends): the one place the
+    front end looks inside a DataFrame."""
     return df._node
 
 
-def frame_layout(df: DataFrame) -> InputLayout:
+def storage_of(df: DataFrame) -> StorageOptions:
+    """The storage options a DataFrame's session reads with (object store credentials)."""
+    return df.session.storage
+
+
+def frame_layout(node: Node) -> InputLayout:
     from pond_core.plan.logical import Repartition
     from pond_core.plan.sqlcompile.tables import InputLayout
 
-    node = df._node
     if isinstance(node, Repartition) and node.method == "hash" and node.n > 1:
         return InputLayout(node.n, tuple(node.keys))
     return InputLayout(node.npartitions, None)
 
 
-def read_info(df: DataFrame) -> ReadInfo | None:
-    """The files a plain Parquet read covers (globs expanded now), or None for any other frame."""
+def read_info(node: Node, storage: StorageOptions) -> ReadInfo | None:
+    """The files a plain Parquet read covers (globs expanded now), or None for any other plan."""
     from pond_core.io import hive_read_options, resolve_paths
     from pond_core.plan.logical import Read
 
-    node = df._node
     if not isinstance(node, Read) or node.source.format != "parquet" or node.source.limit is not None:
         return None
     src = node.source
-    files = tuple(resolve_paths(list(src.paths), src.recursive, df.session.storage))
-    return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning))
-
-
-def session_of(df: DataFrame) -> Session:
-    """The session a DataFrame was built from (DataFrame types it as the protocol it uses)."""
-    session = df.session
-    # Checked by what it can do, not its class: importing pond_core.session here would make an
-    # import cycle (Session.sql imports this package).
-    assert hasattr(session, "read_parquet"), f"a DataFrame of {type(session).__name__}, not of a pond Session"
-    return cast("Session", session)
-
-
-def _source(df: DataFrame) -> SourceSpec:
-    from pond_core.plan.logical import Read
-
-    node = df._node
-    assert isinstance(node, Read), f"{node.label()} is not a read"
-    return node.source
+    files = tuple(resolve_paths(list(src.paths), src.recursive, storage))
+    label = ", ".join(src.paths)  # the path the user gave names the input in an error
+    return ReadInfo(files, src.columns, hive_read_options(list(files), None, src.hive_partitioning, label))
 
 
 def file_groups(files: list[str], n: int) -> list[list[str]]:
@@ -83,52 +72,50 @@ def file_groups(files: list[str], n: int) -> list[list[str]]:
     return even_groups(list(files), n)
 
 
-def read_sql(df: DataFrame, info: ReadInfo) -> str:
-    """The SQL a pond task runs to read this frame whole (for schemas and statistics)."""
+def read_sql(node: Node, info: ReadInfo) -> str:
+    """The SQL a pond task runs to read this plain read whole (for schemas and statistics)."""
     from pond_core.execute.inputs import Part, source_sql
+    from pond_core.plan.logical import Read
 
-    return source_sql(_source(df), Part(tuple(info.files)), info.hive_sql_options)
+    assert isinstance(node, Read), f"{node.label()} is not a read"
+    return source_sql(node.source, Part(tuple(info.files)), info.hive_sql_options)
 
 
-def source_files(df: DataFrame) -> list[tuple[str, ...]]:
-    """Path patterns of every read under a frame's plan (for a rough size of computed frames)."""
+def source_files(node: Node) -> list[tuple[str, ...]]:
+    """Path patterns of every read under a plan (for a rough size of computed frames)."""
     from pond_core.plan.logical import Read, walk
 
-    return [n.source.paths for n in walk(df._node) if isinstance(n, Read)]
+    return [n.source.paths for n in walk(node) if isinstance(n, Read)]
 
 
-def frame_schema_sql(df: DataFrame, describe: Any) -> list[tuple[str, str]] | None:
-    """The (name, DuckDB type) columns of a computed frame, inferred from its logical plan
-    without running it; None when a step's output cannot be known (a Python step without
-    schema=, a UDF).
+def frame_schema_sql(plan: Node, storage: StorageOptions, describe: Any) -> list[tuple[str, str]] | None:
+    """The (name, DuckDB type) columns of a computed plan, inferred without running it; None
+    when a step's output cannot be known (a Python step without schema=, a UDF).
 
     `describe(sql)` returns the columns of SQL over empty relations the planner created; views
     for each node are created through it."""
+    from pond_core.execute.inputs import empty_sql
     from pond_core.plan.logical import Limit, PyMap, Read, Repartition, Sql, walk
     from pond_core.plan.sql import bind
     from pond_core.sql_quote import quote_ident
 
     names: dict[str, str] = {}
-    for node in walk(df._node):
+    cols = None
+    for node in walk(plan):
         view = f"__pond_frame_{node.id}"
         if isinstance(node, Read):
-            sub = session_of(df)._frame(node)
             if node.source.format == "parquet":
-                info = read_info(sub)
+                info = read_info(node, storage)
                 if info is None:
                     return None
-                sql = read_sql(sub, info) + " LIMIT 0"
+                sql = read_sql(node, info) + " LIMIT 0"
             else:
-                from pond_core.execute.inputs import empty_sql
-
                 sql = empty_sql(tuple(node.source.schema or ()))
         elif isinstance(node, (Repartition, Limit)):
             sql = f"SELECT * FROM {quote_ident(names[node.inputs[0].id])}"
         elif isinstance(node, Sql) and not node.udfs:
             sql = bind(node.query, [quote_ident(names[i.id]) for i in node.inputs])
         elif isinstance(node, PyMap) and node.schema:
-            from pond_core.execute.inputs import empty_sql
-
             sql = empty_sql(tuple(node.schema))
         else:
             return None

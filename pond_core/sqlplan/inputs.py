@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from pond_core.errors import PondConfigError
 from pond_core.plan.logical import Repartition, RepartitionMethod
 from pond_core.plan.sqlcompile.tables import DEFAULT_ROW_WIDTH, InputLayout, InputTable
-from pond_core.sql_quote import quote_str, sql_list
+from pond_core.sql_quote import path_list, quote_str
 from pond_core.sqlplan import adapter
 
 if TYPE_CHECKING:
     from pond_core.dataframe import DataFrame
+    from pond_core.io import StorageOptions
     from pond_core.plan.sqlcompile.shadow import Shadow
     from pond_core.session import Session
 
@@ -105,12 +106,16 @@ def _catalog_paths(paths: list[str], lookup: Lookup | None) -> list[str]:
 
 
 def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
-    layout = adapter.frame_layout(frame)
-    info = adapter.read_info(frame)
+    plan, storage = adapter.plan_of(frame), adapter.storage_of(frame)
+    layout = adapter.frame_layout(plan)
+    info = adapter.read_info(plan, storage)
     if info is not None:
-        schema = tuple(shadow.describe(adapter.read_sql(frame, info) + " LIMIT 0"))
-        rows, col_bytes, ndv, clusters = _parquet_sizes(frame, list(info.files), shadow)
-        return InputTable(name, adapter.plan_of(frame), schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
+        from pond_core.io import configure_duckdb
+
+        configure_duckdb(shadow.con, storage, list(info.files))  # httpfs before the first read of s3://
+        schema = tuple(shadow.describe(adapter.read_sql(plan, info) + " LIMIT 0"))
+        rows, col_bytes, ndv, clusters = _parquet_sizes(storage, list(info.files), shadow)
+        return InputTable(name, plan, schema, rows, col_bytes, layout, len(info.files), True, ndv, clusters)
 
     def describe(sql: str, view: str) -> list[tuple[str, str]] | None:
         try:
@@ -118,34 +123,34 @@ def _describe(name: str, frame: DataFrame, shadow: Shadow) -> InputTable:
         except Exception:
             return None
 
-    cols = adapter.frame_schema_sql(frame, describe)
+    cols = adapter.frame_schema_sql(plan, storage, describe)
     if cols is None:
         # A Python step without a declared schema: only running the input tells its columns.
         cols = [(f.name, _arrow_to_duckdb(f.type)) for f in frame.limit(0).to_arrow().schema]
     rows = 0.0
     sizes: dict[str, float] = {}
-    for paths in adapter.source_files(frame):
+    for paths in adapter.source_files(plan):
         try:
-            r = _parquet_sizes(frame, _resolve(frame, paths), shadow)[0]
+            r = _parquet_sizes(storage, _resolve(storage, paths), shadow)[0]
             rows += r
         except Exception:  # not Parquet, or not listable now: size unknown
             continue
     rows = rows or 1_000_000.0
     for c, _ in cols:
         sizes[c.lower()] = rows * DEFAULT_ROW_WIDTH / max(1, len(cols))
-    return InputTable(name, adapter.plan_of(frame), tuple(cols), rows, sizes, layout, 0, False)
+    return InputTable(name, plan, tuple(cols), rows, sizes, layout, 0, False)
 
 
-def _resolve(frame: DataFrame, paths: Sequence[str]) -> list[str]:
+def _resolve(storage: StorageOptions, paths: Sequence[str]) -> list[str]:
     from pond_core.io import resolve_paths
 
-    return resolve_paths(list(paths), True, frame.session.storage)
+    return resolve_paths(list(paths), True, storage)
 
 
 _SIZES: dict[tuple, tuple] = {}
 
 
-def _parquet_sizes(frame: DataFrame, files: list[str], shadow: Shadow) -> tuple:
+def _parquet_sizes(storage: StorageOptions, files: list[str], shadow: Shadow) -> tuple:
     """Rows, uncompressed bytes and a distinct-count bound per top-level column, from the files'
     footers (cached for unchanged local files)."""
     from pond_core.io import configure_duckdb
@@ -159,12 +164,12 @@ def _parquet_sizes(frame: DataFrame, files: list[str], shadow: Shadow) -> tuple:
         if key is not None and key in _SIZES:
             return _SIZES[key]
     con = shadow.con
-    configure_duckdb(con, frame.session.storage, files)
+    configure_duckdb(con, storage, files)
     meta = con.execute(
         "SELECT file_name, row_group_id, any_value(row_group_num_rows), list(path_in_schema), "
         "list(total_uncompressed_size), list(type), list(stats_min_value), list(stats_max_value), "
         "list(data_page_offset - dictionary_page_offset), list(stats_null_count) "
-        f"FROM parquet_metadata({sql_list(files)}) GROUP BY 1, 2"
+        f"FROM parquet_metadata({path_list(files)}) GROUP BY 1, 2"
     ).fetchall()
     rows = 0.0
     col_bytes: dict[str, float] = {}

@@ -89,6 +89,8 @@ def plan_sql(
         opts = dataclasses.replace(opts, npartitions=npartitions)
     if broadcast_threshold is not None:
         opts = dataclasses.replace(opts, broadcast_threshold=broadcast_threshold)
+    if strict is None:
+        strict = session.config.sql_strict or None  # the setting; None keeps the options' own
     if strict is not None:
         opts = dataclasses.replace(opts, strict=strict)
     body = check_one_query(query, "sql")  # nothing is read, bound or run before this

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 KB = 1024
 MB = 1024 * KB
 GB = 1024 * MB
@@ -21,6 +23,19 @@ DATA_PARTITION_COLUMN_NAME = "__data_partition__"
 PARQUET_METADATA_KEY_PREFIX = "SMALLPOND:"
 INPUT_VIEW_PREFIX = "__input"
 GENERATED_COLUMNS = ("filename", "file_row_number")
+
+
+def pytest_running() -> bool:
+    return "pytest" in sys.modules
+
+
+def next_power_of_two(x: int) -> int:
+    """The smallest power of two >= x (1 for x <= 1); gray_sort_benchmark sizes its buckets with it."""
+    return 1 if x <= 1 else 1 << (x - 1).bit_length()
+
+
+def clamp_value(val: int, minval: int, maxval: int) -> int:
+    return max(minval, min(val, maxval))
 
 
 class SmallpondError(Exception):

@@ -10,6 +10,7 @@ as everywhere in pond (docs/smallpond.md, "Differences from smallpond").
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -42,6 +43,26 @@ def smallpond_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+@dataclasses.dataclass(frozen=True)
+class RuntimePaths:
+    """The job's folders under smallpond's names (`sp.runtime_ctx.output_root`, ...)."""
+
+    job_id: str
+    data_root: str
+    job_root: str
+    queue_root: str
+    staging_root: str
+    temp_root: str
+    output_root: str
+    log_root: str
+
+    @property
+    def job_status_path(self) -> str:
+        """smallpond's status file: a `success@<time>` or `failure@<time>` line per shutdown
+        (pond's own status.json is beside it, in the job's folder)."""
+        return os.path.join(self.log_root, ".STATUS")
+
+
 class SessionBase(PondSession):
     """smallpond's session base: constructed from init()'s arguments, with graph and timeline."""
 
@@ -68,7 +89,23 @@ class SessionBase(PondSession):
         self._nodes: list[Node] = []
         self._node_ids: set[str] = set()
         self._computed: set[str] = set()
+        if "://" not in self.job_root:
+            self._ensure_layout()  # smallpond creates the job's folders when the session starts
+            os.makedirs(self.temp_dir, exist_ok=True)
         atexit.register(self.shutdown)
+
+    @property
+    def runtime_ctx(self) -> RuntimePaths:
+        """The job's folders, as smallpond's `Session.runtime_ctx` names them."""
+        root = self.job_root
+        return RuntimePaths(
+            self.job_id, self.config.data_root, root, os.path.join(root, "queue"), os.path.join(root, "staging"),
+            self.temp_dir, os.path.join(root, "output"), os.path.join(root, "log"),
+        )
+
+    @property
+    def _runtime_ctx(self) -> RuntimePaths:
+        return self.runtime_ctx  # smallpond's tests and some programs use the private name
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -105,21 +142,16 @@ class SessionBase(PondSession):
         lines.append("}")
         return PlanGraph("\n".join(lines) + "\n")
 
-    @property
-    def log_root(self) -> str:
-        """The job's log folder (smallpond's `runtime_ctx.log_root`)."""
-        return os.path.join(self.job_root, "log")
-
     def dump_graph(self, path: str | None = None) -> str:
         """Write the graph as Graphviz text to `path` (default: the job's log folder), and as
         `path.png` when Graphviz's `dot` is installed. Returns the text file's path."""
-        path = path or os.path.join(self.log_root, "graph")
+        path = path or os.path.join(self.runtime_ctx.log_root, "graph")
         return self.graph().render(path, format="png")
 
     def dump_timeline(self, path: str | None = None) -> str:
         """Write the stages this session ran as a Chrome trace (open in chrome://tracing or
         Perfetto) to `path` (default: the job's log folder). Returns the file's path."""
-        path = path or os.path.join(self.log_root, "timeline")
+        path = path or os.path.join(self.runtime_ctx.log_root, "timeline")
         events = [
             {
                 "name": r.stage, "cat": r.output_kind, "ph": "X", "pid": self.job_id, "tid": r.stage,
@@ -136,13 +168,25 @@ class SessionBase(PondSession):
     # -- end -----------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """pond's shutdown, then smallpond's: remove the job's output/ folder after a success
-        unless `_remove_output_root=False`."""
+        """pond's shutdown (staging and temp/ removed after a success), then smallpond's: a line
+        in its status file, and after a success queue/ removed, and output/ too unless
+        `_remove_output_root=False`."""
         already = self._closed
         super().shutdown()
-        if already or self._failed or not self.remove_output_root or "://" in self.job_root:
+        if already or "://" in self.job_root:
             return
-        shutil.rmtree(os.path.join(self.job_root, "output"), ignore_errors=True)
+        paths = self.runtime_ctx
+        try:
+            os.makedirs(paths.log_root, exist_ok=True)
+            with open(paths.job_status_path, "a", encoding="utf-8") as status:
+                status.write(f"{'failure' if self._failed else 'success'}@{dt.datetime.now():%Y-%m-%d-%H-%M-%S}\n")
+        except OSError as exc:  # at interpreter exit the folder may be gone; never raise there
+            log.warning("smallpond session %s: cannot write %s: %s", self.job_id, paths.job_status_path, exc)
+        if self._failed:
+            return
+        shutil.rmtree(paths.queue_root, ignore_errors=True)
+        if self.remove_output_root:
+            shutil.rmtree(paths.output_root, ignore_errors=True)
 
 
 class PlanGraph:

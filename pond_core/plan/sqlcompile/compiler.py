@@ -32,7 +32,8 @@ from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
 from pond_core.errors import PondSqlError
-from pond_core.plan.logical import Node, Sql
+from pond_core.plan.logical import Node, Repartition, Sql, walk
+from pond_core.plan.naming import MAX_NAME, slug
 from pond_core.plan.sql import bind_named_inputs
 from pond_core.plan.sqlcompile import exprs as X
 from pond_core.plan.sqlcompile.block import plan_select
@@ -70,6 +71,12 @@ class CompiledQuery:
     npartitions: int
     fallbacks: tuple[Fallback, ...]
     output: tuple[tuple[str, str], ...]  # (name, DuckDB type) of the result; () for a PIVOT over the data
+    # node id -> its (name, DuckDB type) columns, for every node of `plan` (an exchange has its
+    # input's); a PIVOT over the data has () until it runs
+    schemas: Mapping[str, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
+
+    def schema_of(self, node: Node) -> tuple[tuple[str, str], ...]:
+        return self.schemas[node.id]
 
     @property
     def distributed(self) -> bool:
@@ -99,7 +106,19 @@ def compile_statement(
     ctx = Context(group_files, options, n, shadow, dict(tables))
     rel, root = _plan(ctx, body, output, from_data)
     _report_fallbacks(ctx, body)
-    return CompiledQuery(body, rel.plan, root, n, tuple(ctx.fallbacks), output)
+    return CompiledQuery(body, rel.plan, root, n, tuple(ctx.fallbacks), output, _node_schemas(ctx, rel.plan))
+
+
+def _node_schemas(ctx: Context, plan: Node) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Every node's columns: those the shadow bound when the node was made; an exchange has its
+    input's. A node made outside the compiler (an input DataFrame's own steps) is left out."""
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for node in walk(plan):
+        if id(node) in ctx.schemas:
+            out[node.id] = ctx.schemas[id(node)]
+        elif isinstance(node, Repartition) and node.inputs[0].id in out:
+            out[node.id] = out[node.inputs[0].id]
+    return out
 
 
 def _describe(shadow: Shadow, body: str) -> tuple[tuple[str, str], ...]:
@@ -154,8 +173,8 @@ def _plan(ctx: Context, body: str, output: tuple[tuple[str, str], ...], from_dat
     names = list(ctx.tables)
     rels = [base_rel(dataclasses.replace(ctx, n=1), ctx.tables[name], [c for c, _ in ctx.tables[name].schema]) for name in names]
     rels = [gather(ctx, r, "the query runs in one partition") for r in rels]
-    text = bind_named_inputs(ctx.fallbacks[-1].sql_comment() + body, names)  # `{i}` already: no sentinels
-    plan = Sql(inputs=tuple(r.plan for r in rels), query=text)
+    text = ctx.fallbacks[-1].sql_comment() + bind_named_inputs(body, names)  # `{i}` already: no sentinels
+    plan = ctx.typed(Sql(inputs=tuple(r.plan for r in rels), query=text, name=_single_name(ctx.fallbacks[-1])), output)
     node = PlanNode(Op.SINGLE_PARTITION, "the statement as written, by DuckDB", Partitioning.single(), tuple(r.node for r in rels),
                     ctx.fallbacks[-1].reason)
     rel = Rel(plan, tuple(c for c, _ in output), tuple(t for _, t in output), Partitioning.single(), 0.0, tuple(8.0 for _ in output), "", node)
@@ -244,7 +263,15 @@ def _single(ctx: Context, e: exp.Expression, env: Env, label: str, fallback: Fal
         raise NotDistributable(f"{label} reads no input")
     rel = derive(ctx, fallback.sql_comment() + X.sql(copy), rels, part=Partitioning.single(), rows=max([r.rows for r in rels] or [1.0]),
                  op=Op.SINGLE_PARTITION, detail=f"{label} as written, by DuckDB", reason=fallback.reason)
+    named = ctx.typed(dataclasses.replace(rel.plan, name=_single_name(fallback)), list(zip(rel.columns, rel.types)))
+    rel = dataclasses.replace(rel, plan=named)
     return Planned(rel, rel.columns)
+
+
+def _single_name(fallback: Fallback) -> str:
+    """The stage computing a one-partition part says so in its name (plans, orchestrator tasks,
+    the catalog's stage list): `whole_query_in_one_partition`, `cte_x_in_one_partition`."""
+    return (slug(fallback.where)[: MAX_NAME - 20].strip("_") or "part") + "_in_one_partition"
 
 
 def _finish(ctx: Context, rel: Rel, output: tuple[tuple[str, str], ...]) -> Rel:

@@ -62,6 +62,12 @@ class Context:
     shadow: Shadow
     tables: dict[str, InputTable]
     fallbacks: list[Fallback] = dataclasses.field(default_factory=list)
+    # the (name, DuckDB type) columns of every plan node made, by node object (ids are computed later)
+    schemas: dict[int, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
+
+    def typed(self, plan: Node, columns: Sequence[tuple[str, str]]) -> Node:
+        self.schemas[id(plan)] = tuple(columns)
+        return plan
 
     @property
     def threshold(self) -> float:
@@ -155,7 +161,7 @@ def derive(
         )
         text = f"SELECT {casts} FROM ({text}) AS __pond_h"
         cols = ctx.shadow.create_view(view, shadow_sql(text, [r.view for r in inputs]))
-    plan = Sql(inputs=tuple(r.plan for r in inputs), query=pond_sql(text))
+    plan = ctx.typed(Sql(inputs=tuple(r.plan for r in inputs), query=pond_sql(text)), cols)
     seen: dict[str, tuple[float, float]] = dict(known or {})
     for r in inputs:
         for c, w in zip(r.columns, r.widths):

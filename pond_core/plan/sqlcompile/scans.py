@@ -49,7 +49,7 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
             first = {f: lit for f, lit in ordered}
             groups = ctx.group_files(files, n)
             bounds = tuple(first[g[0]] for g in groups[1:])
-            plan = Repartition(inputs=(_reread(plan, files),), n=n, method=RepartitionMethod.FILES)
+            plan = Repartition(inputs=(ctx.typed(_reread(plan, files), table.schema),), n=n, method=RepartitionMethod.FILES)
             part = Partitioning.clustered(n, cluster, bounds)
             reason = f"{_mb(raw_bytes)} read in {n} partitions by files, which hold disjoint ranges of {cluster}"
         else:
@@ -63,6 +63,7 @@ def base_rel(ctx: Context, table: InputTable, columns: Sequence[str]) -> Rel:
     ndv = tuple(table.distinct(c) for c, _ in table.schema)
     view = ctx.shadow.new_name("in")
     ctx.shadow.create_view(view, f"SELECT * FROM {quote_ident(table.name)}")
+    ctx.typed(table.plan, table.schema)
     return Rel(plan, tuple(c for c, _ in table.schema), tuple(t for _, t in table.schema), part, table.rows, widths, view, node, 1.0, ndv)
 
 

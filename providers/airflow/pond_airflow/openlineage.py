@@ -4,6 +4,8 @@ Dataset naming follows OpenLineage's conventions: a local path is namespace `fil
 absolute path as name; `s3://bucket/key` is namespace `s3://bucket`, name `key`; pond's
 intermediate outputs `pond://<pipeline>/<stage>` are namespace `pond://<pipeline>`. A glob
 names the directory above its first wildcard: the dataset, not one listing of it.
+An output carries pond's column lineage as the columnLineage facet: each column with the
+source dataset columns it is computed from, traced through every stage of the plan.
 OpenLineage is imported lazily so the provider works without it.
 """
 
@@ -47,7 +49,28 @@ def _facets(item: dict[str, Any]) -> dict[str, Any]:
         facets["schema"] = SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=f["name"], type=f["type"]) for f in schema])
     if item.get("assertions"):
         facets["dataQualityAssertions"] = _assertions(item["assertions"])
+    if item.get("column_lineage"):
+        facets["columnLineage"] = _column_lineage(item["column_lineage"])
     return facets
+
+
+def _column_lineage(columns: dict[str, list[dict[str, str]]]) -> Any:
+    """pond's column lineage (each output column -> the source columns it is computed from) as
+    OpenLineage's columnLineage facet; source datasets named as the event's inputs are, each
+    with its DIRECT transformation (IDENTITY, TRANSFORMATION or AGGREGATION)."""
+    from airflow.providers.common.compat.openlineage.facet import ColumnLineageDatasetFacet, Fields, InputField
+    from openlineage.client.generated.column_lineage_dataset import Transformation
+
+    def field(source: dict[str, str]) -> Any:
+        namespace, name = ol_name(dataset_uri(source["dataset"]))
+        how = source.get("transformation")
+        transformations = [Transformation(type="DIRECT", subtype=how.upper())] if how else None
+        return InputField(namespace=namespace, name=name, field=source["column"], transformations=transformations)
+
+    return ColumnLineageDatasetFacet(
+        fields={column: Fields(inputFields=[field(s) for s in sources], transformationType="", transformationDescription="")
+                for column, sources in columns.items()}
+    )
 
 
 def _assertions(assertions: list[dict[str, Any]]) -> Any:

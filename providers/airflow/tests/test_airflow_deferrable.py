@@ -45,7 +45,7 @@ def test_deferred_data_error_fails_without_retry(shop):
     run = run_dag("pond_test_deferrable_bad_data", DAY)
     states = task_states(run)
     assert states["bad_totals.orders_by_customer_id"] == ("success", 1)
-    assert states["bad_totals.write_deferred_bad_totals"] == ("failed", 1)
+    assert states["bad_totals.write_bad_totals"] == ("failed", 1)
 
 
 def _submit_slow(shop: str, run_id: str, seconds: float, beat_dir: str | None = None, **settings: object) -> dict:

@@ -121,10 +121,10 @@ def test_unrenderable_params_ask_for_parse_params():
 def test_output_known_only_at_run_time_is_an_asset_alias():
     with DAG("r", schedule=None, start_date=START) as dag:
         pond_pipeline_group(PIPELINE, {"ds": "{{ ds }}", "source_root": "/s", "output_root": "/out/{{ ds }}"})
-    # A date in the output path is a run value, not part of the name: the task id is stable.
+    # The write is named after the pipeline, not the output path: the task id is stable.
     (outlet,) = dag.get_task("daily_revenue.write_daily_revenue").outlets
     assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.write_daily_revenue"
-    assert dag.get_task("daily_revenue.orders_by_customer_id").outlets == []
+    assert dag.get_task("daily_revenue.orders_by_customer_id").outlets == []  # intermediates are no Assets
 
 
 def test_precompiled_plan_renders_the_same_group(tmp_path):

@@ -113,3 +113,28 @@ def test_a_three_way_join_on_different_keys_is_planned_by_pond(airflow_db, rig):
     assert len(stages) >= 3, stages
     assert max(s["npartitions"] for s in stages) == 3, stages  # lineitem split over the 3 partitions
     assert any(s["npartitions"] == 1 for s in stages)  # the small side broadcast, the result gathered
+
+
+@pytest.mark.ray
+def test_a_three_way_join_planned_by_pond_runs_on_ray(airflow_db, rig, ray_instance, monkeypatch):
+    """The same DAG task on Ray: its connection (`pond_ray`, set here) points pond at the
+    session's Ray instance."""
+    import json
+    import os
+
+    from pond_airflow.hooks.pond import PondHook
+    from tests.join3 import expected, write_tables
+
+    root = os.environ["POND_AIRFLOW_TEST_ROOT"]
+    paths = write_tables(os.path.join(root, "join3"))
+    address = ray_instance.get_runtime_context().gcs_address
+    extra = {"data_root": str(rig["pond_root"]), "executor": "ray", "ray_address": address}
+    monkeypatch.setenv("AIRFLOW_CONN_POND_RAY", json.dumps({"conn_type": "pond", "extra": extra}))
+    run = run_dag("pond_test_sql_join3_ray", DAY)
+    assert task_states(run) == {"segment_revenue": ("success", 1)}
+    out = os.path.join(root, "join3_ray_out")
+    got = duckdb.sql(f"SELECT * FROM read_parquet('{out}/*.parquet') ORDER BY c_mktsegment").fetchall()
+    assert got == expected(paths)
+    with PondHook().catalog() as catalog:
+        stages = catalog.get_run(xcom(run, "segment_revenue")["run_id"])["stages"]
+    assert len(stages) >= 3 and max(s["npartitions"] for s in stages) == 3, stages

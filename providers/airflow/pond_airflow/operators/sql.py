@@ -4,14 +4,14 @@
         task_id="customer_spend",
         sql="SELECT dt, customer_id, sum(amount) AS spend FROM orders WHERE dt = '{{ ds }}' GROUP BY ALL",
         inputs={"orders": "s3://shop/orders"},          # paths, globs, s3:// URLs, hive datasets
-        hash_by="customer_id", npartitions=8,             # optional repartition of every input
+        npartitions=8,                                    # optional: pond chooses from sizes and cores
         output_path="s3://shop/customer_spend", partition_by="dt", mode="overwrite_partitions",
     )
 
-The SQL names inputs like tables. Without `hash_by`/`npartitions` each input is gathered into
-one partition, so the SQL sees whole tables. With `hash_by`, every input is hash-partitioned on
-those columns and the SQL runs once per partition: right for joins and aggregations keyed on
-them. With only `npartitions`, the single input is split evenly (row-wise SQL only).
+The SQL names inputs like tables and reads them whole, as in DuckDB; pond's SQL planner
+(docs/sql.md) places the exchanges, so joins on different keys run as partitioned stages.
+`npartitions` fixes the partition count; `hash_by` hash-partitions every input holding those
+columns first (a join or aggregate on them then needs no exchange).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class PondSqlOperator(BaseOperator):
     :param inputs: table name -> path, glob, s3:// URL or (hive) dataset directory; templated.
     :param hive_partitioning: read `key=value` directories as columns: True, False, or a dict
         per input name; default (None): where the files are in such directories.
-    :param hash_by: hash-repartition every input on these columns first.
-    :param npartitions: partitions for `hash_by` (default 4), or an even split of one input.
+    :param hash_by: hash-repartition every input holding these columns first (an override).
+    :param npartitions: partitions of the planned stages (default: from sizes and cores; 4 with `hash_by`).
     :param output_path: where to write the result as Parquet (templated); without it, the
         result (at most `max_xcom_rows` rows) goes to XCom.
     :param partition_by: hive partition columns of the output.
@@ -108,6 +108,7 @@ class PondSqlOperator(BaseOperator):
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self._result: dict[str, Any] | None = None
+        self._columns: dict[str, Any] | None = None  # the output's column lineage, once written
         self._hook: PondHook | None = None
         self._session: Any = None
         self._executor: api.Executor | None = None
@@ -171,8 +172,11 @@ class PondSqlOperator(BaseOperator):
         finally:
             executor, self._executor = self._executor, None
             executor.shutdown()
-        result = done.manifests[plan.final.name].result.to_dict()
+        committed = done.manifests[plan.final.name].result
+        result = committed.to_dict()
         self._result = result
+        (written,) = api.stage_lineage(plan, plan.final, committed, storage=hook.settings.storage()).outputs
+        self._columns = written.to_dict().get("column_lineage")
         target = self.output_path or str(result.get("location"))
         assets.emit(context, self.outlets, target, assets.event_extra(result, run_id), match=False)
         return xcom_result(result)
@@ -211,6 +215,8 @@ class PondSqlOperator(BaseOperator):
             output: dict[str, Any] = {"uri": self.output_path or (self._result or {}).get("location") or f"iceberg://pond/{self.output_table}"}
             if self._result and self._result.get("checks"):
                 output["assertions"] = [_assertion(c) for c in self._result["checks"]]
+            if self._columns is not None:
+                output["column_lineage"] = self._columns
             if self._result:
                 output["schema"] = [{"name": n, "type": t} for n, t in self._result.get("schema") or []]
                 output["rows"] = (self._result.get("sink") or {}).get("rows", self._result.get("rows"))

@@ -277,7 +277,9 @@ class PondStageOperator(BaseOperator):
 
     def _record(self, result: dict[str, Any] | None, upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
         committed = api.StageResult.from_dict(result) if result is not None else None
-        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope).to_dict()
+        storage = self.hook.settings.storage()
+        # Every stage task's event carries column lineage (an intermediate's columns trace to sources too).
+        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope, storage, columns=True).to_dict()
 
     @property
     def lineage_scope(self) -> str:

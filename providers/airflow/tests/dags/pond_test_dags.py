@@ -67,6 +67,18 @@ with DAG("pond_test_sql_join3", schedule=None, start_date=START, default_args={"
         output_path=os.path.join(TEST_ROOT, "join3_out"),
     )
 
+with DAG("pond_test_sql_join3_ray", schedule=None, start_date=START, default_args={"retries": 0}):
+    PondSqlOperator(  # the same on Ray: the test sets the pond_ray connection to its Ray instance
+        task_id="segment_revenue",
+        sql="""SELECT c_mktsegment, count(*) AS lines, sum(l_extendedprice) AS revenue, count(DISTINCT o_orderkey) AS orders
+               FROM lineitem JOIN orders ON l_orderkey = o_orderkey JOIN customer ON o_custkey = c_custkey
+               WHERE l_quantity > 5 GROUP BY c_mktsegment ORDER BY c_mktsegment""",
+        inputs={name: os.path.join(JOIN3, name) for name in ("lineitem", "orders", "customer")},
+        npartitions=3,
+        output_path=os.path.join(TEST_ROOT, "join3_ray_out"),
+        pond_conn_id="pond_ray",
+    )
+
 with DAG("pond_test_deferrable_bad_data", schedule=None, start_date=START, default_args={"retries": 2, "retry_delay": timedelta(0)}):
     pond_pipeline_group(
         "pond_test_pipelines:bad_totals",

@@ -1,0 +1,1 @@
+"""smallpond's contributed nodes (copy_table, log_dataset) on pond."""
