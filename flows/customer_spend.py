@@ -32,7 +32,7 @@ SQL = """
 """
 
 
-@task(name="shop_data")
+@task(name="shop_data", task_run_name="shop_data")  # no random suffix in the run's graph
 def shop_data(ds: str) -> str:
     return ensure_shop_day(ds)
 

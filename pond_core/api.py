@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         UpstreamInput,
     )
     from pond_core.plan.sql import bind_named_inputs
-    from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage
+    from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage, upstream_to_recompute
     from pond_core.session import Session, init
     from pond_core.settings import SETTINGS, Kind, Setting, Settings, SettingValues, Surface, parse_bytes, surface
     from pond_core.stage_text import human_bytes, sql_head, stage_markdown, stage_sql
@@ -94,6 +94,7 @@ _EXPORTS = {
     "run_plan": "pond_core.runner",
     "run_stage": "pond_core.runner",
     "close_run": "pond_core.runner",
+    "upstream_to_recompute": "pond_core.runner",
     "open_catalog": "pond_core.runner",
     "PlanResult": "pond_core.runner",
     "StageManifest": "pond_core.execute.results",

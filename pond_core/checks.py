@@ -68,7 +68,11 @@ class Check:
 
     def _default_name(self) -> str:
         if self.kind is CheckKind.ROW_COUNT:
-            return f"row_count between {self.min_rows if self.min_rows is not None else '-'} and {self.max_rows if self.max_rows is not None else '-'}"
+            if self.max_rows is None:
+                return f"row_count at least {self.min_rows}"
+            if self.min_rows is None:
+                return f"row_count at most {self.max_rows}"
+            return f"row_count between {self.min_rows} and {self.max_rows}"
         if self.kind is CheckKind.ACCEPTED_VALUES:
             return f"accepted_values({self.columns[0]})"
         if self.kind in (CheckKind.EXPRESSION, CheckKind.QUERY):

@@ -183,10 +183,18 @@ def run_stage(plan: PhysicalPlan, stage: str, run_id: str, *, recompute_upstream
     selected = [target.name]
     if recompute_upstream:
         resolved = resolve_settings(options.get("settings"), run_id)
-        store = StageStore.of(RunLayout(resolved.data_root, run_id), options.get("storage"))
-        selected = [s.name for s in missing_upstream(plan, target, store)] + selected
+        selected = [s.name for s in upstream_to_recompute(plan, target.name, run_id, settings=resolved, storage=options.get("storage"))] + selected
         options["settings"] = resolved
     return run_plan(plan, run_id, stages=selected, **options).manifests[target.name]
+
+
+def upstream_to_recompute(
+    plan: PhysicalPlan, stage: str, run_id: str, *, settings: Settings | None = None, storage: StorageOptions | None = None
+) -> list[Stage]:
+    """The upstream stages run_stage(recompute_upstream=True) would run first, in plan order:
+    an orchestrator says so in its log before it runs the stage."""
+    resolved = resolve_settings(settings, run_id)
+    return missing_upstream(plan, plan.stage(stage), StageStore.of(RunLayout(resolved.data_root, run_id), storage))
 
 
 def missing_upstream(plan: PhysicalPlan, stage: Stage, store: StageStore) -> list[Stage]:

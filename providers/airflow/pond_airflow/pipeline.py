@@ -7,8 +7,10 @@ How the graph is rendered without knowing the run's parameters:
    2000-01-01) as the logical date and the partition key that date would have. `parse_params`
    replaces any of them explicitly. Nothing here depends on the clock, a connection, a
    Variable or the data, so every parse renders the same DAG and Airflow records no new version.
-2. The pipeline is compiled with those values (pure planning: no data read, no cluster). Each
-   stage becomes a PondStageOperator named after the stage, wired by the plan's dependencies.
+2. The pipeline is compiled with those values (pure planning: no data read, no cluster), once
+   per DAG-file version: the plan is cached on disk (pond_airflow.plan_cache), so the parse
+   at every task's start costs milliseconds. Each stage becomes a PondStageOperator named
+   after the stage, wired by the plan's dependencies; a sink with checks gets a checks task.
 3. At run time each task compiles the pipeline again with the real rendered parameters and
    checks that its stage still exists with the same upstream stages, so a pipeline whose shape
    depends on its parameters fails loudly instead of running the wrong graph. Stage ids are
@@ -17,16 +19,21 @@ How the graph is rendered without knowing the run's parameters:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 import re
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, TaskGroup
 
+from pond_airflow.assets import is_published, upstream_sources
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri
+from pond_airflow.operators.checks import PondChecksOperator, checks_task_id
 from pond_airflow.operators.stage import PondStageOperator
+from pond_airflow.plan_cache import cached, compile_cached
 from pond_airflow.runs import lineage_scope
 from pond_core import api
 
@@ -66,7 +73,7 @@ def pond_pipeline_group(
     from airflow.sdk.definitions._internal.contextmanager import DagContext
 
     dag = dag or DagContext.get_current()
-    compiled: api.PhysicalPlan
+    compiled: api.PhysicalPlan | None = None
     if plan is not None:
         compiled = _load_plan(plan, dag)
         pipeline = pipeline or compiled.pipeline
@@ -77,67 +84,148 @@ def pond_pipeline_group(
             raise ValueError("pond_pipeline_group needs a pipeline (module:function) or a precompiled plan")
         params = dict(params or {})
         rendered = _representative(params, parse_params, dag)
-        try:
-            compiled = api.compile_pipeline(pipeline, rendered)
-        except api.PondError as exc:
-            raise ValueError(
-                f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
-                "pass parse_params= with representative values"
-            ) from exc
     if not pipeline:
         raise ValueError("the precompiled plan names no pipeline; pass pipeline='module:function'")
     group_id = group_id or pipeline.rpartition(":")[2]
-    unknown = sorted(set(stage_kwargs or {}) - {stage.name for stage in compiled.stages})
-    if unknown:
-        raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
-    samples = [str(rendered[k]) for k, v in params.items() if _templated(v) and str(rendered[k])]
-    templates = {str(rendered[k]): v for k, v in params.items() if isinstance(v, str) and _templated(v) and len(str(rendered[k])) >= 4}
+    templated = [k for k, v in params.items() if _templated(v)]
     tasks: dict[str, PondStageOperator] = {}
-    names = {stage.id: stage.name for stage in compiled.stages}
     with TaskGroup(group_id=group_id, dag=dag) as group:
-        scope = lineage_scope(dag.dag_id if dag is not None else None, group.group_id or group_id)
-        for stage in compiled.stages:
-            uri = dataset_uri(api.stage_dataset(compiled, stage, scope))
-            per_run = any(sample in uri for sample in samples)
-            outlet = AssetAlias(name=f"pond.{scope}.{stage.name}") if per_run else Asset(uri)
-            inlets = [Asset(u) for u in _source_uris(stage, samples)]
-            kwargs = {**task_kwargs, **(stage_kwargs or {}).get(stage.name, {})}
-            tasks[stage.id] = PondStageOperator(
-                task_id=stage.name,
+        run_scope = group.group_id or group_id
+        render = _Render(
+            scope=lineage_scope(dag.dag_id if dag is not None else None, run_scope),
+            # Values too short to tell apart from other text ("1") are not looked for in paths.
+            samples=[str(rendered[k]) for k in templated if len(str(rendered[k])) >= 4],
+            templates={str(rendered[k]): params[k] for k in templated if isinstance(params[k], str) and len(str(rendered[k])) >= 4},
+            parse_values={k: rendered[k] for k in templated},
+        )
+        specs = render.stage_tasks(compiled) if compiled is not None else render.cached(pipeline, rendered)
+        unknown = sorted(set(stage_kwargs or {}) - {spec.name for spec in specs})
+        if unknown:
+            raise ValueError(f"stage_kwargs names no stage of {pipeline}: {', '.join(unknown)}")
+        for spec in specs:
+            kwargs = {**task_kwargs, **(stage_kwargs or {}).get(spec.name, {})}
+            task = tasks[spec.name] = PondStageOperator(
+                task_id=spec.name,
                 pipeline=pipeline,
-                stage=stage.name,
+                stage=spec.name,
                 pipeline_params=params,
-                upstream_stages=[names[sid] for sid in stage.depends_on],
-                final=stage is compiled.final,
-                run_scope=group.group_id or group_id,
+                upstream_stages=list(spec.upstream),
+                final=spec.final,
+                run_scope=run_scope,
                 pond_conn_id=pond_conn_id,
                 hook_params=hook_params,
                 keep_intermediates=keep_intermediates,
                 deferrable=deferrable,
                 poll_interval=poll_interval,
-                outlets=[outlet],
-                inlets=inlets,
-                doc_md=_doc(compiled, stage, {k: rendered[k] for k, v in params.items() if _templated(v)}),
-                sql=templated_sql(api.stage_sql(compiled, stage), templates),
+                outlets=_outlets(spec, render.scope),
+                inlets=[Asset(u) for u in spec.inlets],
+                doc_md=spec.doc_md,
+                sql=spec.sql,
                 **kwargs,
             )
-            for sid in stage.depends_on:
-                tasks[sid] >> tasks[stage.id]
+            for name in spec.upstream:
+                tasks[name] >> task
+            if spec.checks:
+                task >> PondChecksOperator(task_id=checks_task_id(spec.name), stage_task_id=task.task_id, checks=spec.checks, dag=dag)
     return group
 
 
-def _source_uris(stage: api.Stage, samples: list[str]) -> list[str]:
-    """The stage's source datasets as static asset URIs (a path that holds a run value, e.g.
+@dataclasses.dataclass(frozen=True)
+class StageTask:
+    """What one stage's task is made of, as plain data: rendered from the compiled plan once
+    per DAG-file version and cached with it (pond_airflow.plan_cache), so a parse does not
+    import pond's planner."""
+
+    name: str
+    upstream: tuple[str, ...]
+    final: bool
+    outlet: str | None  # the published dataset's URI; None for an intermediate (no Asset)
+    per_run: bool  # the outlet's path holds a run value: an AssetAlias
+    inlets: tuple[str, ...]  # every source dataset the published output derives from
+    doc_md: str
+    sql: str  # the parse-time SQL as a template of each run's SQL
+    checks: tuple[str, ...]  # the names of a sink's checks before publish
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageTask:
+        return cls(
+            name=d["name"], upstream=tuple(d["upstream"]), final=bool(d["final"]), outlet=d["outlet"], per_run=bool(d["per_run"]),
+            inlets=tuple(d["inlets"]), doc_md=d["doc_md"], sql=d["sql"], checks=tuple(d["checks"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Render:
+    """How this group renders a plan's stages: its lineage scope and the run values to template."""
+
+    scope: str
+    samples: list[str]
+    templates: dict[str, str]
+    parse_values: dict[str, Any]
+
+    def cached(self, pipeline: str, rendered: dict[str, Any]) -> list[StageTask]:
+        def build() -> list[StageTask]:
+            try:
+                compiled = compile_cached(pipeline, rendered)
+            except api.PondError as exc:
+                raise ValueError(
+                    f"cannot render pond pipeline {pipeline} at parse time with {rendered}: {exc}; "
+                    "pass parse_params= with representative values"
+                ) from exc
+            return self.stage_tasks(compiled)
+
+        return cached(
+            "tasks", pipeline, rendered, dataclasses.asdict(self), build=build,
+            dump=lambda specs: json.dumps([dataclasses.asdict(t) for t in specs], default=str),
+            load=lambda text: [StageTask.from_dict(d) for d in json.loads(text)],
+        )
+
+    def stage_tasks(self, plan: api.PhysicalPlan) -> list[StageTask]:
+        names = {stage.id: stage.name for stage in plan.stages}
+        specs = []
+        for stage in plan.stages:
+            outlet = dataset_uri(api.stage_dataset(plan, stage, self.scope))
+            published = is_published(outlet)
+            specs.append(StageTask(
+                name=stage.name,
+                upstream=tuple(names[sid] for sid in stage.depends_on),
+                final=stage is plan.final,
+                outlet=outlet if published else None,
+                per_run=published and any(sample in outlet for sample in self.samples),
+                inlets=tuple(_source_uris(upstream_sources(plan, stage), self.samples)) if published else (),
+                doc_md=_doc(plan, stage, self.parse_values),
+                sql=templated_sql(api.stage_sql(plan, stage), self.templates),
+                checks=tuple(_check_names(stage)),
+            ))
+        return specs
+
+
+def _outlets(spec: StageTask, scope: str) -> list[Asset | AssetAlias]:
+    """A published dataset's Asset (an AssetAlias when its path holds a run value, the real
+    asset attached at run time); nothing for an intermediate (pond_airflow.assets)."""
+    if spec.outlet is None:
+        return []
+    return [AssetAlias(name=f"pond.{scope}.{spec.name}") if spec.per_run else Asset(spec.outlet)]
+
+
+def _check_names(stage: api.Stage) -> list[str]:
+    """The names of the checks a sink stage runs before publish (none for other stages)."""
+    if not isinstance(stage.output, api.SinkOutput):
+        return []
+    return [c.name for c in stage.output.sink.checks]
+
+
+def _source_uris(paths: list[str], samples: list[str]) -> list[str]:
+    """Source paths as static asset URIs (a path that holds a run value, e.g.
     `orders/dt=<ds>`, names its dataset folder above that part, which every run shares)."""
     uris: list[str] = []
-    for inp in stage.sources:
-        for path in inp.source.paths:
-            for sample in samples:
-                if sample in path:
-                    path = path[: path.index(sample)].rsplit("/", 1)[0]
-            uri = dataset_uri(_above_hive(path))
-            if uri not in uris:
-                uris.append(uri)
+    for path in paths:
+        for sample in samples:
+            if sample in path:
+                path = path[: path.index(sample)].rsplit("/", 1)[0]
+        uri = dataset_uri(_above_hive(path))
+        if uri not in uris:
+            uris.append(uri)
     return uris
 
 

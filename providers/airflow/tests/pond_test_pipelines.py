@@ -71,3 +71,14 @@ def slow_copy(sp: Any, source_root: str, seconds: float, beat_dir: str | None = 
     """A stage that sleeps per partition: long enough to be killed."""
     step = functools.partial(beat_then_sleep, beat_dir, seconds) if beat_dir else functools.partial(sleep_then, seconds)
     return sp.read_parquet(os.path.join(source_root, "customers.parquet")).map_batches(step)
+
+
+def checked_totals(sp: Any, ds: str, source_root: str, output_root: str, strict: bool = False) -> Any:
+    """Per-customer totals of one day with checks before publish: a row count that passes and
+    "few orders per customer", which the example data breaks (a warning unless `strict`)."""
+    from pond_core.checks import expression, row_count
+
+    checks = [row_count(min=1), expression("orders < 3", warn=not strict, name="few orders per customer")]
+    totals = _totals(sp, _orders(sp, source_root, ds), ds)
+    return totals.sink_parquet(output_root, partition_by="dt", mode="overwrite_partitions", checks=checks)
+

@@ -84,14 +84,38 @@ def test_each_stage_emits_openlineage_start_and_complete(first_run, rig):
         assert "secret" not in str(event).lower()
 
 
-def test_each_stage_emits_an_asset_event_with_rows(first_run, rig):
+def test_the_output_asset_event_has_flat_readable_extras(first_run, rig):
     output = "file://" + str(rig["examples"] / "daily_revenue")
     (event,) = [e for e in asset_events(output) if e["run_id"] == first_run.run_id]
     assert event["task_id"] == "daily_revenue.write_daily_revenue"
-    assert event["extra"]["rows"] == 12
-    assert event["extra"]["partitions"] == ["dt=2026-11-20"]
-    exchange = asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id")
-    assert [e["extra"]["rows"] for e in exchange if e["run_id"] == first_run.run_id] == [20_000]
+    extra = event["extra"]
+    assert extra["rows"] == 12 and extra["files"] >= 1 and extra["partitions"] == "dt=2026-11-20" and extra["partition_count"] == 1
+    assert extra["size"].endswith("B") and extra["bytes"] > 0
+    assert extra["pond_run"].startswith("pond_daily_revenue__manual__") and extra["stage"] == "write_daily_revenue"
+    assert all(isinstance(v, (str, int, float)) for v in extra.values()), extra  # nothing the UI folds away
+    assert asset_events("pond://pond_daily_revenue.daily_revenue/orders_by_customer_id") == []  # intermediates: no Asset
+
+
+def test_the_asset_graph_is_a_chain_from_sources_through_the_dag_to_the_dataset(first_run, rig):
+    from airflow.api_fastapi.core_api.services.ui.dependencies import get_data_dependencies
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    output = "file://" + str(rig["examples"] / "daily_revenue")
+    with create_session() as session:
+        asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == output))
+        graph = get_data_dependencies(asset_id, session)
+    labels = {n["id"]: n["label"] for n in graph["nodes"]}
+    edges = sorted((labels[e["source_id"]].rsplit("/", 1)[-1], labels[e["target_id"]].rsplit("/", 1)[-1]) for e in graph["edges"])
+    task = "pond_daily_revenue.daily_revenue.write_daily_revenue"
+    assert [e for e in edges if task in e] == [("customers.parquet", task), ("orders", task), (task, "daily_revenue")]
+    assert not [label for label in labels.values() if label.startswith("pond://")]  # no intermediates
+    # The shared sources lead to the other example DAGs' outputs the same way: source -> task -> dataset.
+    tasks = {n["label"] for n in graph["nodes"] if n["type"] == "task"}
+    outputs = {t: sorted(b for a, b in edges if a == t) for t in tasks}
+    assert outputs[task] == ["daily_revenue"] and outputs["pond_customer_spend.customer_spend"] == ["customer_spend"]
+    assert len(tasks) == 4 and all(len(v) == 1 for v in outputs.values()), outputs  # one dataset per writing task
 
 
 def test_intermediates_are_dropped_after_the_final_stage(first_run, rig):
@@ -140,3 +164,26 @@ def test_the_catalog_keys_intermediates_by_dag_and_walks_the_chain(first_run, ri
         "pond://pond_daily_revenue.daily_revenue/customers_by_customer_id", "pond://pond_daily_revenue.daily_revenue/orders_by_customer_id"]
     sources = {s.uri for c in join.children for s in c.children}
     assert any(u.endswith("/shop/customers.parquet") for u in sources)
+
+
+def test_a_middle_stage_run_alone_says_what_it_recomputes_and_drops_it(first_run, rig, capfd):
+    """As when `join_aggregate_customers_orders` is cleared alone after its run finished: its upstream
+    outputs are gone, it says which it recomputes and why, and removes them afterwards."""
+    import datetime as dt
+
+    from airflow_rig import get_dag
+
+    alone = get_dag("pond_daily_revenue").partial_subset(
+        task_ids=["daily_revenue.join_aggregate_customers_orders"], include_upstream=False, include_downstream=False
+    )
+    capfd.readouterr()
+    run = alone.test(logical_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc))
+    log = capfd.readouterr().out
+    assert run.state == "success"
+    line = next(line for line in log.splitlines() if "recomputing upstream" in line)
+    assert "pond stage join_aggregate_customers_orders: recomputing upstream stages orders_by_customer_id, customers_by_customer_id first" in line
+    assert "(dropped when the run's final stage finished, or cleaned)" in line
+    assert "pond stage join_aggregate_customers_orders: dropped the intermediates it recomputed" in log
+    result = xcom(run, "daily_revenue.join_aggregate_customers_orders")
+    assert result["rows"] == 48
+    assert not os.path.exists(rig["pond_root"] / "jobs" / result["run_id"] / "staging")

@@ -23,7 +23,7 @@ PIPELINE = "pond_core.examples:daily_revenue"
 def test_every_dag_imports_without_errors():
     examples = dagbag(str(EXAMPLE_DAGS))
     assert not examples.import_errors
-    assert sorted(examples.dags) == ["pond_customer_spend", "pond_daily_revenue", "pond_daily_revenue_partitioned"]
+    assert sorted(examples.dags) == ["pond_customer_spend", "pond_daily_revenue", "pond_daily_revenue_checked", "pond_daily_revenue_partitioned"]
     assert not dagbag(str(TEST_DAGS)).import_errors
 
 
@@ -43,19 +43,22 @@ def test_pipeline_group_mirrors_the_plan():
     assert "overwrite_partitions" in write.doc_md
 
 
-def test_sources_are_inlets_and_each_dag_has_its_own_intermediates():
+def test_only_sources_and_published_outputs_are_assets():
+    """The sink's task carries the chain source -> task -> dataset; intermediates are no Assets."""
     bag = dagbag(str(EXAMPLE_DAGS))
-    daily, by_partition = bag.dags["pond_daily_revenue"], bag.dags["pond_daily_revenue_partitioned"]
+    daily = bag.dags["pond_daily_revenue"]
     shop = "file://" + os.path.join(os.environ["POND_EXAMPLES_ROOT"], "shop")
-    assert daily.get_task("daily_revenue.orders_by_customer_id").inlets == [Asset(f"{shop}/orders")]
-    assert daily.get_task("daily_revenue.customers_by_customer_id").inlets == [Asset(f"{shop}/customers.parquet")]
-    assert daily.get_task("daily_revenue.join_aggregate_customers_orders").inlets == []
-
-    def intermediates(dag):
-        return {o.uri for t in dag.tasks for o in t.outlets if isinstance(o, Asset) and o.uri.startswith("pond://")}
-
-    assert intermediates(daily) == {f"pond://pond_daily_revenue.daily_revenue/{s}" for s in ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders")}
-    assert not intermediates(daily) & intermediates(by_partition)
+    write = daily.get_task("daily_revenue.write_daily_revenue")
+    assert write.inlets == [Asset(f"{shop}/orders"), Asset(f"{shop}/customers.parquet")]
+    for stage in ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_customers_orders"):
+        task = daily.get_task(f"daily_revenue.{stage}")
+        assert (task.inlets, task.outlets) == ([], []), stage
+    uris = sorted({a.uri for dag in bag.dags.values() for t in dag.tasks for a in [*t.inlets, *t.outlets] if isinstance(a, Asset)})
+    root = "file://" + os.environ["POND_EXAMPLES_ROOT"]
+    assert uris == [
+        f"{root}/customer_spend", f"{root}/daily_revenue", f"{root}/daily_revenue_by_partition", f"{root}/daily_revenue_checked",
+        f"{shop}/customers.parquet", f"{shop}/orders",
+    ]
 
 
 _SERIALIZE = """
@@ -86,7 +89,7 @@ def test_rendering_is_deterministic_across_processes():
         assert proc.returncode == 0, err[-2000:]
         hashes.append(json.loads(out.strip().splitlines()[-1]))
     assert hashes[0] == hashes[1]
-    assert len(hashes[0]) == 3
+    assert len(hashes[0]) == 4
 
 
 def test_representative_params_use_the_dag_start_and_partition_format():
@@ -121,8 +124,7 @@ def test_output_known_only_at_run_time_is_an_asset_alias():
     # The write is named after the pipeline, not the output path: the task id is stable.
     (outlet,) = dag.get_task("daily_revenue.write_daily_revenue").outlets
     assert isinstance(outlet, AssetAlias) and outlet.name == "pond.r.daily_revenue.write_daily_revenue"
-    (exchange,) = dag.get_task("daily_revenue.orders_by_customer_id").outlets
-    assert exchange == Asset("pond://r.daily_revenue/orders_by_customer_id")
+    assert dag.get_task("daily_revenue.orders_by_customer_id").outlets == []  # intermediates are no Assets
 
 
 def test_precompiled_plan_renders_the_same_group(tmp_path):

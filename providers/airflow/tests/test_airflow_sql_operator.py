@@ -52,7 +52,7 @@ def test_customer_spend_lineage_and_asset(spend_run, rig):
     start = [e for e in lineage_events("pond_customer_spend.customer_spend") if e["eventType"] == "START"][-1]
     assert start["outputs"][0]["name"] == out["name"] and start["inputs"]
     (event,) = asset_events("file://" + str(rig["examples"] / "customer_spend"))
-    assert event["extra"]["rows"] == 2000 and event["extra"]["partitions"] == [f"dt={DAY}"]
+    assert event["extra"]["rows"] == 2000 and event["extra"]["partitions"] == f"dt={DAY}"
 
 
 def test_rows_to_xcom_and_sql_error_without_retry(airflow_db, rig):

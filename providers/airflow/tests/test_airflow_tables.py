@@ -23,7 +23,7 @@ def test_daily_iceberg_table_and_a_failing_check(airflow_db, rig, capfd):
     for day in DAYS:
         run = run_dag("pond_test_iceberg_daily", day)
         assert run.state == "success"
-    (write_task,) = [t for t in task_states(run) if t.startswith("events.")]
+    (write_task,) = [t for t in task_states(run) if t.startswith("events.") and not t.endswith("_checks")]
     before = table(rig)
     rows = before.scan().to_arrow()
     assert rows.num_rows == 30 and sorted(set(rows.column("dt").to_pylist()))[0].isoformat() == DAYS[0]
@@ -32,6 +32,7 @@ def test_daily_iceberg_table_and_a_failing_check(airflow_db, rig, capfd):
     bad = run_dag("pond_test_iceberg_bad_day", DAYS[1])
     assert bad.state == "failed"
     assert task_states(bad)[write_task] == ("failed", 1)  # retries=2, but a failed check is final
+    assert task_states(bad)[f"{write_task}_checks"] == ("failed", 1)  # the check's own result in the grid
     after = table(rig)
     assert after.metadata_location == before.metadata_location  # day 2's previous contents stay current
     log = capfd.readouterr().out  # dag.test() prints the task log

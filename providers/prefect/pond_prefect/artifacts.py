@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from pond_core import api
 from pond_core.api import PhysicalPlan, Stage
+
+if TYPE_CHECKING:
+    from pond_prefect.outcomes import StageOutcome
 
 
 def artifact_key(plan: PhysicalPlan, what: str) -> str:
@@ -55,23 +58,23 @@ def create_plan_artifact(plan: PhysicalPlan, run_id: str) -> UUID:
     return cast(UUID, created)  # called from sync code: Prefect returns the id, not a coroutine
 
 
-def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, dict[str, Any]]) -> UUID:
+def create_stats_artifact(plan: PhysicalPlan, outcomes: dict[str, StageOutcome]) -> UUID:
     """One row per stage: its state and its result's counts (empty for a stage that did not run)."""
     rows = []
     for stage in plan.stages:
-        outcome = outcomes.get(stage.id) or {}
-        result = outcome.get("result") or {}
+        outcome = outcomes.get(stage.id)
+        result = (outcome.result if outcome else None) or {}
         retries = [result.get(k) or 0 for k in ("task_retries", "node_failures", "speculative_attempts")]
         rows.append(
             {
                 "stage": stage.name,
-                "state": outcome.get("state", "Not run"),
+                "state": outcome.state_name if outcome else "Not run",
                 "partitions": result.get("npartitions"),
                 "rows": result.get("rows"),
                 "size": api.human_bytes(result["bytes"]) if result.get("bytes") is not None else None,
                 "files": result.get("files"),
                 # A cached stage did no work now: its recorded seconds are the first run's.
-                "seconds": 0.0 if outcome.get("state") == "Cached" else result.get("seconds"),
+                "seconds": 0.0 if outcome and outcome.cached else result.get("seconds"),
                 "retries / lost nodes / speculative": "/".join(str(n) for n in retries) if result else None,
                 "executor": result.get("executor"),
                 "output": _short_path(result.get("location")),
@@ -88,15 +91,22 @@ def _short_path(path: str | None) -> str | None:
     return path if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
 
 
-def create_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> UUID:
-    """On the stage's task run: what it read and wrote, its SQL, and what it committed."""
-    done = (
+def stage_artifact_key(plan: PhysicalPlan, stage: Stage) -> str:
+    return artifact_key(plan, "stage-" + re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-"))[:100]
+
+
+def stage_done_markdown(result: dict[str, Any]) -> str:
+    return (
         f"**Committed** {result.get('npartitions')} partitions, {result.get('rows')} rows, "
         f"{api.human_bytes(result.get('bytes'))} in {result.get('files')} files, {result.get('seconds')} s, "
         f"at `{result.get('location')}`"
     )
-    key = artifact_key(plan, "stage-" + re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-"))
-    created = create_markdown_artifact(api.stage_markdown(plan, stage, done), key=key[:100], description=f"pond stage {stage.name}")
+
+
+def create_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> UUID:
+    """On the stage's task run: what it read and wrote, its SQL, and what it committed."""
+    done = stage_done_markdown(result)
+    created = create_markdown_artifact(api.stage_markdown(plan, stage, done), key=stage_artifact_key(plan, stage), description=f"pond stage {stage.name}")
     return cast(UUID, created)
 
 

@@ -2,8 +2,8 @@
 
 Each stage materialises its output dataset (`stage_dataset`: a sink's path, or
 `pond://<pipeline>/<stage>` for an intermediate), and a sink each partition it wrote
-(`<dataset>/dt=2026-11-20`). Upstream assets are the stage's source paths and its upstream
-stages' datasets. Prefect emits the events of a stage that ran; for a stage served from the cache
+(`<dataset>/dt=2026-11-20`). Upstream assets are the stage's source datasets (the folder, not
+the day's glob: one asset across days) and its upstream stages' datasets. Prefect emits the events of a stage that ran; for a stage served from the cache
 it emits none, so `emit_cached` records the same lineage, marked `pond.cached`.
 """
 
@@ -42,8 +42,20 @@ def stage_asset(plan: PhysicalPlan, stage: Stage) -> Asset:
     return Asset(key=asset_key(uri), properties=AssetProperties(name=uri, description=_describe(stage)))
 
 
+def source_dataset(path: str) -> str:
+    """The dataset a source path reads from: the folder above its first partition (`k=v`) or
+    wildcard component, so `/shop/orders/dt=2026-11-20/*.parquet` is `/shop/orders`, the same
+    asset every day, as in Airflow."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if i > 0 and parts[i - 1] and ("=" in part or set("*?[{") & set(part)):
+            return "/".join(parts[:i])
+    return path
+
+
 def source_assets(stage: Stage) -> list[Asset]:
-    return [Asset(key=asset_key(p)) for i in stage.sources for p in i.source.paths]
+    keys = dict.fromkeys(asset_key(source_dataset(p)) for i in stage.sources for p in i.source.paths)
+    return [Asset(key=k) for k in keys]
 
 
 def upstream_assets(plan: PhysicalPlan, stage: Stage) -> list[Asset]:

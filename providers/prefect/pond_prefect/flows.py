@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -24,6 +25,7 @@ from pond_prefect.assets import emit_cached
 from pond_prefect.blocks import PondConfig, load_config
 from pond_prefect.cancel import CancelGuard
 from pond_prefect.fingerprint import run_id_for
+from pond_prefect.outcomes import StageOutcome, settle, write_cached_artifact
 from pond_prefect.stages import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, stage_task
 
 log = logging.getLogger("pond_prefect")
@@ -53,7 +55,10 @@ def run_pipeline(
     """
     logger = get_run_logger()
     cfg = load_config(config)
-    plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+    with ThreadPoolExecutor(1, thread_name_prefix="pond-catalog") as pool:
+        catalog_ready = pool.submit(_open_catalog, cfg)
+        plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+        catalog_ready.result()
     run_id = run_id_for(plan, cfg.storage_options())
     logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
     create_plan_artifact(plan, run_id)
@@ -69,19 +74,20 @@ def run_pipeline(
         options = {"retries": retries, "retry_delay_seconds": retry_delay_seconds, "cache": cache, "refresh_cache": force or not stored}
         futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard, wait_for or [])
         wait(list(futures.values()))
-        outcomes = _outcomes(plan, futures, progress)
+        outcomes = outcomes_of(plan, futures, progress, flow_run_id)
         create_stats_artifact(plan, outcomes)
-    failed = [futures[s.id].state for s in plan.stages if futures[s.id].state.is_failed() or futures[s.id].state.is_crashed()]
+    failed = [outcomes[s.id].state for s in plan.stages if outcomes[s.id].state.is_failed() or outcomes[s.id].state.is_crashed()]
     if guard.cancelled.is_set():
         _finish(cfg, run_id, "failed", "cancelled")
         return Cancelled(message=f"pond run {run_id} cancelled; its outstanding partition tasks were cancelled")
     if failed:
         _finish(cfg, run_id, "failed", str(failed[0].message))
         failed[0].result()  # raises the stage's own exception
-    if any(not futures[s.id].state.is_completed() for s in plan.stages):
-        raise RuntimeError(f"pond run {run_id}: stages did not complete: {outcomes}")
+    if any(not outcomes[s.id].state.is_completed() for s in plan.stages):
+        states = {s.name: outcomes[s.id].state_name for s in plan.stages}
+        raise RuntimeError(f"pond run {run_id}: stages did not complete: {states}")
     _finish(cfg, run_id, "success", None)  # also when every stage was served from the cache
-    return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id]["result"] for s in plan.stages}}
+    return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id].result for s in plan.stages}}
 
 
 def _submit(
@@ -113,17 +119,16 @@ def _submit(
     return futures
 
 
-def _outcomes(plan: PhysicalPlan, futures: dict[str, PrefectFuture], progress: Progress) -> dict[str, dict[str, Any]]:
-    outcomes: dict[str, dict[str, Any]] = {}
+def outcomes_of(plan: PhysicalPlan, futures: dict[str, PrefectFuture], progress: Progress, flow_run_id: Any) -> dict[str, StageOutcome]:
+    """Each stage's outcome (pond_prefect.outcomes); a Cached stage gets its artifact and lineage."""
+    outcomes = settle(plan, futures)
     for stage in plan.stages:
-        future = futures[stage.id]
-        state = future.state
-        result = state.result(raise_on_failure=False) if state.is_completed() else None
-        outcomes[stage.id] = {"state": state.name, "result": result}
-        if state.is_completed():
+        outcome = outcomes[stage.id]
+        if outcome.state.is_completed():
             progress.stage_done(stage.id)
-        if state.name == "Cached" and isinstance(result, dict):
-            emit_cached(plan, stage, result, str(future.task_run_id))
+        if outcome.cached and outcome.result is not None:
+            emit_cached(plan, stage, outcome.result, str(outcome.task_run_id))
+            write_cached_artifact(plan, stage, outcome, flow_run_id)
     return outcomes
 
 
@@ -152,6 +157,13 @@ class _driver:
             import ray
 
             ray.shutdown()
+
+
+def _open_catalog(cfg: PondConfig) -> None:
+    """Create (or migrate) pond's catalog once, while the plan compiles: otherwise the first
+    stages each do it when they start, seconds of their start on a fresh catalog, racing."""
+    with api.open_catalog(cfg.settings(job_id="planning")):
+        pass
 
 
 def _run_stored(cfg: PondConfig, run_id: str) -> bool:

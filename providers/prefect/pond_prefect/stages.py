@@ -58,7 +58,10 @@ def run_pond_stage(
     except api.PondCheckError as exc:
         logger.error("stage %s: checks failed, nothing was published\n%s", stage.name, api.render_checks(exc.results))
         create_checks_artifact(plan, stage, [r.to_dict() for r in exc.results])
-        raise
+        # The first line is what the task's and the flow run's state say: which checks failed.
+        failed = ", ".join(r.name for r in exc.results if not r.passed and r.severity == "error")
+        message = f"checks failed: {failed}; nothing was published (stage {stage.name})\n{api.render_checks(exc.results)}"
+        raise api.PondCheckError(message, exc.results) from None
     finally:
         if guard is not None:
             guard.unregister(executor)

@@ -70,3 +70,15 @@ def slow(sp: Any, source_root: str, seconds: float, beat_dir: str) -> Any:
         return batch
 
     return customers(sp, source_root).repartition(2, hash_by="customer_id").map_batches(crawl)
+
+
+def broken_midway(sp: Any, source_root: str) -> Any:
+    """Repartition (runs), a UDF that raises (a data error), then two more stages that cannot run."""
+
+    def boom(row: dict) -> dict:
+        raise ValueError(f"bad customer {row['customer_id']}")
+
+    by_customer = customers(sp, source_root).repartition(2, hash_by="customer_id")
+    broken_rows = by_customer.map(boom, schema=SCHEMA)
+    by_segment = broken_rows.repartition(2, hash_by="segment")
+    return sp.partial_sql("SELECT segment, count(*) AS n FROM {0} GROUP BY ALL", by_segment)

@@ -47,6 +47,8 @@ def test_checks_artifact_and_a_failing_day_keeps_the_table(tmp_path):
     assert "-1" in failed["amount is not negative"]["sample"]
     (task,) = prefect_api.task_runs(bad.state_details.flow_run_id).values()
     assert task.state.name == "Failed" and task.run_count == 1  # a failed check is not retried
+    said = "checks failed: amount is not negative; nothing was published (stage"
+    assert said in task.state.message and said in bad.message  # the task's and the flow run's state
     assert load_catalog("pond", uri=uri, warehouse=warehouse).load_table("db.events").metadata_location == before
 
 

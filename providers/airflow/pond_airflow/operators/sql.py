@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from pond_airflow import assets
 from pond_airflow.hooks.pond import PondHook
-from pond_airflow.openlineage import asset_event_extra, dataset_uri, emit_asset_events, operator_lineage
+from pond_airflow.openlineage import dataset_uri, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
 from pond_core import api
 
@@ -88,6 +89,9 @@ class PondSqlOperator(BaseOperator):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if output_path and "outlets" not in kwargs and "{{" not in output_path:
             kwargs["outlets"] = [Asset(dataset_uri(output_path))]
+            if "inlets" not in kwargs:  # the asset graph's chain: inputs -> this task -> output
+                paths = [p for v in inputs.values() for p in ([v] if isinstance(v, str) else v)]
+                kwargs["inlets"] = [Asset(u) for u in dict.fromkeys(assets.source_uri(p) for p in paths)]
         super().__init__(**kwargs)
         self.sql = sql
         self.inputs = dict(inputs)
@@ -174,7 +178,7 @@ class PondSqlOperator(BaseOperator):
         (written,) = api.stage_lineage(plan, plan.final, committed, storage=hook.settings.storage()).outputs
         self._columns = written.to_dict().get("column_lineage")
         target = self.output_path or str(result.get("location"))
-        emit_asset_events(context, self.outlets, target, asset_event_extra(result, run_id), match=False)
+        assets.emit(context, self.outlets, target, assets.event_extra(result, run_id), match=False)
         return xcom_result(result)
 
     def _rows(self, df: Any, run_id: str) -> dict[str, Any]:

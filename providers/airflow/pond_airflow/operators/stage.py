@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from pond_airflow import assets
 from pond_airflow.hooks.pond import PondHook
-from pond_airflow.openlineage import asset_event_extra, emit_asset_events, operator_lineage
+from pond_airflow.openlineage import operator_lineage
+from pond_airflow.operators.checks import CHECKS_XCOM, checks_task_id
+from pond_airflow.plan_cache import compile_cached
 from pond_airflow.runs import fail_for, final_try, first_try, lineage_scope, pond_run_id, xcom_result
 from pond_core import api
 
@@ -96,7 +99,7 @@ class PondStageOperator(BaseOperator):
         """The pipeline compiled with the rendered parameters, checked against the DAG."""
         if self._plan is None:
             try:
-                plan = api.compile_pipeline(self.pipeline, self.pipeline_params)
+                plan = compile_cached(self.pipeline, self.pipeline_params)
             except api.PondError as exc:
                 fail_for(exc)
             self._plan = plan
@@ -137,6 +140,7 @@ class PondStageOperator(BaseOperator):
         hook = self.hook
         settings = hook.session_settings(job_id=run_id)
         self.log.info("pond run %s: stage %s (%s), %s", run_id, stage.name, stage.id, "fresh" if force else "resuming")
+        recomputed = self._upstream_to_recompute(run_id, settings)
         self._executor = api.make_executor(settings)
         try:
             # recompute_upstream: a task cleared after its run finished finds its upstream
@@ -147,12 +151,46 @@ class PondStageOperator(BaseOperator):
             )
         except api.PondError as exc:
             self._failed(context, run_id, exc)
-            self._checks_failed(exc)
+            self._checks_failed(context, exc)
             fail_for(exc)
         finally:
             executor, self._executor = self._executor, None
             executor.shutdown()
+        if recomputed:
+            self._drop_if_downstream_done(context, run_id)
         return self._complete(context, run_id, manifest.result.to_dict())
+
+    def _upstream_to_recompute(self, run_id: str, settings: Any) -> list[str]:
+        """The upstream stages whose outputs are gone (the run finished and dropped them, or was
+        cleaned), which this task recomputes first: said in the log, before the work."""
+        missing = [s.name for s in api.upstream_to_recompute(self.plan(), self.stage, run_id, settings=settings, storage=self.hook.settings.storage())]
+        if missing:
+            self.log.warning(
+                "pond stage %s: recomputing upstream stage%s %s first: %s output%s of pond run %s %s gone "
+                "(dropped when the run's final stage finished, or cleaned), as when this task is cleared alone",
+                self.stage, "s" if len(missing) > 1 else "", ", ".join(missing), "their" if len(missing) > 1 else "its",
+                "s" if len(missing) > 1 else "", run_id, "are" if len(missing) > 1 else "is",
+            )
+        return missing
+
+    def _drop_if_downstream_done(self, context: Context, run_id: str) -> None:
+        """After a task cleared alone recomputed its upstream: when no downstream stage of the
+        run is going to read them (all done), drop the intermediates it made, as the final
+        stage did when the run finished. Cleared with its downstream, they stay for them."""
+        if self.final or self.keep_intermediates or self.dag is None:
+            return
+        relatives = [self.dag.get_task(tid) for tid in self.get_flat_relative_ids(upstream=False)]
+        downstream = sorted(t.task_id for t in relatives if isinstance(t, PondStageOperator) and t.run_scope == self.run_scope)
+        done = 0 if not downstream else context["ti"].get_ti_count(dag_id=self.dag_id, task_ids=downstream, run_ids=[context["dag_run"].run_id], states=["success"])
+        if done < len(downstream):
+            self.log.info("pond stage %s: keeping its intermediates for the downstream tasks still to run", self.stage)
+            return
+        hook = self.hook
+        api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
+        self.log.info(
+            "pond stage %s: dropped the intermediates it recomputed: downstream stages %s are done", self.stage,
+            ", ".join(t.rsplit(".", 1)[-1] for t in downstream),
+        )
 
     def _failed(self, context: Context, run_id: str, error: BaseException | str, retryable: bool | None = None) -> None:
         """Record lineage for the failure event; close the pond run when Airflow will not retry."""
@@ -165,14 +203,18 @@ class PondStageOperator(BaseOperator):
         except Exception as exc:  # the stage's own error is what the task must report
             self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
 
-    def _checks_failed(self, error: BaseException) -> None:
-        """A stage stopped by its checks: the table of results in the task log, and in lineage
-        (the output's DataQualityAssertions facet) of the failure event."""
+    def _checks_failed(self, context: Context, error: BaseException) -> None:
+        """A stage stopped by its checks: the table of results in the task log, the results for
+        the checks task (XCom), lineage's DataQualityAssertions facet; fails without retry,
+        naming the checks."""
         if not isinstance(error, api.PondCheckError):
             return
         self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(error.results))
+        context["ti"].xcom_push(key=CHECKS_XCOM, value=[r.to_dict() for r in error.results])
         record = api.stage_lineage(self.plan(), self._stage(), None, {})
         self._lineage = api.with_assertions(record, error.results).to_dict()
+        failed = ", ".join(r.name for r in error.results if not r.passed and r.severity == "error")
+        raise AirflowFailException(f"checks failed: {failed}; nothing was published (stage {self.stage}, task {checks_task_id(self.stage)})")
 
     def _defer(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> Any:
         from pond_airflow import worker
@@ -212,7 +254,7 @@ class PondStageOperator(BaseOperator):
         with hook.catalog() as catalog:
             upstream = {sid: catalog.stage_result(run_id, sid) or {} for sid in stage.depends_on}
         self._lineage = self._record(result, upstream)
-        emit_asset_events(context, self.outlets, api.stage_dataset(self.plan(), stage, self.lineage_scope), asset_event_extra(result, run_id))
+        assets.emit(context, self.outlets, api.stage_dataset(self.plan(), stage, self.lineage_scope), assets.event_extra(result, run_id))
         if self.final and not self.keep_intermediates:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
         if self.deferrable:  # otherwise pond logged its own line when the stage finished
@@ -223,6 +265,7 @@ class PondStageOperator(BaseOperator):
         if result.get("checks"):
             checks = [api.CheckResult.from_dict(c) for c in result["checks"]]
             self.log.info("pond stage %s: checks before publish\n%s", stage.name, api.render_checks(checks))
+            context["ti"].xcom_push(key=CHECKS_XCOM, value=result["checks"])
         return xcom_result(result)
 
     def on_kill(self) -> None:

@@ -100,3 +100,12 @@ with DAG("pond_test_s3", schedule=None, start_date=START, default_args={"retries
         mode="overwrite_partitions",
         pond_conn_id="pond_s3",
     )
+
+for name, strict in (("pond_test_checks_warn", False), ("pond_test_checks_fail", True)):
+    with DAG(name, schedule=None, start_date=START, default_args={"retries": 2, "retry_delay": timedelta(0)}):
+        pond_pipeline_group(
+            "pond_test_pipelines:checked_totals",
+            {"ds": "{{ ds }}", "source_root": SHOP, "output_root": os.path.join(TEST_ROOT, name), "strict": strict},
+            group_id="totals",
+        )
+
