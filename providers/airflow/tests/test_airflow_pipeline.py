@@ -115,7 +115,9 @@ def test_the_asset_graph_is_a_chain_from_sources_through_the_dag_to_the_dataset(
     tasks = {n["label"] for n in graph["nodes"] if n["type"] == "task"}
     outputs = {t: sorted(b for a, b in edges if a == t) for t in tasks}
     assert outputs[task] == ["daily_revenue"] and outputs["pond_customer_spend.customer_spend"] == ["customer_spend"]
-    assert len(tasks) == 4 and all(len(v) == 1 for v in outputs.values()), outputs  # one dataset per writing task
+    # How many tasks share these sources depends on the DAGs the session has parsed (other test
+    # DAGs read the same shop): whatever they are, each writing task leads to one dataset.
+    assert len(tasks) >= 4 and all(len(v) == 1 for v in outputs.values()), outputs
 
 
 def test_intermediates_are_dropped_after_the_final_stage(first_run, rig):

@@ -13,6 +13,7 @@ that the output was committed earlier and where.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -66,11 +67,28 @@ def _blocking_upstream(plan: PhysicalPlan, stage: Stage, outcomes: dict[str, Sta
 
 
 def _cancel_not_run(stage: Stage, task_run_id: UUID, upstream: str) -> State:
+    """Rename the task run to its stage and end it Cancelled. Prefect 3 records a task run's own
+    updates from events, asynchronously: one still in flight (the engine's NotReady, carrying
+    the suffixed name) can land after this PATCH and undo it, so the rename is checked and
+    applied again until it holds (a few seconds at most)."""
     state: State = Cancelled(message=f"not run: upstream stage {upstream} did not complete")
     with get_client(sync_client=True) as client:
-        client.request("PATCH", "/task_runs/{id}", path_params={"id": task_run_id}, json={"name": stage.name}).raise_for_status()
-        client.set_task_run_state(task_run_id, state, force=True)
+        for _ in range(_RENAME_TRIES):
+            client.request("PATCH", "/task_runs/{id}", path_params={"id": task_run_id}, json={"name": stage.name}).raise_for_status()
+            client.set_task_run_state(task_run_id, state, force=True)
+            if all(_holds(client, task_run_id, stage.name) for _ in range(2)):  # two reads apart: settled
+                break
     return state
+
+
+def _holds(client: Any, task_run_id: UUID, name: str) -> bool:
+    time.sleep(_RENAME_SETTLE_SECONDS)
+    run = client.read_task_run(task_run_id)
+    return bool(run.name == name and run.state is not None and run.state.is_cancelled())
+
+
+_RENAME_TRIES = 20
+_RENAME_SETTLE_SECONDS = 0.5
 
 
 def write_cached_artifact(plan: PhysicalPlan, stage: Stage, outcome: StageOutcome, flow_run_id: UUID | None) -> None:
