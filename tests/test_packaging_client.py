@@ -118,7 +118,8 @@ def test_executor_ray_without_ray_is_a_config_error_naming_the_extra(tmp_path, h
     assert lines[1].startswith("PondConfigError | a ray_address (executor=auto) runs tasks on Ray")
     assert all(EXTRA_HINT in line and "127.0.0.1:6379" not in line for line in lines)
     params = ["-p", f"ds={DAY}", "-p", f"source_root={shop}", "-p", f"output_root={tmp_path / 'out'}"]
-    done = _run([str(client_bin("pond")), "run", "pond_core.examples:daily_revenue", *params, "--executor", "ray"], homes)
+    (tmp_path / "ray").mkdir()  # like Ray's /tmp/ray: `pond` puts its working directory on the path, a dir is not Ray
+    done = _run([str(client_bin("pond")), "run", "pond_core.examples:daily_revenue", *params, "--executor", "ray"], homes, cwd=tmp_path)
     assert done.returncode == 2, done.stderr  # an invalid command: nothing ran
     assert EXTRA_HINT in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
@@ -181,6 +182,6 @@ def test_the_ray_extra_brings_ray_serve_in_the_full_venv():
     assert not any(r.marker is not None and r.marker.evaluate({"extra": ""}) for r in ray_req)
 
 
-def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(command: list[str], env: dict[str, str], cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
     """A console script (or interpreter) of the client venv, with its environment."""
-    return subprocess.run(command, env=client_env(env), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(command, env=client_env(env), cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
