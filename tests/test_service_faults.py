@@ -212,3 +212,55 @@ def test_a_retry_after_a_lost_answer_attaches_instead_of_starting_again(pond_ser
     starts = [line for line in lines if f"pond stage {plan.final.name} starts" in line]
     assert len(starts) == 1, lines
     assert written(output) == expected(source)
+
+
+def test_a_stage_another_driver_holds_waits_for_it_and_then_answers(pond_service, client, source, tmp_path):  # noqa: F811
+    from pond_core.api import open_catalog
+    from pond_core.recorder import driver_name
+    from pond_core.settings import Settings
+
+    output = str(tmp_path / "out")
+    plan = plan_for(source, output)
+    run_id = f"held-{uuid.uuid4().hex[:8]}"
+    client.submit(plan, run_id, plan.stages[0].name)
+    assert client.wait(run_id, plan.stages[0].id).state is AttemptState.SUCCEEDED
+    holder = driver_name()  # this test process: alive, so its lease is not stale
+    settings = Settings.resolve(data_root=pond_service.data_root, catalog_url=pond_service.catalog_url)
+    with open_catalog(settings) as catalog:
+        catalog.acquire_stage_lease(run_id, plan.final.id, holder, plan.final.name)
+        try:
+            client.submit(plan, run_id, plan.final.name)
+            lines: list[str] = []
+            deadline = time.monotonic() + 120
+            while not any("waiting for it to end" in line for line in lines):
+                status = client.status(run_id, plan.final.id, log_offset=len(lines))
+                lines.extend(status.logs)
+                assert status.state is AttemptState.RUNNING and time.monotonic() < deadline, (status, lines)
+                time.sleep(0.2)
+            assert any(holder in line for line in lines)
+            again = client.submit(plan, run_id, plan.final.name)
+            assert again.attached and again.state is AttemptState.RUNNING
+        finally:
+            catalog.release_stage_lease(run_id, plan.final.id, holder)
+    final = client.wait(run_id, plan.final.id)
+    assert final.state is AttemptState.SUCCEEDED, final.error
+    assert written(output) == expected(source)
+
+
+def test_pond_serve_stops_cleanly_and_the_next_one_knows_committed_stages(pond_service, client, source, tmp_path):  # noqa: F811
+    import httpx
+
+    output = str(tmp_path / "out")
+    plan = plan_for(source, output)
+    run_id = f"restart-{uuid.uuid4().hex[:8]}"
+    for stage in plan.stages:
+        client.submit(plan, run_id, stage.name)
+        assert client.wait(run_id, stage.id).state is AttemptState.SUCCEEDED
+    pond_service.stop()  # SIGTERM: the app is deleted and Serve stopped, so the port is free
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{pond_service.url}/v1/health", timeout=5)
+    assert "pond service: stopping" in pond_service.log.read_text()
+    pond_service.start()
+    status = client.status(run_id, plan.final.id)
+    assert status.state is AttemptState.SUCCEEDED and status.result is not None and status.result.rows == 50
+    assert client.status(run_id, "no-such-stage").state is AttemptState.UNKNOWN
