@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import socket
 import threading
 import time
@@ -90,7 +91,10 @@ def test_cancel_stops_the_stages_tasks_within_seconds(pond_service, client, sour
     assert written(output) == expected(source)
 
 
-def test_a_replica_killed_mid_stage_loses_and_duplicates_nothing(pond_service, client, source, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("resumed_by", ["service", "client"])
+def test_a_replica_killed_mid_stage_loses_and_duplicates_nothing(pond_service, client, source, tmp_path, resumed_by):  # noqa: F811
+    """service: the new replica resumes the saved submission, the client only polls; client: the
+    saved submission is gone, the new replica answers `unknown` and the client submits again."""
     output = str(tmp_path / "out")
     plan = plan_for(source, output, **SLOW)
     run_id = f"kill-{uuid.uuid4().hex[:8]}"
@@ -105,11 +109,12 @@ def test_a_replica_killed_mid_stage_loses_and_duplicates_nothing(pond_service, c
         time.sleep(0.2)
     assert not set(orphans) & set(running_worker_pids(pond_service))
     orphans_gone_after = time.monotonic() - killed_at
+    if resumed_by == "client":
+        shutil.rmtree(pathlib.Path(pond_service.data_root) / "_service" / "submissions")
     # Poll as an orchestrator does; if the new replica did not resume it, the client submits again.
     lines: list[str] = []
-    final = client.wait(
-        run_id, plan.final.id, poll_interval=0.2, on_log=lines.append, submit_again={"plan": plan, "settings": {"task_threads": 1}}
-    )
+    again = {"plan": plan, "settings": {"task_threads": 1}} if resumed_by == "client" else None
+    final = client.wait(run_id, plan.final.id, poll_interval=0.2, on_log=lines.append, submit_again=again)
     assert final.state is AttemptState.SUCCEEDED, final.error
     assert final.attempt != first.attempt and killed not in pond_service.replica_pids()
     after = task_records(pond_service.data_root, run_id, plan.final.id)
@@ -122,7 +127,7 @@ def test_a_replica_killed_mid_stage_loses_and_duplicates_nothing(pond_service, c
     assert len(files) == sum(len(r["files"]) for r in after.values()) == final.result.files
     assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{output}/**/*.parquet')").fetchone()[0] == 50
     assert any("taking over from" in line and "whose lease went stale" in line for line in lines), lines
-    print(f"kill: {len(before)} of {SLOW['npartitions']} partitions committed before the kill; its {len(orphans)} running tasks "
+    print(f"kill (resumed by the {resumed_by}): {len(before)} of {SLOW['npartitions']} partitions committed before the kill; its {len(orphans)} running tasks "
           f"stopped {orphans_gone_after:.1f}s after it; the stage finished {time.monotonic() - killed_at:.1f}s after it")
 
 

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pond.service")
 COMMITTED_WAIT_SECONDS = 5.0  # a submission of a committed stage answers once the runner confirms it
 MAX_RUNNING = 8  # attempts running at once per service process; more wait `queued`
+KEEP_FINISHED_SECONDS = 24 * 3600.0  # a finished attempt's status and log stay this long
 BUSY_RETRY_SECONDS = 2.0  # how often an attempt whose stage another driver holds looks again
 
 
@@ -130,6 +131,7 @@ class StageService:
             live = self._attempts.get((request.run_id, stage.id))
             if live is not None and live.state.live:
                 return live.status(attached=True)
+            self._forget_old()
             attempt = Attempt(request, plan, stage)
             self._attempts[attempt.key] = attempt
         if self.submissions is not None:
@@ -211,6 +213,13 @@ class StageService:
                 named = [a for (r, _), a in self._attempts.items() if r == run_id and a.stage.name == stage_id]
                 attempt = max(named, key=lambda a: a.submitted_at, default=None)
             return attempt
+
+    def _forget_old(self) -> None:
+        """Drop attempts that finished over KEEP_FINISHED_SECONDS ago (called with the lock
+        held): a status of their stage then comes from its manifest, or is `unknown`."""
+        cutoff = time.time() - KEEP_FINISHED_SECONDS
+        for key in [k for k, a in self._attempts.items() if a.finished_at is not None and a.finished_at < cutoff]:
+            del self._attempts[key]
 
     def _store(self, run_id: str) -> StageStore:
         return StageStore.of(RunLayout(self.settings.data_root, run_id), self.storage)
