@@ -188,12 +188,14 @@ class StageAttempts:
         self._waiting: collections.deque[list[_Partition]] = collections.deque()  # calls admitted in order
         self._reserved: dict[cf.Future, _Hold] = {}  # what each running attempt's call reserves
         self._batching = isinstance(executor, BatchExecutor) and executor.batches_tasks
+        self._cores = 1
 
     def run(self, todo: list[int]) -> None:
         """Run `todo` to one committed attempt each, or raise the error that ends the stage."""
         parts = self._parts = [_Partition(k, self.policy.first_memory) for k in todo]
         by_index = {p.index: p for p in parts}
-        calls = batches.groups(todo, self.tasks.small, self.executor.cores()) if self._batching else [[k] for k in todo]
+        self._cores = self.executor.cores()  # asked once: on Ray each ask is a request to the cluster
+        calls = batches.groups(todo, self.tasks.small, self._cores) if self._batching else [[k] for k in todo]
         for call in calls:
             self._launch([by_index[k] for k in call])
         looked = time.monotonic()
@@ -362,7 +364,7 @@ class StageAttempts:
         policy = self.speculation
         assert policy is not None
         now = time.time()
-        cores = self.executor.cores()
+        cores = self._cores
         if self._drained_at is None:
             if self._calls_running() > cores or self._waiting:
                 return  # tasks still wait for a slot: waiting is not straggling
