@@ -198,6 +198,7 @@ class _Running:
     reserved_bytes: int
     batch: bool
     answered: int = 0
+    killed: bool = False  # pond kills its worker (then never given another call)
     since: float = dataclasses.field(default_factory=time.time)  # when its current task started (about)
 
 
@@ -213,7 +214,8 @@ class WarmPool:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._running: dict[cf.Future[TaskResult], _Running] = {}  # every unanswered task of a call in flight
         self._stopped: set[cf.Future[TaskResult]] = set()  # tasks whose worker pond killed
-        self._handles: dict[str, Any] = {}  # slot -> actor handle (a named-actor lookup costs a GCS round trip)
+        self._handles: dict[str, Any] = {}
+        self._lost: set[str] = set()  # nodes known gone (Ray never reuses a node id)  # slot -> actor handle (a named-actor lookup costs a GCS round trip)
         self._actor_class = ray.remote(PondWorker)
         self._job = ray.get_runtime_context().get_job_id()
         self._refreshed = 0.0
@@ -230,9 +232,9 @@ class WarmPool:
         self._refreshed = time.monotonic()
         with self._lock:
             for node_id, node in self._nodes.items():
-                node.alive = node_id in alive
+                node.alive = node_id in alive and node_id not in self._lost
             for node_id, info in alive.items():
-                if node_id not in self._nodes:
+                if node_id not in self._nodes and node_id not in self._lost:
                     cpus, memory = int(info["Resources"]["CPU"]), int(info["Resources"].get("memory", 0))
                     slots = [f"{self._prefix}-{node_id[:16]}-{i}" for i in range(cpus)]
                     self._nodes[node_id] = _Node(node_id, cpus, memory, cpus, memory, slots)
@@ -290,6 +292,8 @@ class WarmPool:
                 queued.items = keep
             victims = {id(r): r for f, r in self._running.items() if f in wanted}
             self._stopped.update(f for f in wanted if f in self._running)
+            for running in victims.values():
+                running.killed = True  # even if it ends before the kill lands, its worker is not reused
         for future in dropped:
             future.set_exception(cf.CancelledError("cancelled before it started"))
         for running in victims.values():
@@ -390,7 +394,7 @@ class WarmPool:
         """The call ended: give its worker back (or replace it if it died), and fail the
         tasks it never answered. Only the first of those can have run; the others fail as
         interrupted (retried without counting against them) or as the node's loss."""
-        worker_died = error is not None and isinstance(error, (PondNodeLostError, PondOutOfMemoryError, cf.CancelledError))
+        worker_died = running.killed or (error is not None and isinstance(error, (PondNodeLostError, PondOutOfMemoryError, cf.CancelledError)))
         unanswered = running.items[running.answered :]
         with self._lock:
             stopped = {f for _, f in unanswered if f in self._stopped}
@@ -400,9 +404,9 @@ class WarmPool:
             node = running.node
             node.free_cpus += running.threads
             node.free_memory += running.reserved_bytes
-            if worker_died:
+            if error is not None:  # whatever failed, the next call looks its worker up again
                 self._handles.pop(running.slot, None)
-            else:
+            if not worker_died:
                 node.idle.append(running.slot)
             self._dispatch()
         if worker_died:
@@ -453,6 +457,12 @@ class WarmPool:
     def _task_error(self, running: _Running, exc: BaseException) -> BaseException:
         from pond_core.execute.ray_support import unwrap_ray_error
 
+        if isinstance(exc, getattr(self._ray.exceptions, "ActorUnschedulableError", ())):
+            # Its worker is pinned to a node Ray no longer has: the node is lost, even while Ray
+            # still lists it alive (it notices a dead node only after missed heartbeats).
+            self._lost.add(running.node.id)
+            self.refresh()
+            return PondNodeLostError(f"the node of the task's worker is gone: {_first_line(exc)}")
         if not isinstance(exc, self._ray.exceptions.RayActorError):
             return unwrap_ray_error(exc, self._ray)
         unanswered = running.items[running.answered :]
