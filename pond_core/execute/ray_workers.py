@@ -218,8 +218,8 @@ class WarmPool:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._running: dict[cf.Future[TaskResult], _Running] = {}  # every unanswered task of a call in flight
         self._stopped: set[cf.Future[TaskResult]] = set()  # tasks whose worker pond killed
-        self._handles: dict[str, Any] = {}
-        self._lost: set[str] = set()  # nodes known gone (Ray never reuses a node id)  # slot -> actor handle (a named-actor lookup costs a GCS round trip)
+        self._handles: dict[str, tuple[Any, float]] = {}  # slot -> (actor handle, when its last call ended)
+        self._lost: set[str] = set()  # nodes known gone (Ray never reuses a node id)
         self._actor_class = ray.remote(PondWorker)
         self._job = _owner(ray)
         self._refreshed = 0.0
@@ -248,16 +248,21 @@ class WarmPool:
             return [n for n in self._nodes.values() if n.alive]
 
     def _actor(self, node: _Node, slot: str) -> Any:
-        """The slot's worker: the running one of that name, or a new one pinned to the node
-        (looked up once; a worker that died is looked up again by `_respawn`)."""
+        """The slot's worker: the running one of that name, or a new one pinned to the node.
+        A named-actor lookup costs a round trip to Ray's GCS, so the handle is kept while it
+        surely still names a live worker: until a call on it fails, and only while our last
+        call on it ended less than half the idle time ago (a worker exits after
+        `worker_idle_seconds` without a task, which matters to a long-lived driver)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        handle = self._handles.get(slot)
-        if handle is None:
-            handle = self._handles[slot] = self._actor_class.options(
-                name=slot, namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0, max_restarts=0,
-                max_concurrency=1, scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
-            ).remote(self._idle_seconds)
+        cached = self._handles.get(slot)
+        if cached is not None and time.monotonic() - cached[1] < self._idle_seconds / 2:
+            return cached[0]
+        handle = self._actor_class.options(
+            name=slot, namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0, max_restarts=0,
+            max_concurrency=1, scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
+        ).remote(self._idle_seconds)
+        self._handles[slot] = (handle, time.monotonic())
         return handle
 
     # -- tasks -------------------------------------------------------------------------------
@@ -410,6 +415,8 @@ class WarmPool:
             node.free_memory += running.reserved_bytes
             if error is not None:  # whatever failed, the next call looks its worker up again
                 self._handles.pop(running.slot, None)
+            elif running.slot in self._handles:
+                self._handles[running.slot] = (running.actor, time.monotonic())
             if not worker_died:
                 node.idle.append(running.slot)
             self._dispatch()
