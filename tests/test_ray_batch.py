@@ -225,5 +225,28 @@ def _gone(pid: int, timeout: float = 15.0) -> bool:
     return False
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-x", "-q"]))
+def test_what_is_small_comes_from_the_bytes_each_partition_reads() -> None:
+    from pond_core.execute import batches
+    from pond_core.execute.inputs import Part
+    from pond_core.execute.stage_run import estimated_bytes
+
+    sizes: dict[str, tuple[int, int | None]] = {"a.parquet": (1000, 100), "b.parquet": (5000, None)}
+    assert estimated_bytes([Part(("a.parquet",), (("a.parquet", 0, 9),))], sizes) == 100  # a row range: its share
+    assert estimated_bytes([Part(("a.parquet", "b.parquet"))], sizes) == 6000  # whole files
+    assert estimated_bytes([Part(("b.parquet",), (("b.parquet", 0, 9),))], sizes) is None  # rows unknown
+    assert estimated_bytes([Part(("t/part-0.parquet",))], sizes) is None  # a table's file: not listed with sizes
+    # Runs of small partitions in batches (order kept), large ones alone; slots x WAVES calls at least.
+    small = {0, 1, 2, 3, 5, 6, 7}
+    assert batches.groups(list(range(8)), small.__contains__, 1) == [[0, 1], [2, 3], [4], [5, 6], [7]]
+    assert batches.groups(list(range(8)), small.__contains__, 8) == [[k] for k in range(8)]
+    assert max(map(len, batches.groups(list(range(10_000)), lambda k: True, 2))) == batches.MAX_BATCH
+
+
+def test_partitions_above_the_small_size_run_one_per_call(ray_instance: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pond_core.execute import batches
+
+    monkeypatch.setattr(batches, "SMALL_TASK_BYTES", 0)  # every partition reads more than this
+    plan = tiny_plan(tmp_path, 24)
+    executor = RayExecutor(warm=True, task_hooks=[Mark(str(tmp_path / "marks"))])
+    assert rows_of(run(plan, tmp_path / "root", executor)) == EXPECTED
+    assert executor._warm is not None and executor._warm.calls == 24
