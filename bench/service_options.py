@@ -81,8 +81,10 @@ HTTP_CODE = textwrap.dedent("""
 
 PASS_CODE = 'print("BENCH_RESULT {}")'
 
+# The job's shell runs them: the venv's Python by its path (the head's PATH may name another).
+JOB_PASS_ENTRYPOINT = f"{sys.executable} -c pass"
 JOB_TASK_ENTRYPOINT = (
-    "python -c \"import ray; ray.init(logging_level='ERROR'); "
+    f"{sys.executable} -c \"import ray; ray.init(logging_level='ERROR'); "
     "assert ray.get(ray.remote(num_cpus=0)(lambda: 1).remote()) == 1\""
 )
 
@@ -276,7 +278,7 @@ def jobs_sampler(head: ServiceHead) -> Sampler:
             time.sleep(0.01)
 
     def sample() -> list[tuple[str, float, dict[str, float]]]:
-        running, done = one_job("python -c pass")
+        running, done = one_job(JOB_PASS_ENTRYPOINT)
         out = [("jobs submit -> done", done, {})]
         if running is not None:  # a job can finish between two polls
             out.append(("jobs submit -> running", running, {}))
