@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import logging
 import os
 import re
 import statistics
@@ -159,7 +160,7 @@ def deploy_serve(address: str, http_port: int) -> None:
     from fastapi import FastAPI
     from ray import serve
 
-    ray.init(address=address, logging_level="ERROR")
+    ray.init(address=address, logging_level=logging.ERROR)
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     api = FastAPI()
 
@@ -184,7 +185,7 @@ def deploy_serve(address: str, http_port: int) -> None:
 
         @api.get("/task")
         async def task(self) -> dict[str, int]:
-            return {"ok": await one.remote()}  # type: ignore[attr-defined]
+            return {"ok": await one.remote()}
 
         @api.get("/actor")
         async def actor(self) -> dict[str, int]:
@@ -248,7 +249,7 @@ Sampler = Callable[[], list[tuple[str, float, dict[str, float]]]]
 
 def serve_sampler(port: int, requests: int) -> Sampler:
     def sample() -> list[tuple[str, float, dict[str, float]]]:
-        out = []
+        out: list[tuple[str, float, dict[str, float]]] = []
         for path in ("/noop", "/task", "/actor"):
             out += [(f"serve {path}", http_get(port, path), {}) for _ in range(requests)]
         run = fresh_process(["-c", HTTP_CODE, f"http://127.0.0.1:{port}/noop"])
@@ -279,7 +280,7 @@ def jobs_sampler(head: ServiceHead) -> Sampler:
 
     def sample() -> list[tuple[str, float, dict[str, float]]]:
         running, done = one_job(JOB_PASS_ENTRYPOINT)
-        out = [("jobs submit -> done", done, {})]
+        out: list[tuple[str, float, dict[str, float]]] = [("jobs submit -> done", done, {})]
         if running is not None:  # a job can finish between two polls
             out.append(("jobs submit -> running", running, {}))
         out.append(("jobs submit -> done, entrypoint runs 1 Ray task", one_job(JOB_TASK_ENTRYPOINT)[1], {}))
@@ -392,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = _common.machine_info()
     print(f"service options, {args.rounds} rounds, machine {machine}", flush=True)
     meta: dict[str, Any] = {}
-    with _cluster.terminate_cleanly(), ServiceHead(num_cpus=os.cpu_count() or 1) as head:
+    head = ServiceHead(num_cpus=os.cpu_count() or 1)
+    with _cluster.terminate_cleanly(), head:
         meta.update(address=head.address, head_start_s=round(head.start_s, 1))
         print(f"  Ray head at {head.address} started in {head.start_s:.1f}s (untimed)", flush=True)
         rows = measure(args, head, meta)
