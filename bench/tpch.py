@@ -586,6 +586,8 @@ def summarize(args: argparse.Namespace, workloads: list[str], variants: list[str
         base = runs.get((w, "duckdb"))
         base_wall = _common.summarize([r.wall_s for r in base])["median"] if base and (w, "duckdb") not in errors else None
         for v in variants:
+            if v == SERVICE and w not in SERVICE_WORKLOADS:
+                continue  # not measured: no row
             row: dict[str, Any] = {"workload": w, "variant": v, "loadavg_1m": loads.get((w, v), [])}
             if (w, v) in errors:
                 row.update(status="error", error=errors[(w, v)])
