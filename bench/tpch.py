@@ -1,7 +1,8 @@
-"""TPC-H benchmark (issues 2 and 12): pond in-process and on Ray against plain DuckDB.
+"""TPC-H benchmark (issues 2, 12 and 27): pond in-process, on Ray and through the pond service,
+against plain DuckDB.
 
     python bench/tpch.py [--sf 1] [--runs 3] [--data bench/data] [--only W1,W2,W3]
-                         [--variants duckdb,pond,pond-ray,pond-ray-warm] [--task-memory 1GB]
+                         [--variants duckdb,pond,pond-ray,pond-ray-warm,pond-service] [--task-memory 1GB]
 
 Workloads over TPC-H Parquet generated once with tpchgen-cli:
   W1  Q1's aggregation over lineitem
