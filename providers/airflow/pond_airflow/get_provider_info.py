@@ -74,7 +74,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": conn_fields(),
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login"],
-                    "relabeling": {"password": "S3 secret access key (or the service token when service_url is set)"},
+                    "relabeling": {"password": "S3 secret access key"},  # the service token when service_url is set (docs/airflow.md)
                     "placeholders": _placeholders(),
                 },
             }
