@@ -15,22 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from pond_core import api
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-
-
-class StatusLike(Protocol):
-    """What is read of a StageStatus here (the client's dataclass, `pond_core.api.StageStatus`)."""
-
-    state: Any
-    stage_id: str
-    attempt: str
-    attached: bool
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +42,12 @@ class StageRequest:
         }
 
 
-def state_of(status: StatusLike) -> str:
+def state_of(status: api.StageStatus) -> str:
     state = status.state
     return str(getattr(state, "value", state))
 
 
-def event(status: StatusLike) -> dict[str, Any]:
+def event(status: api.StageStatus) -> dict[str, Any]:
     """The final status as a trigger event / plain JSON, without its log lines (already logged)."""
     payload = dict(status.to_dict())
     payload["state"] = state_of(status)
@@ -66,7 +56,7 @@ def event(status: StatusLike) -> dict[str, Any]:
     return payload
 
 
-def run(client: Any, request: StageRequest, log: logging.Logger | Any, poll_interval: float, on_attempt: Any = None) -> dict[str, Any]:
+def run(client: api.ServiceClient, request: StageRequest, log: logging.Logger | Any, poll_interval: float, on_attempt: Any = None) -> dict[str, Any]:
     """Submit `request`, write the stage's log lines to `log` while it runs, return its final
     status as an event (see `event`). `on_attempt(run_id, stage_id)` is called once the service
     has the attempt (the task's on_kill cancels that one); `on_attempt(None, None)` when done."""
@@ -84,7 +74,7 @@ def run(client: Any, request: StageRequest, log: logging.Logger | Any, poll_inte
     return event(final)
 
 
-def submitted(client: Any, request: StageRequest, log: logging.Logger | Any) -> Any:
+def submitted(client: api.ServiceClient, request: StageRequest, log: logging.Logger | Any) -> api.StageStatus:
     """Submit `request` and say so in the task log; return the service's first status."""
     status = client.submit(**request.kwargs())
     log.info(
@@ -100,7 +90,7 @@ class Failure:
 
     message: str
     retryable: bool
-    checks: list[api.CheckResult] | None
+    checks: Sequence[api.CheckResult] | None
 
     @classmethod
     def of(cls, payload: dict[str, Any], stage: str, run_id: str) -> Failure:

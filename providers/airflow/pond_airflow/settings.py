@@ -92,14 +92,10 @@ class PondSettings:
     def service_settings(self) -> dict[str, Any]:
         """The run tunables set on the connection, as the service takes them (`settings` of a
         stage request); everything else is the service's own."""
-        return {k: v for k, v in self.values.values.items() if k in RUN_TUNABLES}
+        return {k: v for k, v in self.values.values.items() if k in api.RUN_TUNABLES}
 
     def to_public_dict(self) -> dict[str, Any]:
         return self.values.public()
-
-
-# What a client may choose per run when a service runs its stages (docs/service.md).
-RUN_TUNABLES = ("memory_limit", "max_task_memory", "task_threads", "max_retries", "speculation", "sql_strict", "keep_intermediates")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +109,11 @@ class ServiceTarget:
         """Only run tunables may sit next to a service URL: the rest is the service's."""
         if not self.url.startswith(("http://", "https://")):
             raise api.PondConfigError(f"service_url must be an http:// or https:// URL, got {self.url!r}")
-        owned = sorted(k for k in values.values if k not in RUN_TUNABLES)
+        owned = sorted(k for k in values.values if k not in api.RUN_TUNABLES)
         if owned:
             raise api.PondConfigError(
                 f"a pond connection naming a service ({self.url}) may set only run tunables "
-                f"({', '.join(RUN_TUNABLES)}); {', '.join(owned)} belong{'s' if len(owned) == 1 else ''} to the "
+                f"({', '.join(api.RUN_TUNABLES)}); {', '.join(owned)} belong{'s' if len(owned) == 1 else ''} to the "
                 "service's own settings (where data, the catalog and executors are): remove them from the connection"
             )
 

@@ -2,8 +2,8 @@
 
 `python service_client_run.py SPEC.json OUT.json`, run by the client venv's Python
 (tests/client_venv.py) from test_airflow_service*.py. SPEC: {"airflow_home", "examples_root",
-"service_url", "token", "runs": [{"dag_id", "day", "conf"}]}. OUT: whether Ray was importable,
-and per run its state, each task's (state, try) and return XCom. Everything Airflow needs is set
+"service_url", "token", "runs": [{"key", "dag_id", "day", "conf"}]}. OUT: whether Ray was importable,
+and per run key its state, each task's (state, try) and return XCom. Everything Airflow needs is set
 here before Airflow is imported; the pond_default connection names the service.
 """
 
@@ -83,12 +83,12 @@ def run(dag_id: str, day: str, conf: dict[str, Any] | None) -> dict[str, Any]:
 def main() -> None:
     spec = json.loads(pathlib.Path(sys.argv[1]).read_text())
     configure(spec)
-    out: dict[str, Any] = {"ray_importable": importlib.util.find_spec("ray") is not None, "runs": []}
+    out: dict[str, Any] = {"ray_importable": importlib.util.find_spec("ray") is not None, "runs": {}}
     from airflow.utils import db
 
     db.resetdb()
     for item in spec["runs"]:
-        out["runs"].append(run(item["dag_id"], item["day"], item.get("conf")))
+        out["runs"][item["key"]] = run(item["dag_id"], item["day"], item.get("conf"))
     out["ray_imported"] = "ray" in sys.modules
     pathlib.Path(sys.argv[2]).write_text(json.dumps(out, default=str))
 

@@ -210,14 +210,14 @@ class PondSqlOperator(BaseOperator):
 
     def _run_on_service(self, context: Context, plan: api.PhysicalPlan, run_id: str) -> dict[str, Any]:
         """Run the plan's stages on the service in order; return the final stage's result."""
-        client = self.hook.service_client()
         force, settings = first_try(context), self.hook.settings.service_settings()
         payload: dict[str, Any] = {}
-        for stage in plan.stages:
-            request = service.StageRequest(plan, run_id, stage.name, force, None, settings)
-            payload = service.run(client, request, self.log, 0.2, self._track)
-            if payload.get("state") != "succeeded":
-                self._service_failed(payload, stage.name, run_id)
+        with self.hook.service_client() as client:
+            for stage in plan.stages:
+                request = service.StageRequest(plan, run_id, stage.name, force, None, settings)
+                payload = service.run(client, request, self.log, 0.2, self._track)
+                if payload.get("state") != "succeeded":
+                    self._service_failed(payload, stage.name, run_id)
         return dict(payload["result"])
 
     def _track(self, run_id: str | None, stage_id: str | None) -> None:
@@ -256,7 +256,8 @@ class PondSqlOperator(BaseOperator):
                 "give output_path (a dataset the task then reports on) instead of returning rows"
             ) from None
         finally:
-            self.hook.service_client().drop_intermediates(run_id)
+            with self.hook.service_client() as client:
+                client.drop_intermediates(run_id)
         out = self._rows_of(table, run_id)
         self._result = out
         return out
@@ -285,7 +286,8 @@ class PondSqlOperator(BaseOperator):
         if executor is not None:
             executor.cancel_all()
         if attempt is not None:  # waiting for the service: stop the stage there
-            self.hook.service_client().cancel(*attempt)
+            with self.hook.service_client() as client:
+                client.cancel(*attempt)
 
     # -- lineage ------------------------------------------------------------------------------
 

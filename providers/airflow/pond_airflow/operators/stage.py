@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from pond_airflow import assets
+from pond_airflow import assets, service
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import operator_lineage
 from pond_airflow.operators.checks import CHECKS_XCOM, checks_task_id
-from pond_airflow import service
 from pond_airflow.plan_cache import compile_cached
 from pond_airflow.runs import fail_for, final_try, first_try, lineage_scope, pond_run_id, xcom_result
 from pond_core import api
@@ -187,13 +186,15 @@ class PondStageOperator(BaseOperator):
     def _run_on_service(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> dict[str, Any]:
         """Submit the stage to the service; wait here (its log lines in the task log) or defer."""
         request = self._request(stage, run_id, force)
-        client = self.hook.service_client()
-        if self.deferrable:
-            status = service.submitted(client, request, self.log)
-            if service.state_of(status) not in service.TERMINAL:
-                self._defer_to_service(run_id, stage, status.stage_id)
-            return self._service_done(context, run_id, service.event(status))
-        return self._service_done(context, run_id, service.run(client, request, self.log, self._service_poll, self._track))
+        with self.hook.service_client() as client:
+            if self.deferrable:
+                status = service.submitted(client, request, self.log)
+                payload = service.event(status)
+            else:
+                payload = service.run(client, request, self.log, self._service_poll, self._track)
+        if self.deferrable and payload["state"] not in service.TERMINAL:
+            self._defer_to_service(run_id, stage, payload["stage_id"])
+        return self._service_done(context, run_id, payload)
 
     def _track(self, run_id: str | None, stage_id: str | None) -> None:
         self._attempt = (run_id, stage_id) if run_id and stage_id else None
@@ -267,7 +268,8 @@ class PondStageOperator(BaseOperator):
             return
         try:
             if self.hook.service is not None:
-                self.hook.service_client().close_run(run_id, "failed", error=f"stage {self.stage}: {error}")
+                with self.hook.service_client() as client:
+                    client.close_run(run_id, "failed", error=f"stage {self.stage}: {error}")
             else:
                 api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
         except Exception as exc:  # the stage's own error is what the task must report
@@ -280,11 +282,11 @@ class PondStageOperator(BaseOperator):
         if isinstance(error, api.PondCheckError):
             self._report_failed_checks(context, error.results)
 
-    def _report_failed_checks(self, context: Context, results: list[api.CheckResult]) -> None:
+    def _report_failed_checks(self, context: Context, results: Sequence[api.CheckResult]) -> None:
         self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(results))
         context["ti"].xcom_push(key=CHECKS_XCOM, value=[r.to_dict() for r in results])
         record = api.stage_lineage(self.plan(), self._stage(), None, {})
-        self._lineage = api.with_assertions(record, results).to_dict()
+        self._lineage = api.with_assertions(record, tuple(results)).to_dict()
         failed = ", ".join(r.name for r in results if not r.passed and r.severity == "error")
         raise AirflowFailException(f"checks failed: {failed}; nothing was published (stage {self.stage}, task {checks_task_id(self.stage)})")
 
@@ -347,7 +349,8 @@ class PondStageOperator(BaseOperator):
     def _drop_intermediates(self, run_id: str) -> None:
         hook = self.hook
         if hook.service is not None:
-            hook.service_client().drop_intermediates(run_id)
+            with hook.service_client() as client:
+                client.drop_intermediates(run_id)
         else:
             api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
 
@@ -356,7 +359,8 @@ class PondStageOperator(BaseOperator):
         if executor is not None:
             executor.cancel_all()
         if attempt is not None:  # waiting for the service: stop the stage there
-            status = self.hook.service_client().cancel(*attempt)
+            with self.hook.service_client() as client:
+                status = client.cancel(*attempt)
             self.log.info("pond run %s: stage %s cancelled on the pond service (%s)", attempt[0], self.stage, service.state_of(status))
 
     # -- lineage ------------------------------------------------------------------------------

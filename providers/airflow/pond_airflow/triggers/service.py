@@ -71,31 +71,30 @@ class PondServiceTrigger(BaseTrigger):
         return await PondHook(self.pond_conn_id, **self.hook_params).async_service_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        client = await self._client()
-        offset = 0
         self.log.info("pond run %s: waiting for stage %s on the pond service", self.run_id, self.stage)
-        while True:
-            status = await client.status(self.run_id, self.stage_id, log_offset=offset)
-            for line in status.logs:
-                self.log.info("%s", line)
-            # log_offset: where the next request starts (robust to either reading of the field)
-            offset = max(int(status.log_offset), offset + len(status.logs))
-            state = state_of(status)
-            if state in TERMINAL or state == "unknown":
-                # unknown: the service lost the attempt (it restarted); the task re-submits the
-                # same request, whose new attempt resumes from the committed tasks.
-                yield TriggerEvent(event(status))
-                return
-            await asyncio.sleep(self.poll_interval)
+        async with await self._client() as client:
+            offset = 0
+            while True:
+                status = await client.status(self.run_id, self.stage_id, log_offset=offset)
+                for line in status.logs:
+                    self.log.info("%s", line)
+                offset = max(offset, status.log_offset)  # where the next poll starts
+                state = state_of(status)
+                if state in TERMINAL or state == "unknown":
+                    # unknown: the service lost the attempt (it restarted); the task re-submits the
+                    # same request, whose new attempt resumes from the committed tasks.
+                    yield TriggerEvent(event(status))
+                    return
+                await asyncio.sleep(self.poll_interval)
 
     async def on_kill(self) -> None:
         """The deferred task was marked failed or success: stop the stage on the service."""
-        client = await self._client()
-        status = await client.cancel(self.run_id, self.stage_id)
-        self.log.info("pond run %s: stage %s cancelled on the pond service (%s)", self.run_id, self.stage, state_of(status))
-        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-        while state_of(status) not in TERMINAL | {"unknown"} and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            status = await client.status(self.run_id, self.stage_id, log_offset=0)
+        async with await self._client() as client:
+            status = await client.cancel(self.run_id, self.stage_id)
+            self.log.info("pond run %s: stage %s cancelled on the pond service (%s)", self.run_id, self.stage, state_of(status))
+            deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+            while state_of(status) not in TERMINAL | {"unknown"} and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                status = await client.status(self.run_id, self.stage_id, log_offset=1 << 30)  # the state, not the log
         if state_of(status) not in TERMINAL:
             self.log.warning("pond stage %s of run %s: the service did not confirm the cancel within %.0fs", self.stage, self.run_id, CANCEL_WAIT_SECONDS)
