@@ -70,7 +70,7 @@ def run(dag_id: str, day: str, conf: dict[str, Any] | None) -> dict[str, Any]:
         ).all()
     values: dict[str, dict[str, Any]] = {}
     for task_id, key, value in xcoms:
-        values.setdefault(task_id, {})[key] = json.loads(value) if isinstance(value, str) else value
+        values.setdefault(task_id, {})[key] = _json(value)
     return {
         "dag_id": dag_id,
         "run_id": dag_run.run_id,
@@ -78,6 +78,15 @@ def run(dag_id: str, day: str, conf: dict[str, Any] | None) -> dict[str, Any]:
         "tasks": {t: [str(getattr(s, "value", s)), n] for t, s, n in tis},
         "xcom": values,
     }
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def main() -> None:

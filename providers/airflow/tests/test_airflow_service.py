@@ -28,7 +28,11 @@ STAGES = ("orders_by_customer_id", "customers_by_customer_id", "join_aggregate_c
 
 
 def client_python() -> Path:
-    from client_venv import client_python as find
+    """The client venv's Python (pond_core without Ray, the providers): tests/client_venv.py;
+    POND_CLIENT_PYTHON names another such interpreter."""
+    if os.environ.get("POND_CLIENT_PYTHON"):
+        return Path(os.environ["POND_CLIENT_PYTHON"])
+    from tests.client_venv import client_python as find
 
     return find()
 

@@ -336,7 +336,7 @@ class PondStageOperator(BaseOperator):
             self._drop_intermediates(run_id)
         if self.deferrable:  # otherwise pond's own line (or the service's) is in the log already
             self.log.info(
-                "pond stage %s done %s: %s partitions, %s rows, %s in %s files -> %s", stage.name, result.get("npartitions"),
+                "pond stage %s done %s: %s partitions, %s rows, %s in %s files -> %s", stage.name,
                 "on the pond service" if self.hook.service is not None else "in the worker",
                 result.get("npartitions"), result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
             )
