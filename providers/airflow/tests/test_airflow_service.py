@@ -119,7 +119,9 @@ def test_checks_pass_warn_and_fail_through_the_service(client_report):
     assert passed["state"] == "success"
     checks_task = next(t for t in passed["tasks"] if t.endswith("_checks"))
     summary = passed["xcom"][checks_task]["return_value"]
-    assert summary["warned"] and summary["passed"]
+    results = passed["xcom"][checks_task.removesuffix("_checks")]["pond_checks"]  # handed over by the write task
+    assert len(results) == 4 and summary["passed"] == [r["name"] for r in results if r["passed"]]
+    assert summary["warned"] == [r["name"] for r in results if not r["passed"] and r["severity"] != "error"]
     failed = client_report["runs"]["checks_fail"]
     assert failed["state"] == "failed"
     write_task = checks_task.removesuffix("_checks")
