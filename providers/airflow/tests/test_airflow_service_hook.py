@@ -34,6 +34,8 @@ def test_service_connection_gives_a_client_with_the_password_as_token(monkeypatc
     with hook.service_client() as client:
         assert isinstance(client, api.ServiceClient) and client.url == URL and TOKEN not in repr(client)
     assert scrub(f"refused {TOKEN}", hook.settings) == "refused ***"
+    with pytest.raises(api.PondConfigError, match="lives on the service"):
+        hook.get_conn()  # no local Session behind a service connection
 
 
 def test_without_service_url_the_password_stays_the_s3_secret(monkeypatch):

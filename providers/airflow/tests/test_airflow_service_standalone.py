@@ -64,6 +64,14 @@ def _task_processes(ti_id: str) -> list[str]:
     return found
 
 
+def _alive(pid: int, ti_id: str) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and ti_id in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
 def _service_status(pond_service: Any, run_id: str, stage_id: str) -> api.StageStatus:
     with api.ServiceClient(pond_service.url, pond_service.token) as client:
         return client.status(run_id, stage_id, log_offset=1 << 30)
@@ -98,6 +106,8 @@ def test_deferred_task_process_ends_and_mark_failed_cancels_on_the_service(servi
     pond_run = _pond_run_id("pond_service_slow", run_id, "slow")
     # The task process exits once it deferred (give the supervisor a moment to reap it).
     dep.wait("the deferred task's processes to end", lambda: not _task_processes(ti_id), 60)
+    ((pid,),) = dep.query("SELECT pid FROM task_instance WHERE id = ?", ti_id.replace("-", ""))
+    assert pid and not _alive(pid, ti_id)  # the process that ran and deferred the task is gone
     status = _service_status(pond_service, pond_run, plan.final.id)
     assert status.state is api.AttemptState.RUNNING  # the stage goes on with no task process
     assert dep.task_instances("pond_service_slow", run_id)[task_id][1] == "deferred"

@@ -93,6 +93,14 @@ class PondHook(BaseHook):
         target = self._target(await self.asettings())
         return api.AsyncServiceClient(target.url, target.token or "")
 
+    def _local(self, what: str) -> None:
+        """A connection naming a service has no local data root or catalog to open."""
+        if self.service is not None:
+            raise api.PondConfigError(
+                f"pond connection {self.pond_conn_id} names a pond service ({self.service.url}): {what} lives on the service; "
+                "use hook.service_client() (or the pond operators, which do)"
+            )
+
     def _target(self, settings: PondSettings) -> ServiceTarget:
         if settings.service is None:
             raise api.PondConfigError(f"pond connection {self.pond_conn_id} names no pond service (set its extra service_url)")
@@ -103,10 +111,12 @@ class PondHook(BaseHook):
 
     def get_conn(self, job_id: str | None = None, **init_kwargs: Any) -> api.Session:
         """A new pond Session; the caller shuts it down (it is also a context manager)."""
+        self._local("a pond Session")
         kwargs = {**self.settings.init_kwargs(), **init_kwargs}
         return api.init(job_id=job_id, **kwargs)
 
     def catalog(self) -> api.Catalog:
+        self._local("pond's catalog")
         return api.open_catalog(self.session_settings(job_id="catalog"))
 
     def test_connection(self) -> tuple[bool, str]:
