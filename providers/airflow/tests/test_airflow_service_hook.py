@@ -94,3 +94,24 @@ def test_trigger_serializes_without_the_token():
 def test_the_form_offers_service_url_and_keeps_the_token_in_the_password():
     fields = get_provider_info()["connection-types"][0]["conn-fields"]
     assert "service_url" in fields and "service_token" not in fields
+
+
+def test_trigger_reports_an_unreachable_service_as_a_retryable_failure(monkeypatch):
+    import asyncio
+
+    from pond_airflow.service import Failure
+    from pond_airflow.triggers.service import PondServiceTrigger
+
+    _conn(monkeypatch, "pond_gone", password=TOKEN, extra={"service_url": URL})
+    monkeypatch.setattr(api.AsyncServiceClient, "__init__", _short_retry(api.AsyncServiceClient.__init__))
+    trigger = PondServiceTrigger(run_id="r1", stage_id="s1", stage="write_x", pond_conn_id="pond_gone", poll_interval=0.1, unavailable_timeout=0.0)
+
+    async def first() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    payload = asyncio.run(first())
+    assert payload["state"] == "failed" and payload["error"]["type"] == "PondServiceUnavailableError"
+    failure = Failure.of(payload, "write_x", "r1")
+    assert failure.retryable and URL in failure.message and TOKEN not in failure.message

@@ -7,6 +7,10 @@ with the final status. Its state is the service's: a trigger re-created after a 
 restart polls the same attempt again (it re-logs the lines from the start). The token comes
 from the connection when the trigger runs, never from its serialized form.
 
+A service that does not answer (restarting, a network cut) is polled again for up to
+`unavailable_timeout` seconds; then the event is a retryable failure, so Airflow's retry
+re-submits the stage, which attaches to its attempt or resumes from the committed tasks.
+
 Marking the deferred task failed (or success) makes Airflow call `on_kill`, which cancels the
 stage on the service: its Ray tasks stop within seconds.
 """
@@ -22,6 +26,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.service import TERMINAL, event, state_of
+from pond_core import api
 
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -34,6 +39,7 @@ class PondServiceTrigger(BaseTrigger):
     :param stage: the stage's name (for log lines).
     :param pond_conn_id: the connection naming the service (its password is the token).
     :param poll_interval: seconds between status requests.
+    :param unavailable_timeout: seconds the service may not answer before the event says so.
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class PondServiceTrigger(BaseTrigger):
         pond_conn_id: str = PondHook.default_conn_name,
         hook_params: dict[str, Any] | None = None,
         poll_interval: float = 1.0,
+        unavailable_timeout: float = 600.0,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -53,6 +60,7 @@ class PondServiceTrigger(BaseTrigger):
         self.pond_conn_id = pond_conn_id
         self.hook_params = dict(hook_params or {})
         self.poll_interval = poll_interval
+        self.unavailable_timeout = unavailable_timeout
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -64,6 +72,7 @@ class PondServiceTrigger(BaseTrigger):
                 "pond_conn_id": self.pond_conn_id,
                 "hook_params": self.hook_params,
                 "poll_interval": self.poll_interval,
+                "unavailable_timeout": self.unavailable_timeout,
             },
         )
 
@@ -73,9 +82,18 @@ class PondServiceTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self.log.info("pond run %s: waiting for stage %s on the pond service", self.run_id, self.stage)
         async with await self._client() as client:
-            offset = 0
+            offset, answered = 0, time.monotonic()
             while True:
-                status = await client.status(self.run_id, self.stage_id, log_offset=offset)
+                try:
+                    status = await client.status(self.run_id, self.stage_id, log_offset=offset)
+                except api.PondServiceUnavailableError as exc:
+                    if time.monotonic() - answered > self.unavailable_timeout:
+                        yield TriggerEvent(self._unavailable(str(exc)))
+                        return
+                    self.log.warning("pond service unavailable, polling again: %s", exc)
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+                answered = time.monotonic()
                 for line in status.logs:
                     self.log.info("%s", line)
                 offset = max(offset, status.log_offset)  # where the next poll starts
@@ -86,6 +104,10 @@ class PondServiceTrigger(BaseTrigger):
                     yield TriggerEvent(event(status))
                     return
                 await asyncio.sleep(self.poll_interval)
+
+    def _unavailable(self, message: str) -> dict[str, Any]:
+        error = {"type": "PondServiceUnavailableError", "message": message, "retryable": True, "checks": None}
+        return {"kind": "pond-service", "state": "failed", "run_id": self.run_id, "stage_id": self.stage_id, "stage": self.stage, "error": error}
 
     async def on_kill(self) -> None:
         """The deferred task was marked failed or success: stop the stage on the service."""
