@@ -33,7 +33,7 @@ def test_a_log_buffer_serves_by_offset_and_says_what_it_dropped():
 
 
 def test_threads_started_by_an_attempt_log_into_it_and_secrets_are_masked():
-    handler = logs.install(secrets=["hunter2-secret"])
+    handlers = logs.install(secrets=["hunter2-secret"])
     try:
         mine, other = logs.LogBuffer(), logs.LogBuffer()
         log = logging.getLogger("pond.test")
@@ -54,7 +54,8 @@ def test_threads_started_by_an_attempt_log_into_it_and_secrets_are_masked():
         texts = {name: [line.split(": ", 1)[1] for line in b.read(0)[0]] for name, b in (("mine", mine), ("other", other))}
         assert texts == {"mine": ["child of mine, password ***", "mine itself"], "other": ["child of other, password ***", "other itself"]}
     finally:
-        logging.getLogger("pond").removeHandler(handler)
+        for handler in handlers:
+            logging.getLogger("pond").removeHandler(handler)
 
 
 @pytest.fixture

@@ -132,8 +132,8 @@ def _service_line(record: logging.LogRecord) -> bool:
     return record.name.startswith("pond.service") or current_buffer() is None
 
 
-def install(secrets: Sequence[str] = ()) -> AttemptLogHandler:
-    """Capture `pond` log lines per attempt in this process (idempotent per handler)."""
+def install(secrets: Sequence[str] = ()) -> list[logging.Handler]:
+    """Capture `pond` log lines per attempt in this process; the handlers added to `pond`."""
     tag_child_threads()
     handler = AttemptLogHandler(secrets)
     logger = logging.getLogger("pond")
@@ -146,4 +146,4 @@ def install(secrets: Sequence[str] = ()) -> AttemptLogHandler:
     stderr.setFormatter(MaskingFormatter(secrets))
     stderr.addFilter(_service_line)
     logger.addHandler(stderr)
-    return handler
+    return [handler, stderr]
