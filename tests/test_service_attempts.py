@@ -33,6 +33,7 @@ def test_a_log_buffer_serves_by_offset_and_says_what_it_dropped():
 
 
 def test_threads_started_by_an_attempt_log_into_it_and_secrets_are_masked():
+    level = logging.getLogger("pond").level
     handlers = logs.install(secrets=["hunter2-secret"])
     try:
         mine, other = logs.LogBuffer(), logs.LogBuffer()
@@ -56,6 +57,7 @@ def test_threads_started_by_an_attempt_log_into_it_and_secrets_are_masked():
     finally:
         for handler in handlers:
             logging.getLogger("pond").removeHandler(handler)
+        logging.getLogger("pond").setLevel(level)
 
 
 @pytest.fixture
