@@ -20,7 +20,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLIENT_VENV = REPO / ".venv-client"
 # Variables of the test process that would point the client at the full venv.
-_NOT_INHERITED = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")
+_NOT_INHERITED = ("VIRTUAL_ENV", "PYTHONHOME")
 
 
 def in_ci() -> bool:
@@ -45,9 +45,13 @@ def client_bin(name: str) -> pathlib.Path:
 
 def client_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment for a client process: its bin first on PATH, nothing that
-    points at `.venv`, then `env` on top."""
+    points at `.venv` (PYTHONPATH keeps source directories such as the repository's, drops any
+    site-packages), then `env` on top."""
     merged = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     merged["PATH"] = f"{client_python().parent}{os.pathsep}{merged.get('PATH', '')}"
+    kept = [p for p in merged.pop("PYTHONPATH", "").split(os.pathsep) if p and "site-packages" not in p]
+    if kept:
+        merged["PYTHONPATH"] = os.pathsep.join(kept)
     merged.update(env or {})
     return merged
 
