@@ -186,16 +186,26 @@ class PondServiceRig:
         return "\n".join(texts)
 
 
+def _start_head(temp_dir: pathlib.Path, num_cpus: int, tries: int = 3) -> RayHead:
+    """A head, trying again when Ray's own start-up times out (`ray start` gives its raylet a
+    fixed 30 s to register, which a machine loaded far past its cores can exceed)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return RayHead(temp_dir, num_cpus, name=f"ray-head-{attempt}")
+        except RuntimeError:
+            if attempt == tries:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def running_service(num_cpus: int = 2) -> Iterator[PondServiceRig]:
     """A Ray head and the pond service on it, stopped on exit."""
     temp_dir = pathlib.Path(tempfile.mkdtemp(prefix="pondsvc-", dir="/tmp"))  # short: Ray's socket paths are bounded
     data_root = temp_dir / "data"
     data_root.mkdir()
-    try:
-        head = RayHead(temp_dir, num_cpus)
-    except RuntimeError:  # on a machine loaded past its cores Ray's own start-up can time out: once more
-        head = RayHead(temp_dir, num_cpus, name="ray-head-again")
+    head = _start_head(temp_dir, num_cpus)
     port = free_port()
     rig = PondServiceRig(
         url=f"http://127.0.0.1:{port}", token=secrets.token_hex(24), data_root=str(data_root),

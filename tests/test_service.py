@@ -106,7 +106,10 @@ def test_every_route_but_health_needs_the_token(pond_service, method, path, body
         assert answer.status_code == 401, answer.text
         assert message in answer.json()["error"]
         assert wrong not in answer.text and pond_service.token not in answer.text
-    assert wrong not in pond_service.logs()
+    logs = pond_service.logs()
+    assert wrong not in logs
+    # The refusal is in the service's own log (the replica's stderr), with the path, never the token.
+    assert f"pond service: refused {method} {path}" in logs
 
 
 def test_the_client_says_which_service_refused_and_never_the_token(pond_service):

@@ -121,3 +121,54 @@ def test_an_unreachable_service_is_a_retryable_error_naming_the_url_not_the_toke
         client.status("r1", "abc")
     assert is_retryable(caught.value)
     assert f"http://127.0.0.1:{port}" in str(caught.value) and "tok-very-secret" not in str(caught.value)
+
+
+def _serve(*args: str, env: dict[str, str] | None = None):
+    from click.testing import CliRunner
+
+    from pond_core.cli import pond
+
+    return CliRunner().invoke(pond, ["serve", *args], env={"POND_SERVICE_TOKEN": "", **(env or {})}, catch_exceptions=False)
+
+
+def test_pond_serve_refuses_to_start_without_a_good_token(tmp_path):
+    # All refused before any connection to Ray (the address is never reached).
+    missing = _serve("--address", "127.0.0.1:1")
+    assert missing.exit_code == 2 and "the pond service needs a token: set POND_SERVICE_TOKEN or pass --token-file" in missing.output
+    short = _serve("--address", "127.0.0.1:1", env={"POND_SERVICE_TOKEN": "abc"})
+    assert short.exit_code == 2 and "too short: use at least 16 characters" in short.output and "abc" not in short.output.split("POND_SERVICE_TOKEN")[-1]
+    absent = _serve("--address", "127.0.0.1:1", "--token-file", str(tmp_path / "nope"))
+    assert absent.exit_code == 2 and f"cannot read the service token file {tmp_path / 'nope'}" in absent.output
+
+
+def test_pond_serve_names_an_unreachable_cluster(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t" * 32 + "\n")
+    with socket_free_port() as port:
+        done = _serve("--address", f"127.0.0.1:{port}", "--token-file", str(token), "--data-root", str(tmp_path))
+    assert done.exit_code == 2 and f"127.0.0.1:{port}" in done.output and "t" * 32 not in done.output
+
+
+def socket_free_port():
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def port():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            number = probe.getsockname()[1]
+        yield number
+
+    return port()
+
+
+def test_the_token_check_compares_digests_and_explains_refusals():
+    from pond_core.service.auth import TokenCheck, refusal, token_digest
+
+    check = TokenCheck(token_digest("a-long-enough-token"))
+    assert check.accepts("Bearer a-long-enough-token") and check.accepts("bearer  a-long-enough-token ")
+    assert not check.accepts("Bearer a-long-enough-tokeN") and not check.accepts(None) and not check.accepts("Basic a-long-enough-token")
+    assert "a-long-enough-token" not in repr(check)
+    assert refusal(None).startswith("this pond service requires a token") and "Bearer" in refusal("Token x")
+    assert refusal("Bearer wrong") == "the token is not valid for this pond service"

@@ -74,8 +74,10 @@ def _connect(address: str) -> None:
     import ray
 
     from pond_core.errors import PondConfigError
-    from pond_core.execute.ray_executor import connection_error
+    from pond_core.execute.ray_executor import _check_driver_is_a_node, _check_reachable, connection_error
 
+    _check_reachable(address)  # fail in seconds, not after Ray's own minutes of retries
+    _check_driver_is_a_node(address)
     try:
         ray.init(address=address, namespace="pond-service", log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:

@@ -234,8 +234,13 @@ class StageService:
     def _run(self, attempt: Attempt) -> None:
         logs.tag_thread(attempt.logs)
         try:
-            with self._slots:
+            while not self._slots.acquire(timeout=0.2):  # queued: a cancel must not wait for a slot
+                if attempt.stop.is_set():
+                    raise PondInterruptedError(f"stage {attempt.stage.name} was cancelled before it started")
+            try:
                 self._run_stage(attempt)
+            finally:
+                self._slots.release()
         except BaseException as exc:
             self._finish(attempt, exc)
         else:

@@ -201,8 +201,9 @@ class ServiceClient(_Base):
     ) -> StageStatus:
         """Poll until the attempt finishes (succeeded, failed or cancelled), handing each new log
         line to `on_log`. `submit_again`: submit's keywords (at least `plan`; run_id and stage
-        default to this call's) to re-submit when the service no longer knows the attempt;
-        without it an `unknown` status is returned."""
+        default to this call's) to re-submit when the service no longer knows the attempt (a
+        restarted service), always with force=False: the stage resumes from what the lost attempt
+        committed. Without it an `unknown` status is returned."""
         while True:
             status = self.status(run_id, stage_id, log_offset=log_offset)
             log_offset = _deliver(status, on_log, log_offset)
@@ -212,7 +213,7 @@ class ServiceClient(_Base):
                 if submit_again is None:
                     return status
                 log.info("pond service: no live attempt of %s/%s; submitting it again", run_id, stage_id)
-                self.submit(**{"run_id": run_id, "stage": stage_id, **submit_again})
+                self.submit(**{"run_id": run_id, "stage": stage_id, **submit_again, "force": False})  # a re-submission resumes
                 log_offset = 0  # a new attempt's log starts over
                 continue
             time.sleep(poll_interval)
@@ -288,7 +289,7 @@ class AsyncServiceClient(_Base):
                 if submit_again is None:
                     return status
                 log.info("pond service: no live attempt of %s/%s; submitting it again", run_id, stage_id)
-                await self.submit(**{"run_id": run_id, "stage": stage_id, **submit_again})
+                await self.submit(**{"run_id": run_id, "stage": stage_id, **submit_again, "force": False})  # a re-submission resumes
                 log_offset = 0
                 continue
             await asyncio.sleep(poll_interval)

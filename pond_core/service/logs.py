@@ -10,7 +10,8 @@ callbacks, the warm pool's bookkeeping) belong to none: their lines go to the se
 A buffer keeps the last `max_lines` lines; offsets count every line ever written, so a client
 polling with the offset it got back never sees a line twice, and one that fell behind is told
 how many it missed. Secrets the service knows (the catalog's password, S3 keys) are masked in
-every line.
+every line. The service's own lines (`pond.service`: refused tokens, resumed submissions) and
+pond lines of no attempt go to stderr, which Ray keeps as the replica's log.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -91,13 +93,26 @@ def tag_child_threads() -> None:
         _installed = True
 
 
+class MaskingFormatter(logging.Formatter):
+    """The standard format, with every known secret replaced by ***."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__(FORMAT)
+        self._secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 class AttemptLogHandler(logging.Handler):
     """Writes each `pond` record into the buffer of the attempt whose thread logged it."""
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__(logging.INFO)
-        self.setFormatter(logging.Formatter(FORMAT))
-        self._secrets = [s for s in secrets if s]
+        self.setFormatter(MaskingFormatter(secrets))
 
     def emit(self, record: logging.LogRecord) -> None:
         buffer = current_buffer()
@@ -108,18 +123,27 @@ class AttemptLogHandler(logging.Handler):
         except Exception:  # a bad format argument must not fail the stage
             self.handleError(record)
             return
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
         for line in text.splitlines() or [""]:
             buffer.append(line)
 
 
-def install(secrets: Sequence[str] = ()) -> AttemptLogHandler:
-    """Capture `pond` log lines per attempt in this process (idempotent per handler)."""
+def _service_line(record: logging.LogRecord) -> bool:
+    """The service's own lines, and pond lines of no attempt, go to the process's stderr."""
+    return record.name.startswith("pond.service") or current_buffer() is None
+
+
+def install(secrets: Sequence[str] = ()) -> list[logging.Handler]:
+    """Capture `pond` log lines per attempt in this process; the handlers added to `pond`."""
     tag_child_threads()
     handler = AttemptLogHandler(secrets)
     logger = logging.getLogger("pond")
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
     logger.addHandler(handler)
-    return handler
+    # In a Ray worker (a Serve replica) stderr is the replica's log file: the operator's view.
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.INFO)
+    stderr.setFormatter(MaskingFormatter(secrets))
+    stderr.addFilter(_service_line)
+    logger.addHandler(stderr)
+    return [handler, stderr]

@@ -32,10 +32,11 @@ def _schema(setting: api.Setting) -> dict[str, Any]:
 
 def conn_fields() -> dict[str, dict[str, Any]]:
     """One form field per pond connection setting, in pond's own names and words. The S3
-    secret key is the connection's password (a masked field), not an extra."""
+    secret key is the connection's password (a masked field), not an extra; with a service URL
+    the password is the service's token instead."""
     fields = {}
     for setting in api.surface(api.Surface.CONNECTION):
-        if setting.name == "s3_secret_access_key":
+        if setting.name in ("s3_secret_access_key", "service_token"):  # the password field holds either
             continue
         fields[setting.name] = {"label": setting.label, "schema": _schema(setting), "description": setting.doc}
     return fields
@@ -64,7 +65,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "Pond", "python-modules": ["pond_airflow.hooks.pond"]}],
-        "triggers": [{"integration-name": "Pond", "python-modules": ["pond_airflow.triggers.stage"]}],
+        "triggers": [{"integration-name": "Pond", "python-modules": ["pond_airflow.triggers.stage", "pond_airflow.triggers.service"]}],
         "connection-types": [
             {
                 "connection-type": "pond",
@@ -73,7 +74,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": conn_fields(),
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login"],
-                    "relabeling": {"password": "S3 secret access key"},
+                    "relabeling": {"password": "S3 secret access key"},  # the service token when service_url is set (docs/airflow.md)
                     "placeholders": _placeholders(),
                 },
             }

@@ -66,7 +66,8 @@ def pond_pipeline_group(
         pond run, so two groups of one pipeline in a DAG run separately.
     :param parse_params: values used instead of the representative rendering at parse time.
     :param keep_intermediates: keep exchange outputs after the final stage succeeds.
-    :param deferrable: run each stage in a detached pond worker, waiting in the triggerer.
+    :param deferrable: wait for each stage in the triggerer: for the pond service when the
+        connection names one, else for a detached pond worker that runs it.
     :param stage_kwargs: extra operator arguments per stage name (e.g. a longer timeout).
     :param task_kwargs: operator arguments for every stage task (retries, pool, ...).
     """

@@ -12,6 +12,10 @@ The SQL names inputs like tables and reads them whole, as in DuckDB; pond's SQL 
 (docs/sql.md) places the exchanges, so joins on different keys run as partitioned stages.
 `npartitions` fixes the partition count; `hash_by` hash-partitions every input holding those
 columns first (a join or aggregate on them then needs no exchange).
+
+When the connection names a pond service, the task compiles the statement here and the
+service runs its stages on the cluster, one after another, their log lines in the task log;
+killing the task cancels the running stage there (pond_airflow.service).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
-from pond_airflow import assets
+from pond_airflow import assets, service
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import dataset_uri, operator_lineage
 from pond_airflow.runs import fail_for, first_try, pond_run_id, xcom_result
@@ -34,6 +38,7 @@ MODES = ("error", "overwrite", "overwrite_partitions", "append")
 
 
 SQL_PIPELINE = "pond_core.named_sql:sql_pipeline"
+ROWS_PIPELINE = "pond_core.named_sql:named_sql"  # a query without an output: rows for XCom
 
 
 class PondSqlOperator(BaseOperator):
@@ -112,6 +117,7 @@ class PondSqlOperator(BaseOperator):
         self._hook: PondHook | None = None
         self._session: Any = None
         self._executor: api.Executor | None = None
+        self._attempt: tuple[str, str] | None = None  # (run id, stage id) running on the service
 
     @property
     def hook(self) -> PondHook:
@@ -132,6 +138,8 @@ class PondSqlOperator(BaseOperator):
         hook = self.hook
         if self.output_path or self.output_table:
             return self._write(context, run_id)
+        if hook.service is not None:
+            return self._rows_on_service(context, run_id)
         with hook.get_conn(job_id=run_id) as session:  # rows to XCom: a query, not a dataset
             self._session = session
             try:
@@ -158,6 +166,30 @@ class PondSqlOperator(BaseOperator):
             npartitions=self.npartitions, hive_partitioning=self.hive_partitioning, output_table=self.output_table,
             iceberg_catalog=self.iceberg_catalog, checks=self.checks,
         )
+        if hook.service is not None:
+            try:
+                plan = api.compile_pipeline(SQL_PIPELINE, params)  # where it runs is the service's
+            except api.PondError as exc:
+                fail_for(exc, lambda text: _scrub(text, hook))
+            committed = api.StageResult.from_dict(self._run_on_service(context, plan, run_id))
+        else:
+            plan, committed = self._run_here(context, run_id, params)
+        result = committed.to_dict()
+        self._result = result
+        try:
+            (written,) = api.stage_lineage(plan, plan.final, committed, storage=hook.settings.storage()).outputs
+            self._columns = written.to_dict().get("column_lineage")
+        except (OSError, api.PondError) as exc:
+            if hook.service is None:
+                raise
+            # A thin client may not reach the sources the service reads: lineage without columns.
+            self.log.warning("no column lineage for %s: the sources' schemas are not readable here (%s)", self.task_id, exc)
+        target = self.output_path or str(result.get("location"))
+        assets.emit(context, self.outlets, target, assets.event_extra(result, run_id), match=False)
+        return xcom_result(result)
+
+    def _run_here(self, context: Context, run_id: str, params: dict[str, Any]) -> tuple[api.PhysicalPlan, api.StageResult]:
+        hook = self.hook
         settings = hook.session_settings(job_id=run_id)
         self._executor = api.make_executor(settings)
         try:
@@ -172,19 +204,70 @@ class PondSqlOperator(BaseOperator):
         finally:
             executor, self._executor = self._executor, None
             executor.shutdown()
-        committed = done.manifests[plan.final.name].result
-        result = committed.to_dict()
-        self._result = result
-        (written,) = api.stage_lineage(plan, plan.final, committed, storage=hook.settings.storage()).outputs
-        self._columns = written.to_dict().get("column_lineage")
-        target = self.output_path or str(result.get("location"))
-        assets.emit(context, self.outlets, target, assets.event_extra(result, run_id), match=False)
-        return xcom_result(result)
+        return plan, done.manifests[plan.final.name].result
+
+    # -- on a pond service --------------------------------------------------------------------
+
+    def _run_on_service(self, context: Context, plan: api.PhysicalPlan, run_id: str) -> dict[str, Any]:
+        """Run the plan's stages on the service in order; return the final stage's result."""
+        force, settings = first_try(context), self.hook.settings.service_settings()
+        payload: dict[str, Any] = {}
+        with self.hook.service_client() as client:
+            for stage in plan.stages:
+                request = service.StageRequest(plan, run_id, stage.name, force, None, settings)
+                payload = service.run(client, request, self.log, 0.2, self._track)
+                if payload.get("state") != "succeeded":
+                    self._service_failed(payload, stage.name, run_id)
+        return dict(payload["result"])
+
+    def _track(self, run_id: str | None, stage_id: str | None) -> None:
+        self._attempt = (run_id, stage_id) if run_id and stage_id else None
+
+    def _service_failed(self, payload: dict[str, Any], stage: str, run_id: str) -> None:
+        failure = service.Failure.of(payload, stage, run_id)
+        if failure.checks is not None:
+            self.log.error("checks failed, nothing was published\n%s", api.render_checks(failure.checks))
+        if failure.retryable:
+            raise api.PondTransientError(failure.message)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(failure.message)
+
+    def _rows_on_service(self, context: Context, run_id: str) -> dict[str, Any]:
+        """A query without an output: the service writes its result under the run, this task
+        reads it back (it needs read access to the service's data root) for XCom."""
+        params = {"sql": self.sql, "inputs": self.inputs, "hash_by": self.hash_by, "npartitions": self.npartitions,
+                  "hive_partitioning": self.hive_partitioning}
+        try:
+            plan = api.compile_pipeline(ROWS_PIPELINE, params)
+        except api.PondError as exc:
+            fail_for(exc, lambda text: _scrub(text, self.hook))
+        result = self._run_on_service(context, plan, run_id)
+        location = str(result.get("location"))
+        try:
+            import pyarrow.dataset as ds
+
+            table = ds.dataset(location, format="parquet").to_table()
+        except (OSError, ValueError) as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"the pond service wrote the query's result to {location}, which this task cannot read ({exc}); "
+                "give output_path (a dataset the task then reports on) instead of returning rows"
+            ) from None
+        finally:
+            with self.hook.service_client() as client:
+                client.drop_intermediates(run_id)
+        out = self._rows_of(table, run_id)
+        self._result = out
+        return out
 
     def _rows(self, df: Any, run_id: str) -> dict[str, Any]:
+        return self._rows_of(df.to_arrow(), run_id)
+
+    def _rows_of(self, table: Any, run_id: str) -> dict[str, Any]:
         import json
 
-        table = df.to_arrow()
         rows = table.slice(0, self.max_xcom_rows).to_pylist()
         if table.num_rows > self.max_xcom_rows:
             self.log.warning("result has %d rows; XCom gets the first %d", table.num_rows, self.max_xcom_rows)
@@ -197,11 +280,14 @@ class PondSqlOperator(BaseOperator):
         }
 
     def on_kill(self) -> None:
-        session, executor = self._session, self._executor
+        session, executor, attempt = self._session, self._executor, self._attempt
         if session is not None:
             session.executor().cancel_all()
         if executor is not None:
             executor.cancel_all()
+        if attempt is not None:  # waiting for the service: stop the stage there
+            with self.hook.service_client() as client:
+                client.cancel(*attempt)
 
     # -- lineage ------------------------------------------------------------------------------
 

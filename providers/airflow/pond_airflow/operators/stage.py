@@ -4,6 +4,11 @@ The task compiles the pipeline with its rendered parameters (milliseconds, no da
 checks that the stage it was rendered for still exists with the same upstream stages, and runs
 exactly that stage for the DAG run's pond run. Upstream stages' outputs are read from what
 their own tasks committed; a retry resumes from the partitions an earlier try committed.
+
+Where the stage runs: in the task's process (the connection's executor: local threads, or as
+the Ray driver); in a detached pond worker (deferrable); or, when the connection names a pond
+service, on that service's cluster (pond_airflow.service): the task submits the stage and
+polls it, or, deferrable, submits and defers to PondServiceTrigger so no task process waits.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from pond_airflow import assets
+from pond_airflow import assets, service
 from pond_airflow.hooks.pond import PondHook
 from pond_airflow.openlineage import operator_lineage
 from pond_airflow.operators.checks import CHECKS_XCOM, checks_task_id
@@ -41,8 +46,10 @@ class PondStageOperator(BaseOperator):
     :param pond_conn_id: the pond connection; `hook_params` override its settings.
     :param keep_intermediates: keep exchange and intermediate outputs after the final stage
         succeeds (so any single stage can be cleared and re-run later).
-    :param deferrable: run the stage in a detached pond worker and wait in the triggerer.
-    :param poll_interval: seconds between the trigger's checks, when deferrable.
+    :param deferrable: wait in the triggerer: for the pond service when the connection names
+        one, else for a detached pond worker that runs the stage.
+    :param poll_interval: seconds between the trigger's checks, when deferrable (at most 1 s
+        against a pond service: a status request is small).
     :param sql: the stage's SQL, shown in Rendered Templates (display only: the task runs the
         SQL of the plan it compiles); templated.
     """
@@ -85,6 +92,7 @@ class PondStageOperator(BaseOperator):
         self._hook: PondHook | None = None
         self._lineage: dict[str, Any] | None = None
         self._executor: api.Executor | None = None
+        self._attempt: tuple[str, str] | None = None  # (run id, stage id) running on the service
 
     # -- plan ---------------------------------------------------------------------------------
 
@@ -135,6 +143,8 @@ class PondStageOperator(BaseOperator):
         stage = self._stage()
         run_id = pond_run_id(context, self.run_scope)
         force = first_try(context)
+        if self.hook.service is not None:
+            return self._run_on_service(context, stage, run_id, force)
         if self.deferrable:
             return self._defer(context, stage, run_id, force)
         hook = self.hook
@@ -158,7 +168,66 @@ class PondStageOperator(BaseOperator):
             executor.shutdown()
         if recomputed:
             self._drop_if_downstream_done(context, run_id)
-        return self._complete(context, run_id, manifest.result.to_dict())
+        return self._complete(context, run_id, manifest.result.to_dict(), self._catalog_upstream(run_id))
+
+    def _catalog_upstream(self, run_id: str) -> dict[str, dict[str, Any]]:
+        with self.hook.catalog() as catalog:
+            return {sid: catalog.stage_result(run_id, sid) or {} for sid in self._stage().depends_on}
+
+    # -- on a pond service --------------------------------------------------------------------
+
+    @property
+    def _service_poll(self) -> float:
+        return min(self.poll_interval, 1.0)
+
+    def _request(self, stage: api.Stage, run_id: str, force: bool) -> service.StageRequest:
+        return service.StageRequest(self.plan(), run_id, stage.name, force, self.lineage_scope, self.hook.settings.service_settings())
+
+    def _run_on_service(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> dict[str, Any]:
+        """Submit the stage to the service; wait here (its log lines in the task log) or defer."""
+        request = self._request(stage, run_id, force)
+        with self.hook.service_client() as client:
+            if self.deferrable:
+                status = service.submitted(client, request, self.log)
+                payload = service.event(status)
+            else:
+                payload = service.run(client, request, self.log, self._service_poll, self._track)
+        if self.deferrable and payload["state"] not in service.TERMINAL:
+            self._defer_to_service(run_id, stage, payload["stage_id"])
+        return self._service_done(context, run_id, payload)
+
+    def _track(self, run_id: str | None, stage_id: str | None) -> None:
+        self._attempt = (run_id, stage_id) if run_id and stage_id else None
+
+    def _defer_to_service(self, run_id: str, stage: api.Stage, stage_id: str) -> None:
+        from pond_airflow.triggers.service import PondServiceTrigger
+
+        self.defer(
+            trigger=PondServiceTrigger(
+                run_id=run_id, stage_id=stage_id, stage=stage.name, pond_conn_id=self.pond_conn_id, hook_params=self.hook_params,
+                poll_interval=self._service_poll,
+            ),
+            method_name="execute_complete",
+            timeout=self.execution_timeout or timedelta(days=7),
+        )
+
+    def _service_done(self, context: Context, run_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The task's outcome from the stage's final status on the service."""
+        if payload.get("state") == "succeeded":
+            recomputed = list(payload.get("recomputed") or [])
+            if recomputed:
+                self.log.warning("%s", service.recomputed_note(self.stage, recomputed, run_id))
+            out = self._complete(context, run_id, payload["result"], dict(payload.get("upstream_results") or {}))
+            if recomputed:
+                self._drop_if_downstream_done(context, run_id)
+            return out
+        failure = service.Failure.of(payload, self.stage, run_id)
+        self._failed(context, run_id, failure.message, retryable=failure.retryable)
+        if failure.checks is not None:
+            self._report_failed_checks(context, failure.checks)
+        if failure.retryable:
+            raise api.PondTransientError(failure.message)
+        raise AirflowFailException(failure.message)
 
     def _upstream_to_recompute(self, run_id: str, settings: Any) -> list[str]:
         """The upstream stages whose outputs are gone (the run finished and dropped them, or was
@@ -185,8 +254,7 @@ class PondStageOperator(BaseOperator):
         if done < len(downstream):
             self.log.info("pond stage %s: keeping its intermediates for the downstream tasks still to run", self.stage)
             return
-        hook = self.hook
-        api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
+        self._drop_intermediates(run_id)
         self.log.info(
             "pond stage %s: dropped the intermediates it recomputed: downstream stages %s are done", self.stage,
             ", ".join(t.rsplit(".", 1)[-1] for t in downstream),
@@ -199,7 +267,11 @@ class PondStageOperator(BaseOperator):
         if retryable and not final_try(context):
             return
         try:
-            api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
+            if self.hook.service is not None:
+                with self.hook.service_client() as client:
+                    client.close_run(run_id, "failed", error=f"stage {self.stage}: {error}")
+            else:
+                api.close_run(run_id, "failed", settings=self.hook.session_settings(job_id=run_id), error=f"stage {self.stage}: {error}")
         except Exception as exc:  # the stage's own error is what the task must report
             self.log.warning("could not mark pond run %s failed in the catalog: %s", run_id, exc)
 
@@ -207,13 +279,15 @@ class PondStageOperator(BaseOperator):
         """A stage stopped by its checks: the table of results in the task log, the results for
         the checks task (XCom), lineage's DataQualityAssertions facet; fails without retry,
         naming the checks."""
-        if not isinstance(error, api.PondCheckError):
-            return
-        self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(error.results))
-        context["ti"].xcom_push(key=CHECKS_XCOM, value=[r.to_dict() for r in error.results])
+        if isinstance(error, api.PondCheckError):
+            self._report_failed_checks(context, error.results)
+
+    def _report_failed_checks(self, context: Context, results: Sequence[api.CheckResult]) -> None:
+        self.log.error("pond stage %s: checks failed, nothing was published\n%s", self.stage, api.render_checks(results))
+        context["ti"].xcom_push(key=CHECKS_XCOM, value=[r.to_dict() for r in results])
         record = api.stage_lineage(self.plan(), self._stage(), None, {})
-        self._lineage = api.with_assertions(record, error.results).to_dict()
-        failed = ", ".join(r.name for r in error.results if not r.passed and r.severity == "error")
+        self._lineage = api.with_assertions(record, tuple(results)).to_dict()
+        failed = ", ".join(r.name for r in results if not r.passed and r.severity == "error")
         raise AirflowFailException(f"checks failed: {failed}; nothing was published (stage {self.stage}, task {checks_task_id(self.stage)})")
 
     def _defer(self, context: Context, stage: api.Stage, run_id: str, force: bool) -> Any:
@@ -236,9 +310,14 @@ class PondStageOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         run_id = pond_run_id(context, self.run_scope)
+        if event.get("kind") == "pond-service":
+            if event.get("state") == "unknown":  # the service lost the attempt: the same request again
+                self.log.warning("pond service no longer knows stage %s of run %s (restarted?): submitting it again", self.stage, run_id)
+                return self._run_on_service(context, self._stage(), run_id, first_try(context))
+            return self._service_done(context, run_id, event)
         status = event.get("status")
         if status == "success":
-            return self._complete(context, run_id, event["result"])
+            return self._complete(context, run_id, event["result"], self._catalog_upstream(run_id))
         message = f"pond stage {self.stage} of run {run_id} {status}: {event.get('error')}"
         if event.get("log"):
             message += f" (worker log: {event['log']})"
@@ -247,20 +326,19 @@ class PondStageOperator(BaseOperator):
             raise api.PondTransientError(message)
         raise AirflowFailException(message)
 
-    def _complete(self, context: Context, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-        """`result`: the stage result's JSON form. The final stage's commit closed the pond run."""
+    def _complete(self, context: Context, run_id: str, result: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """`result`: the stage result's JSON form; `upstream`: the upstream stages' results by
+        stage id (for lineage). The final stage's commit closed the pond run."""
         stage = self._stage()
-        hook = self.hook
-        with hook.catalog() as catalog:
-            upstream = {sid: catalog.stage_result(run_id, sid) or {} for sid in stage.depends_on}
         self._lineage = self._record(result, upstream)
         assets.emit(context, self.outlets, api.stage_dataset(self.plan(), stage, self.lineage_scope), assets.event_extra(result, run_id))
         if self.final and not self.keep_intermediates:
-            api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
-        if self.deferrable:  # otherwise pond logged its own line when the stage finished
+            self._drop_intermediates(run_id)
+        if self.deferrable:  # otherwise pond's own line (or the service's) is in the log already
             self.log.info(
-                "pond stage %s done in the worker: %s partitions, %s rows, %s in %s files -> %s", stage.name, result.get("npartitions"),
-                result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
+                "pond stage %s done %s: %s partitions, %s rows, %s in %s files -> %s", stage.name,
+                "on the pond service" if self.hook.service is not None else "in the worker",
+                result.get("npartitions"), result.get("rows"), api.human_bytes(result.get("bytes")), result.get("files"), result.get("location"),
             )
         if result.get("checks"):
             checks = [api.CheckResult.from_dict(c) for c in result["checks"]]
@@ -268,10 +346,22 @@ class PondStageOperator(BaseOperator):
             context["ti"].xcom_push(key=CHECKS_XCOM, value=result["checks"])
         return xcom_result(result)
 
+    def _drop_intermediates(self, run_id: str) -> None:
+        hook = self.hook
+        if hook.service is not None:
+            with hook.service_client() as client:
+                client.drop_intermediates(run_id)
+        else:
+            api.drop_intermediates(run_id, hook.session_settings(job_id=run_id), hook.settings.storage())
+
     def on_kill(self) -> None:
-        executor = self._executor
+        executor, attempt = self._executor, self._attempt
         if executor is not None:
             executor.cancel_all()
+        if attempt is not None:  # waiting for the service: stop the stage there
+            with self.hook.service_client() as client:
+                status = client.cancel(*attempt)
+            self.log.info("pond run %s: stage %s cancelled on the pond service (%s)", attempt[0], self.stage, service.state_of(status))
 
     # -- lineage ------------------------------------------------------------------------------
 
@@ -279,7 +369,14 @@ class PondStageOperator(BaseOperator):
         committed = api.StageResult.from_dict(result) if result is not None else None
         storage = self.hook.settings.storage()
         # Every stage task's event carries column lineage (an intermediate's columns trace to sources too).
-        return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope, storage, columns=True).to_dict()
+        try:
+            return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope, storage, columns=True).to_dict()
+        except (OSError, api.PondError) as exc:
+            if self.hook.service is None:
+                raise
+            # A thin client may not reach the sources the service reads: lineage without columns.
+            self.log.warning("pond stage %s: no column lineage (the sources' schemas are not readable here: %s)", self.stage, exc)
+            return api.stage_lineage(self.plan(), self._stage(), committed, upstream or {}, self.lineage_scope, storage, columns=False).to_dict()
 
     @property
     def lineage_scope(self) -> str:
