@@ -108,7 +108,10 @@ async def _submit_and_wait(
     try:
         first = await client.submit(run_id=handle.run_id, stage=stage.id, **request)
         how = "attached to its running attempt" if first.attached else "submitted"
-        logger.info("stage %s: %s on the pond service at %s (attempt %s, %s)", stage.name, how, client.url, first.attempt, first.state.value)
+        logger.info(
+            "stage %s: %s on the pond service at %s (pond run %s, stage id %s, attempt %s, %s)",
+            stage.name, how, client.url, handle.run_id, stage.id, first.attempt, first.state.value,
+        )
         return await client.wait(
             handle.run_id, stage.id, poll_interval=POLL_SECONDS, on_log=lambda line: logger.info("%s", line), submit_again=request
         )
@@ -157,7 +160,7 @@ async def _raise_failure(plan: PhysicalPlan, stage: Stage, status: api.StageStat
     if error is None:
         raise PondServiceStageError(f"stage {stage.name}: the pond service ended attempt {status.attempt} as {status.state.value} without a result")
     if error.checks:
-        results = list(error.checks)
+        results = tuple(error.checks)
         get_run_logger().error("stage %s: checks failed, nothing was published\n%s", stage.name, api.render_checks(results))
         await acreate_checks_artifact(plan, stage, [r.to_dict() for r in results])
         failed = ", ".join(r.name for r in results if not r.passed and r.severity == "error")
