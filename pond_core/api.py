@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     )
     from pond_core.plan.sql import bind_named_inputs
     from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage, upstream_to_recompute
+    from pond_core.service.client import AsyncServiceClient, ServiceClient
+    from pond_core.service.errors import PondServiceAuthError, PondServiceUnavailableError
+    from pond_core.service.protocol import RUN_TUNABLES, AttemptState, ServiceError, StageStatus
     from pond_core.session import Session, init
     from pond_core.settings import SETTINGS, Kind, Setting, Settings, SettingValues, Surface, parse_bytes, surface
     from pond_core.stage_text import human_bytes, sql_head, stage_markdown, stage_sql
@@ -123,6 +126,15 @@ _EXPORTS = {
     "PondCheckError": "pond_core.checks",
     "render_checks": "pond_core.checks",
     "with_assertions": "pond_core.lineage",
+    # the pond service (a thin client: no Ray needed)
+    "ServiceClient": "pond_core.service.client",
+    "AsyncServiceClient": "pond_core.service.client",
+    "StageStatus": "pond_core.service.protocol",
+    "AttemptState": "pond_core.service.protocol",
+    "ServiceError": "pond_core.service.protocol",
+    "RUN_TUNABLES": "pond_core.service.protocol",
+    "PondServiceAuthError": "pond_core.service.errors",
+    "PondServiceUnavailableError": "pond_core.service.errors",
     # errors
     "PondError": "pond_core.errors",
     "PondConfigError": "pond_core.errors",

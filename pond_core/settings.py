@@ -202,6 +202,15 @@ SETTINGS: tuple[Setting, ...] = (
         "SQL over whole datasets (sql(), PondSqlOperator, run_sql): a part of a statement that would run in one partition is an error instead.",
         "Strict SQL planning", _SN, default=False,
     ),
+    Setting(
+        "service_url", Kind.TEXT,
+        "URL of a pond service on the cluster (`pond serve`); set, stages run there and this process needs no Ray. See docs/service.md.",
+        "Pond service URL", _N | Surface.CLI, cli_flag="--service-url", placeholder="http://pond-head:8000",
+    ),
+    Setting(
+        "service_token", Kind.TEXT, "Token the pond service requires (`pond serve` reads POND_SERVICE_TOKEN); in an Airflow connection, its password.",
+        "Pond service token", _N, secret=True,
+    ),
     Setting("s3_endpoint_url", Kind.TEXT, "S3-compatible endpoint, e.g. http://minio:9000; default: AWS_ENDPOINT_URL, else AWS itself.", "S3 endpoint URL", _N, env=False, storage_field="endpoint_url"),
     Setting("s3_region", Kind.TEXT, "S3 region; default: AWS_REGION.", "S3 region", _N, env=False, storage_field="region"),
     Setting("s3_access_key_id", Kind.TEXT, "S3 access key id; default: AWS_ACCESS_KEY_ID or the AWS profile.", "S3 access key id", _N, env=False, secret=True, storage_field="access_key_id"),
@@ -381,7 +390,7 @@ class SettingValues:
         """Keyword arguments for `pond_core.init` (secrets included: never log them)."""
         from pond_core.io.options import StorageOptions
 
-        kwargs = {k: v for k, v in self.values.items() if not BY_NAME[k].storage_field}
+        kwargs = {k: v for k, v in self.values.items() if Surface.SESSION in BY_NAME[k].surfaces}  # not s3_* nor service_*
         kwargs["storage_options"] = StorageOptions.from_env(**self.storage_overrides())
         return kwargs
 
