@@ -15,4 +15,4 @@ os.environ.setdefault("POND_TEST_TMP", tempfile.mkdtemp(prefix="pond-tests-"))
 _support = pathlib.Path(__file__).parent / "tests" / "support"
 pytest_plugins = sorted(
     f"tests.support.{p.stem}" for p in _support.glob("*.py") if p.stem != "__init__"
-)
+) + ["tests.service_rig"]  # the pond service rig (pond_service), also used by the provider suites

@@ -9,6 +9,7 @@
     pond clean [--older-than 7d]             delete intermediate outputs of old runs
     pond sql "SELECT ..." -i name=path ...   one query over datasets, planned by pond
     pond smallpond SCRIPT.py ARGS...         run a smallpond script unchanged on pond
+    pond serve --address HEAD:6379 --port P  the pond service on a Ray cluster (docs/service.md)
 
 Exit codes: 0 ok, 1 a run failed, 2 invalid command (nothing ran), 130 interrupted.
 `kill -USR1 PID` prints the stacks of a running `pond` to its stderr.
@@ -28,6 +29,7 @@ from pond_core.cli.clean_cmd import clean_command
 from pond_core.cli.common import PondGroup
 from pond_core.cli.plan_cmd import plan_command
 from pond_core.cli.run_cmds import backfill_command, resume_command, run_command
+from pond_core.cli.serve_cmd import serve_command
 from pond_core.cli.show_cmds import datasets_command, lineage_command, partitions_command, runs_command
 from pond_core.cli.smallpond_cmd import smallpond_command
 from pond_core.cli.sql_cmd import sql_command
@@ -51,7 +53,7 @@ def pond() -> None:
 
 for command in (
     run_command, resume_command, plan_command, runs_command, datasets_command,
-    partitions_command, lineage_command, backfill_command, clean_command, sql_command, smallpond_command,
+    partitions_command, lineage_command, backfill_command, clean_command, sql_command, smallpond_command, serve_command,
 ):
     pond.add_command(command)
 
