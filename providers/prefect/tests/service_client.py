@@ -16,6 +16,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 try:
     from tests.client_venv import client_python
@@ -67,5 +68,6 @@ def run_flow(program: str, env: dict[str, str], timeout: float = 600) -> dict[st
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     assert done.returncode == 0 and lines, output
     report: dict[str, Any] = json.loads(lines[-1][len(MARK):])
+    report["flow_run_id"] = UUID(report["flow_run_id"])
     report["output"] = output
     return report

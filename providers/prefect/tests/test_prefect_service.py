@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import duckdb
-import prefect_api
+import prefect_api as reads
 import pytest
 from service_client import FLOWS, client_env, run_flow
 
@@ -36,7 +36,7 @@ def service_run(pond_service, run_id: str) -> dict:
 
 
 def stage_logs(flow_run_id: str, task_run_id, until) -> list[str]:
-    found = prefect_api.logs(flow_run_id, until=lambda logs: until([g.message for g in logs if g.task_run_id == task_run_id]), timeout=30)
+    found = reads.logs(flow_run_id, until=lambda logs: until([g.message for g in logs if g.task_run_id == task_run_id]), timeout=30)
     return [g.message for g in found if g.task_run_id == task_run_id]
 
 
@@ -66,7 +66,7 @@ def test_example_flows_run_on_the_service_from_a_venv_without_ray(pond_service, 
     # One task run per stage, named after it, Completed; the service's catalog closed the run.
     params = {"ds": DAY, "source_root": str(shop), "output_root": str(out), "npartitions": 4}
     names = stage_names("pond_core.examples:daily_revenue", params)
-    runs = prefect_api.task_runs(first["flow_run_id"])
+    runs = reads.task_runs(first["flow_run_id"])
     assert {n: runs[n].state.name for n in names} == dict.fromkeys(names, "Completed")
     assert service_run(pond_service, first["extra"])["status"] == "success"
 
@@ -75,12 +75,12 @@ def test_example_flows_run_on_the_service_from_a_venv_without_ray(pond_service, 
     lines = stage_logs(first["flow_run_id"], final.id, lambda ms: any(" pond." in m for m in ms) and any("rows" in m for m in ms))
     assert any("on the pond service at " + pond_service.url in m for m in lines), lines
     assert any(" pond." in m for m in lines), lines  # a service-side `pond.*` logger's line
-    assert not any(pond_service.token in g.message for g in prefect_api.logs(first["flow_run_id"]))
+    assert not any(pond_service.token in g.message for g in reads.logs(first["flow_run_id"]))
 
     # The same flow again: every stage Cached, no attempt on the service.
     again = run_flow(program, env)
     assert again["type"] == "COMPLETED", again["output"]
-    assert {n: r.state.name for n, r in prefect_api.task_runs(again["flow_run_id"]).items() if n in names} == dict.fromkeys(names, "Cached")
+    assert {n: r.state.name for n, r in reads.task_runs(again["flow_run_id"]).items() if n in names} == dict.fromkeys(names, "Cached")
 
 
 def test_run_sql_example_flow_on_the_service_matches_duckdb(pond_service, prefect_api, tmp_path):
@@ -103,7 +103,7 @@ def test_run_sql_example_flow_on_the_service_matches_duckdb(pond_service, prefec
     )
     got = rows(f"SELECT customer_id, segment, orders, spend FROM read_parquet('{out}/dt={DAY}/*.parquet') ORDER BY ALL")
     assert got == expected and len(got) > 100
-    runs = prefect_api.task_runs(report["flow_run_id"])
+    runs = reads.task_runs(report["flow_run_id"])
     stages = {n: r.state.name for n, r in runs.items() if n != "shop_data"}
     assert len(stages) >= 3 and set(stages.values()) == {"Completed"}, stages
 
@@ -128,11 +128,11 @@ def test_a_failed_check_on_the_service_fails_its_stage_and_publishes_nothing(pon
     report = run_flow(program, env)
     assert report["type"] == "FAILED"
     assert "checks failed: small ids; nothing was published" in report["message"], report["message"]
-    runs = prefect_api.task_runs(report["flow_run_id"])
+    runs = reads.task_runs(report["flow_run_id"])
     (failed,) = [r for r in runs.values() if r.state.is_failed()]
     assert failed.state.message.startswith("Task run encountered an exception PondCheckError: checks failed: small ids"), failed.state.message
     assert failed.run_count == 1  # a failed check is never retried
-    keys = {a.key for a in prefect_api.artifacts(report["flow_run_id"])}
+    keys = {a.key for a in reads.artifacts(report["flow_run_id"])}
     assert any(k.endswith("-checks-" + failed.name.replace("_", "-")) for k in keys), keys
     assert not out.exists() or not any(out.rglob("*.parquet"))
 
@@ -152,7 +152,7 @@ def test_a_failed_stage_fails_alone_and_the_stages_after_it_end_cancelled(pond_s
     report = run_flow(program, env)
     assert report["type"] == "FAILED" and "bad customer" in report["message"], report["message"]
     names = stage_names("service_pipelines:broken_midway", {"source_root": shop})
-    runs = prefect_api.task_runs(report["flow_run_id"])
+    runs = reads.task_runs(report["flow_run_id"])
     first, bad, *after = names
     assert runs[first].state.name == "Completed"
     assert runs[bad].state.is_failed() and "bad customer" in runs[bad].state.message
@@ -184,5 +184,5 @@ def test_a_transient_failure_on_the_service_is_retried_by_prefect(pond_service, 
     assert report["type"] == "COMPLETED", report["output"]
     assert marker.exists()
     (stage,) = stage_names("service_pipelines:flaky", {"source_root": shop, "marker": str(marker)})
-    run = prefect_api.task_runs(report["flow_run_id"])[stage]
+    run = reads.task_runs(report["flow_run_id"])[stage]
     assert run.state.name == "Completed" and run.run_count == 2

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import prefect_api
+import prefect_api as reads
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelling
@@ -75,7 +75,7 @@ def served(script: str, env: dict[str, str], log_path: str) -> Iterator[subproce
 def submitted(flow_run_id: Any, stage: str) -> tuple[str, str] | None:
     """(pond run id, stage id) from the stage's 'submitted' line in the flow-run log."""
     pattern = re.compile(rf"stage {stage}: submitted on the pond service at \S+ \(pond run (\S+), stage id (\S+),")
-    for g in prefect_api.logs(flow_run_id):
+    for g in reads.logs(flow_run_id):
         found = pattern.search(g.message)
         if found:
             return found.group(1), found.group(2)
@@ -169,7 +169,7 @@ def test_stages_waiting_on_the_service_hold_no_thread(pond_service, prefect_api,
     report = run_flow(program, env)
     assert report["type"] == "COMPLETED", report["output"]
     assert not report["ray_imported"]
-    runs = prefect_api.task_runs(report["flow_run_id"])
+    runs = reads.task_runs(report["flow_run_id"])
     waits = [runs[f"branch_{i}"] for i in range(branches)]
     assert all(r.state.name == "Completed" for r in waits)
     # All eight were running at once (each one's interval overlaps every other's)...
