@@ -23,7 +23,6 @@ loop's tasks, and each stage cancels its attempt on the service before it ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -117,14 +116,30 @@ async def _submit_and_wait(
         )
     except asyncio.CancelledError:
         # The runner's termination signal (or the caller) cancelled this wait: stop the stage
-        # on the cluster too, before the task ends.
+        # on the cluster too, and end the task run Cancelled once the service says so.
         logger.warning("stage %s: the flow run is stopping; cancelling the stage on the pond service", stage.name)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.cancel(handle.run_id, stage.id), CANCEL_TIMEOUT)
-        raise
+        stopped = await _cancel_on_service(client, handle)
+        if stopped is None:
+            raise
+        return stopped
     finally:
         if guard is not None:
             guard.unregister(handle)
+
+
+async def _cancel_on_service(client: api.AsyncServiceClient, handle: ServiceStageCancel) -> api.StageStatus | None:
+    """Cancel the stage's attempt and wait (at most CANCEL_TIMEOUT) until it has stopped: its
+    final status, or None if the service did not confirm in time."""
+    try:
+        async with asyncio.timeout(CANCEL_TIMEOUT):
+            status = await client.cancel(handle.run_id, handle.stage_id)
+            while not status.state.finished:
+                await asyncio.sleep(POLL_SECONDS)
+                status = await client.status(handle.run_id, handle.stage_id, log_offset=1 << 62)
+            return status
+    except (TimeoutError, api.PondError) as exc:
+        log.warning("stage %s of pond run %s: the pond service did not confirm the cancel: %s", handle.stage_id, handle.run_id, exc)
+        return None
 
 
 async def _record(plan: PhysicalPlan, stage: Stage, status: api.StageStatus, progress: Progress | None) -> Any:

@@ -132,8 +132,9 @@ def _deployment(client: Any, name: str) -> Any:
 
 def test_stages_waiting_on_the_service_hold_no_thread(pond_service, prefect_api, shop, tmp_path):
     """Eight stages wait on the service at once in a flow whose task runner has one thread; the
-    flow process's thread count, sampled every 50 ms while they wait, grows by far less than
-    one per waiting stage."""
+    flow process's thread count, sampled every 50 ms while they wait, grows by a few threads
+    that serve the whole flow run (the cancel watcher, Prefect's log and event workers), not
+    by one per waiting stage."""
     branches = 8
     beat_dir = tmp_path / "beats"
     beat_dir.mkdir()
@@ -144,27 +145,31 @@ def test_stages_waiting_on_the_service_hold_no_thread(pond_service, prefect_api,
         from prefect.task_runners import ThreadPoolTaskRunner
         from pond_prefect import run_pipeline
 
-        counts = []
+        counts, peak_names = [], []
         stop = threading.Event()
 
         def sample():
             while not stop.wait(0.05):
-                counts.append(threading.active_count())
+                names = [t.name for t in threading.enumerate()]
+                if not counts or len(names) > max(counts):
+                    peak_names[:] = names
+                counts.append(len(names))
 
         @flow(name="pond-service-fan-in", task_runner=ThreadPoolTaskRunner(max_workers=1))
         def fan_in():
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             time.sleep(0.2)
-            baseline = threading.active_count()
+            before = [t.name for t in threading.enumerate()]
             try:
                 params = {{"source_root": {shop!r}, "branches": {branches}, "seconds": 4, "beat_dir": {str(beat_dir)!r}}}
-                return {{"baseline": baseline, "result": run_pipeline("service_pipelines:fan_in", params, retries=0)}}
+                return {{"before": before, "result": run_pipeline("service_pipelines:fan_in", params, retries=0)}}
             finally:
                 stop.set()
 
         state = fan_in(return_state=True)
-        extra = {{"baseline": state.result()["baseline"], "peak": max(counts), "samples": len(counts)}}
+        before = state.result()["before"]
+        extra = {{"baseline": len(before), "peak": max(counts), "samples": len(counts), "before": before, "at_peak": peak_names}}
     """
     report = run_flow(program, env)
     assert report["type"] == "COMPLETED", report["output"]
@@ -176,8 +181,9 @@ def test_stages_waiting_on_the_service_hold_no_thread(pond_service, prefect_api,
     latest_start = max(r.start_time for r in waits)
     earliest_end = min(r.end_time for r in waits)
     assert latest_start < earliest_end, [(r.name, r.start_time, r.end_time) for r in waits]
-    # ... on a task runner with one thread, and the process gained far fewer threads than stages.
-    grown = report["extra"]["peak"] - report["extra"]["baseline"]
-    print(f"threads: baseline {report['extra']['baseline']}, peak {report['extra']['peak']} while {branches} stages waited "
-          f"for {(earliest_end - latest_start).total_seconds():.1f} s together ({report['extra']['samples']} samples)")
-    assert grown < branches // 2, report["extra"]
+    # ... on a task runner with one thread, and the process gained a few threads, not one per stage.
+    extra = report["extra"]
+    added = sorted(set(extra["at_peak"]) - set(extra["before"]))
+    print(f"threads: {extra['baseline']} before, {extra['peak']} at most while {branches} stages waited "
+          f"{(earliest_end - latest_start).total_seconds():.1f} s together ({extra['samples']} samples); added: {added}")
+    assert extra["peak"] - extra["baseline"] <= 4 < branches, extra
