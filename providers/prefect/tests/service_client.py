@@ -14,16 +14,10 @@ import os
 import subprocess
 import tempfile
 import textwrap
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-try:
-    from tests.client_venv import client_python
-except ImportError:  # until svc-packaging (tests/client_venv.py) is merged: POND_CLIENT_PYTHON names one
-
-    def client_python() -> Path:
-        return Path(os.environ["POND_CLIENT_PYTHON"])
+from tests.client_venv import client_python
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))

@@ -120,6 +120,9 @@ def test_cancelling_a_served_flow_run_stops_its_stage_on_the_service(pond_servic
         assert newest_beat(str(beat_dir)) < ended + 1.0
         final = poll("the flow run to end", lambda: (s := client.read_flow_run(run.id).state) and s.is_final() and s, timeout=120, every=1.0)
         assert final.is_cancelled(), final
+        stage_run = reads.task_runs(run.id)["map_batches_customers"]
+        assert stage_run.state.name == "Cancelled", stage_run.state
+        assert "cancelled on the pond service" in stage_run.state.message
         assert server.poll() is None  # the runner lives on; only the flow run ended
 
 
