@@ -69,6 +69,13 @@ def test_example_flows_run_on_the_service_from_a_venv_without_ray(pond_service, 
     runs = reads.task_runs(first["flow_run_id"])
     assert {n: runs[n].state.name for n in names} == dict.fromkeys(names, "Completed")
     assert service_run(pond_service, first["extra"])["status"] == "success"
+    # Each stage's task run waits on its upstream stages' (the plan's dependencies), the first
+    # ones on the task that lands the day's data.
+    by_id = {r.id: n for n, r in runs.items()}
+    plan = api.compile_pipeline("pond_core.examples:daily_revenue", params)
+    for stage in plan.stages:
+        upstream = {by_id.get(i.id) for inputs in runs[stage.name].task_inputs.values() for i in inputs}
+        assert upstream == ({plan.stage(d).name for d in stage.depends_on} or {"shop_data"}), (stage.name, upstream)
 
     # The stage's own log lines, captured on the service, are in the flow-run log under its task run.
     final = runs[names[-1]]
