@@ -19,8 +19,11 @@ INSTALL_HINT = "pip install 'pond-core[ray]'"
 
 
 def ray_installed() -> bool:
-    """Whether `import ray` would find Ray, without importing it (that takes a second)."""
-    return importlib.util.find_spec("ray") is not None
+    """Whether `import ray` would find Ray, without importing it (that takes a second). A
+    directory named `ray` on the path (Ray's own temp dir /tmp/ray, when `pond` runs in /tmp)
+    is a namespace package without an origin, not Ray."""
+    spec = importlib.util.find_spec("ray")
+    return spec is not None and spec.origin is not None
 
 
 def require_ray(what: str) -> None:

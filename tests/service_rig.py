@@ -73,9 +73,9 @@ def _stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeou
 class RayHead:
     """`ray start --head --block` in its own process group; `.address` is HOST:PORT."""
 
-    def __init__(self, temp_dir: pathlib.Path, num_cpus: int = 2) -> None:
+    def __init__(self, temp_dir: pathlib.Path, num_cpus: int = 2, name: str = "ray-head") -> None:
         self.temp_dir = temp_dir
-        self.log = temp_dir / "ray-head.log"
+        self.log = temp_dir / f"{name}.log"
         port = free_port()
         cmd = [
             str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
@@ -86,7 +86,11 @@ class RayHead:
         ]
         self._out = open(self.log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=_base_env(), start_new_session=True)
-        self.address = f"{self._wait_started()}:{port}"
+        try:
+            self.address = f"{self._wait_started()}:{port}"
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_started(self) -> str:
         deadline = time.monotonic() + HEAD_START_SECONDS
@@ -188,7 +192,10 @@ def running_service(num_cpus: int = 2) -> Iterator[PondServiceRig]:
     temp_dir = pathlib.Path(tempfile.mkdtemp(prefix="pondsvc-", dir="/tmp"))  # short: Ray's socket paths are bounded
     data_root = temp_dir / "data"
     data_root.mkdir()
-    head = RayHead(temp_dir, num_cpus)
+    try:
+        head = RayHead(temp_dir, num_cpus)
+    except RuntimeError:  # on a machine loaded past its cores Ray's own start-up can time out: once more
+        head = RayHead(temp_dir, num_cpus, name="ray-head-again")
     port = free_port()
     rig = PondServiceRig(
         url=f"http://127.0.0.1:{port}", token=secrets.token_hex(24), data_root=str(data_root),

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from importlib import metadata
 
+import duckdb
 import pytest
 from packaging.requirements import Requirement
 
@@ -35,6 +36,14 @@ def homes(tmp_path: pathlib.Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "POND_DATA_ROOT": str(tmp_path / "pond"),
     }
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The example shop's day, generated once by the client venv's pond_core."""
+    root = tmp_path_factory.mktemp("shop")
+    _ok(run_in_client(f"from pond_core.examples import ensure_shop_day; ensure_shop_day({DAY!r}, {str(root)!r})"))
+    return root
 
 
 def _ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -68,9 +77,8 @@ def test_pond_core_api_and_both_providers_import_without_ray(homes):
     assert seen["ray"] == []
 
 
-def test_a_pipeline_compiles_and_runs_in_process_through_the_cli(tmp_path, homes):
-    source, output = tmp_path / "shop", tmp_path / "revenue"
-    _ok(run_in_client(f"from pond_core.examples import ensure_shop_day; ensure_shop_day({DAY!r}, {str(source)!r})", homes))
+def test_a_pipeline_compiles_and_runs_in_process_through_the_cli(tmp_path, homes, shop):
+    source, output = shop, tmp_path / "revenue"
     pond = str(client_bin("pond"))
     params = ["-p", f"ds={DAY}", "-p", f"source_root={source}", "-p", f"output_root={output}"]
     _ok(_run([pond, "--help"], homes))
@@ -78,15 +86,12 @@ def test_a_pipeline_compiles_and_runs_in_process_through_the_cli(tmp_path, homes
     assert [s["name"] for s in plan["stages"]][-1] == "write_daily_revenue"
     report = json.loads(_ok(_run([pond, "run", "pond_core.examples:daily_revenue", *params, "--executor", "local", "--run-id", "client-run", "--json"], homes)))
     assert report["status"] == "success" and len(report["stages"]) == 4
-    rows = _ok(run_in_client(
-        f"import duckdb; print(duckdb.sql(\"SELECT count(*), sum(orders) FROM read_parquet('{output}/*/*.parquet')\").fetchone())", homes,
-    ))
-    assert rows.strip() == "(12, 20000)"  # 12 revenue rows (the demo's figures): every order of the day counted once
+    rows = duckdb.sql(f"SELECT count(*), sum(orders) FROM read_parquet('{output}/*/*.parquet')").fetchone()
+    assert rows == (12, 20000)  # 12 revenue rows (the demo's figures): every order of the day counted once
 
 
-def test_a_session_and_pond_sql_run_in_process(tmp_path, homes):
-    _ok(run_in_client(f"from pond_core.examples import ensure_shop_day; ensure_shop_day({DAY!r}, {str(tmp_path / 'shop')!r})", homes))
-    orders = f"{tmp_path}/shop/orders/dt={DAY}/*.parquet"
+def test_a_session_and_pond_sql_run_in_process(tmp_path, homes, shop):
+    orders = f"{shop}/orders/dt={DAY}/*.parquet"
     code = textwrap.dedent(f"""
         import sys, pond_core as sp
         session = sp.init(data_root={str(tmp_path / "session")!r})
@@ -98,7 +103,7 @@ def test_a_session_and_pond_sql_run_in_process(tmp_path, homes):
     assert out.split()[-1] == "20000", out
 
 
-def test_executor_ray_without_ray_is_a_config_error_naming_the_extra(tmp_path, homes):
+def test_executor_ray_without_ray_is_a_config_error_naming_the_extra(tmp_path, homes, shop):
     code = textwrap.dedent("""
         from pond_core import api
         for kwargs in ({"executor": "ray"}, {"ray_address": "127.0.0.1:6379"}):
@@ -112,9 +117,9 @@ def test_executor_ray_without_ray_is_a_config_error_naming_the_extra(tmp_path, h
     assert lines[0].startswith("PondConfigError | executor=ray runs tasks on Ray, which is not installed")
     assert lines[1].startswith("PondConfigError | a ray_address (executor=auto) runs tasks on Ray")
     assert all(EXTRA_HINT in line and "127.0.0.1:6379" not in line for line in lines)
-    _ok(run_in_client(f"from pond_core.examples import ensure_shop_day; ensure_shop_day({DAY!r}, {str(tmp_path / 'shop')!r})", homes))
-    params = ["-p", f"ds={DAY}", "-p", f"source_root={tmp_path / 'shop'}", "-p", f"output_root={tmp_path / 'out'}"]
-    done = _run([str(client_bin("pond")), "run", "pond_core.examples:daily_revenue", *params, "--executor", "ray"], homes)
+    params = ["-p", f"ds={DAY}", "-p", f"source_root={shop}", "-p", f"output_root={tmp_path / 'out'}"]
+    (tmp_path / "ray").mkdir()  # like Ray's /tmp/ray: `pond` puts its working directory on the path, a dir is not Ray
+    done = _run([str(client_bin("pond")), "run", "pond_core.examples:daily_revenue", *params, "--executor", "ray"], homes, cwd=tmp_path)
     assert done.returncode == 2, done.stderr  # an invalid command: nothing ran
     assert EXTRA_HINT in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
@@ -177,6 +182,6 @@ def test_the_ray_extra_brings_ray_serve_in_the_full_venv():
     assert not any(r.marker is not None and r.marker.evaluate({"extra": ""}) for r in ray_req)
 
 
-def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(command: list[str], env: dict[str, str], cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
     """A console script (or interpreter) of the client venv, with its environment."""
-    return subprocess.run(command, env=client_env(env), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(command, env=client_env(env), cwd=cwd, capture_output=True, text=True, timeout=300, check=False)

@@ -253,3 +253,26 @@ def test_the_async_client_waits_without_a_thread(pond_service, source, tmp_path)
     statuses = asyncio.run(go())
     assert [s.state for s in statuses] == [AttemptState.SUCCEEDED] * len(plan.stages)
     assert written(output) == expected(source)
+
+
+def test_each_attempts_log_holds_its_own_lines_only(client, source, tmp_path):
+    """Two runs' stages at once: every line (the runner logs from threads it starts) reaches
+    the attempt that caused it, and only that one."""
+    runs = {f"pair{i}-{uuid.uuid4().hex[:6]}": str(tmp_path / f"out{i}") for i in range(2)}
+    plans = {run_id: plan_for(source, output, npartitions=3, burn=5_000_000) for run_id, output in runs.items()}
+    for run_id, plan in plans.items():
+        client.submit(plan, run_id, plan.stages[0].name)
+    for run_id, plan in plans.items():
+        assert client.wait(run_id, plan.stages[0].id).state is AttemptState.SUCCEEDED
+    for run_id, plan in plans.items():
+        client.submit(plan, run_id, plan.final.name)
+    logs = {}
+    for run_id, plan in plans.items():
+        lines: list[str] = []
+        assert client.wait(run_id, plan.final.id, on_log=lines.append).state is AttemptState.SUCCEEDED
+        logs[run_id] = lines
+    for run_id, lines in logs.items():
+        own = runs[run_id]
+        other = next(o for r, o in runs.items() if r != run_id)
+        assert any(own in line for line in lines), lines
+        assert not any(other in line for line in lines), lines

@@ -102,15 +102,19 @@ class PondWorker:
         writing files nobody commits. So the worker exits, as Ray would kill the task's process."""
         import ray
 
+        # A driver that is itself an actor (a replica of the pond service) is named "job:actor":
+        # its job outlives it (Serve's controller owns it), so the actor's death is what counts.
+        job, _, actor = owner_job.partition(":")
         gcs = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]  # (set once connected)
         while not finished.wait(OWNER_CHECK_SECONDS):
             try:
-                jobs = gcs.get_all_job_info(job_or_submission_id=owner_job, skip_submission_job_info_field=True,
+                jobs = gcs.get_all_job_info(job_or_submission_id=job, skip_submission_job_info_field=True,
                                             skip_is_running_tasks_field=True, timeout=10)
+                actor_dead = bool(actor) and ray._private.state.state.actor_table(actor).get("State") == "DEAD"
             except Exception as exc:  # the GCS briefly unreachable: look again
                 log.debug("pond worker: cannot look up job %s: %s", owner_job, exc)
                 continue
-            if jobs and all(info.is_dead for info in jobs.values()):
+            if (jobs and all(info.is_dead for info in jobs.values())) or actor_dead:
                 log.warning("pond worker %d: the driver (job %s) of its task is gone: exiting", os.getpid(), owner_job)
                 os._exit(1)
 
@@ -168,7 +172,7 @@ class WarmPool:
         self._running: dict[cf.Future[TaskResult], _Running] = {}
         self._stopped: set[cf.Future[TaskResult]] = set()  # tasks whose worker pond killed
         self._actor_class = ray.remote(PondWorker)
-        self._job = ray.get_runtime_context().get_job_id()
+        self._job = _owner(ray)
         self._refreshed = 0.0
         self._finished: queue.SimpleQueue[tuple[_Running, cf.Future[Any]]] = queue.SimpleQueue()
         threading.Thread(target=self._settle_finished, name="pond-warm-settle", daemon=True).start()
@@ -323,6 +327,14 @@ class WarmPool:
         # Ray cannot tell why the process died; by far the most common cause is the kernel's
         # OOM killer, so the retry gets more memory (bounded, so a crashing task still ends).
         return PondOutOfMemoryError(f"the task's worker process died (most often the kernel's OOM killer): {_first_line(exc)}")
+
+
+def _owner(ray: Any) -> str:
+    """This driver as its tasks' workers watch it: its job id, and ":<actor id>" when the driver
+    is an actor (a pond service replica)."""
+    context = ray.get_runtime_context()
+    actor = context.get_actor_id()
+    return f"{context.get_job_id()}:{actor}" if actor else context.get_job_id()
 
 
 def _first_line(exc: BaseException) -> str:

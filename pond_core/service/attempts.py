@@ -12,6 +12,9 @@ workers are shared by every attempt), with a stop event of its own:
   itself (the runner finds its manifest in milliseconds).
 - Cancel: sets the attempt's stop event; the runner stops the stage's tasks (the warm pool kills
   the workers running them) within its poll interval and the attempt ends `cancelled`.
+- Busy: when another live driver holds the stage's lease (another replica, a `pond run` of the
+  same run), the attempt waits for it to end, looking again every 2 s, then finds the stage
+  committed (or resumes it): one stage never runs twice at once, and the answer stays right.
 - Takeover: submissions are saved under the data root (service/submissions.py) until their
   attempt ends; a restarted service resumes them. A status for an attempt this process does not
   hold is `unknown` (or `succeeded`, when the stage is committed): the client submits again and
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pond.service")
 COMMITTED_WAIT_SECONDS = 5.0  # a submission of a committed stage answers once the runner confirms it
 MAX_RUNNING = 8  # attempts running at once per service process; more wait `queued`
+KEEP_FINISHED_SECONDS = 24 * 3600.0  # a finished attempt's status and log stay this long
+BUSY_RETRY_SECONDS = 2.0  # how often an attempt whose stage another driver holds looks again
 
 
 class ServiceBusyError(PondConfigError):
@@ -126,6 +131,7 @@ class StageService:
             live = self._attempts.get((request.run_id, stage.id))
             if live is not None and live.state.live:
                 return live.status(attached=True)
+            self._forget_old()
             attempt = Attempt(request, plan, stage)
             self._attempts[attempt.key] = attempt
         if self.submissions is not None:
@@ -208,6 +214,13 @@ class StageService:
                 attempt = max(named, key=lambda a: a.submitted_at, default=None)
             return attempt
 
+    def _forget_old(self) -> None:
+        """Drop attempts that finished over KEEP_FINISHED_SECONDS ago (called with the lock
+        held): a status of their stage then comes from its manifest, or is `unknown`."""
+        cutoff = time.time() - KEEP_FINISHED_SECONDS
+        for key in [k for k, a in self._attempts.items() if a.finished_at is not None and a.finished_at < cutoff]:
+            del self._attempts[key]
+
     def _store(self, run_id: str) -> StageStore:
         return StageStore.of(RunLayout(self.settings.data_root, run_id), self.storage)
 
@@ -244,11 +257,21 @@ class StageService:
             attempt.recomputed = tuple(s.name for s in upstream)
             if upstream:
                 log.warning("stage %s of run %s: recomputing upstream %s first: their outputs are gone", attempt.stage.name, request.run_id, ", ".join(attempt.recomputed))
-        manifest = run_stage(
-            attempt.plan, attempt.stage.id, request.run_id, settings=settings, storage=self.storage, executor=self.executor,
-            catalog=self.catalog, force=request.force, recompute_upstream=request.recompute_upstream, stop=attempt.stop,
-            lineage_scope=request.lineage_scope, on_stage=_collect_upstream(attempt),
-        )
+        waiting = False
+        while True:
+            try:
+                manifest = run_stage(
+                    attempt.plan, attempt.stage.id, request.run_id, settings=settings, storage=self.storage, executor=self.executor,
+                    catalog=self.catalog, force=request.force and not waiting, recompute_upstream=request.recompute_upstream,
+                    stop=attempt.stop, lineage_scope=request.lineage_scope, on_stage=_collect_upstream(attempt),
+                )
+                break
+            except PondRunBusyError as exc:  # another live driver (a replica, a `pond run`) holds the stage
+                if not waiting:
+                    log.info("%s; waiting for it to end", exc)
+                    waiting = True
+                if attempt.stop.wait(BUSY_RETRY_SECONDS):
+                    raise PondInterruptedError(f"stage {attempt.stage.name} was cancelled while another driver ran it") from None
         attempt.result = manifest.result
 
     def _finish(self, attempt: Attempt, error: BaseException | None) -> None:
@@ -265,7 +288,7 @@ class StageService:
                     log.error("pond service: attempt %s of stage %s failed inside pond", attempt.id, attempt.stage.name, exc_info=error)
             attempt.finished_at = time.time()
             closing = self._closing
-        if self.submissions is not None and not (closing and attempt.state is AttemptState.CANCELLED) and not isinstance(error, PondRunBusyError):
+        if self.submissions is not None and not (closing and attempt.state is AttemptState.CANCELLED):
             try:
                 self.submissions.remove(*attempt.key)
             except Exception as exc:  # the next service would resume a finished stage: harmless (it is committed)
