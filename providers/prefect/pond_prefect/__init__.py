@@ -26,6 +26,7 @@ _LAZY = {
     "sql_pipeline": "pond_prefect.sql",
     "stage_task": "pond_prefect.stages",
     "run_pond_stage": "pond_prefect.stages",
+    "run_service_stage": "pond_prefect.service",
     "StageCache": "pond_prefect.cache",
     "retry_transient_only": "pond_prefect.cache",
     "PrefectTaskLogs": "pond_prefect.worker_logs",

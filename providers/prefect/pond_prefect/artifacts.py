@@ -8,7 +8,15 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from pond_core import api
 from pond_core.api import PhysicalPlan, Stage
@@ -103,24 +111,40 @@ def stage_done_markdown(result: dict[str, Any]) -> str:
     )
 
 
+def _stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> dict[str, Any]:
+    done = stage_done_markdown(result)
+    return {"markdown": api.stage_markdown(plan, stage, done), "key": stage_artifact_key(plan, stage), "description": f"pond stage {stage.name}"}
+
+
 def create_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> UUID:
     """On the stage's task run: what it read and wrote, its SQL, and what it committed."""
-    done = stage_done_markdown(result)
-    created = create_markdown_artifact(api.stage_markdown(plan, stage, done), key=stage_artifact_key(plan, stage), description=f"pond stage {stage.name}")
-    return cast(UUID, created)
+    return cast(UUID, create_markdown_artifact(**_stage_artifact(plan, stage, result)))
 
 
-def create_checks_artifact(plan: PhysicalPlan, stage: Stage, checks: list[dict[str, Any]]) -> UUID:
-    """The stage's checks before publish, one row each: passed, failed (nothing published) or
-    warned, with the failing count and a few sample rows."""
+async def acreate_stage_artifact(plan: PhysicalPlan, stage: Stage, result: dict[str, Any]) -> UUID:
+    """`create_stage_artifact` from an async task (the service mode's stages)."""
+    return await acreate_markdown_artifact(**_stage_artifact(plan, stage, result))
+
+
+def _checks_artifact(plan: PhysicalPlan, stage: Stage, checks: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for c in checks:
         status = "passed" if c["passed"] else ("FAILED" if c["severity"] == "error" else "warned")
         sample = "; ".join(" | ".join(r) for r in c.get("sample") or [])
         rows.append({"check": c["name"], "severity": c["severity"], "status": status, "failing": c["failing"], "detail": c["detail"], "sample": sample})
     slug = re.sub(r"[^a-z0-9]+", "-", stage.name.lower()).strip("-")[:40] or "stage"
-    key = artifact_key(plan, f"checks-{slug}")
-    return cast(UUID, create_table_artifact(rows, key=key, description=f"pond checks before publish of stage {stage.name}"))
+    return {"table": rows, "key": artifact_key(plan, f"checks-{slug}"), "description": f"pond checks before publish of stage {stage.name}"}
+
+
+def create_checks_artifact(plan: PhysicalPlan, stage: Stage, checks: list[dict[str, Any]]) -> UUID:
+    """The stage's checks before publish, one row each: passed, failed (nothing published) or
+    warned, with the failing count and a few sample rows."""
+    return cast(UUID, create_table_artifact(**_checks_artifact(plan, stage, checks)))
+
+
+async def acreate_checks_artifact(plan: PhysicalPlan, stage: Stage, checks: list[dict[str, Any]]) -> UUID:
+    """`create_checks_artifact` from an async task."""
+    return await acreate_table_artifact(**_checks_artifact(plan, stage, checks))
 
 
 class Progress:
@@ -153,11 +177,25 @@ class Progress:
             self._share[stage_id] = 1.0
         self._push(force=True)
 
+    async def astage_done(self, stage_id: str) -> None:
+        """`stage_done` from an async task (the service mode's stages)."""
+        with self._lock:
+            self._share[stage_id] = 1.0
+        percent = self._due(force=True)
+        if percent is not None:
+            await aupdate_progress_artifact(self.artifact_id, percent)
+
     def _push(self, force: bool) -> None:
+        percent = self._due(force)
+        if percent is not None:
+            update_progress_artifact(self.artifact_id, percent)
+
+    def _due(self, force: bool) -> float | None:
+        """The percentage to send now, or None (unchanged, or sent less than min_interval ago)."""
         percent = self.percent
         with self._lock:
             last, when = self._sent
             if percent == last or (not force and time.monotonic() - when < self._min_interval):
-                return
+                return None
             self._sent = (percent, time.monotonic())
-        update_progress_artifact(self.artifact_id, percent)
+        return percent

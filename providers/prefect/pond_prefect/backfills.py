@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 import uuid
 from typing import Any
@@ -27,6 +28,8 @@ from prefect.states import State
 
 from pond_core import api
 from pond_prefect.blocks import PondConfig, load_config
+
+log = logging.getLogger("pond_prefect")
 
 _RETRYABLE = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 
@@ -112,7 +115,13 @@ def _run_for(client: SyncPrefectClient, deployment_id: UUID, params: dict[str, A
 
 
 def _committed(dataset: str, partition_key: str, values: list[str], config: PondConfig | str | None) -> set[str]:
-    with api.open_catalog(load_config(config).settings(job_id="backfill")) as catalog:
+    cfg = load_config(config)
+    if cfg.service_target() is not None and not cfg.values().get("catalog_url"):
+        # The catalog is the pond service's own: every day is requested, and a day whose stages
+        # are committed finishes at once on the service (its stages return their committed results).
+        log.warning("backfill: the config names a pond service and no catalog_url, so committed days are not skipped")
+        return set()
+    with api.open_catalog(cfg.settings(job_id="backfill")) as catalog:
         return {v for v in values if catalog.has_partition(dataset, partition_key.format(value=v))}
 
 

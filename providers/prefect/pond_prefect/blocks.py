@@ -12,10 +12,17 @@ and the `AWS_*` environment), so an empty `PondConfig()` behaves exactly like
 `pond_core.init()`. Secrets are `SecretStr`: the UI, the API and `repr` show them masked, and
 they reach only the pond session that needs them. Blocks saved with the older field names
 (`storage_root`, `task_cpus`, `task_memory`) still load.
+
+Service mode: with `service_url` (and the `service_token` secret) set, stages run on the pond
+service on the cluster (`pond_prefect.service`). The service's own settings then decide where
+data lives, the catalog, the executor and every credential; of this block only the run
+tunables (`api.RUN_TUNABLES`: memory_limit, max_retries, ...) travel with each stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
@@ -95,9 +102,46 @@ class PondConfig(_Fields):
         """Whether pond will run on Ray, with unset fields taken from POND_* as pond does."""
         return self.settings(job_id="probe").use_ray
 
+    def service_target(self) -> ServiceTarget | None:
+        """The pond service stages run on, if `service_url` is set here or in POND_SERVICE_URL;
+        None runs them in the flow process, as before. A URL without a token is an error."""
+        values = self.values().values
+        url = values.get("service_url") or _env("service_url")
+        if not url:
+            return None
+        token = values.get("service_token") or _env("service_token")
+        if not token:
+            raise api.PondConfigError(
+                f"PondConfig: service_url is {url} but no service_token is set (block field service_token, or POND_SERVICE_TOKEN); "
+                "the pond service refuses calls without its token"
+            )
+        return ServiceTarget(str(url), str(token))
+
+    def run_tunables(self) -> dict[str, Any]:
+        """The fields a stage request to the service may carry (how tasks run, never where)."""
+        return {k: v for k, v in self.values().values.items() if k in api.RUN_TUNABLES and v is not None}
+
+    def ignored_by_service(self) -> list[str]:
+        """Fields set here that the service ignores: its own settings decide them."""
+        return sorted(k for k, v in self.values().values.items() if v is not None and k not in api.RUN_TUNABLES and not k.startswith("service_"))
+
     def init_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `pond_core.init` (secrets included: never log them)."""
         return self.values().init_kwargs()
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceTarget:
+    """Where the pond service is and the token it wants (never in `repr`, logs or errors)."""
+
+    url: str
+    token: str = dataclasses.field(repr=False)
+
+    def client(self) -> api.ServiceClient:
+        return api.ServiceClient(self.url, self.token)
+
+    def async_client(self) -> api.AsyncServiceClient:
+        return api.AsyncServiceClient(self.url, self.token)
 
 
 def load_config(config: PondConfig | str | None) -> PondConfig:
@@ -107,3 +151,9 @@ def load_config(config: PondConfig | str | None) -> PondConfig:
     if isinstance(config, PondConfig):
         return config
     return PondConfig.load(config)  # type: ignore[return-value]
+
+
+def _env(name: str) -> str | None:
+    """A setting's POND_<NAME> / SP_<NAME> environment value (unset fields fall back to it)."""
+    setting = next(s for s in api.SETTINGS if s.name == name)
+    return next((os.environ[e] for e in setting.env_names if os.environ.get(e)), None)

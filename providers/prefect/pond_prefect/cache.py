@@ -44,7 +44,11 @@ class StageCache(CachePolicy):
 
 
 def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry a pond transient failure, never a data or SQL error."""
+    """Prefect retry condition: retry a pond transient failure, never a data or SQL error.
+    Prefect's engines hand the exception in the state's data: read it there, since
+    `state.result()` in an async task (service mode) is a coroutine, not a raise."""
+    if isinstance(state.data, BaseException):
+        return api.is_retryable(state.data)
     try:
         state.result()
     except Exception as exc:

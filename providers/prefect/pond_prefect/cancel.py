@@ -5,6 +5,11 @@ started it; partition tasks already on Ray keep running either way. `CancelGuard
 gaps: a watcher thread polls the flow run's state and, once it is Cancelling or Cancelled,
 cancels every executor the run's stages registered; leaving the guard with an exception (the
 runner's termination signal, Ctrl-C) does the same.
+
+In service mode a stage registers its attempt on the pond service instead of an executor
+(`pond_prefect.service.ServiceStageCancel`): cancelling it asks the service to stop the stage,
+whose Ray tasks stop within seconds. One watcher thread serves the whole flow run, however many
+stages wait.
 """
 
 from __future__ import annotations
@@ -12,10 +17,16 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 log = logging.getLogger("pond_prefect")
+
+
+class Cancellable(Protocol):
+    """What a running stage registers: a pond executor, or its attempt on the pond service."""
+
+    def cancel_all(self) -> Any: ...
 
 
 class CancelGuard:
@@ -25,16 +36,16 @@ class CancelGuard:
         self.cancelled = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._executors: set[Any] = set()
+        self._executors: set[Cancellable] = set()
         self._thread: threading.Thread | None = None
 
-    def register(self, executor: Any) -> None:
+    def register(self, executor: Cancellable) -> None:
         with self._lock:
             self._executors.add(executor)
         if self.cancelled.is_set():
             executor.cancel_all()
 
-    def unregister(self, executor: Any) -> None:
+    def unregister(self, executor: Cancellable) -> None:
         with self._lock:
             self._executors.discard(executor)
 

@@ -4,10 +4,15 @@
 submits one task per stage with the plan's dependencies, records the plan, progress and
 statistics artifacts, emits the asset lineage of stages served from the cache, and returns a
 summary. `pond_pipeline` is a ready-made flow around it for any `module:function` pipeline.
+
+With a `service_url` in the config the stages run on the pond service instead
+(`pond_prefect.service`): the flow process compiles the plan and awaits each stage's task run
+on one event loop; it needs no Ray and never opens pond's catalog or storage root itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +27,7 @@ from pond_core import api
 from pond_core.api import PhysicalPlan
 from pond_prefect.artifacts import Progress, create_plan_artifact, create_stats_artifact
 from pond_prefect.assets import emit_cached
-from pond_prefect.blocks import PondConfig, load_config
+from pond_prefect.blocks import PondConfig, ServiceTarget, load_config
 from pond_prefect.cancel import CancelGuard
 from pond_prefect.fingerprint import run_id_for
 from pond_prefect.outcomes import StageOutcome, settle, write_cached_artifact
@@ -55,38 +60,42 @@ def run_pipeline(
     """
     logger = get_run_logger()
     cfg = load_config(config)
-    with ThreadPoolExecutor(1, thread_name_prefix="pond-catalog") as pool:
-        catalog_ready = pool.submit(_open_catalog, cfg)
-        plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
-        catalog_ready.result()
+    target = cfg.service_target()
+    plan = _compile(pipeline, params, cfg, open_catalog=target is None)
     run_id = run_id_for(plan, cfg.storage_options())
     logger.info("pond run %s: %s, %d stages", run_id, plan.pipeline, len(plan.stages))
     create_plan_artifact(plan, run_id)
     progress = Progress(plan)
     flow_ctx = FlowRunContext.get()
     flow_run_id = flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None
-    stored = _run_stored(cfg, run_id)
+    stored = _run_stored(cfg, run_id, target, logger)
     if cache and not force and not stored:
         logger.info("pond run %s has no stored stage outputs (new, or cleaned): every stage runs", run_id)
-    with _driver(cfg), CancelGuard(flow_run_id) as guard:
+    with _driver(cfg) if target is None else contextlib.nullcontext(), CancelGuard(flow_run_id) as guard:
         # A cache entry is only as good as the stage output it points to: after `pond clean`,
         # refresh every stage rather than serve results whose files are gone.
         options = {"retries": retries, "retry_delay_seconds": retry_delay_seconds, "cache": cache, "refresh_cache": force or not stored}
-        futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard, wait_for or [])
-        wait(list(futures.values()))
-        outcomes = outcomes_of(plan, futures, progress, flow_run_id)
+        if target is None:
+            futures = _submit(plan, run_id, cfg, force, options, worker_logs, progress, guard, wait_for or [])
+            wait(list(futures.values()))
+            outcomes = outcomes_of(plan, futures, progress, flow_run_id)
+        else:
+            from pond_prefect.service import run_on_service
+
+            outcomes = outcomes_of(plan, run_on_service(plan, run_id, cfg, force, options, progress, guard, wait_for or []), progress, flow_run_id)
         create_stats_artifact(plan, outcomes)
     failed = [outcomes[s.id].state for s in plan.stages if outcomes[s.id].state.is_failed() or outcomes[s.id].state.is_crashed()]
     if guard.cancelled.is_set():
-        _finish(cfg, run_id, "failed", "cancelled")
-        return Cancelled(message=f"pond run {run_id} cancelled; its outstanding partition tasks were cancelled")
+        _finish(cfg, target, run_id, "failed", "cancelled")
+        where = "its stages were cancelled on the pond service" if target else "its outstanding partition tasks were cancelled"
+        return Cancelled(message=f"pond run {run_id} cancelled; {where}")
     if failed:
-        _finish(cfg, run_id, "failed", str(failed[0].message))
+        _finish(cfg, target, run_id, "failed", str(failed[0].message))
         failed[0].result()  # raises the stage's own exception
     if any(not outcomes[s.id].state.is_completed() for s in plan.stages):
         states = {s.name: outcomes[s.id].state_name for s in plan.stages}
         raise RuntimeError(f"pond run {run_id}: stages did not complete: {states}")
-    _finish(cfg, run_id, "success", None)  # also when every stage was served from the cache
+    _finish(cfg, target, run_id, "success", None)  # also when every stage was served from the cache
     return {"run_id": run_id, "pipeline": plan.pipeline, "stages": {s.name: outcomes[s.id].result for s in plan.stages}}
 
 
@@ -119,7 +128,19 @@ def _submit(
     return futures
 
 
-def outcomes_of(plan: PhysicalPlan, futures: dict[str, PrefectFuture], progress: Progress, flow_run_id: Any) -> dict[str, StageOutcome]:
+def _compile(pipeline: str | Callable[..., Any], params: dict[str, Any] | None, cfg: PondConfig, *, open_catalog: bool) -> PhysicalPlan:
+    """The pipeline's plan. In-process, pond's catalog is opened meanwhile; in service mode the
+    catalog is the service's, and the plan needs no data root of its own to run there."""
+    if not open_catalog:
+        return api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+    with ThreadPoolExecutor(1, thread_name_prefix="pond-catalog") as pool:
+        catalog_ready = pool.submit(_open_catalog, cfg)
+        plan = api.compile_pipeline(pipeline, params, data_root=cfg.settings(job_id="planning").data_root, storage=cfg.storage_options())
+        catalog_ready.result()
+    return plan
+
+
+def outcomes_of(plan: PhysicalPlan, futures: Any, progress: Progress, flow_run_id: Any) -> dict[str, StageOutcome]:
     """Each stage's outcome (pond_prefect.outcomes); a Cached stage gets its artifact and lineage."""
     outcomes = settle(plan, futures)
     for stage in plan.stages:
@@ -166,15 +187,30 @@ def _open_catalog(cfg: PondConfig) -> None:
         pass
 
 
-def _run_stored(cfg: PondConfig, run_id: str) -> bool:
-    """True if the pond run's folder (its staged stage outputs) exists in storage."""
+def _run_stored(cfg: PondConfig, run_id: str, target: ServiceTarget | None, logger: Any) -> bool:
+    """True if the pond run's folder (its staged stage outputs) exists in storage. The storage
+    of the pond service is its own: there, a stage whose upstream outputs are gone recomputes
+    them first (recompute_upstream), so cached stages are trusted."""
+    if target is not None:
+        ignored = cfg.ignored_by_service()
+        logger.info(
+            "pond run %s: stages run on the pond service at %s%s", run_id, target.url,
+            f" (its own settings decide {', '.join(ignored)}: the block's values are not sent)" if ignored else "",
+        )
+        return True
     return api.run_stored(run_id, cfg.settings(job_id=run_id), cfg.storage_options())
 
 
-def _finish(cfg: PondConfig, run_id: str, status: str, error: str | None) -> None:
-    """Close the run in pond's catalog (stage runs were recorded by the stages themselves)."""
+def _finish(cfg: PondConfig, target: ServiceTarget | None, run_id: str, status: str, error: str | None) -> None:
+    """Close the run in pond's catalog (stage runs were recorded by the stages themselves),
+    through the service in service mode."""
     try:
-        api.close_run(run_id, status, settings=cfg.settings(job_id=run_id), error=error)
+        if target is not None:
+            from pond_prefect.service import close_run
+
+            close_run(target, run_id, status, error)
+        else:
+            api.close_run(run_id, status, settings=cfg.settings(job_id=run_id), error=error)
     except api.PondError as exc:
         log.warning("pond run %s: cannot record its end in the catalog: %s", run_id, exc)
 

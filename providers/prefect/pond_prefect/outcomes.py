@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -44,13 +44,23 @@ class StageOutcome:
         return self.state.name == "Cached"
 
 
-def settle(plan: PhysicalPlan, futures: dict[str, PrefectFuture]) -> dict[str, StageOutcome]:
+class StageRunLike(Protocol):
+    """A stage's task run as `settle` reads it: a PrefectFuture, or service mode's StageRun."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def task_run_id(self) -> UUID | None: ...
+
+
+def settle(plan: PhysicalPlan, futures: dict[str, PrefectFuture] | dict[str, StageRunLike]) -> dict[str, StageOutcome]:
     """Every stage's outcome, with stages that could not run ended as Cancelled under their names."""
     outcomes: dict[str, StageOutcome] = {}
     for stage in plan.stages:
         future = futures[stage.id]
         state = future.state
-        if not state.is_final():
+        if not state.is_final() and future.task_run_id is not None:
             state = _cancel_not_run(stage, future.task_run_id, _blocking_upstream(plan, stage, outcomes))
         result = state.result(raise_on_failure=False) if state.is_completed() else None
         outcomes[stage.id] = StageOutcome(state, result if isinstance(result, dict) else None, future.task_run_id)

@@ -8,7 +8,7 @@ result: locations, counts, schema, timings, never rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefect import get_run_logger
@@ -88,10 +88,13 @@ def stage_task(
     cache: bool = True,
     refresh_cache: bool = False,
     tags: Iterable[str] = (),
+    body: Callable[..., Any] = run_pond_stage,
 ) -> MaterializingTask:
-    """The Prefect task that runs `stage` of `plan`; call with `run_pond_stage`'s arguments."""
+    """The Prefect task that runs `stage` of `plan`; call with `run_pond_stage`'s arguments.
+    `body`: `run_pond_stage` (in this process) or `pond_prefect.service.run_service_stage` (an
+    async body that submits the stage to the pond service and awaits it)."""
     return MaterializingTask(
-        fn=run_pond_stage,
+        fn=body,
         assets=[stage_asset(plan, stage)],
         materialized_by=MATERIALIZED_BY,
         asset_deps=list[Asset | str](upstream_assets(plan, stage)) or None,
