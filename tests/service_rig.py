@@ -115,7 +115,8 @@ class RayHead:
         return out
 
     def stop(self) -> None:
-        _stop_group(self.proc)
+        # Its processes get SIGTERM at once; `ray start --block` itself lingers, so not for long.
+        _stop_group(self.proc, timeout=5)
         self._out.close()
 
 
