@@ -169,10 +169,13 @@ class PondServiceRig:
         os.kill(pids[0], signal.SIGKILL)
         return pids[0]
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc, signal.SIGTERM, timeout=60)
-            self.proc = None
+    def stop(self) -> int | None:
+        """SIGTERM to `pond serve` (its group); its exit code."""
+        if self.proc is None:
+            return None
+        _stop_group(self.proc, signal.SIGTERM, timeout=60)
+        code, self.proc = self.proc.returncode, None
+        return code
 
     def restart(self) -> None:
         self.stop()
