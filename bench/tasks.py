@@ -12,8 +12,15 @@ its executor cost per task.
             then one untimed warm-up driver; each measurement is a new driver process that
             connects by address (as an Airflow stage task or a Prefect flow run does), so it
             pays connecting and Ray's per-job worker start-up, never the cluster's start
+  ray-long  the same cluster, but a driver that has already run one such job in this process
+            (as the pond service's long-lived driver does, issue 27): each measurement runs the
+            job once untimed, then again in a new session of the same process (Ray connected,
+            pond imported, warm workers known, the catalog open), and times the second
   duckdb    DuckDB alone, the same query over the same file in one statement, in the same rounds:
             the floor pond's per-task cost is measured against (issue 25)
+
+On Ray, small tasks travel in batches per warm-worker call (pond_core/execute/batches.py);
+ray-long's report (the JSON) says how many worker calls its two jobs made.
 
 scaleout.py measures steady-state throughput inside one long-lived driver (after a warm-up job);
 this script measures what a new driver pays for a 1,000-task stage, which is what issue 12's
@@ -48,8 +55,10 @@ import _common
 import scaleout
 from _common import BenchFailure, ChildRun
 
-CONFIGS = ("local", "ray-warm", "duckdb")
+CONFIGS = ("local", "ray-warm", "ray-long", "duckdb")
 WARM = "ray-warm"
+LONG = "ray-long"
+ON_CLUSTER = (WARM, LONG)
 DUCKDB = "duckdb"
 PHASES = ("import", "init", "plan", "catalog", "list", "tasks", "commit", "read-back")
 TARGET_JOB_S = 5.0  # issue 12: 1,000 tiny partitions "in well under 5 s", in-process and on a warm cluster
@@ -69,12 +78,37 @@ def child_main(args: argparse.Namespace) -> None:
     import pond_core  # noqa: F401
 
     import_s = time.perf_counter() - t0
-    address = args.address if args.child == WARM else None
-    run = scaleout.run_tiny("local" if args.child == "local" else "ray", address, args.tiny_path, args.partitions, work)
+    address = args.address if args.child in ON_CLUSTER else None
+    if args.child == LONG:
+        run = run_tiny_long(address, args.tiny_path, args.partitions, work)
+    else:
+        run = scaleout.run_tiny("local" if args.child == "local" else "ray", address, args.tiny_path, args.partitions, work)
     _common.mark_work_done()
     tv = time.perf_counter()
     scaleout.verify_tiny(run, args.rows, args.partitions)
     _common.emit_report({**run, "import_s": import_s, "verify_s": time.perf_counter() - tv, "ok": True})
+
+
+def run_tiny_long(address: str | None, path: str, partitions: int, work: pathlib.Path) -> dict[str, Any]:
+    """The tiny job as a long-lived driver runs it: once untimed, then timed in a new session of
+    the same process (a new job id, so nothing is reused; the first session stays open so the
+    Ray connection it made stays up)."""
+    import pond_core
+
+    first = pond_core.init(executor="ray", ray_address=address, data_root=str(work / "first"))
+    try:
+        first.partial_sql(scaleout.TINY_SQL, first.read_parquet(path).repartition(partitions, by_rows=True)).take_all()
+        run = scaleout.run_tiny("ray", address, path, partitions, work)
+        run["calls"] = _calls(first)
+    finally:
+        first.shutdown()
+    return run
+
+
+def _calls(session: Any) -> int | None:
+    """Worker calls the session's warm pool made so far (both jobs of ray-long share it)."""
+    warm = getattr(session.executor(), "_warm", None)
+    return None if warm is None else int(warm.calls)
 
 
 def duckdb_main(args: argparse.Namespace) -> None:
@@ -104,7 +138,7 @@ def run_one(config: str, args: argparse.Namespace, path: pathlib.Path, scratch: 
     work = pathlib.Path(tempfile.mkdtemp(prefix=f"tasks-{config}-", dir=scratch))
     cmd = [__file__, "--child", config, "--workdir", str(work), "--tiny-path", str(path),
            "--partitions", str(args.partitions), "--rows", str(args.rows)]
-    warm = config == WARM and head is not None
+    warm = config in ON_CLUSTER and head is not None
     if warm and head:
         cmd += ["--address", head.address]
     try:
@@ -121,7 +155,7 @@ def measure(args: argparse.Namespace, configs: list[str], path: pathlib.Path) ->
     cluster: dict[str, Any] = {}
     scratch = _common.BENCH_DIR / "out" / "work"
     scratch.mkdir(parents=True, exist_ok=True)
-    cm = _cluster.RayHead(num_cpus=os.cpu_count() or 1) if WARM in configs else contextlib.nullcontext()
+    cm = _cluster.RayHead(num_cpus=os.cpu_count() or 1) if set(ON_CLUSTER) & set(configs) else contextlib.nullcontext()
     with _cluster.terminate_cleanly(), cm as head:
         if head is not None:
             cluster.update(address=head.address, start_s=round(head.start_s, 1))
@@ -257,7 +291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="rounds: measurements per configuration (default 3)")
     p.add_argument("--partitions", type=int, default=1000, help="tasks of the stage (default 1000)")
     p.add_argument("--rows", type=int, default=5000, help="rows of the tiny table (default 5000)")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="local,ray-warm,duckdb")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="local,ray-warm,ray-long,duckdb")
     p.add_argument("--data", type=pathlib.Path, default=_common.BENCH_DIR / "data" / "scaleout", help="where the tiny file lives")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per child process")
     p.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)

@@ -8,7 +8,12 @@ What happens to a failed attempt depends on why it failed:
 - a task that ran out of memory (`PondOutOfMemoryError`) runs again with twice the memory, up
   to `max_task_memory`; when an attempt that already had that much fails too, the stage fails
   with a `PondResourceError` listing the memory of every attempt;
-- any other transient error is retried up to `max_retries` times.
+- any other transient error is retried up to `max_retries` times;
+- a task whose batch stopped before it ran (`PondBatchInterruptedError`) runs again, uncounted.
+
+Batches (execute/batches.py): on an executor that takes several tasks per call (Ray's warm
+workers), first attempts of small partitions (`TaskFactory.small`) are submitted in batches that
+hold one reservation; retries and speculative copies always run alone.
 
 Admission: running attempts reserve, from their executor's `MemoryBudget`, what
 `reserved_bytes` of their memory limit says a task really uses (execute/task_memory.py). An
@@ -35,7 +40,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pond_core.errors import (
     PondError,
@@ -46,6 +51,8 @@ from pond_core.errors import (
     PondResourceError,
     is_retryable,
 )
+from pond_core.execute import batches
+from pond_core.execute.batches import PondBatchInterruptedError
 from pond_core.execute.executors import Executor
 from pond_core.execute.results import Attempt, AttemptCounters, CommittedPartition, TaskResult
 from pond_core.execute.task_memory import MemoryBudget, reserved_bytes
@@ -54,6 +61,7 @@ from pond_core.execute.task_spec import TaskSpec
 log = logging.getLogger("pond.stage")
 
 MAX_NODE_LOSSES = 5  # per partition: a task that kills every node it runs on is not "unlucky"
+MAX_INTERRUPTIONS = 5  # per partition: batches stopped under it before it ran (then they count as failures)
 POLL_SECONDS = 0.5  # how often stragglers are looked for, and Ctrl-C noticed, while tasks run
 
 
@@ -82,6 +90,7 @@ class _AttemptEntry:
     speculative: bool
     submitted: float
     avoided_node: str | None = None
+    batched: bool = False  # ran in a batch: its time counts from when its batch got to it
     outcome: str | None = None
     error: str | None = None
     host: str | None = None
@@ -106,6 +115,7 @@ class _Partition:
     node_failures: int = 0
     memory_retries: int = 0
     speculative: int = 0
+    interruptions: int = 0
     history: list[_AttemptEntry] = dataclasses.field(default_factory=list)
     running: dict[cf.Future, _AttemptEntry] = dataclasses.field(default_factory=dict)
     done: bool = False
@@ -127,6 +137,29 @@ class TaskFactory(Protocol):
 
     def running_node(self, partition: int, attempt: int) -> str | None:
         """The node a running attempt said it runs on, or None if it has not said (yet)."""
+
+    def small(self, partition: int) -> bool:
+        """Whether the partition's task is small enough to share a worker call (batches.py)."""
+
+
+@runtime_checkable
+class BatchExecutor(Protocol):
+    """An executor that can run several small tasks per call, answering each separately."""
+
+    batches_tasks: bool  # whether it does now (Ray: on warm workers)
+
+    def submit_batch(self, specs: list[TaskSpec]) -> list[cf.Future]:
+        """Start the tasks as one call (run one after another); one future per task."""
+
+    def running_since(self, future: cf.Future) -> float | None:
+        """When a task of a batch started running (None: it waits behind another)."""
+
+
+class _Hold:
+    """One reservation, held by the attempts of a call (a batch runs its tasks one by one)."""
+
+    def __init__(self, nbytes: int, count: int) -> None:
+        self.nbytes, self.count = nbytes, count
 
 
 OnCommit = Callable[[CommittedPartition], None]
@@ -152,14 +185,19 @@ class StageAttempts:
         self._killed: list[str] = []  # spill directories of attempts whose process was killed
         self._durations: list[float] = []
         self._drained_at: float | None = None
-        self._waiting: collections.deque[_Partition] = collections.deque()  # admitted in order
-        self._reserved: dict[cf.Future, int] = {}  # what each running attempt reserves
+        self._waiting: collections.deque[list[_Partition]] = collections.deque()  # calls admitted in order
+        self._reserved: dict[cf.Future, _Hold] = {}  # what each running attempt's call reserves
+        self._batching = isinstance(executor, BatchExecutor) and executor.batches_tasks
+        self._cores = 1
 
     def run(self, todo: list[int]) -> None:
         """Run `todo` to one committed attempt each, or raise the error that ends the stage."""
         parts = self._parts = [_Partition(k, self.policy.first_memory) for k in todo]
-        for part in parts:
-            self._launch(part)
+        by_index = {p.index: p for p in parts}
+        self._cores = self.executor.cores()  # asked once: on Ray each ask is a request to the cluster
+        calls = batches.groups(todo, self.tasks.small, self._cores) if self._batching else [[k] for k in todo]
+        for call in calls:
+            self._launch([by_index[k] for k in call])
         looked = time.monotonic()
         try:
             while self._owner:
@@ -204,31 +242,44 @@ class StageAttempts:
         return nbytes if budget.try_reserve(nbytes, alone=not self._owner) else None
 
     def _release(self, future: cf.Future) -> None:
-        nbytes = self._reserved.pop(future, 0)
-        if nbytes and self.policy.memory_budget is not None:
-            self.policy.memory_budget.release(nbytes)
-
-    def _launch(self, part: _Partition) -> None:
-        """Start the partition's next attempt now, or once its memory fits."""
-        reserved = None if self._waiting else self._reserve(part.memory)
-        if reserved is None:
-            self._waiting.append(part)  # after those already waiting: first come, first run
+        hold = self._reserved.pop(future, None)
+        if hold is None:
             return
-        self._start(part, None, False, reserved)
+        hold.count -= 1
+        if hold.count == 0 and hold.nbytes and self.policy.memory_budget is not None:
+            self.policy.memory_budget.release(hold.nbytes)
 
-    def _start(self, part: _Partition, avoid_node: str | None, speculative: bool, reserved: int) -> None:
-        part.launched += 1
-        spec = self.tasks.task(part.index, part.launched, part.memory)
-        if self.speculation:
-            spec = dataclasses.replace(spec, report_running_after=self.speculation.min_seconds / 2, avoid_node=avoid_node)
-        future = self.executor.submit(spec)
-        future.add_done_callback(self._finished.put)
-        self._spill_dirs[future] = spec.spill_dir
-        self._reserved[future] = reserved
-        entry = _AttemptEntry(part.launched, part.memory, speculative, time.time(), avoid_node)
-        part.running[future] = entry
-        part.history.append(entry)
-        self._owner[future] = part
+    def _launch(self, call: list[_Partition]) -> None:
+        """Start the next attempt of the call's partitions now, or once its memory fits."""
+        reserved = None if self._waiting else self._reserve(max(p.memory for p in call))
+        if reserved is None:
+            self._waiting.append(call)  # after those already waiting: first come, first run
+            return
+        self._start(call, None, False, reserved)
+
+    def _start(self, call: list[_Partition], avoid_node: str | None, speculative: bool, reserved: int) -> None:
+        specs = []
+        for part in call:
+            part.launched += 1
+            spec = self.tasks.task(part.index, part.launched, part.memory)
+            if self.speculation:
+                spec = dataclasses.replace(spec, report_running_after=self.speculation.min_seconds / 2, avoid_node=avoid_node)
+            specs.append(spec)
+        if len(specs) > 1:
+            assert isinstance(self.executor, BatchExecutor)
+            futures = self.executor.submit_batch(specs)
+        else:
+            futures = [self.executor.submit(specs[0])]
+        hold = _Hold(reserved, len(futures))
+        now = time.time()
+        for part, spec, future in zip(call, specs, futures):
+            future.add_done_callback(self._finished.put)
+            self._spill_dirs[future] = spec.spill_dir
+            self._reserved[future] = hold
+            entry = _AttemptEntry(part.launched, part.memory, speculative, now, avoid_node, batched=len(call) > 1)
+            part.running[future] = entry
+            part.history.append(entry)
+            self._owner[future] = part
 
     def _settle(self, future: cf.Future) -> None:
         self._settle_one(future)  # when it raises, the stage ends: nothing more is admitted
@@ -236,15 +287,15 @@ class StageAttempts:
 
     def _admit_waiting(self) -> None:
         while self._waiting:
-            part = self._waiting[0]
-            if part.done:
+            call = [p for p in self._waiting[0] if not p.done]
+            if not call:
                 self._waiting.popleft()
                 continue
-            reserved = self._reserve(part.memory)
+            reserved = self._reserve(max(p.memory for p in call))
             if reserved is None:
                 return
             self._waiting.popleft()
-            self._start(part, None, False, reserved)
+            self._start(call, None, False, reserved)
 
     def _settle_one(self, future: cf.Future) -> None:
         self._release(future)
@@ -280,6 +331,11 @@ class StageAttempts:
 
     def _retry_or_raise(self, part: _Partition, exc: BaseException) -> None:
         where = f"stage {self.stage_name} partition {part.index}"
+        if isinstance(exc, PondBatchInterruptedError) and part.interruptions < MAX_INTERRUPTIONS:
+            part.interruptions += 1  # it never ran (or was stopped for another task): not its failure
+            log.info("%s: %s; running it again", where, _short(exc))
+            self._launch([part])
+            return
         if isinstance(exc, PondNodeLostError) and part.node_failures < MAX_NODE_LOSSES:
             part.node_failures += 1
         elif isinstance(exc, PondOutOfMemoryError):
@@ -293,7 +349,7 @@ class StageAttempts:
             raise _located(exc, where) from exc
         part.retries += 1
         log.warning("%s attempt %d failed, retrying with %s: %s", where, part.launched, _size(part.memory), _short(exc))
-        self._launch(part)
+        self._launch([part])
 
     def _out_of_memory_message(self, part: _Partition, exc: BaseException) -> str:
         tried = ", ".join(_size(h.memory) for h in part.history if not h.speculative)
@@ -308,19 +364,26 @@ class StageAttempts:
         policy = self.speculation
         assert policy is not None
         now = time.time()
-        cores = self.executor.cores()
+        cores = self._cores
         if self._drained_at is None:
-            if len(self._owner) > cores or self._waiting:
+            if self._calls_running() > cores or self._waiting:
                 return  # tasks still wait for a slot: waiting is not straggling
             self._drained_at = now
-        if not self._durations or len(self._durations) < policy.quantile * len(parts) or len(self._owner) >= cores:
+        if not self._durations or len(self._durations) < policy.quantile * len(parts) or self._calls_running() >= cores:
             return
         threshold = max(policy.multiplier * statistics.median(self._durations), policy.min_seconds)
         for part in parts:
             if part.done or part.speculative or len(part.running) != 1:
                 continue
-            (entry,) = part.running.values()
-            if now - max(entry.submitted, self._drained_at) > threshold:
+            ((future, entry),) = part.running.items()
+            since = entry.submitted
+            if entry.batched:  # its time in the batch is its own only once it runs
+                assert isinstance(self.executor, BatchExecutor)
+                started = self.executor.running_since(future)
+                if started is None:
+                    continue
+                since = started
+            if now - max(since, self._drained_at) > threshold:
                 reserved = self._reserve(part.memory)
                 if reserved is None:
                     return  # no memory for a copy now
@@ -330,9 +393,13 @@ class StageAttempts:
                     self.stage_name, part.index, threshold, f" away from node {node}" if node else "",
                 )
                 part.speculative += 1
-                self._start(part, node, True, reserved)
-                if len(self._owner) >= cores:
+                self._start([part], node, True, reserved)
+                if self._calls_running() >= cores:
                     return
+
+    def _calls_running(self) -> int:
+        """Executor calls in flight (a batch of tasks is one)."""
+        return len({id(hold) for hold in self._reserved.values()})
 
     def _remove_killed_spill(self) -> None:
         if not self._killed:

@@ -121,6 +121,22 @@ class RayExecutor:
         ref = remote.remote(spec, tuple(self.task_hooks))
         return self._outstanding.track(_RayFuture(ref, self._ray), ref)
 
+    @property
+    def batches_tasks(self) -> bool:
+        """Small tasks share a worker call on warm workers (execute/batches.py); plain Ray tasks
+        each pay their own call (Ray would run a batch's tasks at once, beyond its one reservation)."""
+        return self._warm is not None
+
+    def submit_batch(self, specs: list[TaskSpec]) -> list[cf.Future]:
+        """Run `specs` one after another in one warm worker call; one future per task."""
+        if self._warm is None:
+            return [self.submit(spec) for spec in specs]
+        return list(self._warm.submit_batch(specs, tuple(self.task_hooks)))
+
+    def running_since(self, future: cf.Future) -> float | None:
+        """When a batched task started (None: not yet), for speculation on stragglers."""
+        return self._warm.running_since(future) if self._warm is not None else None
+
     def cancel(self, futures: list[cf.Future]) -> None:
         if self._warm is not None:
             self._warm.cancel(futures)

@@ -26,6 +26,7 @@ node is gone, else (most often the kernel's OOM killer) out of memory.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import dataclasses
 import hashlib
@@ -36,10 +37,11 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pond_core.errors import PondNodeLostError, PondOutOfMemoryError
+from pond_core.execute.batches import PondBatchInterruptedError, TaskOutcome, portable_error
 from pond_core.execute.results import TaskResult
 from pond_core.execute.task_spec import TaskSpec
 
@@ -96,6 +98,30 @@ class PondWorker:
             finished.set()
             self._busy, self._last = False, time.monotonic()
 
+    def run_batch(self, specs: Sequence[TaskSpec], hooks: Sequence[Any], owner_job: str) -> Iterator[TaskOutcome]:
+        """Run small tasks one after another, yielding each one's outcome as it ends (a Ray
+        streaming generator: the driver commits each task while the next runs). A task that
+        fails is yielded as its error and the batch goes on: the driver retries that task alone."""
+        import ray
+
+        from pond_core.execute.executors import run_hooked
+        from pond_core.execute.ray_support import running_record
+
+        node = ray.get_runtime_context().get_node_id()
+        self._busy = True
+        finished = threading.Event()
+        threading.Thread(target=self._exit_if_owner_dies, args=(owner_job, finished), name="pond-worker-owner", daemon=True).start()
+        try:
+            for spec in specs:
+                try:
+                    with running_record(spec, node):
+                        yield TaskOutcome(dataclasses.replace(run_hooked(spec, hooks, self._db), node=node))
+                except Exception as exc:
+                    yield TaskOutcome(None, portable_error(exc))
+        finally:
+            finished.set()
+            self._busy, self._last = False, time.monotonic()
+
     def _exit_if_owner_dies(self, owner_job: str, finished: threading.Event) -> None:
         """A plain Ray task dies with the driver that submitted it; a detached actor would go on
         with a dead driver's task (an Airflow task killed, a driver lost), holding its CPUs and
@@ -145,18 +171,39 @@ class _Node:
 
 @dataclasses.dataclass
 class _Queued:
-    spec: TaskSpec
+    """Tasks waiting for a worker, run by one call: one task, or a batch of small ones."""
+
+    items: list[tuple[TaskSpec, cf.Future[TaskResult]]]
     hooks: tuple[Any, ...]
-    future: cf.Future[TaskResult]
+    batch: bool
+
+    @property
+    def threads(self) -> int:
+        return max(spec.threads for spec, _ in self.items)
+
+    @property
+    def reserved_bytes(self) -> int:  # a batch's tasks run one after another
+        return max(spec.reserved_bytes for spec, _ in self.items)
+
+    @property
+    def avoid_node(self) -> str | None:
+        return self.items[0][0].avoid_node if not self.batch else None
 
 
 @dataclasses.dataclass
 class _Running:
-    spec: TaskSpec
+    """One worker call in flight: its tasks, and how many of them it has answered."""
+
+    items: list[tuple[TaskSpec, cf.Future[TaskResult]]]
     node: _Node
     slot: str
     actor: Any
-    future: cf.Future[TaskResult]
+    threads: int
+    reserved_bytes: int
+    batch: bool
+    answered: int = 0
+    killed: bool = False  # pond kills its worker (then never given another call)
+    since: float = dataclasses.field(default_factory=time.time)  # when its current task started (about)
 
 
 class WarmPool:
@@ -168,12 +215,15 @@ class WarmPool:
         self._prefix = f"pond-worker-{_version()}-{environment_digest()}"
         self._lock = threading.RLock()
         self._nodes: dict[str, _Node] = {}
-        self._queue: list[_Queued] = []
-        self._running: dict[cf.Future[TaskResult], _Running] = {}
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._running: dict[cf.Future[TaskResult], _Running] = {}  # every unanswered task of a call in flight
         self._stopped: set[cf.Future[TaskResult]] = set()  # tasks whose worker pond killed
+        self._handles: dict[str, tuple[Any, float]] = {}  # slot -> (actor handle, when its last call ended)
+        self._lost: set[str] = set()  # nodes known gone (Ray never reuses a node id)
         self._actor_class = ray.remote(PondWorker)
         self._job = _owner(ray)
         self._refreshed = 0.0
+        self.calls = 0  # worker calls started (a batch is one): for tests and benchmarks
         self._finished: queue.SimpleQueue[tuple[_Running, cf.Future[Any]]] = queue.SimpleQueue()
         threading.Thread(target=self._settle_finished, name="pond-warm-settle", daemon=True).start()
         self.refresh()
@@ -186,9 +236,9 @@ class WarmPool:
         self._refreshed = time.monotonic()
         with self._lock:
             for node_id, node in self._nodes.items():
-                node.alive = node_id in alive
+                node.alive = node_id in alive and node_id not in self._lost
             for node_id, info in alive.items():
-                if node_id not in self._nodes:
+                if node_id not in self._nodes and node_id not in self._lost:
                     cpus, memory = int(info["Resources"]["CPU"]), int(info["Resources"].get("memory", 0))
                     slots = [f"{self._prefix}-{node_id[:16]}-{i}" for i in range(cpus)]
                     self._nodes[node_id] = _Node(node_id, cpus, memory, cpus, memory, slots)
@@ -198,69 +248,188 @@ class WarmPool:
             return [n for n in self._nodes.values() if n.alive]
 
     def _actor(self, node: _Node, slot: str) -> Any:
-        """The slot's worker: the running one of that name, or a new one pinned to the node."""
+        """The slot's worker: the running one of that name, or a new one pinned to the node.
+        A named-actor lookup costs a round trip to Ray's GCS, so the handle is kept while it
+        surely still names a live worker: until a call on it fails, and only while our last
+        call on it ended less than half the idle time ago (a worker exits after
+        `worker_idle_seconds` without a task, which matters to a long-lived driver)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        return self._actor_class.options(
+        cached = self._handles.get(slot)
+        if cached is not None and time.monotonic() - cached[1] < self._idle_seconds / 2:
+            return cached[0]
+        handle = self._actor_class.options(
             name=slot, namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0, max_restarts=0,
             max_concurrency=1, scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
         ).remote(self._idle_seconds)
+        self._handles[slot] = (handle, time.monotonic())
+        return handle
 
     # -- tasks -------------------------------------------------------------------------------
 
     def submit(self, spec: TaskSpec, hooks: Sequence[Any]) -> cf.Future[TaskResult]:
-        future: cf.Future[TaskResult] = cf.Future()
-        future.set_running_or_notify_cancel()
+        return self._enqueue([spec], hooks, batch=False)[0]
+
+    def submit_batch(self, specs: Sequence[TaskSpec], hooks: Sequence[Any]) -> list[cf.Future[TaskResult]]:
+        """Small tasks run by one worker call, one after another, each with its own future."""
+        return self._enqueue(specs, hooks, batch=len(specs) > 1)
+
+    def _enqueue(self, specs: Sequence[TaskSpec], hooks: Sequence[Any], batch: bool) -> list[cf.Future[TaskResult]]:
+        futures: list[cf.Future[TaskResult]] = []
+        for _ in specs:
+            future: cf.Future[TaskResult] = cf.Future()
+            future.set_running_or_notify_cancel()
+            futures.append(future)
         if time.monotonic() - self._refreshed > REFRESH_SECONDS:
             self.refresh()  # nodes added to (or lost from) the cluster meanwhile
         with self._lock:
-            self._queue.append(_Queued(spec, tuple(hooks), future))
+            self._queue.append(_Queued(list(zip(specs, futures)), tuple(hooks), batch))
             self._dispatch()
-        return future
+        return futures
 
     def cancel(self, futures: Sequence[cf.Future[TaskResult]]) -> None:
-        """Drop queued tasks; kill the workers of running ones (their futures get the error)."""
+        """Drop queued tasks; kill the workers of running ones (their futures get the error;
+        the other unanswered tasks of a killed batch fail as interrupted, and run again)."""
         wanted = set(futures)
+        dropped: list[cf.Future[TaskResult]] = []
         with self._lock:
-            for queued in [q for q in self._queue if q.future in wanted]:
-                self._queue.remove(queued)
-                queued.future.set_exception(cf.CancelledError("cancelled before it started"))
-            victims = [r for f, r in self._running.items() if f in wanted]
-            self._stopped.update(r.future for r in victims)
-        for running in victims:
+            for queued in list(self._queue):
+                keep = [(s, f) for s, f in queued.items if f not in wanted]
+                dropped += [f for _, f in queued.items if f in wanted]
+                if not keep:
+                    self._queue.remove(queued)
+                queued.items = keep
+            victims = {id(r): r for f, r in self._running.items() if f in wanted}
+            self._stopped.update(f for f in wanted if f in self._running)
+            for running in victims.values():
+                running.killed = True  # even if it ends before the kill lands, its worker is not reused
+        for future in dropped:
+            future.set_exception(cf.CancelledError("cancelled before it started"))
+        for running in victims.values():
             try:
                 self._ray.kill(running.actor, no_restart=True)
             except Exception as exc:  # already gone
                 log.debug("pond worker %s: kill: %s", running.slot, exc)
 
+    def running_since(self, future: cf.Future[TaskResult]) -> float | None:
+        """When the task started running (about: its call's start or its batch-mate's answer),
+        or None while it is queued or waits behind another task of its batch."""
+        with self._lock:
+            running = self._running.get(future)
+            if running is None or running.answered >= len(running.items) or running.items[running.answered][1] is not future:
+                return None
+            return running.since
+
     def outstanding(self) -> list[cf.Future[TaskResult]]:
         with self._lock:
-            return [q.future for q in self._queue] + list(self._running)
+            return [f for q in self._queue for _, f in q.items] + list(self._running)
 
     def _dispatch(self) -> None:
-        """Place queued tasks while some node has room (called with the lock held)."""
-        for queued in list(self._queue):
-            node = self._place(queued.spec)
+        """Start queued calls, in order, while some node has an idle worker (called with the
+        lock held). Calls that fit nowhere now stay queued, in order; the scan stops when every
+        worker is busy, so a long queue costs nothing per finished task."""
+        skipped: list[_Queued] = []
+        while self._queue and any(n.alive and n.idle for n in self._nodes.values()):
+            queued = self._queue.popleft()
+            node = self._place(queued)
             if node is None:
+                skipped.append(queued)
                 continue
-            self._queue.remove(queued)
-            slot = node.idle.pop()
-            node.free_cpus -= queued.spec.threads
-            node.free_memory -= queued.spec.reserved_bytes
-            actor = self._actor(node, slot)
-            running = _Running(queued.spec, node, slot, actor, queued.future)
-            self._running[queued.future] = running
-            ref = actor.run.remote(queued.spec, queued.hooks, self._job)
-            # Ray runs this callback on the thread that also handles its replies: it must not
-            # wait for our lock (held by a submit that may be waiting for Ray to create an actor).
-            ref.future().add_done_callback(lambda done, r=running: self._finished.put((r, done)))
+            self._start(queued, node)
+        self._queue.extendleft(reversed(skipped))
 
-    def _place(self, spec: TaskSpec) -> _Node | None:
-        nodes = [n for n in self._nodes.values() if n.alive and n.idle and n.free_cpus >= spec.threads]
-        if spec.avoid_node and any(n.id != spec.avoid_node for n in self.nodes()):
-            nodes = [n for n in nodes if n.id != spec.avoid_node]
-        fits = [n for n in nodes if n.free_memory >= spec.reserved_bytes or n.free_memory == n.memory]
+    def _start(self, queued: _Queued, node: _Node) -> None:
+        slot = node.idle.pop()
+        threads, reserved = queued.threads, queued.reserved_bytes
+        node.free_cpus -= threads
+        node.free_memory -= reserved
+        actor = self._actor(node, slot)
+        running = _Running(queued.items, node, slot, actor, threads, reserved, queued.batch)
+        self.calls += 1
+        for _, future in queued.items:
+            self._running[future] = running
+        if queued.batch:
+            stream = actor.run_batch.options(num_returns="streaming").remote([s for s, _ in queued.items], queued.hooks, self._job)
+            threading.Thread(target=self._drain_batch, args=(running, stream), name="pond-warm-batch", daemon=True).start()
+            return
+        ((spec, _),) = queued.items
+        ref = actor.run.remote(spec, queued.hooks, self._job)
+        # Ray runs this callback on the thread that also handles its replies: it must not
+        # wait for our lock (held by a submit that may be waiting for Ray to create an actor).
+        ref.future().add_done_callback(lambda done, r=running: self._finished.put((r, done)))
+
+    def _place(self, queued: _Queued) -> _Node | None:
+        threads, reserved, avoid = queued.threads, queued.reserved_bytes, queued.avoid_node
+        nodes = [n for n in self._nodes.values() if n.alive and n.idle and n.free_cpus >= threads]
+        if avoid and any(n.id != avoid for n in self.nodes()):
+            nodes = [n for n in nodes if n.id != avoid]
+        fits = [n for n in nodes if n.free_memory >= reserved or n.free_memory == n.memory]
         return max(fits, key=lambda n: (n.free_cpus, n.free_memory), default=None)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _drain_batch(self, running: _Running, stream: Any) -> None:
+        """Hand each task of a batch its outcome as the worker yields it; then free the worker."""
+        error: BaseException | None = None
+        try:
+            for ref in stream:
+                outcome: TaskOutcome = self._ray.get(ref)
+                self._answer(running, outcome.result, outcome.error)
+        except BaseException as exc:  # the worker died or was stopped mid-batch
+            error = exc
+        try:
+            self._end_call(running, None if error is None else self._task_error(running, error))
+        except BaseException as exc:  # never leave a future unanswered
+            log.exception("pond: ending a batch of stage %s failed", running.items[0][0].stage_name)
+            for _, future in running.items:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def _answer(self, running: _Running, result: TaskResult | None, error: BaseException | None) -> None:
+        """The outcome of the call's next unanswered task."""
+        _, future = running.items[running.answered]
+        running.answered += 1
+        running.since = time.time()  # the worker goes on with the next task
+        with self._lock:
+            self._running.pop(future, None)
+            self._stopped.discard(future)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def _end_call(self, running: _Running, error: BaseException | None) -> None:
+        """The call ended: give its worker back (or replace it if it died), and fail the
+        tasks it never answered. Only the first of those can have run; the others fail as
+        interrupted (retried without counting against them) or as the node's loss."""
+        worker_died = running.killed or (error is not None and isinstance(error, (PondNodeLostError, PondOutOfMemoryError, cf.CancelledError)))
+        unanswered = running.items[running.answered :]
+        with self._lock:
+            stopped = {f for _, f in unanswered if f in self._stopped}
+            for _, future in unanswered:
+                self._running.pop(future, None)
+                self._stopped.discard(future)
+            node = running.node
+            node.free_cpus += running.threads
+            node.free_memory += running.reserved_bytes
+            if error is not None:  # whatever failed, the next call looks its worker up again
+                self._handles.pop(running.slot, None)
+            elif running.slot in self._handles:
+                self._handles[running.slot] = (running.actor, time.monotonic())
+            if not worker_died:
+                node.idle.append(running.slot)
+            self._dispatch()
+        if worker_died:
+            threading.Thread(target=self._respawn, args=(running.node, running.slot), daemon=True).start()
+        for i, (_, future) in enumerate(unanswered):
+            if future in stopped:
+                future.set_exception(cf.CancelledError("the task's worker was stopped"))
+            elif error is not None and (i == 0 or isinstance(error, PondNodeLostError)) and not isinstance(error, cf.CancelledError):
+                future.set_exception(error)  # the task that ran when the worker died, or any task of a lost node
+            else:  # pond stopped the worker for another task of the batch, or this one never ran
+                why = _first_line(error) if error is not None else "the batch ended without answering it"
+                future.set_exception(PondBatchInterruptedError(f"{future_where(running, i)}: its batch's worker stopped first: {why}"))
 
     def _settle_finished(self) -> None:
         while True:
@@ -268,34 +437,19 @@ class WarmPool:
             try:
                 self._settle(running, done)
             except BaseException as exc:  # never lose the settling thread
-                log.exception("pond: settling task %s failed", running.spec.stage_name)
-                if not running.future.done():
-                    running.future.set_exception(exc)
+                log.exception("pond: settling task %s failed", running.items[0][0].stage_name)
+                for _, future in running.items:
+                    if not future.done():
+                        future.set_exception(exc)
 
     def _settle(self, running: _Running, done: cf.Future[Any]) -> None:
-        error: BaseException | None = None
-        result: TaskResult | None = None
         try:
             result = done.result()
         except BaseException as exc:
-            error = self._task_error(running, exc)
-        worker_died = error is not None and isinstance(error, (PondNodeLostError, PondOutOfMemoryError, cf.CancelledError))
-        with self._lock:
-            self._running.pop(running.future, None)
-            self._stopped.discard(running.future)
-            node = running.node
-            node.free_cpus += running.spec.threads
-            node.free_memory += running.spec.reserved_bytes
-            if not worker_died:
-                node.idle.append(running.slot)
-            self._dispatch()
-        if worker_died:
-            threading.Thread(target=self._respawn, args=(running.node, running.slot), daemon=True).start()
-        if error is not None:
-            running.future.set_exception(error)
-        else:
-            assert result is not None
-            running.future.set_result(result)
+            self._end_call(running, self._task_error(running, exc))
+            return
+        self._answer(running, result, None)
+        self._end_call(running, None)
 
     def _respawn(self, node: _Node, slot: str) -> None:
         """Give a dead worker's slot back once Ray has released its name (a new worker of that
@@ -314,9 +468,18 @@ class WarmPool:
     def _task_error(self, running: _Running, exc: BaseException) -> BaseException:
         from pond_core.execute.ray_support import unwrap_ray_error
 
+        if isinstance(exc, getattr(self._ray.exceptions, "ActorUnschedulableError", ())):
+            # Its worker is pinned to a node Ray no longer has: the node is lost, even while Ray
+            # still lists it alive (it notices a dead node only after missed heartbeats).
+            self._lost.add(running.node.id)
+            self.refresh()
+            return PondNodeLostError(f"the node of the task's worker is gone: {_first_line(exc)}")
         if not isinstance(exc, self._ray.exceptions.RayActorError):
             return unwrap_ray_error(exc, self._ray)
-        if running.future in self._stopped:
+        unanswered = running.items[running.answered :]
+        with self._lock:
+            stopped = any(f in self._stopped for _, f in unanswered)
+        if stopped:  # pond killed the worker (to cancel one of its tasks)
             return cf.CancelledError("the task's worker was stopped")
         self.refresh()
         # Unreachable (its node's raylet is gone) or dead with its node: a lost node.
@@ -335,6 +498,10 @@ def _owner(ray: Any) -> str:
     context = ray.get_runtime_context()
     actor = context.get_actor_id()
     return f"{context.get_job_id()}:{actor}" if actor else context.get_job_id()
+
+
+def future_where(running: _Running, unanswered_index: int) -> str:
+    return running.items[running.answered + unanswered_index][0].where
 
 
 def _first_line(exc: BaseException) -> str:

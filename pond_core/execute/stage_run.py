@@ -12,17 +12,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 from pond_core import phases
 from pond_core.checks import CheckResult
 from pond_core.errors import PondConfigError, PondError, PondStorageError
+from pond_core.execute import batches
 from pond_core.execute import inputs as stage_inputs
 from pond_core.execute.attempts import StageAttempts
 from pond_core.execute.context import RunContext, size_tasks
 from pond_core.execute.disk_full import disk_full_error, is_disk_full
 from pond_core.execute.input_key import InputKey, source_digest, table_digest, upstream_digest
-from pond_core.execute.inputs import ResolvedInput, ResolvedStage
+from pond_core.execute.inputs import Part, ResolvedInput, ResolvedStage
 from pond_core.execute.results import (
     AttemptCounters,
     CommittedPartition,
@@ -72,6 +74,7 @@ class StageRun:
         self._redo = False  # a committed manifest is there but may not be reused
         self._reuse: tuple[StageManifest | None] | None = None
         self._listed: dict[int, list[FileInfo] | TableFiles] = {}  # by id() of the stage's SourceSpec
+        self._row_counted: dict[str, int] = {}  # rows of source files whose footers were read (row splits)
         self._key: InputKey | None = None
         self._published = False  # the sink committed: the dataset shows this stage's output
 
@@ -220,7 +223,20 @@ class StageRun:
             rows = con.execute(query).fetchall()
         finally:
             con.close()
-        return {name: int(count) for name, count in rows}
+        counts = {name: int(count) for name, count in rows}
+        self._row_counted.update(counts)
+        return counts
+
+    def _input_sizes(self, resolved: ResolvedStage) -> dict[str, tuple[int, int | None]]:
+        """(bytes, rows if known) of every file the stage reads, from its listings and upstream
+        manifests (nothing read again): what says whether its tasks are small."""
+        sizes: dict[str, tuple[int, int | None]] = {}
+        for listed in self._listed.values():
+            if not isinstance(listed, TableFiles):
+                sizes.update((f.path, (f.size, self._row_counted.get(f.path))) for f in listed)
+        for inp in resolved.inputs:
+            sizes.update((f.path, (f.bytes, f.rows)) for f in inp.upstream_files)
+        return sizes
 
     # -- partitions --------------------------------------------------------------------------
 
@@ -259,19 +275,24 @@ class StageRun:
         self, resolved: ResolvedStage, sink: DatasetWriter | None, todo: list[int], done: dict[int, CommittedPartition]
     ) -> None:
         sizing = size_tasks(self.ctx.limits.for_stage(self.stage), self.ctx.executor, len(todo))
-        factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads)
+        factory = _PartitionTasks(self.stage, self.ctx, self.store, sink, resolved.inputs, sizing.threads, self._input_sizes(resolved))
 
-        def committed(record: CommittedPartition) -> None:
-            self._commit_partition(record, done, resolved.npartitions)
+        with self.store.task_committer(self.stage.id) as write_record:
 
-        attempts = StageAttempts(self.stage.name, self.ctx.executor, sizing.policy, factory, committed, self.ctx.stop)
-        try:
-            attempts.run(todo)
-        finally:
-            self.counters = attempts.counters()
+            def committed(record: CommittedPartition) -> None:
+                self._commit_partition(record, done, resolved.npartitions, write_record)
 
-    def _commit_partition(self, record: CommittedPartition, done: dict[int, CommittedPartition], n: int) -> None:
-        self.store.commit_task(self.stage.id, record)
+            attempts = StageAttempts(self.stage.name, self.ctx.executor, sizing.policy, factory, committed, self.ctx.stop)
+            try:
+                attempts.run(todo)
+            finally:
+                self.counters = attempts.counters()
+
+    def _commit_partition(
+        self, record: CommittedPartition, done: dict[int, CommittedPartition], n: int,
+        write_record: Callable[[CommittedPartition], None] | None = None,
+    ) -> None:
+        (write_record or (lambda r: self.store.commit_task(self.stage.id, r)))(record)
         done[record.partition] = record
         if self.ctx.progress:
             self.ctx.progress(self.stage, len(done), n)
@@ -349,9 +370,10 @@ class _PartitionTasks:
 
     def __init__(
         self, stage: Stage, ctx: RunContext, store: StageStore, sink: DatasetWriter | None,
-        inputs: tuple[ResolvedInput, ...], threads: int,
+        inputs: tuple[ResolvedInput, ...], threads: int, sizes: dict[str, tuple[int, int | None]] | None = None,
     ) -> None:
         self.stage, self.ctx, self.store, self.sink, self.inputs, self.threads = stage, ctx, store, sink, inputs, threads
+        self.sizes = sizes or {}
 
     def task(self, partition: int, attempt: int, memory: int) -> TaskSpec:
         relations = tuple(Relation(r.spec.name, r.read(r.parts[partition])) for r in self.inputs)
@@ -378,6 +400,10 @@ class _PartitionTasks:
     def running_node(self, partition: int, attempt: int) -> str | None:
         return self.store.running_node(self.stage.id, partition, attempt)
 
+    def small(self, partition: int) -> bool:
+        nbytes = estimated_bytes([r.parts[partition] for r in self.inputs], self.sizes)
+        return nbytes is not None and nbytes <= batches.SMALL_TASK_BYTES
+
     def _target(self, partition: int, attempt: int) -> TaskTarget:
         output = self.stage.output
         if isinstance(output, FilesOutput):
@@ -389,6 +415,25 @@ class _PartitionTasks:
         assert self.sink is not None
         copy_sql = self.sink.copy_statement(f"SELECT * FROM {SELECT_TOKEN}", partition, f"a{attempt}")
         return SinkTarget(copy_sql, self.sink.spec, self.sink.job_id)
+
+
+def estimated_bytes(parts: list[Part], sizes: dict[str, tuple[int, int | None]]) -> int | None:
+    """The stored bytes a partition reads (a row range: its share of its file), or None when a
+    file's size is unknown (a table's files: not listed with sizes)."""
+    total = 0
+    for part in parts:
+        if part.ranges is None:
+            for path in part.files:
+                if path not in sizes:
+                    return None
+                total += sizes[path][0]
+            continue
+        for path, first, last in part.ranges:
+            nbytes, rows = sizes.get(path, (0, None))
+            if not rows:
+                return None
+            total += nbytes * (last - first + 1) // rows
+    return total
 
 
 def _partitions(stage: Stage, records: list[CommittedPartition]) -> tuple[PartitionOutput, ...]:

@@ -15,8 +15,12 @@ files they list, so an attempt that died half-way is never read; its files are s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pond_core.execute.input_key import InputKey
@@ -105,6 +109,40 @@ class StageStore:
         # Not fsynced: losing a task record to a power cut only runs that partition again (the
         # stage manifest, which readers trust, is durable).
         self._write_json(self._task_path(stage_id, record.partition), record.to_dict(), durable=False)
+
+    @contextlib.contextmanager
+    def task_committer(self, stage_id: str) -> Iterator[Callable[[CommittedPartition], None]]:
+        """`commit(record)` for a stage's tasks, written by a thread of its own: a record costs
+        the file system a file creation (milliseconds on some disks), which the driver's
+        settling of the next tasks need not wait for. Every record is written when the block
+        ends (before the stage's manifest can be); a driver killed before that loses only the
+        records not yet written, whose partitions run again. A failed write ends the stage."""
+        pending: queue.SimpleQueue[CommittedPartition | None] = queue.SimpleQueue()
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            while (record := pending.get()) is not None:
+                if not failed:
+                    try:
+                        self.commit_task(stage_id, record)
+                    except BaseException as exc:
+                        failed.append(exc)
+
+        writer = threading.Thread(target=write, name="pond-task-records", daemon=True)
+        writer.start()
+
+        def commit(record: CommittedPartition) -> None:
+            if failed:
+                raise failed[0]
+            pending.put(record)
+
+        try:
+            yield commit
+        finally:
+            pending.put(None)
+            writer.join()
+        if failed:
+            raise failed[0]
 
     def prepare(self, stage_id: str, inputs: InputKey) -> None:
         """Make the stage's folder for a run over `inputs`. Partitions an earlier attempt
