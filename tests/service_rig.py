@@ -81,7 +81,7 @@ class RayHead:
             str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir / 'ray'}",
             f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--dashboard-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
         ]
         self._out = open(self.log, "wb")
@@ -115,7 +115,8 @@ class RayHead:
         return out
 
     def stop(self) -> None:
-        _stop_group(self.proc)
+        # Its processes get SIGTERM at once; `ray start --block` itself lingers, so not for long.
+        _stop_group(self.proc, timeout=5)
         self._out.close()
 
 
@@ -168,10 +169,13 @@ class PondServiceRig:
         os.kill(pids[0], signal.SIGKILL)
         return pids[0]
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_group(self.proc, signal.SIGTERM, timeout=60)
-            self.proc = None
+    def stop(self) -> int | None:
+        """SIGTERM to `pond serve` (its group); its exit code."""
+        if self.proc is None:
+            return None
+        _stop_group(self.proc, signal.SIGTERM, timeout=60)
+        code, self.proc = self.proc.returncode, None
+        return code
 
     def restart(self) -> None:
         self.stop()

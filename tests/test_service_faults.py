@@ -261,7 +261,7 @@ def test_pond_serve_stops_cleanly_and_the_next_one_knows_committed_stages(pond_s
     for stage in plan.stages:
         client.submit(plan, run_id, stage.name)
         assert client.wait(run_id, stage.id).state is AttemptState.SUCCEEDED
-    pond_service.stop()  # SIGTERM: the app is deleted and Serve stopped, so the port is free
+    assert pond_service.stop() == 0  # SIGTERM: the app is deleted and Serve stopped, so the port is free
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{pond_service.url}/v1/health", timeout=5)
     assert "pond service: stopping" in pond_service.log.read_text()
