@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         UpstreamInput,
     )
     from pond_core.plan.sql import bind_named_inputs
+    from pond_core.ray_extra import require_ray
     from pond_core.runner import PlanResult, close_run, open_catalog, run_plan, run_stage, upstream_to_recompute
     from pond_core.service.client import AsyncServiceClient, ServiceClient
     from pond_core.service.errors import PondServiceAuthError, PondServiceUnavailableError
@@ -133,6 +134,7 @@ _EXPORTS = {
     "AttemptState": "pond_core.service.protocol",
     "ServiceError": "pond_core.service.protocol",
     "RUN_TUNABLES": "pond_core.service.protocol",
+    "require_ray": "pond_core.ray_extra",
     "PondServiceAuthError": "pond_core.service.errors",
     "PondServiceUnavailableError": "pond_core.service.errors",
     # errors

@@ -37,12 +37,14 @@ def serve_command(
 ) -> None:
     """Run the pond service on a Ray cluster until interrupted."""
     import pond_core
+    from pond_core.ray_extra import require_ray
     from pond_core.service.auth import read_token, token_digest
     from pond_core.settings import Settings
 
     digest = token_digest(read_token(token_file))  # the plaintext goes no further than this line
     settings = Settings.resolve(data_root=data_root, catalog_url=catalog_url, job_id="pond-serve")
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    require_ray("pond serve")  # a thin client's venv has no Ray: say which extra, not ModuleNotFoundError
     _connect(address)
     from ray import serve
 

@@ -162,6 +162,7 @@ class _driver:
 
     def __enter__(self) -> _driver:
         if self.cfg.uses_ray:
+            api.require_ray("executor=ray")  # a thin client's venv: name the extra, not ModuleNotFoundError
             import ray
 
             if not ray.is_initialized():
