@@ -123,6 +123,9 @@ def test_executor_ray_without_ray_is_a_config_error_naming_the_extra(tmp_path, h
     assert done.returncode == 2, done.stderr  # an invalid command: nothing ran
     assert EXTRA_HINT in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+    served = _run([str(client_bin("pond")), "serve", "--address", "127.0.0.1:6379"], {**homes, "POND_SERVICE_TOKEN": "t" * 32}, cwd=tmp_path)
+    assert served.returncode != 0 and EXTRA_HINT in served.stderr and "Traceback" not in served.stderr
+    assert "t" * 32 not in served.stdout + served.stderr
 
 
 # -- the dependency closure, from installed metadata ------------------------------------------
