@@ -112,6 +112,9 @@ def test_deferred_task_process_ends_and_mark_failed_cancels_on_the_service(servi
     assert status.state is api.AttemptState.RUNNING  # the stage goes on with no task process
     assert dep.task_instances("pond_service_slow", run_id)[task_id][1] == "deferred"
 
+    # Airflow calls on_kill only on a trigger the triggerer runs: marked failed in the seconds
+    # before the triggerer picks the trigger up, the stage is not cancelled (docs/airflow.md).
+    dep.wait("the triggerer to run the trigger", lambda: "waiting for stage" in _trigger_log(dep, "pond_service_slow", task_id), 120)
     dep.rest("PATCH", f"/dags/pond_service_slow/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": "failed"})
     marked = time.monotonic()
     cancelled = dep.wait(
