@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.futures import PrefectFuture
 from prefect.states import Cancelled, State
 
@@ -84,10 +85,15 @@ def _cancel_not_run(stage: Stage, task_run_id: UUID, upstream: str) -> State:
     state: State = Cancelled(message=f"not run: upstream stage {upstream} did not complete")
     with get_client(sync_client=True) as client:
         for _ in range(_RENAME_TRIES):
-            client.request("PATCH", "/task_runs/{id}", path_params={"id": task_run_id}, json={"name": stage.name}).raise_for_status()
-            client.set_task_run_state(task_run_id, state, force=True)
-            if all(_holds(client, task_run_id, stage.name) for _ in range(2)):  # two reads apart: settled
-                break
+            try:
+                client.request("PATCH", "/task_runs/{id}", path_params={"id": task_run_id}, json={"name": stage.name}).raise_for_status()
+                client.set_task_run_state(task_run_id, state, force=True)
+                if all(_holds(client, task_run_id, stage.name) for _ in range(2)):  # two reads apart: settled
+                    break
+            except (PrefectHTTPStatusError, ObjectNotFound) as exc:
+                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                    raise
+                time.sleep(_RENAME_SETTLE_SECONDS)  # the task run's creation event is not recorded yet
     return state
 
 

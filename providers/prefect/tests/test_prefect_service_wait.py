@@ -189,4 +189,6 @@ def test_stages_waiting_on_the_service_hold_no_thread(pond_service, prefect_api,
     added = sorted(set(extra["at_peak"]) - set(extra["before"]))
     print(f"threads: {extra['baseline']} before, {extra['peak']} at most while {branches} stages waited "
           f"{(earliest_end - latest_start).total_seconds():.1f} s together ({extra['samples']} samples); added: {added}")
-    assert extra["peak"] - extra["baseline"] <= 4 < branches, extra
+    # A thread per waiting stage would add at least `branches`; the flow run's own helpers add a
+    # few whatever the count (AnyIO's worker, the lease and cancel watchers, the sync loop).
+    assert extra["peak"] - extra["baseline"] < branches, extra
