@@ -12,16 +12,10 @@ import time
 from typing import Any
 
 import cloudpickle
-
-from pond_core.errors import PondTransientError
+from prefect_pipelines import SCHEMA, flaky  # noqa: F401 - `service_pipelines:flaky` runs the in-process tests' pipeline
+from prefect_pipelines import customers as _customers
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-SCHEMA = {"customer_id": "BIGINT", "segment": "VARCHAR", "country": "VARCHAR"}
-
-
-def _customers(sp: Any, source_root: str) -> Any:
-    return sp.read_parquet(os.path.join(source_root, "customers.parquet"))
 
 
 def _crawl(seconds: float, beat_dir: str) -> Any:
@@ -57,19 +51,6 @@ def fan_in(sp: Any, source_root: str, branches: int, seconds: float, beat_dir: s
     ]
     union = " UNION ALL ".join(f"SELECT customer_id FROM {{{i}}}" for i in range(branches))
     return sp.partial_sql(f"SELECT count(*) AS n FROM ({union})", *frames)
-
-
-def flaky(sp: Any, source_root: str, marker: str) -> Any:
-    """Fails once with a transient error (until `marker` exists), then succeeds."""
-
-    def once(row: dict) -> dict:
-        if not os.path.exists(marker):
-            with open(marker, "w") as fh:
-                fh.write("failed once")
-            raise PondTransientError("flaky service: try again")
-        return row
-
-    return _customers(sp, source_root).map(once, schema=SCHEMA)
 
 
 def broken_midway(sp: Any, source_root: str) -> Any:
